@@ -1,0 +1,58 @@
+"""What every protocol analyser provides, and the registry the tracker finds them in.
+
+An analyser is one module under ``flows/analyzers``: it declares the service name Zeek would log in
+conn.log's ``service``, the Arrow schema of its table, a cheap payload signature (Zeek's DPD idea:
+service is recognised from the bytes, not from the port), and a parser over whole conversations.
+The service is only written to conn.log when the parser *confirms* the protocol, as Zeek's
+``analyzer_confirmation`` does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol
+
+import pyarrow as pa
+
+from mamori.flows.conversation import Conversation
+
+
+@dataclass(slots=True)
+class Analysis:
+    """What parsing one conversation produced."""
+
+    confirmed: bool  # the payload really is this protocol (sets conn.log's service)
+    records: list[dict[str, object]] = field(default_factory=list)  # rows of the analyser's table
+
+
+class Analyzer(Protocol):
+    service: ClassVar[str]  # conn.log service name, e.g. "dns"
+    table: ClassVar[str]  # lake table it writes, e.g. "dns"
+    schema: ClassVar[pa.Schema]  # Arrow schema of that table (lake names: orig_h, not id.orig_h)
+    transports: ClassVar[tuple[str, ...]]  # ("udp",), ("tcp",) or both
+
+    def matches(self, proto: str, orig_p: int, resp_p: int, orig: bytes, resp: bytes) -> bool:
+        """Does the first payload of each direction (either may be empty) look like this protocol?"""
+        ...
+
+    def analyze(self, conv: Conversation) -> Analysis:
+        """Parse a whole conversation; must never raise on malformed payload."""
+        ...
+
+
+_REGISTRY: dict[str, Analyzer] = {}
+
+
+def register(analyzer: Analyzer) -> Analyzer:
+    """Add an analyser under its service name; a second one with the same name is a bug."""
+    if analyzer.service in _REGISTRY:
+        raise ValueError(f"analyser {analyzer.service!r} registered twice")
+    _REGISTRY[analyzer.service] = analyzer
+    return analyzer
+
+
+def registered() -> dict[str, Analyzer]:
+    """Every analyser, importing the built-in modules on first use."""
+    from mamori.flows import analyzers  # noqa: F401  (imports register the built-ins)
+
+    return dict(_REGISTRY)

@@ -1,0 +1,437 @@
+"""HTTP analyser: http.log rows from one TCP conversation, with Zeek 7.2's pairing and quirks.
+
+Two layers, as in Zeek. ``_Protocol`` is the C++ analyser: it splits each direction into lines (CRLF,
+LF or CR), parses request and status lines, and frames bodies (``http_wire``). ``_Script`` is
+``base/protocols/http/main.zeek``: it turns the protocol events into rows, pairing requests and
+replies through ``current_request``/``current_response`` counters so that pipelining, replies
+before requests and 1xx interim replies land in the same rows Zeek writes. Both directions are
+processed in delivery order because that pairing depends on the interleaving.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections import deque
+from typing import ClassVar
+
+import pyarrow as pa
+
+from mamori.flows.analyzers.base import Analysis, register
+from mamori.flows.analyzers.dns_wire import escape
+from mamori.flows.analyzers.http_wire import (
+    BODY_EXPECTED,
+    BODY_MAYBE,
+    BODY_NOT_EXPECTED,
+    Message,
+    token,
+)
+from mamori.flows.conversation import Conversation
+from mamori.schema.http import SCHEMA
+
+_TOKEN = re.compile(rb"[^\x00-\x20\x7f-\xff()<>@,;:\\\"/\[\]?={}]+")
+_URI_CHARS = (
+    set(b":/?#[]@!$&'()*+,;=-_.~%") | set(range(48, 58)) | set(range(65, 91)) | set(range(97, 123))
+)
+_EOL = re.compile(rb"\r\n|\n|\r(?!$)")
+_PROXY = {b"FORWARDED", b"X-FORWARDED-FOR", b"X-FORWARDED-FROM", b"CLIENT-IP", b"VIA", b"XROXY-CONNECTION", b"PROXY-CONNECTION"}  # fmt: skip
+_METHODS = (b"PRI", b"OPTIONS", b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"TRACE", b"CONNECT", b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK", b"VERSION-CONTROL", b"REPORT", b"CHECKOUT", b"CHECKIN", b"UNCHECKOUT", b"MKWORKSPACE", b"UPDATE", b"LABEL", b"MERGE", b"BASELINE-CONTROL", b"MKACTIVITY", b"ORDERPATCH", b"ACL", b"PATCH", b"SEARCH", b"BCOPY", b"BDELETE", b"BMOVE", b"BPROPFIND", b"BPROPPATCH", b"NOTIFY", b"POLL", b"SUBSCRIBE", b"UNSUBSCRIBE", b"X-MS-ENUMATTS", b"RPC_OUT_DATA", b"RPC_IN_DATA")  # fmt: skip
+_SIGNATURE = re.compile(rb"^\s*(" + b"|".join(_METHODS) + rb")\s*\S+\s+HTTP/\d\.\d", re.I)
+IGNORE_VIOLATIONS_AFTER = 10 * 1024  # DPD::ignore_violations_after
+MAX_PENDING = 100  # HTTP::max_pending_requests
+
+Info = dict[str, object]
+
+
+def unescape_uri(uri: bytes) -> bytes:
+    """Zeek's ``unescape_URI``: %XX and %uXXXX decoded, malformed escapes kept as they are."""
+    out, i, n = bytearray(), 0, len(uri)
+    hexd = b"0123456789abcdefABCDEF"
+    while i < n:
+        c = uri[i]
+        if c != 0x25 or i + 1 == n:
+            out.append(c)
+        elif i + 2 == n:
+            out += uri[i : i + 2]
+            break
+        elif uri[i + 1] == 0x25:
+            pass  # a doubled % drops the first one
+        elif uri[i + 1] in hexd and uri[i + 2] in hexd:
+            out.append(int(uri[i + 1 : i + 3], 16))
+            i += 2
+        elif n - (i + 1) >= 5 and uri[i + 1] == 0x75 and all(b in hexd for b in uri[i + 2 : i + 6]):
+            if uri[i + 2 : i + 4] != b"00":
+                out.append(int(uri[i + 2 : i + 4], 16))
+            out.append(int(uri[i + 4 : i + 6], 16))
+            i += 5
+        else:
+            out += uri[i : i + 2]
+            i += 1
+        i += 1
+    return bytes(out)
+
+
+class _Script:
+    """``HTTP::State`` and the event handlers of Zeek's http/main.zeek."""
+
+    def __init__(self) -> None:
+        self.pending: dict[int, Info] = {}
+        self.cur_req = self.cur_resp = self.depth = 0
+        self.logged: list[Info] = []
+
+    def _state(self, ts: float, is_orig: bool) -> Info:
+        idx = self.cur_req if is_orig else self.cur_resp
+        if idx not in self.pending:
+            self.depth += 1
+            self.pending[idx] = {"ts": ts, "trans_depth": self.depth, "request_body_len": 0, "response_body_len": 0, "tags": []}  # fmt: skip
+        return self.pending[idx]
+
+    def request(self, ts: float, method: bytes, uri: bytes) -> None:
+        self.cur_req = max(self.cur_req, self.cur_resp)
+        if len(self.pending) > MAX_PENDING:
+            self.cur_resp = max(self.cur_resp, 1)
+            while self.cur_resp < self.cur_req:
+                if self.cur_resp in self.pending:
+                    self.logged.append(self.pending.pop(self.cur_resp))
+                self.cur_resp += 1
+        self.cur_req += 1
+        info = self._state(ts, True)
+        info["method"], info["uri"] = escape(method), escape(uri)
+
+    def reply(self, ts: float, version: str, code: int, reason: bytes) -> None:
+        cur = self.pending.get(self.cur_resp)
+        if cur is None or (
+            cur.get("status_code") is not None and not 100 <= int(cur["status_code"]) <= 199
+        ):  # type: ignore[call-overload]
+            self.cur_resp += 1
+        info = self._state(ts, False)
+        info.update(status_code=code, status_msg=escape(reason), version=version)
+        if 100 <= code <= 199:
+            info["info_code"], info["info_msg"] = code, escape(reason)
+
+    def header(self, ts: float, is_orig: bool, name: bytes, value: bytes) -> None:
+        info = self._state(ts, is_orig)
+        if not is_orig:
+            return
+        simple = {
+            b"REFERER": "referrer",
+            b"HOST": "host",
+            b"ORIGIN": "origin",
+            b"USER-AGENT": "user_agent",
+        }
+        if name in simple:
+            info[simple[name]] = escape(value)
+        elif name in _PROXY:
+            proxied = info.setdefault("proxied", [])
+            entry = escape(name + b" -> " + value)
+            if entry not in proxied:  # type: ignore[operator]
+                proxied.append(entry)  # type: ignore[union-attr]
+        elif name in (b"AUTHORIZATION", b"PROXY-AUTHORIZATION") and value[:6].lower() == b"basic ":
+            encoded = re.sub(rb"^[bB][aA][sS][iI][cC][ \t]+", b"", value, count=1)
+            try:
+                userpass = base64.b64decode(encoded + b"===", validate=False)
+            except (binascii.Error, ValueError):
+                userpass = b""
+            if b":" in userpass:
+                info["username"] = escape(
+                    userpass.split(b":", 1)[0]
+                )  # password: never (Zeek default)
+            else:
+                info["username"] = escape(b"<problem-decoding> (" + value + b")")
+
+    def message_done(self, ts: float, is_orig: bool, body_length: int) -> None:
+        info = self._state(ts, is_orig)
+        info["request_body_len" if is_orig else "response_body_len"] = body_length
+        code = info.get("status_code")
+        if not is_orig and not (code is not None and 100 <= int(code) <= 199):  # type: ignore[call-overload]
+            self.logged.append(info)
+            self.pending.pop(self.cur_resp, None)
+
+    def finish(self) -> list[Info]:
+        self.logged.extend(info for idx, info in self.pending.items() if idx != 0)
+        self.pending.clear()
+        return self.logged
+
+
+class _Protocol:
+    """Zeek's HTTP_Analyzer: request/status lines, message lifecycle, upgrades and violations."""
+
+    def __init__(self, script: _Script) -> None:
+        self.s = script
+        self.ts = 0.0
+        self.req_state, self.rep_state = "line", "line"
+        self.req: Message | None = None
+        self.rep: Message | None = None
+        self.req_ongoing = self.rep_ongoing = False
+        self.unanswered: deque[bytes] = deque()
+        self.req_version = self.rep_version = (0, 0)
+        self.keep_alive = self.conn_close = self.upgrade_conn = self.connect_req = False
+        self.upgrade_proto = b""
+        self.reply_code = 0
+        self.num_requests = 0
+        self.stopped = False  # upgraded, tunnelled (CONNECT) or disabled after a violation
+        self.seen = 0
+        self.confirmed = False
+
+    def _set_version(self, is_orig: bool, v: tuple[int, int]) -> None:
+        """Zeek's SetVersion: the latest version wins (even an unparsable one, 0.0)."""
+        if is_orig:
+            self.req_version = v
+        else:
+            self.rep_version = v
+        if v > (1, 0):
+            self.keep_alive = True
+
+    def _violation(self) -> None:
+        if self.seen <= IGNORE_VIOLATIONS_AFTER:
+            self.done()
+            self.stopped = True
+
+    def _header(self, is_orig: bool, name: bytes, value: bytes) -> None:
+        lname, tok = name.lower(), token(value).lower()
+        if lname == b"connection":
+            if is_orig and tok == b"keep-alive":
+                self.keep_alive = True
+            elif not is_orig and tok == b"close":
+                self.conn_close = True
+                if self.rep is not None:  # read again when this reply's headers end
+                    self.rep.connection_close = True
+            elif not is_orig and tok == b"upgrade":
+                self.upgrade_conn = True
+        if not is_orig and lname == b"upgrade":
+            self.upgrade_proto = token(value)
+        self.s.header(self.ts, is_orig, name.upper(), value)
+
+    def _new_message(self, is_orig: bool, expect: int) -> Message:
+        msg = Message(
+            is_orig,
+            expect,
+            self.req_version if is_orig else self.rep_version,
+            lambda n, v: self._header(is_orig, n, v),
+            lambda n: self._message_done(is_orig, n),
+        )
+        msg.connection_close = self.conn_close
+        msg.reply_code = 0 if is_orig else self.reply_code
+        return msg
+
+    def _message_done(self, is_orig: bool, body_length: int) -> None:
+        self.s.message_done(self.ts, is_orig, body_length)
+        if is_orig:
+            self.request_made(False)
+        else:
+            self.reply_made(False)
+
+    def request_made(self, interrupted: bool) -> None:
+        if not self.req_ongoing:
+            return
+        self.req_ongoing = False
+        if self.req is not None:
+            self.req.end()
+        self.req_state = "nothing" if interrupted else "line"
+
+    def reply_made(self, interrupted: bool) -> None:
+        if not self.rep_ongoing:
+            return
+        self.rep_ongoing = False
+        if self.rep is not None:
+            self.rep.end()
+        if not 100 <= self.reply_code < 200 and self.unanswered:
+            self.unanswered.popleft()
+        upgraded = self.reply_code == 101 and len(self.unanswered) == 1 and self.upgrade_conn and bool(self.upgrade_proto)  # fmt: skip
+        self.reply_code, self.upgrade_conn, self.upgrade_proto = 0, False, b""
+        self.rep_state = "nothing" if interrupted or upgraded else "line"
+        self.stopped = self.stopped or upgraded
+
+    def done(self) -> None:
+        self.request_made(True)
+        self.reply_made(True)
+
+    def request_line(self, line: bytes) -> None:
+        m = _TOKEN.match(line)
+        rest = line[m.end() :] if m else b""
+        if not m or rest[:1] not in (b" ", b"\t"):
+            self._bad_request(line)
+            return
+        method, rest = m.group(0), rest.lstrip(b" \t")
+        end = 0
+        while end < len(rest) and rest[end] in _URI_CHARS:
+            end += 1
+        if end >= len(rest) and rest.startswith(b"HTTP/"):
+            end = 0
+        vm = re.search(rb"[ \t]*HTTP/", rest[end:], re.I) if end < len(rest) else None
+        if vm is None:
+            version, uri = (0, 9), rest
+            if len(method) < 3 or not uri:
+                self._bad_request(line)
+                return
+        else:
+            uri, vstr = rest[: end + vm.start()], rest[end + vm.end() :]
+            version = (vstr[0] - 48, vstr[2] - 48) if re.match(rb"\d\.\d", vstr) else (0, 0)
+        self._set_version(True, version)
+        self.num_requests += 1
+        self.req_state, self.req_ongoing = "message", True
+        self.unanswered.append(method)
+        self.confirmed = True
+        self.connect_req = self.connect_req or b"CONNECT".startswith(method.upper())
+        self.s.request(self.ts, method, unescape_uri(uri))
+        self.req = self._new_message(True, BODY_MAYBE)
+        if version == (0, 9):
+            if self.rep is not None and not self.rep.finished:
+                self.rep.end()
+            self.rep_state = "http09"
+
+    def _bad_request(self, line: bytes) -> None:
+        if self.num_requests > 0 and not self.keep_alive:
+            return  # crud after the request: ignored
+        if line:
+            self._violation()
+            self.req_state = "nothing"
+
+    def reply_line(self, line: bytes) -> None:
+        if line[:5].upper() != b"HTTP/":
+            if line:
+                self._violation()
+                self.rep_state = "nothing"
+            return
+        rest = line[5:]
+        self._set_version(
+            False, (rest[0] - 48, rest[2] - 48) if re.match(rb"\d\.\d", rest) else (0, 0)
+        )
+        m = re.match(rb"[^ \t]*[ \t]+", rest)
+        if m is None or len(rest) - m.end() < 3:  # no status code: not a reply line
+            self._violation()
+            self.rep_state = "nothing"
+            return
+        code_s = rest[m.end() : m.end() + 3]
+        code = int(code_s) if code_s.isdigit() else 0
+        r = re.match(rb"[^ \t]*[ \t]+(.*)", rest[m.end() + 3 :], re.S)
+        reason = r.group(1) if r else b"<empty>"
+        if self.unanswered:
+            self.confirmed = True
+        self.rep_state, self.rep_ongoing, self.reply_code = "message", True, code
+        self.s.reply(
+            self.ts, f"{self.rep_version[0] + self.rep_version[1] * 0.1:.1f}", code, reason
+        )
+        if self.connect_req and code != 200:
+            self.connect_req = False
+        method = self.unanswered[0] if self.unanswered else None
+        no_body = (method is not None and b"HEAD".startswith(method.upper())) or 100 <= code < 200 or code in (204, 304)  # fmt: skip
+        self.rep = self._new_message(False, BODY_NOT_EXPECTED if no_body else BODY_EXPECTED)
+
+    def http09_data(self, data: bytes) -> None:
+        if self.rep is None or self.rep.finished:
+            self._set_version(False, (0, 9))
+            if self.unanswered:
+                self.confirmed = True
+                self.unanswered.popleft()
+            self.conn_close = self.rep_ongoing = True
+            self.s.reply(self.ts, "0.9", 0, b"<empty>")
+            self.rep = self._new_message(False, BODY_EXPECTED)
+            self.rep.deliver(b"", True)
+        self.rep.deliver(data, False)
+
+    def line(self, is_orig: bool, line: bytes) -> None:
+        if is_orig:
+            if self.req_state == "line":
+                self.request_line(line)
+            elif self.req_state == "message" and self.req is not None:
+                self.req.deliver(line, True, len(line) + 2)
+        elif self.rep_state == "line":
+            self.reply_line(line)
+        elif self.rep_state == "message" and self.rep is not None:
+            self.rep.deliver(line, True, len(line) + 2)
+            if self.connect_req and not line:
+                self.stopped = True
+
+
+class _Side:
+    """One direction's byte stream, cut into lines or plain runs the way ContentLine cuts it."""
+
+    def __init__(self, proto: _Protocol, is_orig: bool) -> None:
+        self.p, self.is_orig, self.buf, self.skip = proto, is_orig, b"", False
+
+    def _msg(self) -> Message | None:
+        return self.p.req if self.is_orig else self.p.rep
+
+    def feed(self, data: bytes, eof: bool = False) -> None:
+        p = self.p
+        self.buf += data
+        while self.buf and not p.stopped and not self.skip:
+            if not self.is_orig and p.rep_state == "http09":
+                chunk, self.buf = self.buf, b""
+                p.http09_data(chunk)
+                continue
+            msg = self._msg()
+            if msg is not None and msg.plain and not msg.finished:
+                chunk, self.buf = self.buf[: msg.plain], self.buf[msg.plain :]
+                msg.deliver(chunk, False)
+                continue
+            m = _EOL.search(self.buf)
+            if m is None:
+                if not eof:
+                    return
+                line, self.buf = self.buf, b""
+            else:
+                line, self.buf = self.buf[: m.start()], self.buf[m.end() :]
+            p.line(self.is_orig, line)
+
+    def gap(self, n: int) -> None:
+        msg = self._msg()
+        if msg is not None and msg.gap(n):
+            return
+        self.buf = b""
+        if self.is_orig:
+            self.p.done()
+        else:
+            self.p.reply_made(True)
+        self.skip = True
+
+
+class HttpAnalyzer:
+    """Zeek-faithful HTTP/1.x: pipelining, 1xx, chunked, until-close and compressed bodies."""
+
+    service: ClassVar[str] = "http"
+    table: ClassVar[str] = "http"
+    schema: ClassVar[pa.Schema] = SCHEMA
+    transports: ClassVar[tuple[str, ...]] = ("tcp",)
+
+    def matches(self, proto: str, orig_p: int, resp_p: int, orig: bytes, resp: bytes) -> bool:
+        """A request line with a known method and HTTP/x.y, or a status line ``HTTP/1.x NNN``."""
+        if proto != "tcp":
+            return False
+        if _SIGNATURE.match(orig[:4096]):
+            return True
+        return re.match(rb"HTTP/\d\.\d[ \t]+\d{3}", resp[:64]) is not None
+
+    def analyze(self, conv: Conversation) -> Analysis:
+        try:
+            return self._analyze(conv)
+        except Exception:  # defensive: malformed payload must never escape as an exception
+            return Analysis(False, [])
+
+    def _analyze(self, conv: Conversation) -> Analysis:
+        script = _Script()
+        proto = _Protocol(script)
+        sides = {True: _Side(proto, True), False: _Side(proto, False)}
+        for seg in conv.segments:
+            proto.ts = seg.ts
+            proto.seen += len(seg.data)
+            if seg.gap:
+                sides[seg.is_orig].gap(seg.gap)
+            sides[seg.is_orig].feed(seg.data)
+        for is_orig in (True, False):  # end of contents: a partial last line still counts
+            if not proto.stopped:
+                sides[is_orig].feed(b"", eof=True)
+            if is_orig:
+                proto.request_made(False)
+            else:
+                proto.reply_made(False)
+        proto.done()
+        rows = []
+        for info in script.finish():
+            rows.append({"ts": info.pop("ts"), **conv.id_fields(), **{f: None for f in SCHEMA.names[7:]}, **info})  # fmt: skip
+        return Analysis(proto.confirmed, rows)
+
+
+register(HttpAnalyzer())

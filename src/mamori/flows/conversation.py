@@ -1,0 +1,49 @@
+"""The contract between the connection tracker and the protocol analysers.
+
+The tracker hands an analyser one :class:`Conversation` per connection whose first payload matched
+the analyser's signature. TCP payload arrives already reassembled in order per direction, with
+retransmissions removed and holes reported as ``gap`` (Zeek's ``content_gap``), so an analyser parses
+messages, never packets. UDP payload arrives one datagram per segment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class Segment:
+    """Contiguous payload from one direction, in the order it was delivered."""
+
+    ts: float  # seconds since the epoch of the packet that completed this data
+    is_orig: bool  # True when sent by the connection's originator
+    data: bytes
+    gap: int = 0  # bytes missing in this direction just before ``data`` (0 when contiguous)
+
+
+@dataclass(slots=True)
+class Conversation:
+    """One connection's identity and its payload, in delivery order across both directions."""
+
+    uid: str
+    ts: float  # the connection's start, as in conn.log
+    orig_h: str
+    orig_p: int
+    resp_h: str
+    resp_p: int
+    proto: str  # "tcp" or "udp"
+    segments: list[Segment] = field(default_factory=list)
+
+    def stream(self, is_orig: bool) -> bytes:
+        """All payload of one direction, concatenated (holes are simply skipped)."""
+        return b"".join(s.data for s in self.segments if s.is_orig == is_orig)
+
+    def id_fields(self) -> dict[str, object]:
+        """The ``id`` fields every Zeek protocol log starts with, under the lake's names."""
+        return {
+            "uid": self.uid,
+            "orig_h": self.orig_h,
+            "orig_p": self.orig_p,
+            "resp_h": self.resp_h,
+            "resp_p": self.resp_p,
+        }

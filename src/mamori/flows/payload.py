@@ -1,0 +1,166 @@
+"""Route payload of recognised connections to their protocol analyser.
+
+Only connections whose first payload matches an analyser's signature keep their payload; all other
+packets never leave the columnar path. Recognition waits for the first payload of both directions
+(or a few segments of one), as Zeek's DPD does, so server-first protocols (SMTP, FTP, SSH) are seen.
+TCP segments are kept with their relative sequence numbers and reassembled in order per direction
+when the connection ends: retransmitted bytes are dropped, holes become ``Segment.gap``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mamori.flows.analyzers.base import Analyzer, registered
+from mamori.flows.conversation import Conversation, Segment
+
+PENDING_SEGMENTS = 4  # decide after this many payload segments even if one side stayed silent
+MAX_BYTES_PER_DIRECTION = 8 * 1024 * 1024  # beyond this, payload is counted as a gap, not kept
+
+
+@dataclass(slots=True)
+class _Pending:
+    analyzer: Analyzer | None = None
+    decided: bool = False
+    first: dict[bool, bytes] = field(default_factory=dict)
+    # (ts_ns, is_orig, rel_seq, data)
+    parts: list[tuple[int, bool, int, bytes]] = field(default_factory=list)
+    kept: list[int] = field(default_factory=lambda: [0, 0])
+
+
+class PayloadRouter:
+    """Keeps payload per connection number until the connection ends."""
+
+    def __init__(self) -> None:
+        self.analyzers = [a for a in registered().values()]
+        self.conns: dict[int, _Pending] = {}
+        self.ignored: set[int] = set()
+
+    def route(
+        self,
+        buf: np.ndarray,
+        row_conn: np.ndarray,
+        row_orig: np.ndarray,
+        ts_ns: np.ndarray,
+        cols: dict[str, np.ndarray],
+    ) -> None:
+        """Take the payload rows of one batch (columns select them; one loop per kept segment)."""
+        if not self.analyzers:
+            return
+        proto = cols["proto"]
+        mask = (row_conn >= 0) & (cols["pay_cap"] > 0) & ((proto == 6) | (proto == 17))
+        idx = np.nonzero(mask)[0]
+        if idx.size == 0:
+            return
+        conns = row_conn[idx]
+        if self.ignored:
+            keep = ~np.isin(conns, np.fromiter(self.ignored, np.int64, len(self.ignored)))
+            idx, conns = idx[keep], conns[keep]
+        pay_off = cols["pay_off"][idx]
+        pay_cap = cols["pay_cap"][idx]
+        seqs = cols["seq"][idx]
+        flags = cols["flags"][idx]
+        origs = row_orig[idx]
+        tss = ts_ns[idx]
+        sports = cols["sport"][idx]
+        dports = cols["dport"][idx]
+        protos = proto[idx]
+        for j in range(idx.size):
+            c = int(conns[j])
+            if c in self.ignored:
+                continue
+            p = self.conns.get(c)
+            if p is None:
+                p = self.conns[c] = _Pending()
+            is_orig = bool(origs[j])
+            off = int(pay_off[j])
+            data = buf[off : off + int(pay_cap[j])].tobytes()
+            if not p.decided:
+                p.first.setdefault(is_orig, data)
+                p.parts.append((int(tss[j]), is_orig, int(seqs[j]), data))
+                if len(p.first) == 2 or len(p.parts) >= PENDING_SEGMENTS:
+                    sp, dp = int(sports[j]), int(dports[j])
+                    ident = ("tcp" if protos[j] == 6 else "udp",) + (
+                        (sp, dp) if is_orig else (dp, sp)
+                    )
+                    self._decide(c, p, ident)
+                continue
+            side = 0 if is_orig else 1
+            if p.kept[side] > MAX_BYTES_PER_DIRECTION:
+                data = b""
+            p.kept[side] += len(data)
+            syn = int(flags[j]) & 0x02
+            p.parts.append((int(tss[j]), is_orig, int(seqs[j]) + (1 if syn else 0), data))
+
+    def _decide(self, conn: int, p: _Pending, ident: tuple[str, int, int]) -> None:
+        p.decided = True
+        proto, orig_p, resp_p = ident
+        for a in self.analyzers:
+            if proto not in a.transports:
+                continue
+            try:
+                ok = a.matches(
+                    proto, orig_p, resp_p, p.first.get(True, b""), p.first.get(False, b"")
+                )
+            except Exception:  # an analyser bug must not stop the patrol
+                ok = False
+            if ok:
+                p.analyzer = a
+                p.first = {}
+                return
+        self.conns.pop(conn, None)
+        self.ignored.add(conn)
+
+    def finish(self, conv: Conversation, conn: int) -> tuple[Analyzer, Conversation] | None:
+        """The analyser and conversation of an ended connection, or None if it was not analysed."""
+        self.ignored.discard(conn)
+        p = self.conns.pop(conn, None)
+        if p is None:
+            return None
+        if not p.decided:
+            ident = (conv.proto, conv.orig_p, conv.resp_p)
+            self._decide(conn, p, ident)
+            self.ignored.discard(conn)
+            if p.analyzer is None:
+                return None
+        assert p.analyzer is not None
+        conv.segments = list(_reassemble(p.parts, conv.proto == "tcp"))
+        return p.analyzer, conv
+
+
+def _reassemble(parts: list[tuple[int, bool, int, bytes]], tcp: bool) -> Iterator[Segment]:
+    """In-order, de-duplicated payload per direction, interleaved by time of arrival."""
+    if not tcp:
+        for ts, is_orig, _seq, data in parts:
+            yield Segment(ts / 1e9, is_orig, data)
+        return
+    out: list[tuple[int, int, Segment]] = []
+    for side in (True, False):
+        mine = [x for x in parts if x[1] == side]
+        if not mine:
+            continue
+        # Sequence numbers are 32-bit: unwrap relative to the first segment.
+        base = mine[0][2]
+        items = []
+        for ts, _o, seq, data in mine:
+            rel = (seq - base + (1 << 31)) % (1 << 32) - (1 << 31)
+            items.append((rel, ts, data))
+        items.sort(key=lambda x: (x[0], x[1]))
+        nxt = items[0][0]
+        for rel, ts, data in items:
+            end = rel + len(data)
+            if end <= nxt:
+                continue  # retransmission of delivered bytes
+            gap = 0
+            if rel > nxt:
+                gap = rel - nxt
+            elif rel < nxt:
+                data = data[nxt - rel :]
+            out.append((ts, len(out), Segment(ts / 1e9, side, data, gap)))
+            nxt = end
+    out.sort(key=lambda x: (x[0], x[1]))
+    for _ts, _n, seg in out:
+        yield seg

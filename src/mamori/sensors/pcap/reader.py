@@ -1,0 +1,320 @@
+"""Read classic pcap, pcapng and gzip-compressed captures in bounded batches.
+
+Memory stays flat whatever the capture's size: the file is read into one reusable buffer of
+``batch_bytes`` and the Numba walkers fill per-record columns over it; a record cut by the buffer's
+end is carried into the next read. Damage never loses what came before it: a truncated, corrupt or
+unreadable record stops the read with one :class:`CaptureProblem` naming the file, the record number
+and the reason, after every good record before it has been yielded.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from mamori.sensors.pcap import walk
+
+CLASSIC_MAGICS = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1000),  # little-endian, microseconds
+    b"\xa1\xb2\xc3\xd4": (">", 1000),
+    b"\x4d\x3c\xb2\xa1": ("<", 1),  # nanoseconds
+    b"\xa1\xb2\x3c\x4d": (">", 1),
+}
+PCAPNG_SHB = 0x0A0D0D0A
+PCAPNG_IDB = 1
+BYTE_ORDER_MAGIC = 0x1A2B3C4D
+
+
+class CaptureError(Exception):
+    """A capture that cannot be read at all (not a capture, unknown format)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureProblem:
+    """Why reading stopped early or skipped something; carried to the user as one clear line."""
+
+    path: str
+    record: int  # 1-based number of the record at fault (the first one not read)
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: record {self.record}: {self.reason}"
+
+
+@dataclass(slots=True)
+class RecordBatch:
+    """Consecutive capture records over one buffer: columns only, no object per packet."""
+
+    buf: np.ndarray  # uint8; packet bytes live at data_off[i] : data_off[i] + caplen[i]
+    data_off: np.ndarray  # int64 offsets into ``buf``
+    ts_ns: np.ndarray  # int64 nanoseconds since the epoch
+    caplen: np.ndarray  # int32 captured length
+    wirelen: np.ndarray  # int32 original length on the wire
+    linktype: np.ndarray  # int32 DLT/LINKTYPE of each record
+    file_off: np.ndarray  # int64 offset of each record's header in the (uncompressed) file
+    first_record: int  # 0-based index of the batch's first record in the file
+    snaplen: np.ndarray = field(default_factory=lambda: np.empty(0, np.int32))
+
+    def __len__(self) -> int:
+        return int(self.data_off.shape[0])
+
+
+@dataclass(slots=True)
+class _Iface:
+    linktype: int
+    mul: int
+    div: int
+    snaplen: int
+
+
+def _open(path: Path) -> BinaryIO:
+    fh = open(path, "rb")  # noqa: SIM115  (closed by the caller's context)
+    head = fh.read(2)
+    fh.seek(0)
+    if head == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=fh, mode="rb")  # type: ignore[return-value]
+    return fh
+
+
+def _tsresol(value: int) -> tuple[int, int]:
+    """(mul, div) turning ticks into nanoseconds for pcapng's ``if_tsresol`` byte."""
+    if value & 0x80:
+        # Negative power of two: ticks are 2**-k seconds.
+        return 1_000_000_000, 1 << (value & 0x7F)
+    exp = value & 0x7F
+    if exp <= 9:
+        return 10 ** (9 - exp), 1
+    return 1, 10 ** (exp - 9)
+
+
+class PcapReader:
+    """Iterates :class:`RecordBatch` objects over one capture file.
+
+    After iteration, ``problem`` holds the reason reading stopped early (or ``None``) and
+    ``records`` the number of records read.
+    """
+
+    def __init__(self, path: str | Path, batch_bytes: int = 64 * 1024 * 1024) -> None:
+        self.path = Path(path)
+        self.batch_bytes = max(batch_bytes, 1 << 16)
+        self.problem: CaptureProblem | None = None
+        self.records = 0
+        self.bytes_read = 0
+        self.format = ""
+
+    # The buffer is one fixed-size array: reads fill it and carry a cut record to its start.
+    def __iter__(self) -> Iterator[RecordBatch]:
+        try:
+            fh = _open(self.path)
+        except OSError as exc:
+            raise CaptureError(f"{self.path}: cannot open: {exc.strerror or exc}") from exc
+        with fh:
+            try:
+                head = fh.read(4)
+            except (OSError, EOFError) as exc:
+                raise CaptureError(f"{self.path}: cannot read: {exc}") from exc
+            if len(head) == 0:
+                raise CaptureError(f"{self.path}: empty file, not a capture")
+            if head in CLASSIC_MAGICS:
+                self.format = "pcap"
+                yield from self._classic(fh, head)
+            elif len(head) == 4 and struct.unpack("<I", head)[0] == PCAPNG_SHB:
+                self.format = "pcapng"
+                yield from self._pcapng(fh, head)
+            else:
+                raise CaptureError(
+                    f"{self.path}: not a pcap or pcapng capture (starts with {head.hex()})"
+                )
+
+    def _fill(self, fh: BinaryIO, buf: np.ndarray, keep_from: int, end: int) -> tuple[int, int]:
+        """Move buf[keep_from:end] to the front and read more; returns (new end, shift)."""
+        rest = end - keep_from
+        if rest and keep_from:
+            buf[:rest] = buf[keep_from:end]
+        view = memoryview(buf)[rest:]
+        got = 0
+        try:
+            while got < len(view):
+                chunk = fh.readinto(view[got:])  # type: ignore[attr-defined]
+                if not chunk:
+                    break
+                got += chunk
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            self._problem_at(
+                self.records + 1, f"read error after {self.bytes_read + got} bytes: {exc}"
+            )
+        self.bytes_read += got
+        return rest + got, keep_from
+
+    def _problem_at(self, record: int, reason: str) -> None:
+        if self.problem is None:
+            self.problem = CaptureProblem(str(self.path), record, reason)
+
+    def _classic(self, fh: BinaryIO, magic: bytes) -> Iterator[RecordBatch]:
+        order, ns_per_frac = CLASSIC_MAGICS[magic]
+        rest = fh.read(20)
+        if len(rest) < 20:
+            raise CaptureError(
+                f"{self.path}: pcap file header cut short ({4 + len(rest)} of 24 bytes)"
+            )
+        _vmaj, _vmin, _zone, _sig, snaplen, linktype_field = struct.unpack(order + "HHiIII", rest)
+        linktype = linktype_field & 0x0FFFFFFF
+        self.bytes_read = 24
+        swap = order == ">"
+        max_caplen = walk.MAX_RECORD
+        buf = np.empty(self.batch_bytes, np.uint8)
+        cols = walk.empty_columns(self.batch_bytes // 32 + 16)
+        file_base = 24  # file offset of buf[0]
+        end, _ = self._fill(fh, buf, 0, 0)
+        pos = 0
+        while True:
+            n, pos2, why = walk.walk_classic(
+                buf, pos, end, swap, ns_per_frac,
+                cols["data_off"], cols["ts_ns"], cols["caplen"], cols["wirelen"], max_caplen,
+            )  # fmt: skip
+            if n:
+                data_off = cols["data_off"][:n].copy()
+                yield RecordBatch(
+                    buf=buf,
+                    data_off=data_off,
+                    ts_ns=cols["ts_ns"][:n].copy(),
+                    caplen=cols["caplen"][:n].copy(),
+                    wirelen=cols["wirelen"][:n].copy(),
+                    linktype=np.full(n, linktype, np.int32),
+                    file_off=data_off - 16 + file_base,
+                    first_record=self.records,
+                    snaplen=np.full(n, snaplen, np.int32),
+                )
+                self.records += n
+            pos = pos2
+            if why == walk.FULL:
+                continue
+            if why == walk.BAD:
+                incl = struct.unpack(order + "I", bytes(buf[pos + 8 : pos + 12]))[0]
+                self._problem_at(
+                    self.records + 1,
+                    f"corrupt record header at byte {file_base + pos} (captured length {incl})",
+                )
+                return
+            # END or PARTIAL: refill, unless the last read already reached the end of the file.
+            if end < buf.shape[0]:
+                if pos < end:
+                    self._problem_at(
+                        self.records + 1,
+                        f"capture truncated: last record cut after {end - pos} bytes",
+                    )
+                return
+            if pos == 0:
+                self._problem_at(self.records + 1, "record larger than the read buffer")
+                return
+            end, shift = self._fill(fh, buf, pos, end)
+            file_base += shift
+            pos = 0
+
+    def _pcapng(self, fh: BinaryIO, head: bytes) -> Iterator[RecordBatch]:
+        buf = np.empty(self.batch_bytes, np.uint8)
+        buf[:4] = np.frombuffer(head, np.uint8)
+        self.bytes_read = 4
+        end, _ = self._fill(fh, buf, 0, 4)  # keeps the 4 magic bytes, reads after them
+        cols = walk.empty_columns(self.batch_bytes // 32 + 16)
+        ifaces: list[_Iface] = []
+        swap = False
+        file_base = 0
+        pos = 0
+        while True:
+            mul = np.array([i.mul for i in ifaces] or [1], np.int64)
+            div = np.array([i.div for i in ifaces] or [1], np.int64)
+            n, pos2, why = walk.walk_pcapng(
+                buf, pos, end, swap, div, mul, len(ifaces),
+                cols["data_off"], cols["ts_ns"], cols["caplen"], cols["wirelen"],
+                cols["iface"], cols["rec_off"],
+            )  # fmt: skip
+            if n:
+                iface = cols["iface"][:n]
+                lt = np.array([i.linktype for i in ifaces], np.int32)[iface]
+                snap = np.array([i.snaplen for i in ifaces], np.int32)[iface]
+                yield RecordBatch(
+                    buf=buf,
+                    data_off=cols["data_off"][:n].copy(),
+                    ts_ns=cols["ts_ns"][:n].copy(),
+                    caplen=cols["caplen"][:n].copy(),
+                    wirelen=cols["wirelen"][:n].copy(),
+                    linktype=lt,
+                    file_off=cols["rec_off"][:n] + file_base,
+                    first_record=self.records,
+                    snaplen=snap,
+                )
+                self.records += n
+            pos = pos2
+            if why == walk.FULL:
+                continue
+            if why == walk.BLOCK:
+                fmt = ">" if swap else "<"
+                btype, blen = struct.unpack(fmt + "II", bytes(buf[pos : pos + 8]))
+                if btype == PCAPNG_SHB:
+                    if pos + 12 > end:
+                        why = walk.PARTIAL
+                    else:
+                        bom = bytes(buf[pos + 8 : pos + 12])
+                        if struct.unpack("<I", bom)[0] == BYTE_ORDER_MAGIC:
+                            swap = False
+                        elif struct.unpack(">I", bom)[0] == BYTE_ORDER_MAGIC:
+                            swap = True
+                        else:
+                            self._problem_at(
+                                self.records + 1, "pcapng section header has a bad byte-order magic"
+                            )
+                            return
+                        fmt = ">" if swap else "<"
+                        blen = struct.unpack(fmt + "I", bytes(buf[pos + 4 : pos + 8]))[0]
+                        if pos + blen <= end:
+                            ifaces = []  # a new section starts a new interface list
+                            pos += blen
+                            continue
+                        why = walk.PARTIAL
+                elif pos + blen <= end:
+                    if btype == PCAPNG_IDB:
+                        ifaces.append(self._parse_idb(bytes(buf[pos : pos + blen]), fmt))
+                    # Name resolution, statistics, custom and decryption blocks are skipped.
+                    pos += blen
+                    continue
+                else:
+                    why = walk.PARTIAL
+            if why == walk.BAD:
+                self._problem_at(
+                    self.records + 1, f"corrupt pcapng block at byte {file_base + pos}"
+                )
+                return
+            at_eof = end < buf.shape[0]
+            if at_eof:
+                if pos < end:
+                    self._problem_at(
+                        self.records + 1,
+                        f"capture truncated: last block cut after {end - pos} bytes",
+                    )
+                return
+            if pos == 0:
+                self._problem_at(self.records + 1, "block larger than the read buffer")
+                return
+            end, shift = self._fill(fh, buf, pos, end)
+            file_base += shift
+            pos = 0
+
+    def _parse_idb(self, block: bytes, fmt: str) -> _Iface:
+        linktype, _res, snaplen = struct.unpack(fmt + "HHI", block[8:16])
+        mul, div = 1000, 1  # default resolution: microseconds
+        opt = 16
+        while opt + 4 <= len(block) - 4:
+            code, length = struct.unpack(fmt + "HH", block[opt : opt + 4])
+            if code == 0:
+                break
+            if code == 9 and length >= 1:  # if_tsresol
+                mul, div = _tsresol(block[opt + 4])
+            opt += 4 + ((length + 3) & ~3)
+        return _Iface(linktype, mul, div, snaplen)

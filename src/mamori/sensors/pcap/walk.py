@@ -1,0 +1,180 @@
+"""Numba kernels that walk capture records inside one buffer.
+
+Walking records is inherently sequential (each header gives the next record's offset), so it is a
+small compiled loop filling NumPy columns instead of a Python object per packet. A kernel stops at
+the first record that does not fit in the buffer (the caller refills and resumes there) or that is
+malformed (the caller reports it and keeps every record before it).
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+# Kernel exit reasons.
+END = 0  # consumed the buffer up to a record boundary (more data may follow in the file)
+PARTIAL = 1  # the next record continues past the buffer
+BAD = 2  # the next record's header is impossible (caplen above the sanity limit, bad block length)
+BLOCK = 3  # pcapng: the next block is not a packet block; the caller handles it
+FULL = 4  # the output arrays are full
+
+# Above this a record length is corruption, not a packet (libpcap's MAXIMUM_SNAPLEN is 262144).
+MAX_RECORD = 262144 * 4
+
+
+@nb.njit(cache=True, inline="always")
+def _u32(buf: np.ndarray, pos: int, swap: bool) -> int:
+    b0 = np.int64(buf[pos])
+    b1 = np.int64(buf[pos + 1])
+    b2 = np.int64(buf[pos + 2])
+    b3 = np.int64(buf[pos + 3])
+    if swap:
+        return (b0 << 24) | (b1 << 16) | (b2 << 8) | b3
+    return b0 | (b1 << 8) | (b2 << 16) | (b3 << 24)
+
+
+@nb.njit(cache=True)
+def walk_classic(
+    buf: np.ndarray,
+    pos: int,
+    end: int,
+    swap: bool,
+    ns_per_frac: int,
+    data_off: np.ndarray,
+    ts_ns: np.ndarray,
+    caplen: np.ndarray,
+    wirelen: np.ndarray,
+    max_caplen: int,
+) -> tuple[int, int, int]:
+    """Classic pcap records from ``pos``; returns (records, next position, exit reason)."""
+    n = 0
+    cap = data_off.shape[0]
+    while True:
+        if n >= cap:
+            return n, pos, FULL
+        if pos + 16 > end:
+            return n, pos, END if pos == end else PARTIAL
+        sec = _u32(buf, pos, swap)
+        frac = _u32(buf, pos + 4, swap)
+        incl = _u32(buf, pos + 8, swap)
+        orig = _u32(buf, pos + 12, swap)
+        if incl > max_caplen or incl > MAX_RECORD:
+            return n, pos, BAD
+        if pos + 16 + incl > end:
+            return n, pos, PARTIAL
+        data_off[n] = pos + 16
+        ts_ns[n] = np.int64(sec) * 1_000_000_000 + np.int64(frac) * ns_per_frac
+        caplen[n] = incl
+        wirelen[n] = orig if orig >= incl else incl
+        n += 1
+        pos += 16 + incl
+
+
+@nb.njit(cache=True)
+def walk_pcapng(
+    buf: np.ndarray,
+    pos: int,
+    end: int,
+    swap: bool,
+    if_ts_div: np.ndarray,
+    if_ts_mul: np.ndarray,
+    if_count: int,
+    data_off: np.ndarray,
+    ts_ns: np.ndarray,
+    caplen: np.ndarray,
+    wirelen: np.ndarray,
+    iface: np.ndarray,
+    rec_off: np.ndarray,
+) -> tuple[int, int, int]:
+    """pcapng Enhanced/Simple/obsolete Packet blocks from ``pos``.
+
+    Timestamps are converted per interface: ``ticks * mul // div`` nanoseconds, from the interface's
+    ``if_tsresol``. Any other block type returns ``BLOCK`` so Python can parse it (interfaces, new
+    sections), which keeps the kernel small.
+    """
+    n = 0
+    cap = data_off.shape[0]
+    while True:
+        if n >= cap:
+            return n, pos, FULL
+        if pos + 12 > end:
+            return n, pos, END if pos == end else PARTIAL
+        btype = _u32(buf, pos, swap)
+        blen = _u32(buf, pos + 4, swap)
+        if blen < 12 or blen % 4 != 0 or blen > MAX_RECORD + 64:
+            return n, pos, BAD
+        if pos + blen > end:
+            return n, pos, PARTIAL
+        if btype == 6:  # Enhanced Packet Block
+            if blen < 32:
+                return n, pos, BAD
+            ifc = _u32(buf, pos + 8, swap)
+            hi = _u32(buf, pos + 12, swap)
+            lo = _u32(buf, pos + 16, swap)
+            incl = _u32(buf, pos + 20, swap)
+            orig = _u32(buf, pos + 24, swap)
+            if ifc >= if_count or 28 + incl > blen:
+                return n, pos, BAD
+            ticks = (np.int64(hi) << 32) | np.int64(lo)
+            ts_ns[n] = _ticks_to_ns(ticks, if_ts_mul[ifc], if_ts_div[ifc])
+            data_off[n] = pos + 28
+            caplen[n] = incl
+            wirelen[n] = orig if orig >= incl else incl
+            iface[n] = ifc
+            rec_off[n] = pos
+            n += 1
+        elif btype == 3:  # Simple Packet Block: interface 0, no timestamp
+            if if_count == 0:
+                return n, pos, BAD
+            orig = _u32(buf, pos + 8, swap)
+            incl = min(orig, blen - 16)
+            ts_ns[n] = 0
+            data_off[n] = pos + 12
+            caplen[n] = incl
+            wirelen[n] = orig
+            iface[n] = 0
+            rec_off[n] = pos
+            n += 1
+        elif btype == 2:  # obsolete Packet Block
+            ifc = (
+                (_u32(buf, pos + 8, swap) & 0xFFFF)
+                if not swap
+                else (_u32(buf, pos + 8, swap) >> 16)
+            )
+            hi = _u32(buf, pos + 12, swap)
+            lo = _u32(buf, pos + 16, swap)
+            incl = _u32(buf, pos + 20, swap)
+            orig = _u32(buf, pos + 24, swap)
+            if ifc >= if_count or 28 + incl > blen:
+                return n, pos, BAD
+            ticks = (np.int64(hi) << 32) | np.int64(lo)
+            ts_ns[n] = _ticks_to_ns(ticks, if_ts_mul[ifc], if_ts_div[ifc])
+            data_off[n] = pos + 28
+            caplen[n] = incl
+            wirelen[n] = orig if orig >= incl else incl
+            iface[n] = ifc
+            rec_off[n] = pos
+            n += 1
+        else:
+            return n, pos, BLOCK
+        pos += blen
+
+
+@nb.njit(cache=True, inline="always")
+def _ticks_to_ns(ticks: int, mul: int, div: int) -> int:
+    if div == 1:
+        return ticks * mul
+    # Split to keep ticks * mul from overflowing for fine resolutions.
+    return (ticks // div) * mul + ((ticks % div) * mul) // div
+
+
+def empty_columns(capacity: int) -> dict[str, np.ndarray]:
+    """Preallocated per-record columns a walk fills."""
+    return {
+        "data_off": np.empty(capacity, np.int64),
+        "ts_ns": np.empty(capacity, np.int64),
+        "caplen": np.empty(capacity, np.int32),
+        "wirelen": np.empty(capacity, np.int32),
+        "iface": np.zeros(capacity, np.int32),
+        "rec_off": np.empty(capacity, np.int64),
+    }

@@ -1,0 +1,27 @@
+"""Shared fixtures: where the shared captures live.
+
+The shared data is read in place (``MAMORI_DATA``, default ``../shared/data`` beside the checkout);
+it is never copied into the project. Its absence is an error, not a skip: a suite that silently
+skips its conformance tests proves nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def shared_data_dir() -> Path:
+    return Path(os.environ.get("MAMORI_DATA", ROOT.parent / "shared" / "data")).resolve()
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    path = shared_data_dir()
+    if not (path / "SOURCES.md").is_file():
+        pytest.fail(f"shared data not found at {path}; set MAMORI_DATA")
+    return path
