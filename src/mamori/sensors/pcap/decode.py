@@ -282,7 +282,29 @@ def decode_batch(
                 if p + 14 > end:
                     status[r] = TRUNCATED
                     break
-                p = _ethertype_to_ip(buf, p + 14, end, _be16(buf, p + 12), vlan, r)
+                if buf[p + 12] == 0x89 and buf[p + 13] == 0x03:
+                    # Cisco FabricPath: a 16-byte outer header before the real Ethernet frame.
+                    if p + 16 + 14 > end:
+                        status[r] = TRUNCATED
+                        break
+                    p += 16
+                etype = _be16(buf, p + 12)
+                if etype <= 1500:
+                    # 802.3 length field: the frame ends there (trailing bytes are padding);
+                    # only LLC/SNAP carrying an ethertype leads to IP.
+                    end = min(end, p + 14 + etype)
+                    q = p + 14
+                    if (
+                        q + 8 <= end
+                        and buf[q] == 0xAA
+                        and buf[q + 1] == 0xAA
+                        and buf[q + 2] == 0x03
+                    ):
+                        p = _ethertype_to_ip(buf, q + 8, end, _be16(buf, q + 6), vlan, r)
+                    else:
+                        p = -1
+                else:
+                    p = _ethertype_to_ip(buf, p + 14, end, etype, vlan, r)
             elif layer == _L_SLL:
                 if p + 16 > end:
                     status[r] = TRUNCATED
@@ -405,7 +427,8 @@ def decode_batch(
                     status[r] = FRAGMENT
                     pay_off[r] = l4
                     pay_cap[r] = max(0, min(end, l4_end) - l4)
-                    pay_len[r] = l4_end - l4
+                    # Extension headers can claim more than the payload length states.
+                    pay_len[r] = max(0, l4_end - l4)
                     break
                 if l4 > end:
                     status[r] = TRUNCATED
@@ -428,7 +451,10 @@ def decode_batch(
                 hl = (buf[l4 + 12] >> 4) * 4
                 flags[r] = buf[l4 + 13]
                 win[r] = _be16(buf, l4 + 14)
-                if hl < 20:
+                # A data offset below the fixed header, or past what was captured (options cut by
+                # the snaplen), leaves no payload to point at: the payload offset would lie
+                # outside the record.
+                if hl < 20 or l4 + hl > cap_end:
                     status[r] = TRUNCATED
                     break
                 pay_off[r] = l4 + hl
@@ -525,6 +551,9 @@ def decode_batch(
                             q += 4
                             # Extension headers chain.
                             while q <= pe and q > 0 and buf[q - 1] != 0 and q + 1 <= pe:
+                                if buf[q] == 0:  # a zero-length extension never advances
+                                    q = pe
+                                    break
                                 q += buf[q] * 4
                         if q < pe and ((buf[q] >> 4) == 4 or (buf[q] >> 4) == 6):
                             inner = q

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,13 @@ CLASSIC_MAGICS = {
 PCAPNG_SHB = 0x0A0D0D0A
 PCAPNG_IDB = 1
 BYTE_ORDER_MAGIC = 0x1A2B3C4D
+# A record or block never needs a buffer larger than this (see ``walk.MAX_RECORD``).
+MAX_BUFFER = walk.MAX_RECORD + 64
+INT32_MAX = 0x7FFFFFFF
+# Largest single read from a gzip stream (below GzipFile's 128 KiB internal buffer).
+_GZIP_STEP = 1 << 16
+# Decompression of a damaged gzip file fails with any of these.
+_READ_ERRORS = (OSError, EOFError, zlib.error)
 
 
 class CaptureError(Exception):
@@ -49,7 +57,11 @@ class CaptureProblem:
 
 @dataclass(slots=True)
 class RecordBatch:
-    """Consecutive capture records over one buffer: columns only, no object per packet."""
+    """Consecutive capture records over one buffer: columns only, no object per packet.
+
+    ``buf`` is the reader's reusable buffer: the next read overwrites it, so a batch's packet bytes
+    must be used (decoded, copied) before the iteration advances.
+    """
 
     buf: np.ndarray  # uint8; packet bytes live at data_off[i] : data_off[i] + caplen[i]
     data_off: np.ndarray  # int64 offsets into ``buf``
@@ -82,14 +94,24 @@ def _open(path: Path) -> BinaryIO:
     return fh
 
 
-def _tsresol(value: int) -> tuple[int, int]:
-    """(mul, div) turning ticks into nanoseconds for pcapng's ``if_tsresol`` byte."""
+def _tsresol(value: int) -> tuple[int, int] | None:
+    """(mul, div) turning ticks into nanoseconds for pcapng's ``if_tsresol`` byte.
+
+    The fraction is reduced (10**9 = 2**9 * 1953125) so the kernel's ``(ticks % div) * mul`` stays
+    inside int64; ``None`` for a resolution that cannot be converted exactly in 64 bits (finer than
+    2**-50 or 10**-27 s, which no capture device produces: such a byte means a corrupt block).
+    """
+    exp = value & 0x7F
     if value & 0x80:
         # Negative power of two: ticks are 2**-k seconds.
-        return 1_000_000_000, 1 << (value & 0x7F)
-    exp = value & 0x7F
+        shift = min(exp, 9)
+        if exp - shift + 21 > 62:  # (div - 1) * mul must fit in int64 (mul < 2**21)
+            return None
+        return 1_000_000_000 >> shift, 1 << (exp - shift)
     if exp <= 9:
         return 10 ** (9 - exp), 1
+    if exp > 27:
+        return None
     return 1, 10 ** (exp - 9)
 
 
@@ -107,6 +129,9 @@ class PcapReader:
         self.records = 0
         self.bytes_read = 0
         self.format = ""
+        # A read error is reported once the records already in the buffer have been walked, so the
+        # record number it names is the first record actually lost.
+        self._read_error: str | None = None
 
     # The buffer is one fixed-size array: reads fill it and carry a cut record to its start.
     def __iter__(self) -> Iterator[RecordBatch]:
@@ -117,7 +142,7 @@ class PcapReader:
         with fh:
             try:
                 head = fh.read(4)
-            except (OSError, EOFError) as exc:
+            except _READ_ERRORS as exc:
                 raise CaptureError(f"{self.path}: cannot read: {exc}") from exc
             if len(head) == 0:
                 raise CaptureError(f"{self.path}: empty file, not a capture")
@@ -139,18 +164,41 @@ class PcapReader:
             buf[:rest] = buf[keep_from:end]
         view = memoryview(buf)[rest:]
         got = 0
+        # A damaged gzip stream raises from inside readinto, and a large readinto then loses the
+        # count of what it already decompressed into the buffer: small reads keep that data.
+        step = _GZIP_STEP if isinstance(fh, gzip.GzipFile) else len(view)
         try:
             while got < len(view):
-                chunk = fh.readinto(view[got:])  # type: ignore[attr-defined]
+                chunk = fh.readinto(view[got : got + step])  # type: ignore[attr-defined]
                 if not chunk:
                     break
                 got += chunk
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
-            self._problem_at(
-                self.records + 1, f"read error after {self.bytes_read + got} bytes: {exc}"
-            )
+        except _READ_ERRORS as exc:
+            self._read_error = f"read error after {self.bytes_read + got} bytes: {exc}"
         self.bytes_read += got
         return rest + got, keep_from
+
+    def _grow(self, fh: BinaryIO, buf: np.ndarray, end: int) -> tuple[np.ndarray, int] | None:
+        """A larger buffer holding buf[:end] and more of the file, for a record that does not fit.
+
+        Only a record larger than ``batch_bytes`` (a jumbo frame under a small buffer) grows it, and
+        never beyond ``MAX_BUFFER``, so a small buffer reads the same records as a large one.
+        """
+        if buf.shape[0] >= MAX_BUFFER:
+            return None
+        bigger = np.empty(min(buf.shape[0] * 2, MAX_BUFFER), np.uint8)
+        bigger[:end] = buf[:end]
+        end, _ = self._fill(fh, bigger, 0, end)
+        return bigger, end
+
+    def _at_eof(self, pos: int, end: int, what: str) -> None:
+        """Report why the walk ended at the end of the data: a read error or a cut record."""
+        if self._read_error is not None:
+            self._problem_at(self.records + 1, self._read_error)
+        elif pos < end:
+            self._problem_at(
+                self.records + 1, f"capture truncated: last {what} cut after {end - pos} bytes"
+            )
 
     def _problem_at(self, record: int, reason: str) -> None:
         if self.problem is None:
@@ -158,13 +206,17 @@ class PcapReader:
 
     def _classic(self, fh: BinaryIO, magic: bytes) -> Iterator[RecordBatch]:
         order, ns_per_frac = CLASSIC_MAGICS[magic]
-        rest = fh.read(20)
+        try:
+            rest = fh.read(20)
+        except _READ_ERRORS as exc:
+            raise CaptureError(f"{self.path}: cannot read the pcap file header: {exc}") from exc
         if len(rest) < 20:
             raise CaptureError(
                 f"{self.path}: pcap file header cut short ({4 + len(rest)} of 24 bytes)"
             )
         _vmaj, _vmin, _zone, _sig, snaplen, linktype_field = struct.unpack(order + "HHiIII", rest)
         linktype = linktype_field & 0x0FFFFFFF
+        snaplen = min(snaplen, INT32_MAX)  # a u32 field; the column is int32
         self.bytes_read = 24
         swap = order == ">"
         max_caplen = walk.MAX_RECORD
@@ -204,15 +256,15 @@ class PcapReader:
                 return
             # END or PARTIAL: refill, unless the last read already reached the end of the file.
             if end < buf.shape[0]:
-                if pos < end:
-                    self._problem_at(
-                        self.records + 1,
-                        f"capture truncated: last record cut after {end - pos} bytes",
-                    )
+                self._at_eof(pos, end, "record")
                 return
             if pos == 0:
-                self._problem_at(self.records + 1, "record larger than the read buffer")
-                return
+                grown = self._grow(fh, buf, end)
+                if grown is None:
+                    self._problem_at(self.records + 1, "record larger than the read buffer")
+                    return
+                buf, end = grown
+                continue
             end, shift = self._fill(fh, buf, pos, end)
             file_base += shift
             pos = 0
@@ -230,8 +282,9 @@ class PcapReader:
         while True:
             mul = np.array([i.mul for i in ifaces] or [1], np.int64)
             div = np.array([i.div for i in ifaces] or [1], np.int64)
+            snaplens = np.array([i.snaplen for i in ifaces] or [0], np.int64)
             n, pos2, why = walk.walk_pcapng(
-                buf, pos, end, swap, div, mul, len(ifaces),
+                buf, pos, end, swap, div, mul, len(ifaces), snaplens,
                 cols["data_off"], cols["ts_ns"], cols["caplen"], cols["wirelen"],
                 cols["iface"], cols["rec_off"],
             )  # fmt: skip
@@ -261,6 +314,8 @@ class PcapReader:
                     if pos + 12 > end:
                         why = walk.PARTIAL
                     else:
+                        # The walker hands every section header here unchecked (its byte order is
+                        # only known from its own magic), so its length is validated here.
                         bom = bytes(buf[pos + 8 : pos + 12])
                         if struct.unpack("<I", bom)[0] == BYTE_ORDER_MAGIC:
                             swap = False
@@ -273,6 +328,13 @@ class PcapReader:
                             return
                         fmt = ">" if swap else "<"
                         blen = struct.unpack(fmt + "I", bytes(buf[pos + 4 : pos + 8]))[0]
+                        if blen < 28 or blen % 4 or blen > MAX_BUFFER:
+                            self._problem_at(
+                                self.records + 1,
+                                f"corrupt pcapng section header at byte {file_base + pos}"
+                                f" (block length {blen})",
+                            )
+                            return
                         if pos + blen <= end:
                             ifaces = []  # a new section starts a new interface list
                             pos += blen
@@ -280,7 +342,14 @@ class PcapReader:
                         why = walk.PARTIAL
                 elif pos + blen <= end:
                     if btype == PCAPNG_IDB:
-                        ifaces.append(self._parse_idb(bytes(buf[pos : pos + blen]), fmt))
+                        iface = self._parse_idb(bytes(buf[pos : pos + blen]), fmt)
+                        if iface is None:
+                            self._problem_at(
+                                self.records + 1,
+                                f"corrupt pcapng interface block at byte {file_base + pos}",
+                            )
+                            return
+                        ifaces.append(iface)
                     # Name resolution, statistics, custom and decryption blocks are skipped.
                     pos += blen
                     continue
@@ -293,21 +362,26 @@ class PcapReader:
                 return
             at_eof = end < buf.shape[0]
             if at_eof:
-                if pos < end:
-                    self._problem_at(
-                        self.records + 1,
-                        f"capture truncated: last block cut after {end - pos} bytes",
-                    )
+                self._at_eof(pos, end, "block")
                 return
             if pos == 0:
-                self._problem_at(self.records + 1, "block larger than the read buffer")
-                return
+                grown = self._grow(fh, buf, end)
+                if grown is None:
+                    self._problem_at(self.records + 1, "block larger than the read buffer")
+                    return
+                buf, end = grown
+                continue
             end, shift = self._fill(fh, buf, pos, end)
             file_base += shift
             pos = 0
 
-    def _parse_idb(self, block: bytes, fmt: str) -> _Iface:
+    def _parse_idb(self, block: bytes, fmt: str) -> _Iface | None:
+        """The interface an IDB describes, or ``None`` if the block is too short or its
+        ``if_tsresol`` is impossible."""
+        if len(block) < 20:
+            return None
         linktype, _res, snaplen = struct.unpack(fmt + "HHI", block[8:16])
+        snaplen = min(snaplen, INT32_MAX)  # a u32 field; the column is int32
         mul, div = 1000, 1  # default resolution: microseconds
         opt = 16
         while opt + 4 <= len(block) - 4:
@@ -315,6 +389,9 @@ class PcapReader:
             if code == 0:
                 break
             if code == 9 and length >= 1:  # if_tsresol
-                mul, div = _tsresol(block[opt + 4])
+                resol = _tsresol(block[opt + 4])
+                if resol is None:
+                    return None
+                mul, div = resol
             opt += 4 + ((length + 3) & ~3)
         return _Iface(linktype, mul, div, snaplen)

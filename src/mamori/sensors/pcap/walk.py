@@ -33,6 +33,15 @@ def _u32(buf: np.ndarray, pos: int, swap: bool) -> int:
     return b0 | (b1 << 8) | (b2 << 16) | (b3 << 24)
 
 
+@nb.njit(cache=True, inline="always")
+def _wire(orig: int, incl: int) -> int:
+    """The original length for the int32 column: never below the captured length, and clamped
+    (a damaged header can claim up to 4 GiB, which would wrap to a negative int32)."""
+    if orig < incl:
+        return incl
+    return min(orig, 0x7FFFFFFF)
+
+
 @nb.njit(cache=True)
 def walk_classic(
     buf: np.ndarray,
@@ -65,7 +74,7 @@ def walk_classic(
         data_off[n] = pos + 16
         ts_ns[n] = np.int64(sec) * 1_000_000_000 + np.int64(frac) * ns_per_frac
         caplen[n] = incl
-        wirelen[n] = orig if orig >= incl else incl
+        wirelen[n] = _wire(orig, incl)
         n += 1
         pos += 16 + incl
 
@@ -79,6 +88,7 @@ def walk_pcapng(
     if_ts_div: np.ndarray,
     if_ts_mul: np.ndarray,
     if_count: int,
+    if_snaplen: np.ndarray,
     data_off: np.ndarray,
     ts_ns: np.ndarray,
     caplen: np.ndarray,
@@ -89,8 +99,9 @@ def walk_pcapng(
     """pcapng Enhanced/Simple/obsolete Packet blocks from ``pos``.
 
     Timestamps are converted per interface: ``ticks * mul // div`` nanoseconds, from the interface's
-    ``if_tsresol``. Any other block type returns ``BLOCK`` so Python can parse it (interfaces, new
-    sections), which keeps the kernel small.
+    ``if_tsresol``. A Simple Packet Block's data length is min(original length, interface 0's
+    snaplen, room in the block): its padding is not packet data. Any other block type returns
+    ``BLOCK`` so Python can parse it (interfaces, new sections), which keeps the kernel small.
     """
     n = 0
     cap = data_off.shape[0]
@@ -100,6 +111,10 @@ def walk_pcapng(
         if pos + 12 > end:
             return n, pos, END if pos == end else PARTIAL
         btype = _u32(buf, pos, swap)
+        if btype == 0x0A0D0D0A:
+            # A Section Header Block may switch byte order, so its length cannot be read with the
+            # current section's order: the caller parses it.
+            return n, pos, BLOCK
         blen = _u32(buf, pos + 4, swap)
         if blen < 12 or blen % 4 != 0 or blen > MAX_RECORD + 64:
             return n, pos, BAD
@@ -113,29 +128,35 @@ def walk_pcapng(
             lo = _u32(buf, pos + 16, swap)
             incl = _u32(buf, pos + 20, swap)
             orig = _u32(buf, pos + 24, swap)
-            if ifc >= if_count or 28 + incl > blen:
+            # 28 header bytes + data + 4 trailing length bytes must fit in the block.
+            if ifc >= if_count or 32 + incl > blen:
                 return n, pos, BAD
-            ticks = (np.int64(hi) << 32) | np.int64(lo)
-            ts_ns[n] = _ticks_to_ns(ticks, if_ts_mul[ifc], if_ts_div[ifc])
+            ts_ns[n] = _ticks_to_ns(hi, lo, if_ts_mul[ifc], if_ts_div[ifc])
             data_off[n] = pos + 28
             caplen[n] = incl
-            wirelen[n] = orig if orig >= incl else incl
+            wirelen[n] = _wire(orig, incl)
             iface[n] = ifc
             rec_off[n] = pos
             n += 1
         elif btype == 3:  # Simple Packet Block: interface 0, no timestamp
-            if if_count == 0:
+            # Below 16 bytes there is no room for the original length and the trailer: the data
+            # length ``blen - 16`` would be negative.
+            if if_count == 0 or blen < 16:
                 return n, pos, BAD
             orig = _u32(buf, pos + 8, swap)
             incl = min(orig, blen - 16)
+            if if_snaplen[0] > 0:
+                incl = min(incl, if_snaplen[0])
             ts_ns[n] = 0
             data_off[n] = pos + 12
             caplen[n] = incl
-            wirelen[n] = orig
+            wirelen[n] = _wire(orig, incl)
             iface[n] = 0
             rec_off[n] = pos
             n += 1
         elif btype == 2:  # obsolete Packet Block
+            if blen < 32:  # its fixed fields would be read past the block (and the buffer)
+                return n, pos, BAD
             ifc = (
                 (_u32(buf, pos + 8, swap) & 0xFFFF)
                 if not swap
@@ -145,13 +166,12 @@ def walk_pcapng(
             lo = _u32(buf, pos + 16, swap)
             incl = _u32(buf, pos + 20, swap)
             orig = _u32(buf, pos + 24, swap)
-            if ifc >= if_count or 28 + incl > blen:
+            if ifc >= if_count or 32 + incl > blen:
                 return n, pos, BAD
-            ticks = (np.int64(hi) << 32) | np.int64(lo)
-            ts_ns[n] = _ticks_to_ns(ticks, if_ts_mul[ifc], if_ts_div[ifc])
+            ts_ns[n] = _ticks_to_ns(hi, lo, if_ts_mul[ifc], if_ts_div[ifc])
             data_off[n] = pos + 28
             caplen[n] = incl
-            wirelen[n] = orig if orig >= incl else incl
+            wirelen[n] = _wire(orig, incl)
             iface[n] = ifc
             rec_off[n] = pos
             n += 1
@@ -161,11 +181,20 @@ def walk_pcapng(
 
 
 @nb.njit(cache=True, inline="always")
-def _ticks_to_ns(ticks: int, mul: int, div: int) -> int:
-    if div == 1:
-        return ticks * mul
-    # Split to keep ticks * mul from overflowing for fine resolutions.
-    return (ticks // div) * mul + ((ticks % div) * mul) // div
+def _ticks_to_ns(hi: int, lo: int, mul: int, div: int) -> int:
+    """floor(ticks * mul / div) for the unsigned 64-bit ``ticks`` hi:lo.
+
+    Unsigned because pcapng timestamps are: at 2**-32 s resolution, every date after 2038 has the
+    top bit set, which a signed value turned into a date before 1970. The split into quotient and
+    remainder keeps ``ticks * mul`` from overflowing (the reader reduces mul/div so that
+    ``(div - 1) * mul`` fits).
+    """
+    t = (np.uint64(hi) << np.uint64(32)) | np.uint64(lo)
+    m = np.uint64(mul)
+    d = np.uint64(div)
+    q = t // d
+    r = t - q * d
+    return np.int64(q * m + (r * m) // d)
 
 
 def empty_columns(capacity: int) -> dict[str, np.ndarray]:
