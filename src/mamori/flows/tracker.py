@@ -34,6 +34,7 @@ H_SYN, H_FIN, H_RST, H_FINRST, H_DATA, H_ACK, H_MULTI = 1, 2, 4, 8, 16, 32, 64
 
 NS = 1_000_000_000
 HIST_MAX = 48
+DNS_SESSION_TIMEOUT = 10 * NS
 
 # --- per-connection integer state (columns of S) ---
 C_NO = 0  # global connection number (uid seed)
@@ -326,6 +327,12 @@ def _timers(S: np.ndarray, s: int, now: int, linger: int, session_timer: int) ->
                     return True
         elif kind == C_DELETE:
             return True
+        elif kind == C_EXPIRE and S[s, C_KIND] == K_UDP:
+            # Zeek's DNS analyser (UDP 53, 137, 5353, 5355) ends its session after
+            # dns_session_timeout (10 s) without packets, checked every 10 s.
+            if S[s, C_LAST] + DNS_SESSION_TIMEOUT < best:
+                return True
+            S[s, C_EXPIRE] = best + DNS_SESSION_TIMEOUT
         elif kind == C_EXPIRE:
             S[s, C_EXPIRE] = 0
             if S[s, C_LAST] + linger < best:
@@ -592,6 +599,10 @@ def track(
                 is_bcast = b_hi == 0 and b_lo == 0xFFFFFFFFFFFF
                 if not is_bcast:
                     _flip(S, H, HL, s)
+            if kind == K_UDP:
+                rp = S[s, C_RP]
+                if rp == 53 or rp == 137 or rp == 5353 or rp == 5355:
+                    S[s, C_EXPIRE] = now + DNS_SESSION_TIMEOUT
 
         S[s, C_LAST_ROW_FILE] = rec_no[i]
         is_orig = S[s, C_OHI] == a_hi and S[s, C_OLO] == a_lo and S[s, C_OP] == sp
