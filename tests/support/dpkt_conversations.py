@@ -80,9 +80,13 @@ def conversations(path: Path, n_uid: int = 0) -> list[Conversation]:
                 continue
             merged: list[Segment] = []
             for is_orig, parts in tcp_parts[key].items():
+                # A reassembler delivers a segment only once every earlier byte has arrived:
+                # its delivery time is the latest arrival among it and the segments before it.
+                delivered = 0.0
                 for seq in sorted(parts):
                     ts, data = parts[seq]
-                    merged.append(Segment(ts, is_orig, data))
+                    delivered = max(delivered, ts)
+                    merged.append(Segment(delivered, is_orig, data))
             merged.sort(key=lambda s: s.ts)
             conv.segments = merged
         return [c for c in convs.values() if c.segments]

@@ -3,8 +3,12 @@
 Only connections whose first payload matches an analyser's signature keep their payload; all other
 packets never leave the columnar path. Recognition waits for the first payload of both directions
 (or a few segments of one), as Zeek's DPD does, so server-first protocols (SMTP, FTP, SSH) are seen.
-TCP segments are kept with their relative sequence numbers and reassembled in order per direction
-when the connection ends: retransmitted bytes are dropped, holes become ``Segment.gap``.
+Like Zeek's signature engine, TCP recognition looks at the in-order *stream* prefix of each direction,
+not at single packets, and keeps trying while that prefix is short: a client typing a request one
+byte per segment is still recognised once the request line is complete.
+TCP segments are kept with their sequence numbers and reassembled in order per direction when the
+connection ends: retransmitted bytes are dropped, holes become ``Segment.gap``, and data that arrived
+ahead of a hole is delivered when the hole is filled, as Zeek's reassembler delivers it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from mamori.flows.analyzers.base import Analyzer, registered
 from mamori.flows.conversation import Conversation, Segment
 
 PENDING_SEGMENTS = 4  # decide after this many payload segments even if one side stayed silent
+DPD_BUFFER = 1024  # Zeek's dpd_buffer_size: stream bytes per direction a signature may look at
+MAX_PENDING_SEGMENTS = 16  # give up on an unrecognised TCP connection after this many segments
 MAX_BYTES_PER_DIRECTION = 8 * 1024 * 1024  # beyond this, payload is counted as a gap, not kept
 
 
@@ -25,8 +31,8 @@ MAX_BYTES_PER_DIRECTION = 8 * 1024 * 1024  # beyond this, payload is counted as 
 class _Pending:
     analyzer: Analyzer | None = None
     decided: bool = False
-    first: dict[bool, bytes] = field(default_factory=dict)
-    # (ts_ns, is_orig, rel_seq, data)
+    first: dict[bool, bytes] = field(default_factory=dict)  # UDP: first datagram per direction
+    # (ts_ns, is_orig, seq of the first payload byte, data)
     parts: list[tuple[int, bool, int, bytes]] = field(default_factory=list)
     kept: list[int] = field(default_factory=lambda: [0, 0])
 
@@ -78,39 +84,57 @@ class PayloadRouter:
             is_orig = bool(origs[j])
             off = int(pay_off[j])
             data = buf[off : off + int(pay_cap[j])].tobytes()
+            # Data on a SYN starts one past its sequence number, whether or not the connection is
+            # decided yet: both kinds of part are reassembled together, so they must agree.
+            seq = int(seqs[j]) + (1 if int(flags[j]) & 0x02 else 0)
             if not p.decided:
                 p.first.setdefault(is_orig, data)
-                p.parts.append((int(tss[j]), is_orig, int(seqs[j]), data))
+                p.parts.append((int(tss[j]), is_orig, seq, data))
                 if len(p.first) == 2 or len(p.parts) >= PENDING_SEGMENTS:
                     sp, dp = int(sports[j]), int(dports[j])
                     ident = ("tcp" if protos[j] == 6 else "udp",) + (
                         (sp, dp) if is_orig else (dp, sp)
                     )
-                    self._decide(c, p, ident)
+                    self._decide(c, p, ident, final=False)
                 continue
             side = 0 if is_orig else 1
             if p.kept[side] > MAX_BYTES_PER_DIRECTION:
                 data = b""
             p.kept[side] += len(data)
-            syn = int(flags[j]) & 0x02
-            p.parts.append((int(tss[j]), is_orig, int(seqs[j]) + (1 if syn else 0), data))
+            p.parts.append((int(tss[j]), is_orig, seq, data))
 
-    def _decide(self, conn: int, p: _Pending, ident: tuple[str, int, int]) -> None:
-        p.decided = True
+    def _decide(self, conn: int, p: _Pending, ident: tuple[str, int, int], final: bool) -> None:
+        """Pick the analyser whose signature matches; unless ``final``, a TCP miss may wait.
+
+        A TCP connection that matches nothing yet stays pending while its stream prefixes are
+        shorter than Zeek's DPD buffer (and it has sent few segments): its first message may still
+        be arriving in pieces.
+        """
         proto, orig_p, resp_p = ident
+        if proto == "tcp":
+            heads = {side: _prefix(p.parts, side, DPD_BUFFER) for side in (True, False)}
+        else:
+            heads = {side: p.first.get(side, b"") for side in (True, False)}
         for a in self.analyzers:
             if proto not in a.transports:
                 continue
             try:
-                ok = a.matches(
-                    proto, orig_p, resp_p, p.first.get(True, b""), p.first.get(False, b"")
-                )
+                ok = a.matches(proto, orig_p, resp_p, heads[True], heads[False])
             except Exception:  # an analyser bug must not stop the patrol
                 ok = False
             if ok:
+                p.decided = True
                 p.analyzer = a
                 p.first = {}
                 return
+        if (
+            not final
+            and proto == "tcp"
+            and len(p.parts) < MAX_PENDING_SEGMENTS
+            and all(len(h) < DPD_BUFFER for h in heads.values())
+        ):
+            return
+        p.decided = True
         self.conns.pop(conn, None)
         self.ignored.add(conn)
 
@@ -122,7 +146,7 @@ class PayloadRouter:
             return None
         if not p.decided:
             ident = (conv.proto, conv.orig_p, conv.resp_p)
-            self._decide(conn, p, ident)
+            self._decide(conn, p, ident, final=True)
             self.ignored.discard(conn)
             if p.analyzer is None:
                 return None
@@ -131,8 +155,25 @@ class PayloadRouter:
         return p.analyzer, conv
 
 
+def _prefix(parts: list[tuple[int, bool, int, bytes]], side: bool, limit: int) -> bytes:
+    """The in-order stream of one direction up to its first hole, at most ``limit`` bytes."""
+    out = bytearray()
+    for seg in _reassemble([x for x in parts if x[1] == side], True):
+        if seg.gap or len(out) >= limit:
+            break
+        out += seg.data
+    return bytes(out[:limit])
+
+
 def _reassemble(parts: list[tuple[int, bool, int, bytes]], tcp: bool) -> Iterator[Segment]:
-    """In-order, de-duplicated payload per direction, interleaved by time of arrival."""
+    """In-order, de-duplicated payload per direction, interleaved by time of delivery.
+
+    Bytes are delivered when everything before them has arrived, as Zeek's TCP reassembler does: a
+    segment that overtook an earlier one gets the later arrival time of the segment that filled the
+    hole, so analysers see each direction in sequence order *and* interleaved with the other
+    direction the way Zeek interleaves them (a ServerHello whose first segment came second must not
+    be parsed from its middle).
+    """
     if not tcp:
         for ts, is_orig, _seq, data in parts:
             yield Segment(ts / 1e9, is_orig, data)
@@ -150,6 +191,7 @@ def _reassemble(parts: list[tuple[int, bool, int, bytes]], tcp: bool) -> Iterato
             items.append((rel, ts, data))
         items.sort(key=lambda x: (x[0], x[1]))
         nxt = items[0][0]
+        delivered = 0  # arrival time of the latest segment delivered so far in this direction
         for rel, ts, data in items:
             end = rel + len(data)
             if end <= nxt:
@@ -159,7 +201,8 @@ def _reassemble(parts: list[tuple[int, bool, int, bytes]], tcp: bool) -> Iterato
                 gap = rel - nxt
             elif rel < nxt:
                 data = data[nxt - rel :]
-            out.append((ts, len(out), Segment(ts / 1e9, side, data, gap)))
+            delivered = max(delivered, ts)
+            out.append((delivered, len(out), Segment(delivered / 1e9, side, data, gap)))
             nxt = end
     out.sort(key=lambda x: (x[0], x[1]))
     for _ts, _n, seg in out:

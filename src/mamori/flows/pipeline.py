@@ -19,12 +19,13 @@ import polars as pl
 import pyarrow as pa
 
 from mamori.config import Settings
-from mamori.flows.analyzers.base import Analyzer
+from mamori.flows.analyzers.base import Analysis, Analyzer
 from mamori.flows.connections import ConnTracker, Ended, conn_frame
 from mamori.flows.conversation import Conversation
 from mamori.flows.payload import PayloadRouter
 from mamori.schema import schema_of
 from mamori.sensors.pcap.decode import decode
+from mamori.sensors.pcap.fragments import FragmentReassembler
 from mamori.sensors.pcap.reader import CaptureError, CaptureProblem, PcapReader
 
 log = logging.getLogger(__name__)
@@ -80,14 +81,15 @@ class Ingest:
         tracker = ConnTracker(self.settings)
         router = PayloadRouter()
         reader = PcapReader(path, self.settings.batch_bytes)
+        fragments = FragmentReassembler()
         try:
             for batch in reader:
-                pk = decode(batch)
+                buf, pk = fragments.apply(batch.buf, decode(batch))
                 rec = pk["rec"]
                 ts = batch.ts_ns[rec]
                 rec_no = batch.first_record + rec.astype(np.int64) + 1
                 row_conn, row_orig, _ = tracker.feed(pk, ts, rec_no)
-                router.route(batch.buf, row_conn, row_orig, ts, pk.cols)
+                router.route(buf, row_conn, row_orig, ts, pk.cols)
                 stats.packets += len(batch)
                 stats.bytes += int(batch.caplen.sum()) + 16 * len(batch)
                 self._emit(tracker.take(), router, seed, stats)
@@ -131,11 +133,12 @@ class Ingest:
                     result = _safe_analyze(analyzer, conv)
                     if result is None:
                         continue
-                    confirmed, rows = result
-                    if confirmed:
-                        services[row["conn_no"]] = analyzer.service
-                    if rows:
-                        records.setdefault(analyzer.table, []).extend(rows)
+                    # An analyser may hand the stream on (SOCKS -> HTTP): Zeek logs both services.
+                    names = result.services(analyzer)
+                    if names:
+                        services[row["conn_no"]] = ",".join(names)
+                    for table, rows in result.tables(analyzer).items():
+                        records.setdefault(table, []).extend(rows)
         # Ended connections the router never decided on are forgotten with them.
         for no in df["conn_no"].to_list():
             router.ignored.discard(no)
@@ -173,16 +176,13 @@ class Ingest:
             self.sink(table, data)
 
 
-def _safe_analyze(
-    analyzer: Analyzer, conv: Conversation
-) -> tuple[bool, list[dict[str, object]]] | None:
+def _safe_analyze(analyzer: Analyzer, conv: Conversation) -> Analysis | None:
     """An analyser that raises loses its own records, never the patrol (logged once per conn)."""
     try:
-        res = analyzer.analyze(conv)
+        return analyzer.analyze(conv)
     except Exception:
         log.exception("analyser %s failed on %s", analyzer.service, conv.uid)
         return None
-    return res.confirmed, res.records
 
 
 def tables_of(

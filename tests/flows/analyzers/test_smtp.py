@@ -88,6 +88,19 @@ def test_starttls_sets_tls_and_stops() -> None:
     assert row["last_reply"] == "220 Ready to start TLS"
 
 
+def test_starttls_hands_the_rest_to_ssl() -> None:
+    from flows.analyzers.test_ssl import _client_hello, _rec
+
+    conv = _conv([*MESSAGE[:4], (True, "STARTTLS"), (False, "220 Ready to start TLS")])
+    hello = _rec(22, _client_hello("mx.example.org"), 0x0301)
+    conv.segments.append(Segment(50.0, True, hello))
+    res = SMTP.analyze(conv)
+    assert res.services(SMTP) == ["smtp", "ssl"]
+    (row,) = res.tables(SMTP)["ssl"]
+    assert row["server_name"] == "mx.example.org" and row["ts"] == 50.0
+    assert res.tables(SMTP)["smtp"][0]["tls"] is True
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.booleans(), st.binary(max_size=200)), max_size=10))
 def test_random_bytes_never_raise(segments: list[tuple[bool, bytes]]) -> None:

@@ -23,6 +23,27 @@ class Analysis:
 
     confirmed: bool  # the payload really is this protocol (sets conn.log's service)
     records: list[dict[str, object]] = field(default_factory=list)  # rows of the analyser's table
+    # Analysers this one handed the rest of the stream to (SOCKS -> HTTP, STARTTLS -> SSL), with what
+    # they produced: Zeek attaches them as children, so their confirmed services follow this one's in
+    # conn.log ("socks,http") and their rows go to their own tables.
+    inner: list[tuple[Analyzer, Analysis]] = field(default_factory=list)
+
+    def services(self, outer: Analyzer) -> list[str]:
+        """conn.log's service list: this analyser's, then those of the confirmed inner ones."""
+        out = [outer.service] if self.confirmed else []
+        for a, res in self.inner:
+            out += [s for s in res.services(a) if s not in out]
+        return out
+
+    def tables(self, outer: Analyzer) -> dict[str, list[dict[str, object]]]:
+        """Rows per table, this analyser's and those of every inner one."""
+        out: dict[str, list[dict[str, object]]] = {}
+        if self.records:
+            out[outer.table] = list(self.records)
+        for a, res in self.inner:
+            for table, rows in res.tables(a).items():
+                out.setdefault(table, []).extend(rows)
+        return out
 
 
 class Analyzer(Protocol):

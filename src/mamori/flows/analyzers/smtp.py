@@ -16,8 +16,9 @@ from typing import ClassVar
 
 import pyarrow as pa
 
+from mamori.flows.analyzers import handover
 from mamori.flows.analyzers.base import Analysis, register
-from mamori.flows.conversation import Conversation
+from mamori.flows.conversation import Conversation, Segment
 from mamori.schema.smtp import SCHEMA
 
 _EMAIL = re.compile(r"[^\s<>,;:\"]+@[^\s<>,;:\"]+")
@@ -232,10 +233,14 @@ class SMTPAnalyzer:
     def analyze(self, conv: Conversation) -> Analysis:
         st = _State(conv, ts=conv.ts)
         bufs = {True: bytearray(), False: bytearray()}
+        tls: list[Segment] = []  # what follows the server's 220 to STARTTLS
         try:
-            for seg in conv.segments:
+            for k, seg in enumerate(conv.segments):
                 if st.tls:
-                    break  # the rest of the connection is TLS
+                    # Zeek's StartTLS(): the line splitter goes, an SSL child gets the rest (bytes
+                    # the client had buffered as a partial line are lost, as there).
+                    tls = tls + conv.segments[k:]
+                    break
                 st.ts = seg.ts
                 buf = bufs[seg.is_orig]
                 buf.extend(seg.data)
@@ -244,6 +249,8 @@ class SMTPAnalyzer:
                     del buf[: nl + 1]
                     if not seg.is_orig:
                         _reply(st, line)
+                        if st.tls and buf:  # the server's first TLS bytes came with the 220
+                            tls = [Segment(seg.ts, False, bytes(buf))]
                     elif st.in_data:
                         _data_line(st, line)
                     elif line:
@@ -251,7 +258,12 @@ class SMTPAnalyzer:
         except Exception:  # malformed input must never escape the analyser
             pass
         st.emit()
-        return Analysis(st.confirmed, st.records)
+        res = Analysis(st.confirmed, st.records)
+        if st.tls:
+            inner = handover.by_service("ssl", handover.child(conv, tls))
+            if inner is not None:
+                res.inner.append(inner)
+        return res
 
 
 register(SMTPAnalyzer())
