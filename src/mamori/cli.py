@@ -1,0 +1,249 @@
+"""The ``mamori`` command: a thin door over the stages (no logic lives here).
+
+Every long job shows a progress bar and ends with a summary table; bad input is reported as one
+line naming the file, the record and the reason, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.table import Table
+
+from mamori import __version__
+from mamori.config import load_settings
+
+app = typer.Typer(
+    help="mamori (守り): active cyber defence for the networks you own.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True, soft_wrap=True)  # one message, one line: never wrapped
+out = Console()
+
+CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".dmp", ".gz", ".trace")
+
+
+class TableName(StrEnum):
+    conn = "conn"
+    dns = "dns"
+    http = "http"
+    ssl = "ssl"
+    ssh = "ssh"
+    ftp = "ftp"
+    smtp = "smtp"
+
+
+class OutFormat(StrEnum):
+    jsonl = "jsonl"
+    parquet = "parquet"
+    zeek = "zeek"
+
+
+class SqlFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def _captures(inputs: list[Path]) -> list[Path]:
+    """Files as given; folders expanded to the captures inside them (sorted, recursive)."""
+    found: list[Path] = []
+    for p in inputs:
+        if p.is_dir():
+            found.extend(
+                sorted(
+                    f
+                    for f in p.rglob("*")
+                    if f.is_file() and f.name.lower().endswith(CAPTURE_SUFFIXES)
+                )
+            )
+        elif p.exists():
+            found.append(p)
+        else:
+            console.print(f"[red]error[/]: {p}: no such file or folder")
+            raise typer.Exit(2)
+    if not found:
+        console.print("[red]error[/]: no captures found in the given inputs")
+        raise typer.Exit(2)
+    return found
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"mamori {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """mamori (守り): active cyber defence for the networks you own."""
+
+
+@app.command()
+def ingest(
+    inputs: Annotated[list[Path], typer.Argument(help="Capture files or folders of captures.")],
+    lake: Annotated[Path, typer.Option("--lake", help="Lake folder to write the tables into.")],
+    config: Annotated[Path | None, typer.Option(help="Settings file (TOML).")] = None,
+) -> None:
+    """Turn captures into every table (conn, dns, http, ssl, ssh, ftp, smtp) in the lake."""
+    from mamori.flows.pipeline import Ingest
+    from mamori.lake.writer import LakeWriter
+
+    settings = load_settings(config)
+    captures = _captures(inputs)
+    total = sum(p.stat().st_size for p in captures)
+    started = time.perf_counter()
+    done = 0
+    with (
+        LakeWriter(lake) as writer,
+        Progress(
+            TextColumn("[bold]ingest[/] {task.description}"),
+            BarColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        ) as progress,
+    ):
+        task = progress.add_task("", total=total)
+        stats = []
+        for path in captures:
+            progress.update(task, description=path.name)
+            base = done
+
+            def advance(nbytes: int, base: int = base, size: int = path.stat().st_size) -> None:
+                progress.update(task, completed=base + min(nbytes, size))
+
+            stats.extend(Ingest(settings, writer, advance).run([path]))
+            done += path.stat().st_size
+            progress.update(task, completed=done)
+    elapsed = time.perf_counter() - started
+    _report(stats, elapsed)
+    if all(s.error for s in stats):
+        raise typer.Exit(1)
+
+
+def _report(stats: list, elapsed: float) -> None:
+    from mamori.schema import TABLES
+
+    for s in stats:
+        if s.error:
+            console.print(f"[red]error[/]: {s.error}")
+        elif s.problem:
+            console.print(f"[yellow]warning[/]: {s.problem} (kept {s.packets} packets before it)")
+    packets = sum(s.packets for s in stats)
+    nbytes = sum(s.bytes for s in stats)
+    table = Table(title=f"{len(stats)} capture(s), {packets:,} packets in {elapsed:.2f} s")
+    table.add_column("table")
+    table.add_column("records", justify="right")
+    table.add_column("records/s", justify="right")
+    for name in TABLES:
+        n = sum(s.rows.get(name, 0) for s in stats)
+        table.add_row(name, f"{n:,}", f"{n / elapsed:,.0f}" if elapsed > 0 else "-")
+    table.caption = (
+        f"{packets / elapsed:,.0f} packets/s, {nbytes / elapsed / 1e6:,.1f} MB/s"
+        if elapsed > 0
+        else ""
+    )
+    console.print(table)
+
+
+@app.command()
+def flows(
+    capture: Annotated[Path, typer.Argument(help="One capture file.")],
+    table: Annotated[
+        TableName, typer.Option("--table", help="Which table to write.")
+    ] = TableName.conn,
+    fmt: Annotated[OutFormat, typer.Option("--format", help="Output format.")] = OutFormat.jsonl,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Output file (default stdout).")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="Settings file (TOML).")] = None,
+) -> None:
+    """Write one table of one capture with Zeek's field names (``--format zeek``: Zeek's TSV log)."""
+    import pyarrow as pa
+
+    from mamori.flows.pipeline import tables_of
+    from mamori.lake.export import write_table
+    from mamori.schema import schema_of
+
+    settings = load_settings(config)
+    [path] = _captures([capture])
+    tables, stats = tables_of([path], settings)
+    for s in stats:
+        if s.error:
+            console.print(f"[red]error[/]: {s.error}")
+            raise typer.Exit(1)
+        if s.problem:
+            console.print(f"[yellow]warning[/]: {s.problem} (kept {s.packets} packets before it)")
+    data = tables.get(table.value)
+    if data is None:
+        data = schema_of(table.value).empty_table()
+    data = data.sort_by([("ts", "ascending")]) if data.num_rows else data
+    if fmt is OutFormat.parquet and output is None:
+        console.print("[red]error[/]: --format parquet needs -o FILE")
+        raise typer.Exit(2)
+    write_table(table.value, pa.table(data), fmt.value, output, sys.stdout)
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="SQL over the lake's tables (conn, dns, http, …).")],
+    lake: Annotated[Path, typer.Option("--lake", help="Lake folder.")],
+    fmt: Annotated[SqlFormat, typer.Option("--format", help="Output format.")] = SqlFormat.table,
+    limit: Annotated[int, typer.Option(help="Rows shown in table format.")] = 100,
+) -> None:
+    """Run DuckDB SQL over views of the lake's tables."""
+    import duckdb
+
+    from mamori.lake.query import LakeError, connect
+
+    try:
+        con = connect(lake)
+        rel = con.sql(query)
+    except (LakeError, duckdb.Error) as exc:
+        console.print(f"[red]error[/]: {str(exc).splitlines()[0]}")
+        raise typer.Exit(1) from None
+    if rel is None:
+        return
+    if fmt is SqlFormat.csv:
+        _csv(rel)
+        return
+    if fmt is SqlFormat.json:
+        import json
+
+        cols = rel.columns
+        for row in rel.fetchall():
+            out.print_json(json.dumps(dict(zip(cols, row, strict=True)), default=str))
+        return
+    rows = rel.limit(limit).fetchall()
+    t = Table(*rel.columns)
+    for row in rows:
+        t.add_row(*("" if v is None else str(v) for v in row))
+    out.print(t)
+
+
+def _csv(rel: object) -> None:
+    import csv
+
+    writer = csv.writer(sys.stdout)
+    writer.writerow(rel.columns)  # type: ignore[attr-defined]
+    for row in rel.fetchall():  # type: ignore[attr-defined]
+        writer.writerow(row)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,65 @@
+"""Write tables into the lake as ``<root>/<table>/date=YYYY-MM-DD/part-*.parquet``.
+
+Rows are buffered per table and flushed in large row groups: many small Parquet files would make
+every later query slower. Partitioning by the record's own date (UTC) keeps a day's hunt cheap.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from mamori.schema import schema_of
+
+FLUSH_ROWS = 1_000_000
+
+
+class LakeWriter:
+    """Collects Arrow tables per lake table and writes them as partitioned Parquet."""
+
+    def __init__(self, root: Path, flush_rows: int = FLUSH_ROWS) -> None:
+        self.root = Path(root)
+        self.flush_rows = flush_rows
+        self._parts: dict[str, list[pa.Table]] = {}
+        self._rows: dict[str, int] = {}
+        self.files: list[Path] = []
+
+    def __call__(self, table: str, data: pa.Table) -> None:
+        self.write(table, data)
+
+    def write(self, table: str, data: pa.Table) -> None:
+        if data.num_rows == 0:
+            return
+        self._parts.setdefault(table, []).append(data.cast(schema_of(table)))
+        self._rows[table] = self._rows.get(table, 0) + data.num_rows
+        if self._rows[table] >= self.flush_rows:
+            self._flush(table)
+
+    def close(self) -> None:
+        for table in list(self._parts):
+            self._flush(table)
+
+    def __enter__(self) -> LakeWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _flush(self, table: str) -> None:
+        parts = self._parts.pop(table, [])
+        self._rows.pop(table, None)
+        if not parts:
+            return
+        data = pa.concat_tables(parts)
+        dates = pc.strftime(data["ts"], format="%Y-%m-%d")
+        for date in pc.unique(dates).to_pylist():
+            chunk = data.filter(pc.equal(dates, date))
+            folder = self.root / table / f"date={date}"
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"part-{uuid.uuid4().hex}.parquet"
+            pq.write_table(chunk, path, compression="zstd")
+            self.files.append(path)

@@ -1,0 +1,55 @@
+"""The lake: partitioned Parquet by record date, DuckDB views, schema enforced."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from mamori.lake.query import LakeError, connect
+from mamori.lake.writer import LakeWriter
+from mamori.schema import schema_of
+
+
+def _conn_rows(days: list[int]) -> pa.Table:
+    schema = schema_of("conn")
+    n = len(days)
+    cols = {f.name: pa.nulls(n, f.type) for f in schema}
+    base = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    cols["ts"] = pa.array(
+        [base + dt.timedelta(days=d, hours=23) for d in days], schema.field("ts").type
+    )
+    cols["uid"] = pa.array([f"C{i}" for i in range(n)])
+    cols["orig_h"] = pa.array(["10.0.0.1"] * n)
+    cols["resp_h"] = pa.array(["10.0.0.2"] * n)
+    cols["orig_p"] = pa.array([1000 + i for i in range(n)], pa.uint16())
+    cols["resp_p"] = pa.array([80] * n, pa.uint16())
+    cols["proto"] = pa.array(["tcp"] * n)
+    cols["source"] = pa.array(["x.pcap"] * n)
+    cols["first_record"] = pa.array(range(n), pa.uint64())
+    cols["last_record"] = pa.array(range(n), pa.uint64())
+    return pa.table([cols[f.name] for f in schema], schema=schema)
+
+
+def test_partitions_by_day_and_queries(tmp_path: Path) -> None:
+    with LakeWriter(tmp_path, flush_rows=2) as w:
+        w.write("conn", _conn_rows([0, 0, 1]))
+        w.write("conn", _conn_rows([2]))
+    days = sorted(p.name for p in (tmp_path / "conn").iterdir())
+    assert days == ["date=2026-01-01", "date=2026-01-02", "date=2026-01-03"]
+    con = connect(tmp_path)
+    assert con.sql("SELECT count(*) FROM conn").fetchall() == [(4,)]
+    got = con.sql("SELECT date, count(*) FROM conn GROUP BY 1 ORDER BY 1").fetchall()
+    assert [r[1] for r in got] == [2, 1, 1]
+
+
+def test_empty_lake_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(LakeError, match="no lake tables"):
+        connect(tmp_path)
+
+
+def test_wrong_columns_are_rejected(tmp_path: Path) -> None:
+    with pytest.raises((pa.ArrowInvalid, ValueError, KeyError)):
+        LakeWriter(tmp_path).write("conn", pa.table({"x": [1]}))

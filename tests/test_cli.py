@@ -1,0 +1,106 @@
+"""The ``mamori`` command end to end on real captures: ingest, flows, sql, and bad input."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mamori.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def ssh_capture(data_dir: Path) -> Path:
+    return data_dir / "zeek-btest" / "Traces" / "ssh" / "sshguess.pcap"
+
+
+def test_ingest_then_sql(tmp_path: Path, ssh_capture: Path) -> None:
+    lake = tmp_path / "lake"
+    res = runner.invoke(app, ["ingest", str(ssh_capture), "--lake", str(lake)])
+    assert res.exit_code == 0, res.output
+    assert "packets/s" in res.output
+    assert list((lake / "conn").glob("date=2015-03-30/*.parquet"))
+    res = runner.invoke(
+        app,
+        [
+            "sql",
+            "SELECT count(*) AS n, min(service) AS s FROM conn WHERE resp_p = 22",
+            "--lake",
+            str(lake),
+            "--format",
+            "csv",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    lines = res.output.strip().splitlines()
+    assert lines[0] == "n,s"
+    n, service = lines[1].split(",")
+    assert int(n) == 11 and service == "ssh"  # Zeek logs 11 SSH connections for this trace
+    res = runner.invoke(
+        app, ["sql", "SELECT count(*) FROM ssh", "--lake", str(lake), "--format", "csv"]
+    )
+    assert res.output.strip().splitlines()[1] == "11"
+
+
+def test_flows_zeek_format_has_zeek_headers(ssh_capture: Path, tmp_path: Path) -> None:
+    out = tmp_path / "conn.log"
+    res = runner.invoke(app, ["flows", str(ssh_capture), "--format", "zeek", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    text = out.read_text().splitlines()
+    fields = next(line for line in text if line.startswith("#fields")).split("\t")
+    assert fields[1:7] == ["ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p"]
+    first = next(line for line in text if not line.startswith("#")).split("\t")
+    row = dict(zip(fields[1:], first, strict=True))
+    assert row["history"] == "ShADadFf" and row["conn_state"] == "SF"
+    assert row["orig_bytes"] == "2885" and row["resp_pkts"] == "19"
+
+
+def test_flows_jsonl_dns(data_dir: Path) -> None:
+    capture = data_dir / "zeek-btest" / "Traces" / "dns-txt-multiple.pcap"
+    res = runner.invoke(app, ["flows", str(capture), "--table", "dns"])
+    assert res.exit_code == 0, res.output
+    assert '"id.orig_h"' in res.output and '"query"' in res.output
+
+
+def test_empty_file_is_one_clear_line(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.pcap"
+    empty.write_bytes(b"")
+    res = runner.invoke(app, ["flows", str(empty)])
+    assert res.exit_code == 1
+    assert "empty.pcap: empty file, not a capture" in res.output
+    assert "Traceback" not in res.output
+
+
+def test_truncated_capture_keeps_packets_and_warns(tmp_path: Path, ssh_capture: Path) -> None:
+    cut = tmp_path / "cut.pcap"
+    data = ssh_capture.read_bytes()
+    cut.write_bytes(data[: len(data) // 2 + 7])
+    res = runner.invoke(app, ["flows", str(cut), "--format", "jsonl"])
+    assert res.exit_code == 0
+    assert "warning" in res.output and "record" in res.output and "truncated" in res.output
+    assert res.output.count('"uid"') >= 5
+
+
+def test_missing_input_is_an_error(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["ingest", str(tmp_path / "nope.pcap"), "--lake", str(tmp_path / "l")])
+    assert res.exit_code == 2
+    assert "no such file" in res.output
+
+
+def test_sql_on_missing_lake(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["sql", "SELECT 1", "--lake", str(tmp_path / "none")])
+    assert res.exit_code == 1 and "no such lake folder" in res.output
+
+
+def test_ingest_folder(tmp_path: Path, data_dir: Path) -> None:
+    folder = tmp_path / "caps"
+    folder.mkdir()
+    for name in ("dns-txt-multiple.pcap", "dns53.pcap"):
+        shutil.copy(data_dir / "zeek-btest" / "Traces" / name, folder / name)
+    res = runner.invoke(app, ["ingest", str(folder), "--lake", str(tmp_path / "lake")])
+    assert res.exit_code == 0, res.output
+    assert "2 capture(s)" in res.output
