@@ -20,6 +20,7 @@ import numpy as np
 
 from mamori.flows.analyzers.base import Analyzer, registered
 from mamori.flows.conversation import Conversation, Segment
+from mamori.flows.prefilter import candidates
 
 PENDING_SEGMENTS = 4  # decide after this many payload segments even if one side stayed silent
 DPD_BUFFER = 1024  # Zeek's dpd_buffer_size: stream bytes per direction a signature may look at
@@ -62,9 +63,27 @@ class PayloadRouter:
         if idx.size == 0:
             return
         conns = row_conn[idx]
+        # Vectorised first look: a connection reaches Python from its first packet that could
+        # start a protocol we analyse; connections already being followed keep every packet.
+        cand = candidates(
+            buf, cols["pay_off"][idx], cols["pay_cap"][idx], proto[idx],
+            cols["sport"][idx], cols["dport"][idx], self.analyzers,
+        )  # fmt: skip
+        keep = cand.copy()
+        if self.conns:
+            keep |= np.isin(conns, np.fromiter(self.conns.keys(), np.int64, len(self.conns)))
+        if cand.any():
+            # Later packets of a connection that became a candidate earlier in this batch.
+            uniq, inv = np.unique(conns, return_inverse=True)
+            first = np.full(uniq.shape[0], np.iinfo(np.int64).max, np.int64)
+            pos = np.arange(conns.shape[0], dtype=np.int64)
+            np.minimum.at(first, inv[cand], pos[cand])
+            keep |= pos >= first[inv]
         if self.ignored:
-            keep = ~np.isin(conns, np.fromiter(self.ignored, np.int64, len(self.ignored)))
-            idx, conns = idx[keep], conns[keep]
+            keep &= ~np.isin(conns, np.fromiter(self.ignored, np.int64, len(self.ignored)))
+        idx, conns = idx[keep], conns[keep]
+        if idx.size == 0:
+            return
         pay_off = cols["pay_off"][idx]
         pay_cap = cols["pay_cap"][idx]
         seqs = cols["seq"][idx]

@@ -51,6 +51,10 @@ class Analyzer(Protocol):
     table: ClassVar[str]  # lake table it writes, e.g. "dns"
     schema: ClassVar[pa.Schema]  # Arrow schema of that table (lake names: orig_h, not id.orig_h)
     transports: ClassVar[tuple[str, ...]]  # ("udp",), ("tcp",) or both
+    # What the vectorised prefilter (flows/prefilter.py) lets through to ``matches``: payload that
+    # starts with one of ``prefixes`` (either direction, case-blind), traffic on ``ports`` (where
+    # Zeek attaches the analyser by port), and optionally ``prefilter(head, valid) -> mask``.
+    prefixes: ClassVar[tuple[bytes, ...]]
 
     def matches(self, proto: str, orig_p: int, resp_p: int, orig: bytes, resp: bytes) -> bool:
         """Does the first payload of each direction (either may be empty) look like this protocol?"""

@@ -228,6 +228,10 @@ class DnsAnalyzer:
     table: ClassVar[str] = "dns"
     schema: ClassVar[pa.Schema] = SCHEMA
     transports: ClassVar[tuple[str, ...]] = ("udp", "tcp")
+    # Zeek attaches its DNS analyser by port (there is no DNS DPD signature).
+    ports: ClassVar[tuple[tuple[str, int], ...]] = (
+        ("udp", 53), ("udp", 137), ("udp", 5353), ("udp", 5355), ("tcp", 53),
+    )  # fmt: skip
 
     def matches(self, proto: str, orig_p: int, resp_p: int, orig: bytes, resp: bytes) -> bool:
         """A plausible header whose first question parses completely (either direction)."""

@@ -261,6 +261,16 @@ class FTPAnalyzer:
     table: ClassVar[str] = "ftp"
     schema: ClassVar[pa.Schema] = SCHEMA
     transports: ClassVar[tuple[str, ...]] = ("tcp",)
+    prefixes: ClassVar[tuple[bytes, ...]] = (
+        b"220",
+        b"120",
+        b"USER",
+        b"AUTH",
+        b"FEAT",
+        b"SYST",
+        b"OPTS",
+    )
+    ports: ClassVar[tuple[tuple[str, int], ...]] = (("tcp", 21), ("tcp", 2811))
 
     def matches(self, proto: str, orig_p: int, resp_p: int, orig: bytes, resp: bytes) -> bool:
         """A ``220``/``120`` greeting answered by USER (or AUTH/FEAT), or such a command alone."""

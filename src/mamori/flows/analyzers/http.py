@@ -395,6 +395,11 @@ class HttpAnalyzer:
     table: ClassVar[str] = "http"
     schema: ClassVar[pa.Schema] = SCHEMA
     transports: ClassVar[tuple[str, ...]] = ("tcp",)
+    prefixes: ClassVar[tuple[bytes, ...]] = (*(m + b" " for m in _METHODS), b"HTTP/")
+    # Zeek also attaches HTTP by port, so odd methods on these ports still reach ``matches``.
+    ports: ClassVar[tuple[tuple[str, int], ...]] = tuple(
+        ("tcp", p) for p in (80, 81, 631, 1080, 3128, 8000, 8080, 8888)
+    )
 
     def matches(self, proto: str, orig_p: int, resp_p: int, orig: bytes, resp: bytes) -> bool:
         """A request line with a known method and HTTP/x.y, or a status line ``HTTP/1.x NNN``."""

@@ -219,6 +219,8 @@ class SMTPAnalyzer:
     table: ClassVar[str] = "smtp"
     schema: ClassVar[pa.Schema] = SCHEMA
     transports: ClassVar[tuple[str, ...]] = ("tcp",)
+    prefixes: ClassVar[tuple[bytes, ...]] = (b"220", b"EHLO", b"HELO")
+    ports: ClassVar[tuple[tuple[str, int], ...]] = (("tcp", 25), ("tcp", 587))
 
     def matches(self, proto: str, orig_p: int, resp_p: int, orig: bytes, resp: bytes) -> bool:
         """A ``220`` greeting answered by EHLO/HELO (either may be missing from a one-sided capture)."""

@@ -153,6 +153,7 @@ class SocksAnalyzer:
     table: ClassVar[str] = "socks"
     schema: ClassVar[pa.Schema] = pa.schema([])
     transports: ClassVar[tuple[str, ...]] = ("tcp",)
+    prefixes: ClassVar[tuple[bytes, ...]] = (b"\x04\x01", b"\x04\x02", b"\x05")
 
     def matches(self, proto: str, orig_p: int, resp_p: int, orig: bytes, resp: bytes) -> bool:
         """Zeek's dpd_socks4/5 client and server signatures (both directions are required)."""

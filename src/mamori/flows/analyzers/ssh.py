@@ -270,6 +270,8 @@ class SSHAnalyzer:
     table: ClassVar[str] = "ssh"
     schema: ClassVar[pa.Schema] = SCHEMA
     transports: ClassVar[tuple[str, ...]] = ("tcp",)
+    prefixes: ClassVar[tuple[bytes, ...]] = (b"SSH-",)
+    ports: ClassVar[tuple[tuple[str, int], ...]] = (("tcp", 22),)
 
     def matches(self, proto: str, orig_p: int, resp_p: int, orig: bytes, resp: bytes) -> bool:
         """An ``SSH-`` banner: the client's must come first; the server may precede it with text."""

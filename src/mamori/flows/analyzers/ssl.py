@@ -17,6 +17,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+import numpy as np
 import pyarrow as pa
 
 from mamori.flows.analyzers import tls_fingerprints as tf
@@ -346,6 +347,15 @@ class SSLAnalyzer:
     table: ClassVar[str] = "ssl"
     schema: ClassVar[pa.Schema] = SCHEMA
     transports: ClassVar[tuple[str, ...]] = ("tcp",)
+    prefixes: ClassVar[tuple[bytes, ...]] = (b"\x16\x03",)
+    ports: ClassVar[tuple[tuple[str, int], ...]] = tuple(
+        ("tcp", p) for p in (443, 465, 563, 585, 614, 636, 989, 990, 992, 993, 995, 5223)
+    )
+
+    @staticmethod
+    def prefilter(head: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """SSLv2-style ClientHello: a 2-byte record length with the top bit set, then type 1."""
+        return ((head[:, 0] & 0x80) != 0) & ((head[:, 2] == 1) | ~valid[:, 2])
 
     def matches(self, proto: str, orig_p: int, resp_p: int, orig: bytes, resp: bytes) -> bool:
         """A TLS ClientHello or ServerHello record, or an SSLv2 CLIENT-HELLO from the originator."""
