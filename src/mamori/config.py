@@ -72,7 +72,7 @@ class Settings:
     icmp_inactivity_timeout: float = 60.0
     unknown_ip_inactivity_timeout: float = 60.0
     # Bytes of capture read per batch: bounds memory whatever the capture's size.
-    batch_bytes: int = 64 * 1024 * 1024
+    batch_bytes: int = 32 * 1024 * 1024
     # Where shared test data lives (tests and benchmarks only).
     data_dir: Path = field(default=Path("../shared/data"))
 

@@ -67,16 +67,19 @@ class ConnTracker:
         self.K = np.zeros((cap, 5), np.int64)
 
     def _grow(self) -> None:
+        # 1.5x keeps the transient (old + new arrays during the copy) small on big live sets.
         old = self.S.shape[0]
+        new = old + old // 2
         S, H, HL, K = self.S, self.H, self.HL, self.K
-        self._alloc_state(old * 2)
+        self._alloc_state(new)
         self.S[:old], self.H[:old], self.HL[:old], self.K[:old] = S, H, HL, K
-        extra = np.arange(old * 2 - 1, old - 1, -1, dtype=np.int64)
-        free = np.empty(old * 2, np.int64)
+        del S, H, HL, K
+        added = new - old
+        free = np.empty(new, np.int64)
         free[: self.n_free] = self.free[: self.n_free]
-        free[self.n_free : self.n_free + old] = extra
+        free[self.n_free : self.n_free + added] = np.arange(new - 1, old - 1, -1, dtype=np.int64)
         self.free = free
-        self.n_free += old
+        self.n_free += added
 
     def _collect(self, n_out: int) -> None:
         if n_out:

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from mamori.schema import schema_of
 
-FLUSH_ROWS = 250_000  # bounds the writer's memory; still large row groups
+FLUSH_ROWS = 100_000  # bounds the writer's memory; still large row groups
 
 
 class LakeWriter:

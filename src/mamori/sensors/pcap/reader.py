@@ -221,7 +221,7 @@ class PcapReader:
         swap = order == ">"
         max_caplen = walk.MAX_RECORD
         buf = np.empty(self.batch_bytes, np.uint8)
-        cols = walk.empty_columns(self.batch_bytes // 32 + 16)
+        cols = walk.empty_columns(self.batch_bytes // 64 + 16)  # FULL resumes if packets are tiny
         file_base = 24  # file offset of buf[0]
         end, _ = self._fill(fh, buf, 0, 0)
         pos = 0
@@ -274,7 +274,7 @@ class PcapReader:
         buf[:4] = np.frombuffer(head, np.uint8)
         self.bytes_read = 4
         end, _ = self._fill(fh, buf, 0, 4)  # keeps the 4 magic bytes, reads after them
-        cols = walk.empty_columns(self.batch_bytes // 32 + 16)
+        cols = walk.empty_columns(self.batch_bytes // 64 + 16)  # FULL resumes if packets are tiny
         ifaces: list[_Iface] = []
         swap = False
         file_base = 0
