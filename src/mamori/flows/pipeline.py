@@ -19,8 +19,8 @@ import polars as pl
 import pyarrow as pa
 
 from mamori.config import Settings
-from mamori.flows.analyzers.base import Analysis, Analyzer
-from mamori.flows.connections import ConnTracker, Ended, conn_frame
+from mamori.flows.analyzers.base import Analysis, Analyzer, registered
+from mamori.flows.connections import ConnTracker, Ended, conn_frame, uids
 from mamori.flows.conversation import Conversation
 from mamori.flows.payload import PayloadRouter
 from mamori.schema import schema_of
@@ -95,85 +95,107 @@ class Ingest:
                 self._emit(tracker.take(), router, seed, stats)
                 if self.progress:
                     self.progress(reader.bytes_read)
+            tracker.finish()
+            self._emit(tracker.take(), router, seed, stats)
         except CaptureError as exc:
             stats.error = str(exc)
             return stats
-        tracker.finish()
-        self._emit(tracker.take(), router, seed, stats)
         stats.problem = reader.problem
         return stats
 
     def _emit(
-        self, ended: Ended | None, router: PayloadRouter, seed: bytes, stats: CaptureStats
+        self,
+        ended: Ended | None,
+        router: PayloadRouter,
+        seed: bytes,
+        stats: CaptureStats,
     ) -> None:
+        """Ended connections: run their conversations through the analysers, write the rows."""
         if ended is None:
             return
         df = conn_frame(ended, self.settings, seed, stats.path)
-        services: dict[int, str] = {}
-        records: dict[str, list[dict[str, object]]] = {}
-        if router.conns:
-            nos = df["conn_no"].to_numpy()
-            wanted = np.nonzero(np.isin(nos, np.fromiter(router.conns.keys(), np.int64)))[0]
-            sub = df[wanted] if wanted.size else None
-            if sub is not None:
-                for row in sub.iter_rows(named=True):
-                    conv = Conversation(
-                        uid=row["uid"],
-                        ts=row["ts"].timestamp(),
-                        orig_h=row["orig_h"],
-                        orig_p=row["orig_p"],
-                        resp_h=row["resp_h"],
-                        resp_p=row["resp_p"],
-                        proto=row["proto"],
-                    )
-                    got = router.finish(conv, row["conn_no"])
-                    if got is None:
-                        continue
-                    analyzer, conv = got
-                    result = _safe_analyze(analyzer, conv)
-                    if result is None:
-                        continue
-                    # An analyser may hand the stream on (SOCKS -> HTTP): Zeek logs both services.
-                    names = result.services(analyzer)
-                    if names:
-                        services[row["conn_no"]] = ",".join(names)
-                    for table, rows in result.tables(analyzer).items():
-                        records.setdefault(table, []).extend(rows)
+        jobs = _jobs(df, router)
         # Ended connections the router never decided on are forgotten with them.
-        for no in df["conn_no"].to_list():
-            router.ignored.discard(no)
-        parent_uid = self._parent_uids(df, seed)
-        df = df.with_columns(
-            service=pl.Series(
-                [services.get(n) for n in df["conn_no"].to_list()]
-                if services
-                else [None] * len(df),
-                dtype=pl.String,
-            ),
-            tunnel_parents=parent_uid,
-        )
+        router.ignored.difference_update(df["conn_no"].to_list())
+        df = df.with_columns(tunnel_parents=_parent_uids(df, seed))
+        self._write(df, analyze_jobs(jobs), stats)
+
+    def _write(self, df: pl.DataFrame, result: Analysed, stats: CaptureStats) -> None:
+        services, records = result
+        if services:
+            found = pl.DataFrame(
+                {"conn_no": list(services), "service": list(services.values())},
+                schema={"conn_no": pl.Int64, "service": pl.String},
+            )
+            df = df.join(found, on="conn_no", how="left", maintain_order="left")
+        else:
+            df = df.with_columns(service=pl.lit(None, pl.String))
         conn = df.select([f.name for f in schema_of("conn")]).to_arrow().cast(schema_of("conn"))
         self._send("conn", conn, stats)
         for table, rows in records.items():
             self._send(table, _to_table(table, rows), stats)
 
-    def _parent_uids(self, df: pl.DataFrame, seed: bytes) -> pl.Series:
-        from mamori.flows.connections import uids
-
-        parents = df["parent_no"].to_numpy()
-        has = parents >= 0
-        out: list[list[str] | None] = [None] * len(df)
-        if has.any():
-            idx = np.nonzero(has)[0]
-            names = uids(seed, parents[idx])
-            for k, i in enumerate(idx.tolist()):
-                out[i] = [names[k].decode()]
-        return pl.Series("tunnel_parents", out, dtype=pl.List(pl.String))
-
     def _send(self, table: str, data: pa.Table, stats: CaptureStats) -> None:
         if data.num_rows:
             stats.rows[table] = stats.rows.get(table, 0) + data.num_rows
             self.sink(table, data)
+
+
+# Analysis is a pure function of its jobs (no shared state), so an engine may run it elsewhere.
+Job = tuple[int, str, Conversation]  # (connection number, analyser's service, conversation)
+Analysed = tuple[dict[int, str], dict[str, list[dict[str, object]]]]
+
+
+def _jobs(df: pl.DataFrame, router: PayloadRouter) -> list[Job]:
+    """The conversations of the ended connections the router kept payload for."""
+    if not router.conns:
+        return []
+    nos = df["conn_no"].to_numpy()
+    wanted = np.nonzero(np.isin(nos, np.fromiter(router.conns.keys(), np.int64)))[0]
+    jobs: list[Job] = []
+    if wanted.size == 0:
+        return jobs
+    cols = ["conn_no", "uid", "ts", "orig_h", "orig_p", "resp_h", "resp_p", "proto"]
+    for no, uid, ts, oh, op, rh, rp, proto in df[wanted].select(cols).iter_rows():
+        conv = Conversation(uid, ts.timestamp(), oh, op, rh, rp, proto)
+        got = router.finish(conv, no)
+        if got is not None:
+            analyzer, conv = got
+            jobs.append((no, analyzer.service, conv))
+    return jobs
+
+
+def analyze_jobs(jobs: list[Job]) -> Analysed:
+    """Run each conversation through its analyser (in this process or a worker)."""
+    analyzers = registered()
+    services: dict[int, str] = {}
+    records: dict[str, list[dict[str, object]]] = {}
+    for no, service, conv in jobs:
+        analyzer = analyzers[service]
+        result = _safe_analyze(analyzer, conv)
+        if result is None:
+            continue
+        # An analyser may hand the stream on (SOCKS -> HTTP): Zeek logs both services.
+        names = result.services(analyzer)
+        if names:
+            services[no] = ",".join(names)
+        for table, rows in result.tables(analyzer).items():
+            records.setdefault(table, []).extend(rows)
+    return services, records
+
+
+def _parent_uids(df: pl.DataFrame, seed: bytes) -> pl.Series:
+    """``tunnel_parents``: the uid of the connection that carried this one, vectorised."""
+    parents = df["parent_no"].to_numpy()
+    names = pl.Series(uids(seed, np.maximum(parents, 0))).cast(pl.Binary).cast(pl.String)
+    return (
+        pl.DataFrame({"p": parents, "u": names})
+        .select(
+            pl.when(pl.col("p") >= 0).then(pl.concat_list(pl.col("u"))).otherwise(None).alias("x")
+        )
+        .to_series()
+        .rename("tunnel_parents")
+    )
 
 
 def _safe_analyze(analyzer: Analyzer, conv: Conversation) -> Analysis | None:
