@@ -84,43 +84,42 @@ class PayloadRouter:
         idx, conns = idx[keep], conns[keep]
         if idx.size == 0:
             return
+        # Plain lists: iterating NumPy scalars one by one costs more than the work itself.
         pay_off = cols["pay_off"][idx]
-        pay_cap = cols["pay_cap"][idx]
-        seqs = cols["seq"][idx]
-        flags = cols["flags"][idx]
-        origs = row_orig[idx]
-        tss = ts_ns[idx]
-        sports = cols["sport"][idx]
-        dports = cols["dport"][idx]
-        protos = proto[idx]
-        for j in range(idx.size):
-            c = int(conns[j])
-            if c in self.ignored:
+        ends = (pay_off + cols["pay_cap"][idx]).tolist()
+        starts = pay_off.tolist()
+        # Data on a SYN starts one past its sequence number, whether or not the connection is
+        # decided yet: both kinds of part are reassembled together, so they must agree.
+        seqs = (cols["seq"][idx] + ((cols["flags"][idx] & 0x02) != 0)).tolist()
+        origs = row_orig[idx].astype(bool).tolist()
+        tss = ts_ns[idx].tolist()
+        sports = cols["sport"][idx].tolist()
+        dports = cols["dport"][idx].tolist()
+        udp = (proto[idx] == 17).tolist()
+        raw = buf.data
+        ignored = self.ignored
+        conns_map = self.conns
+        for c, start, end, seq, is_orig, ts, sp, dp, is_udp in zip(
+            conns.tolist(), starts, ends, seqs, origs, tss, sports, dports, udp, strict=True
+        ):
+            if c in ignored:
                 continue
-            p = self.conns.get(c)
+            p = conns_map.get(c)
             if p is None:
-                p = self.conns[c] = _Pending()
-            is_orig = bool(origs[j])
-            off = int(pay_off[j])
-            data = buf[off : off + int(pay_cap[j])].tobytes()
-            # Data on a SYN starts one past its sequence number, whether or not the connection is
-            # decided yet: both kinds of part are reassembled together, so they must agree.
-            seq = int(seqs[j]) + (1 if int(flags[j]) & 0x02 else 0)
+                p = conns_map[c] = _Pending()
+            data = bytes(raw[start:end])
             if not p.decided:
                 p.first.setdefault(is_orig, data)
-                p.parts.append((int(tss[j]), is_orig, seq, data))
+                p.parts.append((ts, is_orig, seq, data))
                 if len(p.first) == 2 or len(p.parts) >= PENDING_SEGMENTS:
-                    sp, dp = int(sports[j]), int(dports[j])
-                    ident = ("tcp" if protos[j] == 6 else "udp",) + (
-                        (sp, dp) if is_orig else (dp, sp)
-                    )
+                    ident = ("udp" if is_udp else "tcp",) + ((sp, dp) if is_orig else (dp, sp))
                     self._decide(c, p, ident, final=False)
                 continue
             side = 0 if is_orig else 1
             if p.kept[side] > MAX_BYTES_PER_DIRECTION:
                 data = b""
             p.kept[side] += len(data)
-            p.parts.append((int(tss[j]), is_orig, seq, data))
+            p.parts.append((ts, is_orig, seq, data))
 
     def _decide(self, conn: int, p: _Pending, ident: tuple[str, int, int], final: bool) -> None:
         """Pick the analyser whose signature matches; unless ``final``, a TCP miss may wait.

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mamori.config import Settings
 from mamori.flows.analyzers.base import Analysis, Analyzer, registered
@@ -44,22 +45,14 @@ class CaptureStats:
 
 
 def _to_table(table: str, rows: list[dict[str, object]]) -> pa.Table:
+    """Analyser records (dicts, ``ts`` in float seconds) as an Arrow table of the lake schema."""
     schema = schema_of(table)
-    cols: dict[str, list[object]] = {f.name: [] for f in schema}
-    for r in rows:
-        for name, values in cols.items():
-            v = r.get(name)
-            if name == "ts" and isinstance(v, float):
-                v = round(v * 1e6)
-            values.append(v)
-    arrays = []
-    for f in schema:
-        vals = cols[f.name]
-        if f.name == "ts":
-            arrays.append(pa.array(vals, pa.int64()).cast(f.type))
-        else:
-            arrays.append(pa.array(vals, f.type))
-    return pa.Table.from_arrays(arrays, schema=schema)
+    loose = pa.schema([pa.field("ts", pa.float64()) if f.name == "ts" else f for f in schema])
+    data = pa.Table.from_pylist(rows, schema=loose)
+    micros = pc.cast(pc.round(pc.multiply(data["ts"], 1e6)), pa.int64()).cast(
+        schema.field("ts").type
+    )
+    return data.set_column(schema.get_field_index("ts"), schema.field("ts"), micros)
 
 
 class Ingest:
