@@ -94,12 +94,11 @@ class ConnTracker:
 
     def feed(
         self, pk: PacketColumns, ts_ns: np.ndarray, rec_no: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Track one decoded batch; returns per-row (conn number or -1, is_orig, reserved)."""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Track one decoded batch; returns per-row (connection number or -1, is_orig)."""
         n = len(pk)
         row_conn = np.full(n, -1, np.int64)
         row_orig = np.zeros(n, np.uint8)
-        row_seq = np.zeros(n, np.int64)
         c = pk.cols
         i = 0
         while i < n:
@@ -108,7 +107,7 @@ class ConnTracker:
                 c["src_hi"], c["src_lo"], c["dst_hi"], c["dst_lo"],
                 c["ip_len"], c["sport"], c["dport"], c["flags"], c["seq"], c["ack"], c["win"],
                 c["pay_len"], c["pay_cap"],
-                row_conn, row_orig, row_seq,
+                row_conn, row_orig,
                 self.keys, self.S, self.H, self.HL, self.K, self.free, self.n_free, self.next_no,
                 self.E, self.EH, self.EHL, self.ESZ,
                 self.ports, *self.timeouts, i,
@@ -120,7 +119,7 @@ class ConnTracker:
             self.last_now = int(ts_ns[-1])
             # End idle connections so memory follows the live set, not the capture.
             self.sweep(self.last_now, flush_all=False)
-        return row_conn, row_orig, row_seq
+        return row_conn, row_orig
 
     def sweep(self, now: int, flush_all: bool) -> None:
         while True:

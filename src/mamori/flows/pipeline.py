@@ -81,7 +81,7 @@ class Ingest:
                 rec = pk["rec"]
                 ts = batch.ts_ns[rec]
                 rec_no = batch.first_record + rec.astype(np.int64) + 1
-                row_conn, row_orig, _ = tracker.feed(pk, ts, rec_no)
+                row_conn, row_orig = tracker.feed(pk, ts, rec_no)
                 router.route(buf, row_conn, row_orig, ts, pk.cols)
                 stats.packets += len(batch)
                 stats.bytes += int(batch.caplen.sum()) + 16 * len(batch)

@@ -330,12 +330,14 @@ def _timers(S: np.ndarray, s: int, now: int, linger: int, session_timer: int) ->
         elif kind == C_EXPIRE and S[s, C_KIND] == K_UDP:
             # Zeek's DNS analyser (UDP 53, 137, 5353, 5355) ends its session after
             # dns_session_timeout (10 s) without packets, checked every 10 s.
-            if S[s, C_LAST] + DNS_SESSION_TIMEOUT < best:
+            # Zeek dispatches a timer at the first packet *after* its deadline, so its strict
+            # comparison already holds at the deadline itself.
+            if S[s, C_LAST] + DNS_SESSION_TIMEOUT <= best:
                 return True
             S[s, C_EXPIRE] = best + DNS_SESSION_TIMEOUT
         elif kind == C_EXPIRE:
             S[s, C_EXPIRE] = 0
-            if S[s, C_LAST] + linger < best:
+            if S[s, C_LAST] + linger <= best:  # dispatched just after the deadline, as above
                 f = S[s, C_FLAGS]
                 oc = (f & FL_OCLOSE) != 0
                 rc = (f & FL_RCLOSE) != 0
@@ -382,7 +384,7 @@ def track(
     ip_len: np.ndarray, sport: np.ndarray, dport: np.ndarray, flags: np.ndarray,
     seq: np.ndarray, ack: np.ndarray, win: np.ndarray, pay_len: np.ndarray, pay_cap: np.ndarray,
     # per-row outputs
-    row_conn: np.ndarray, row_orig: np.ndarray, row_seq: np.ndarray,
+    row_conn: np.ndarray, row_orig: np.ndarray,
     # connection state
     keys: Dict, S: np.ndarray, H: np.ndarray, HL: np.ndarray, K: np.ndarray,
     free: np.ndarray, n_free: int, next_no: int,
@@ -407,7 +409,6 @@ def track(
     while i < n:
         row_conn[i] = -1
         row_orig[i] = 0
-        row_seq[i] = 0
         if status[i] != 0 or tunnel[i] == 1 or tunnel[i] == 2:
             i += 1
             continue
