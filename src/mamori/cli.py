@@ -162,6 +162,78 @@ def _report(stats: list, elapsed: float) -> None:
 
 
 @app.command()
+def patrol(
+    inputs: Annotated[list[Path], typer.Argument(help="Capture files or folders of captures.")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for report.json and report.html.")
+    ] = Path("patrol-report"),
+    lake: Annotated[
+        Path | None, typer.Option("--lake", help="Lake folder (default: OUT/lake).")
+    ] = None,
+    params: Annotated[
+        Path | None, typer.Option("--params", help="Detector parameters (YAML).")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="Settings file (TOML).")] = None,
+) -> None:
+    """The main job: ingest captures, run every detector, correlate incidents, write the report."""
+    from mamori.detect.base import DetectorConfigError, load_params
+    from mamori.patrol import patrol as run_patrol
+
+    settings = load_settings(config)
+    captures = _captures(inputs)
+    try:
+        chosen = load_params(params)
+    except DetectorConfigError as exc:
+        console.print(f"[red]error[/]: {exc}")
+        raise typer.Exit(2) from None
+    total = sum(p.stat().st_size for p in captures)
+    done: dict[Path, int] = {}
+    started = time.perf_counter()
+    with Progress(
+        TextColumn("[bold]patrol[/] {task.description}"),
+        BarColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("ingest", total=total)
+
+        def advance(path: Path, nbytes: int) -> None:
+            done[path] = min(nbytes, path.stat().st_size)
+            progress.update(task, completed=sum(done.values()), description=path.name)
+
+        result = run_patrol(captures, lake or out / "lake", out, settings, chosen, advance)
+    elapsed = time.perf_counter() - started
+    for s in result.captures:
+        if s.error:
+            console.print(f"[red]error[/]: {s.error}")
+        elif s.problem:
+            console.print(f"[yellow]warning[/]: {s.problem} (kept {s.packets} packets before it)")
+    for det, err in result.failed_detectors.items():
+        console.print(f"[red]detector failed[/]: {det}: {err}")
+    table = Table(title=f"patrol: {len(result.captures)} capture(s) in {elapsed:.1f} s")
+    for col in ("severity", "incident", "techniques", "attackers", "victims"):
+        table.add_column(col)
+    for inc in result.incidents:
+        table.add_row(
+            inc.severity,
+            inc.title,
+            ", ".join(inc.techniques),
+            ", ".join(inc.attackers[:3]) + (" …" if len(inc.attackers) > 3 else ""),
+            ", ".join(inc.victims[:3]) + (" …" if len(inc.victims) > 3 else ""),
+        )
+    summary = result.report["summary"]
+    table.caption = (
+        f"{summary['packets']:,} packets, {summary['connections']:,} connections, "  # type: ignore[index]
+        f"{summary['alerts']} alerts, {summary['incidents']} incidents → {result.html_path}"  # type: ignore[index]
+    )
+    console.print(table)
+    if all(s.error for s in result.captures):
+        raise typer.Exit(1)
+
+
+@app.command()
 def flows(
     capture: Annotated[Path, typer.Argument(help="One capture file.")],
     table: Annotated[

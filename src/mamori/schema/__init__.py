@@ -7,7 +7,7 @@ import importlib
 import pyarrow as pa
 
 SCHEMA_VERSION = 1
-TABLES: tuple[str, ...] = ("conn", "dns", "http", "ssl", "ssh", "ftp", "smtp")
+TABLES: tuple[str, ...] = ("conn", "dns", "http", "ssl", "ssh", "ftp", "smtp", "alerts")
 
 
 def schema_of(table: str) -> pa.Schema:

@@ -1,0 +1,1 @@
+"""Detection: small detector modules over the lake's tables, run by an engine, emitting alerts."""

@@ -1,0 +1,164 @@
+"""The main job: captures in, a report out (ingest → detect → correlate → report).
+
+One function the CLI and, later, the web console call; it only sequences the stages, each of which
+reads the tables of the one before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+
+from mamori import __version__
+from mamori.config import Settings
+from mamori.correlate.incidents import Incident, correlate
+from mamori.detect.base import Params, registered
+from mamori.detect.engine import lake_frames, run_detectors
+from mamori.flows.pipeline import CaptureStats, Ingest
+from mamori.lake.writer import LakeWriter
+from mamori.report.patrol import write_html, write_json
+
+
+@dataclass
+class PatrolResult:
+    captures: list[CaptureStats]
+    alerts: pl.DataFrame
+    incidents: list[Incident]
+    failed_detectors: dict[str, str]
+    report: dict[str, object]
+    json_path: Path
+    html_path: Path
+
+
+def patrol(
+    inputs: Iterable[Path],
+    lake: Path,
+    out: Path,
+    settings: Settings,
+    params: dict[str, Params] | None = None,
+    progress: Callable[[Path, int], None] | None = None,
+) -> PatrolResult:
+    started = datetime.now(UTC)
+    stats: list[CaptureStats] = []
+    with LakeWriter(lake) as writer:
+        for path in inputs:
+            cb = (lambda n, p=path: progress(p, n)) if progress else None
+            stats.extend(Ingest(settings, writer, cb).run([path]))
+    tables = sorted({t for d in registered().values() for t in d.reads} | {"conn"})
+    frames = lake_frames(lake, tables)
+    run = run_detectors(frames, params)
+    with LakeWriter(lake) as writer:
+        writer.write("alerts", run.alerts.to_arrow())
+    incidents = correlate(run.alerts)
+    report = build_report(stats, frames["conn"], run.alerts, incidents, run.failed, started)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, html_path = out / "report.json", out / "report.html"
+    write_json(report, json_path)
+    write_html(report, html_path)
+    return PatrolResult(stats, run.alerts, incidents, run.failed, report, json_path, html_path)
+
+
+def build_report(
+    stats: list[CaptureStats],
+    conn: pl.LazyFrame,
+    alerts: pl.DataFrame,
+    incidents: list[Incident],
+    failed: dict[str, str],
+    started: datetime,
+) -> dict[str, object]:
+    """The report's content (the JSON is the contract; the HTML renders the same dict)."""
+    traffic = _traffic(conn)
+    by_sev = {
+        s: sum(1 for i in incidents if i.severity == s)
+        for s in ("critical", "high", "medium", "low")
+    }
+    return {
+        "schema": "mamori.patrol.report/1",
+        "mamori_version": __version__,
+        "generated": datetime.now(UTC).isoformat(),
+        "started": started.isoformat(),
+        "inputs": [
+            {
+                "path": s.path,
+                "packets": s.packets,
+                "bytes": s.bytes,
+                "records": s.rows,
+                "problem": str(s.problem) if s.problem else None,
+                "error": s.error,
+            }
+            for s in stats
+        ],
+        "summary": {
+            "packets": sum(s.packets for s in stats),
+            "connections": traffic["connections"],
+            "alerts": alerts.height,
+            "incidents": len(incidents),
+            "incidents_by_severity": by_sev,
+            "failed_detectors": failed,
+        },
+        "traffic": traffic,
+        "alert_timeline": _alert_timeline(alerts),
+        "incidents": [i.to_json() for i in incidents],
+    }
+
+
+def _traffic(conn: pl.LazyFrame, buckets: int = 48) -> dict[str, object]:
+    """Connections over time and the busiest talkers, for the report's charts."""
+    df = conn.select("ts", "orig_h", "resp_h", "orig_ip_bytes", "resp_ip_bytes").collect()
+    if df.height == 0:
+        return {"connections": 0, "series": [], "top_sources": [], "top_destinations": []}
+    lo, hi = df["ts"].min(), df["ts"].max()
+    span = max((hi - lo).total_seconds(), 1.0)  # type: ignore[operator, union-attr]
+    step = span / buckets
+    series = (
+        df.with_columns(
+            b=((pl.col("ts") - lo).dt.total_microseconds() / 1e6 // step).clip(0, buckets - 1)
+        )
+        .group_by("b")
+        .agg(connections=pl.len(), bytes=(pl.col("orig_ip_bytes") + pl.col("resp_ip_bytes")).sum())
+        .sort("b")
+    )
+    start = lo.timestamp()  # type: ignore[union-attr]
+    return {
+        "connections": df.height,
+        "bucket_seconds": step,
+        "series": [
+            {
+                "t": datetime.fromtimestamp(start + b * step, UTC).isoformat(),
+                "connections": c,
+                "bytes": int(n or 0),
+            }
+            for b, c, n in series.iter_rows()
+        ],
+        "top_sources": _top(df, "orig_h"),
+        "top_destinations": _top(df, "resp_h"),
+    }
+
+
+def _top(df: pl.DataFrame, col: str, n: int = 10) -> list[dict[str, object]]:
+    top = (
+        df.group_by(col)
+        .agg(connections=pl.len())
+        .sort("connections", col, descending=[True, False])
+        .head(n)
+    )
+    return [{"host": h, "connections": c} for h, c in top.iter_rows()]
+
+
+def _alert_timeline(alerts: pl.DataFrame) -> list[dict[str, object]]:
+    return [
+        {
+            "t": a["first_seen"].isoformat(),
+            "detector": a["detector"],
+            "severity": a["severity"],
+            "src": a["src"],
+            "dst": a["dst"],
+        }
+        for a in alerts.sort("first_seen")
+        .select("first_seen", "detector", "severity", "src", "dst")
+        .to_dicts()
+    ]

@@ -1,0 +1,1 @@
+"""Reports written from the stages' results (the patrol report; case reports come later)."""

@@ -1,0 +1,72 @@
+"""Alerts become incidents by shared hosts and time; severity, confidence and stages follow."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+
+from mamori.correlate.attack import technique_name
+from mamori.correlate.incidents import correlate
+from mamori.detect.base import empty_alerts
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _a(
+    det: str, tech: str, sev: str, conf: float, src: str | None, dst: str | None, minute: int
+) -> dict[str, object]:
+    t = T0 + timedelta(minutes=minute)
+    return {
+        "ts": t, "detector": det, "techniques": [tech], "severity": sev, "confidence": conf,
+        "summary": f"{det} {src}->{dst}", "src": src, "dst": dst, "first_seen": t,
+        "last_seen": t + timedelta(minutes=5), "count": 3, "evidence_table": "conn",
+        "evidence": ["C1"], "key": f"{det}|{src}|{dst}",
+    }  # fmt: skip
+
+
+def _df(rows: list[dict[str, object]]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema=empty_alerts().schema)
+
+
+def test_scan_then_bruteforce_by_one_attacker_is_one_incident_in_kill_chain_order() -> None:
+    rows = [
+        _a("bruteforce.ssh", "T1110.001", "medium", 0.6, "203.0.113.9", "10.0.0.5", 20),
+        _a("scan.port", "T1046", "low", 0.5, "203.0.113.9", "10.0.0.5", 0),
+    ]
+    [inc] = correlate(_df(rows))
+    assert inc.severity == "medium"
+    assert abs(inc.confidence - (1 - 0.4 * 0.5)) < 1e-9
+    assert inc.techniques == ["T1110.001", "T1046"] or inc.techniques == ["T1046", "T1110.001"]
+    # Discovery comes after credential access in ATT&CK's tactic order; stages follow that order.
+    assert [s["tactic"] for s in inc.stages] == ["credential-access", "discovery"]
+    assert inc.attackers == ["203.0.113.9"] and inc.victims == ["10.0.0.5"]
+    assert inc.id.startswith("INC-") and len(inc.alerts) == 2
+
+
+def test_unrelated_hosts_or_distant_times_stay_apart() -> None:
+    rows = [
+        _a("scan.port", "T1046", "low", 0.5, "203.0.113.9", "10.0.0.5", 0),
+        _a("scan.port", "T1046", "low", 0.5, "198.51.100.7", "10.0.0.6", 0),
+        _a("scan.port", "T1046", "high", 0.5, "203.0.113.9", "10.0.0.5", 600),  # ten hours later
+    ]
+    incs = correlate(_df(rows))
+    assert len(incs) == 3
+    assert incs[0].severity == "high"  # worst first
+
+
+def test_shared_victim_links_attackers() -> None:
+    rows = [
+        _a("ddos.syn_flood", "T1498.001", "high", 0.9, None, "10.0.0.5", 0),
+        _a("scan.port", "T1046", "low", 0.5, "203.0.113.9", "10.0.0.5", 10),
+    ]
+    [inc] = correlate(_df(rows))
+    assert inc.victims == ["10.0.0.5"] and inc.attackers == ["203.0.113.9"]
+
+
+def test_ids_are_deterministic_and_names_come_from_attack() -> None:
+    rows = [_a("scan.port", "T1046", "low", 0.5, "203.0.113.9", "10.0.0.5", 0)]
+    assert correlate(_df(rows))[0].id == correlate(_df(rows))[0].id
+    assert technique_name("T1046") == "Network Service Discovery"
+    assert technique_name("T1110.001") == "Brute Force: Password Guessing"
+    assert correlate(_df([])) == []

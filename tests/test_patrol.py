@@ -1,0 +1,77 @@
+"""`mamori patrol`: the main job writes report.json (the documented contract) and report.html."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from mamori.cli import app
+
+runner = CliRunner()
+ALERT_KEYS = {
+    "detector",
+    "techniques",
+    "severity",
+    "confidence",
+    "summary",
+    "src",
+    "dst",
+    "first_seen",
+    "last_seen",
+    "evidence",
+}
+INCIDENT_KEYS = {
+    "id",
+    "title",
+    "severity",
+    "confidence",
+    "techniques",
+    "entities",
+    "first_seen",
+    "last_seen",
+    "alerts",
+}
+
+
+def test_patrol_on_the_ssh_guessing_trace(tmp_path: Path, data_dir: Path) -> None:
+    out = tmp_path / "out"
+    res = runner.invoke(
+        app, ["patrol", str(data_dir / "zeek-btest/Traces/ssh/sshguess.pcap"), "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["summary"]["incidents"] >= 1
+    inc = next(i for i in report["incidents"] if "T1110.001" in i["techniques"])
+    assert inc.keys() >= INCIDENT_KEYS
+    assert inc["severity"] in ("low", "medium", "high", "critical") and 0 < inc["confidence"] <= 1
+    assert set(inc["entities"]) == {"attackers", "victims", "domains"}
+    assert inc["entities"]["attackers"] == ["192.168.56.1"]
+    for a in inc["alerts"]:
+        assert a.keys() >= ALERT_KEYS
+        assert a["evidence"]["table"] == "ssh" and a["evidence"]["uids"]
+    html = (out / "report.html").read_text()
+    assert inc["title"] in html and "<svg" in html
+    assert (out / "lake" / "alerts").is_dir()  # alerts are a lake table too
+    assert "T1110.001" in res.output and "1 incidents" in res.output  # the terminal summary
+
+
+def test_patrol_is_quiet_on_normal_traffic(tmp_path: Path, data_dir: Path) -> None:
+    out = tmp_path / "out"
+    res = runner.invoke(
+        app, ["patrol", str(data_dir / "zeek-btest/Traces/http/get.pcap"), "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["incidents"] == [] and report["summary"]["connections"] > 0
+    assert "No incident" in (out / "report.html").read_text()
+
+
+def test_bad_parameter_file_is_one_clear_error(tmp_path: Path, data_dir: Path) -> None:
+    bad = tmp_path / "p.yaml"
+    bad.write_text("bruteforce.ssh:\n  nope: 1\n")
+    res = runner.invoke(
+        app, ["patrol", str(data_dir / "zeek-btest/Traces/http/get.pcap"), "--params", str(bad)]
+    )
+    assert res.exit_code == 2 and "unknown parameter 'nope'" in res.output
