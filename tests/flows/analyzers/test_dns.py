@@ -128,6 +128,35 @@ def test_compression_loop_and_forward_pointer_do_not_hang() -> None:
     assert isinstance(res, Analysis)
 
 
+def test_name_memos_give_what_a_fresh_walk_gives() -> None:
+    """Names served from the per-message and cross-message memos equal the label walk's result."""
+    from mamori.flows.analyzers import dns_wire
+
+    # owner -> question (offset 12); CNAME target "www" + pointer; an owner pointing at that target
+    # (offset 46: after the 29-byte question and the first RR's 12 bytes of owner and header).
+    body = msg(
+        7,
+        0x8180,
+        question("Example.COM"),
+        [rr(5, b"\x03WWW\xc0\x0c"), rr(1, b"\x01\x02\x03\x04", owner=b"\xc0\x2e")],
+    )
+    for _ in range(2):  # the second parse finds the question name in the cross-message memo
+        m = dns_wire.parse_header(body)
+        assert m is not None
+        dns_wire.parse_body(m, body, False)
+        assert m.confirmed and m.questions == [(b"example.com", 1, 1)]
+        assert [(a.name, a.reply) for a in m.answers] == [
+            (b"example.com", b"www.example.com"),
+            (b"www.example.com", b"1.2.3.4"),
+        ]
+    # A 64-byte label is a name only on NetBIOS: a memo filled there must not leak elsewhere.
+    wire = bytes([64]) + b"A" * 64 + b"\x00"
+    data = b"\x00" * 12 + wire
+    for long_labels, want in ((True, b"a" * 64), (False, b""), (True, b"a" * 64)):
+        cur = dns_wire._Cursor(data, 12)
+        assert cur.name(long_labels=long_labels) == want
+
+
 def test_matches_recognises_payload_not_port() -> None:
     assert DNS.matches("udp", 5555, 6666, QUERY, b"")
     assert DNS.matches("tcp", 5555, 53, struct.pack(">H", len(QUERY)) + QUERY, b"")

@@ -11,6 +11,7 @@ RRs; a response-only row takes its ``query`` from the first answer's owner name,
 from __future__ import annotations
 
 import ipaddress
+import struct
 from collections import deque
 from typing import ClassVar
 
@@ -25,33 +26,43 @@ from mamori.schema.dns import SCHEMA
 SESSION_TIMEOUT = 10.0  # Zeek's dns_session_timeout: an idle UDP DNS "connection" ends after this
 MAX_PENDING_MSGS = 50  # DNS::max_pending_msgs
 MAX_PENDING_IDS = 50  # DNS::max_pending_query_ids
+_QTAIL = struct.Struct(">HH")  # a question's QTYPE, QCLASS
 
 Info = dict[str, object]
 
 
+# A fresh row before any message touched it. Key order is the row's column order; the two private
+# flags come last so that _rows can drop them without disturbing it.
+_BLANK_INFO: Info = {
+    "ts": 0.0,
+    "trans_id": 0,
+    "rtt": None,
+    "query": None,
+    "qclass": None,
+    "qclass_name": None,
+    "qtype": None,
+    "qtype_name": None,
+    "rcode": None,
+    "rcode_name": None,
+    "AA": False,
+    "TC": False,
+    "RD": False,
+    "RA": False,
+    "Z": 0,
+    "answers": None,
+    "TTLs": None,
+    "rejected": False,
+    "_saw_query": False,
+    "_saw_reply": False,
+}
+
+
 def _new_info(ts: float, trans_id: int) -> Info:
-    return {
-        "ts": ts,
-        "trans_id": trans_id,
-        "rtt": None,
-        "query": None,
-        "qclass": None,
-        "qclass_name": None,
-        "qtype": None,
-        "qtype_name": None,
-        "rcode": None,
-        "rcode_name": None,
-        "AA": False,
-        "TC": False,
-        "RD": False,
-        "RA": False,
-        "Z": 0,
-        "answers": None,
-        "TTLs": None,
-        "rejected": False,
-        "_saw_query": False,
-        "_saw_reply": False,
-    }
+    """A copy of the blank row (``dict.copy`` is one C call; every value in it is immutable)."""
+    info = _BLANK_INFO.copy()
+    info["ts"] = ts
+    info["trans_id"] = trans_id
+    return info
 
 
 def _netbios_name(name: bytes) -> bytes:
@@ -258,8 +269,9 @@ class DnsAnalyzer:
         confirmed = False
         session: _Session | None = None
         flipped, first, last_ts, next_timer = False, True, 0.0, 0.0
+        udp = conv.proto != "tcp"
         for ts, is_orig, data in _messages(conv):
-            if conv.proto != "tcp" and session is not None:
+            if udp and session is not None:
                 while next_timer <= ts:  # Zeek's DNS expiry timer over UDP
                     if next_timer - last_ts >= SESSION_TIMEOUT - 1.0:
                         records += self._rows(conv, session.finish(), flipped)
@@ -293,7 +305,8 @@ class DnsAnalyzer:
         rows = []
         for info in infos:
             row: dict[str, object] = {"ts": info["ts"], **ids, "proto": conv.proto}
-            row.update({k: v for k, v in info.items() if not k.startswith("_") and k != "ts"})
+            row.update(info)  # "ts" keeps its first place; the rest follow in _BLANK_INFO's order
+            del row["_saw_query"], row["_saw_reply"]
             rows.append(row)
         return rows
 
@@ -311,9 +324,9 @@ def _plausible(data: bytes, netbios: bool) -> bool:
         return False  # only responses (mDNS announcements) may come without a question
     cur = dns_wire._Cursor(data, dns_wire.HEADER_LEN)
     cur.name(long_labels=netbios)
-    if cur.left < 4 or cur.pos == dns_wire.HEADER_LEN:
+    if cur.end - cur.pos < 4 or cur.pos == dns_wire.HEADER_LEN:
         return False
-    rtype, rclass = cur.short(), cur.short()
+    rtype, rclass = _QTAIL.unpack_from(data, cur.pos)
     return rtype != 0 and (rclass & 0x7FFF) in (1, 3, 4, 254, 255)
 
 
