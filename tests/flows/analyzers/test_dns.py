@@ -133,12 +133,12 @@ def test_name_memos_give_what_a_fresh_walk_gives() -> None:
     from mamori.flows.analyzers import dns_wire
 
     # owner -> question (offset 12); CNAME target "www" + pointer; an owner pointing at that target
-    # (offset 46: after the 29-byte question and the first RR's 12 bytes of owner and header).
+    # (offset 41: the 12-byte header, the 17-byte question, the first RR's owner and header).
     body = msg(
         7,
         0x8180,
         question("Example.COM"),
-        [rr(5, b"\x03WWW\xc0\x0c"), rr(1, b"\x01\x02\x03\x04", owner=b"\xc0\x2e")],
+        [rr(5, b"\x03WWW\xc0\x0c"), rr(1, b"\x01\x02\x03\x04", owner=b"\xc0\x29")],
     )
     for _ in range(2):  # the second parse finds the question name in the cross-message memo
         m = dns_wire.parse_header(body)
