@@ -1,0 +1,65 @@
+"""Detection on real labelled captures: each covered attack is found with the right technique,
+and Zeek's benign test traces raise no high or critical incident (docs/detection.md)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from mamori.correlate.incidents import Incident, correlate
+from mamori.detect.engine import run_detectors
+from mamori.flows.pipeline import tables_of
+from mamori.schema import TABLES, schema_of
+
+# capture -> (ATT&CK technique the incident must carry, victim or attacker it must name)
+COVERED = {
+    "zeek-btest/Traces/ssh/sshguess.pcap": ("T1110.001", "192.168.56.1"),
+    "pcaps-esnet-scanners/attacks/scanners/masscan/tcp_0_1000_20190821.pcap": (
+        "T1046",
+        "172.31.15.102",
+    ),
+    "pcaps-ddos-stopddos/pkt.TCP.synflood.spoofed.pcap": ("T1498.001", "10.10.10.10"),
+    "pcaps-ddos-stopddos/amp.dns.RRSIG.fragmented.pcap": ("T1498.002", "10.10.10.10"),
+    "pcaps-ddos-stopddos/amp.UDP.snmp.src161.pcapng": ("T1498.002", "10.10.10.10"),
+    "pcaps-ddos-stopddos/amp.TCP.reflection.SYNACK.pcap": ("T1498.002", "10.10.10.10"),
+}
+
+
+def _incidents(capture: Path) -> list[Incident]:
+    tables, stats = tables_of([capture])
+    assert stats[0].error is None
+    frames = {t: pl.from_arrow(schema_of(t).empty_table()).lazy() for t in TABLES}
+    frames.update({k: pl.from_arrow(v).lazy() for k, v in tables.items()})  # type: ignore[misc]
+    run = run_detectors(frames)
+    assert not run.failed, run.failed
+    return correlate(run.alerts)
+
+
+@pytest.mark.parametrize("capture", sorted(COVERED))
+def test_labelled_attack_is_found(data_dir: Path, capture: str) -> None:
+    technique, host = COVERED[capture]
+    incidents = _incidents(data_dir / capture)
+    hits = [i for i in incidents if technique in i.techniques]
+    assert hits, f"{capture}: no incident with {technique}; got {[i.title for i in incidents]}"
+    assert any(host in i.attackers + i.victims for i in hits)
+
+
+def test_benign_zeek_traces_raise_no_high_or_critical_incident(data_dir: Path) -> None:
+    with (data_dir / "MANIFEST.tsv").open(newline="") as fh:
+        benign = [
+            r[0] for r in csv.reader(fh, delimiter="\t")
+            if len(r) >= 4 and r[0].startswith("zeek-btest/") and r[0].endswith((".pcap", ".pcapng"))
+            and r[3].startswith("benign")
+        ]  # fmt: skip
+    assert len(benign) > 50
+    loud = {}
+    for capture in benign:
+        worst = [
+            i.severity for i in _incidents(data_dir / capture) if i.severity in ("high", "critical")
+        ]
+        if worst:
+            loud[capture] = worst
+    assert not loud, loud
