@@ -26,6 +26,7 @@ def test_repeats_within_the_interval_merge_and_later_ones_do_not() -> None:
     k = out.filter(pl.col("key") == "k").sort("first_seen")
     assert k["count"].to_list() == [5, 1]
     assert k["evidence"].to_list()[0] == ["C0", "C30"]
+    assert k["summary"].to_list() == ["s (+1 later detection(s) within 1 h)", "s"]
     assert out.filter(pl.col("key") == "j")["count"].to_list() == [5]
 
 

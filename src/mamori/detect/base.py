@@ -121,7 +121,7 @@ def alerts(
     frame: pl.LazyFrame,
     *,
     detector_id: str,
-    techniques: tuple[str, ...],
+    techniques: tuple[str, ...] | pl.Expr,
     severity: str | pl.Expr,
     confidence: float | pl.Expr,
     summary: pl.Expr,
@@ -134,7 +134,10 @@ def alerts(
     evidence: pl.Expr,
     key: pl.Expr,
 ) -> pl.LazyFrame:
-    """Rows of the alerts schema from a frame of findings (one row per alert)."""
+    """Rows of the alerts schema from a frame of findings (one row per alert).
+
+    ``techniques`` may be an expression (a list column) when one detector reports several vectors.
+    """
     if isinstance(severity, str) and severity not in SEVERITIES:
         raise ValueError(f"severity {severity!r} not in {SEVERITIES}")
     sev = pl.lit(severity) if isinstance(severity, str) else severity
@@ -142,7 +145,9 @@ def alerts(
     return frame.select(
         ts=first_seen,
         detector=pl.lit(detector_id),
-        techniques=pl.lit(list(techniques), dtype=pl.List(pl.String)),
+        techniques=techniques
+        if isinstance(techniques, pl.Expr)
+        else pl.lit(list(techniques), dtype=pl.List(pl.String)),
         severity=sev,
         confidence=conf.cast(pl.Float64).clip(0.0, 1.0),
         summary=summary,

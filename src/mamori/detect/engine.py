@@ -98,6 +98,7 @@ def suppress(alerts: pl.DataFrame, window: timedelta) -> pl.DataFrame:
             pl.col("severity").first(),
             pl.col("confidence").max(),
             pl.col("summary").first(),
+            pl.len().alias("_merged"),
             pl.col("src").first(),
             pl.col("dst").first(),
             pl.col("first_seen").min(),
@@ -110,4 +111,22 @@ def suppress(alerts: pl.DataFrame, window: timedelta) -> pl.DataFrame:
             .head(50),
         )
     )
+    # The first detection's summary stands for the group; say when it speaks for several.
+    merged = merged.with_columns(
+        summary=pl.when(pl.col("_merged") > 1)
+        .then(
+            pl.format(
+                "{} (+{} later detection(s) within {})",
+                "summary",
+                pl.col("_merged") - 1,
+                pl.lit(_span(window)),
+            )
+        )
+        .otherwise(pl.col("summary"))
+    )
     return merged.select(ALERT_COLUMNS).sort("first_seen", "detector")
+
+
+def _span(window: timedelta) -> str:
+    hours = window.total_seconds() / 3600
+    return f"{hours:g} h" if hours >= 1 else f"{window.total_seconds() / 60:g} min"
