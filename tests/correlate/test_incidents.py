@@ -70,3 +70,15 @@ def test_ids_are_deterministic_and_names_come_from_attack() -> None:
     assert technique_name("T1046") == "Network Service Discovery"
     assert technique_name("T1110.001") == "Brute Force: Password Guessing"
     assert correlate(_df([])) == []
+
+
+def test_title_credits_only_the_sources_of_its_technique() -> None:
+    rows = [
+        _a("ddos.amplification", "T1498.002", "medium", 0.8, None, "10.0.0.5", 0),
+        _a("scan.trw", "T1046", "low", 0.6, "203.0.113.9", "10.0.0.5", 5),
+    ]
+    [inc] = correlate(_df(rows))
+    assert inc.attackers == ["203.0.113.9"]  # the scanner is an attacker in the incident…
+    assert "203.0.113.9" not in inc.title and inc.title.endswith(
+        "against 10.0.0.5"
+    )  # …not of the DDoS

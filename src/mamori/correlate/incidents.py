@@ -122,7 +122,7 @@ def _incident(group: list[dict[str, object]]) -> Incident:
             stages.append({"tactic": tactic, "techniques": hits, "first_seen": when.isoformat()})  # type: ignore[attr-defined]
     return Incident(
         id=f"INC-{digest[:12]}",
-        title=_title(techniques, attackers, victims),
+        title=_title(techniques, group, victims),
         severity=severity,
         confidence=min(MAX_CONFIDENCE, 1.0 - miss),
         techniques=techniques,
@@ -136,8 +136,11 @@ def _incident(group: list[dict[str, object]]) -> Incident:
     )
 
 
-def _title(techniques: list[str], attackers: list[str], victims: list[str]) -> str:
+def _title(techniques: list[str], group: list[dict[str, object]], victims: list[str]) -> str:
+    """The latest-stage technique, by the sources of *that* technique's alerts, against the victims."""
     what = technique_name(techniques[-1]) if techniques else "Suspicious activity"
+    lead = [a for a in group if techniques and techniques[-1] in a["techniques"]]  # type: ignore[operator]
+    attackers = sorted({str(a["src"]) for a in lead if a["src"]})
     who = (
         attackers[0] if len(attackers) == 1 else f"{len(attackers)} sources" if attackers else None
     )
