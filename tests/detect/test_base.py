@@ -44,6 +44,9 @@ def test_yaml_overrides_and_clear_errors(tmp_path: Path) -> None:
     good.write_text("bruteforce.ssh:\n  password_guesses_limit: 3\n")
     assert load_params(good)["bruteforce.ssh"].password_guesses_limit == 3  # type: ignore[attr-defined]
     assert load_params(None)["bruteforce.ssh"].password_guesses_limit == 10  # type: ignore[attr-defined]
+    lists = tmp_path / "l.yaml"
+    lists.write_text("c2.beaconing:\n  ignore_ports: [123, 53]\n")
+    assert load_params(lists)["c2.beaconing"].ignore_ports == (123, 53)  # type: ignore[attr-defined]
     cases = {
         "nope.detector:\n  x: 1\n": "unknown detector 'nope.detector'",
         "bruteforce.ssh:\n  bogus: 1\n": "unknown parameter 'bogus'",

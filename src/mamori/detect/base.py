@@ -98,7 +98,10 @@ def load_params(path: Path | None) -> dict[str, Params]:
         if not isinstance(overrides, dict):
             raise DetectorConfigError(f"{path}: {det_id}: expected a mapping of parameter names")
         known = {f.name: f for f in fields(out[det_id])}
-        for name, value in overrides.items():
+        for name, value in list(overrides.items()):
+            if isinstance(getattr(out[det_id], name, None), tuple) and isinstance(value, list):
+                # YAML has lists; frozen parameters hold tuples.
+                value = overrides[name] = tuple(value)
             if name not in known:
                 raise DetectorConfigError(
                     f"{path}: {det_id}: unknown parameter {name!r}; known: {', '.join(sorted(known))}"

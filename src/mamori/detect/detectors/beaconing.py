@@ -1,0 +1,200 @@
+"""C2 beaconing: a host checking in with the same destination on a clock, with steady requests.
+
+An implant sleeps, wakes, asks its server for work, and sleeps again; jitter blurs the clock but
+cannot hide it over dozens of check-ins. People and most software are bursty instead. Per source
+and destination we score the check-ins' inter-arrival times the way RITA does, robustly (a few
+missed or extra check-ins must not matter): Bowley's quartile skew (a jittered clock is
+symmetric) and the median absolute deviation relative to the median interval (a clock is tight);
+plus the steadiness of the request sizes and how many check-ins there were. The mix is a 0-1
+score; at or above ``score_threshold`` the pair is reported.
+
+A destination is named as well as the network allows, so CDN address changes and keep-alive
+connections do not hide a beacon: an HTTP *request* is one event keyed by its Host header (Caldera
+Sandcat beacons over one keep-alive connection), a TLS connection is keyed by its SNI, and any
+other connection by address, port and protocol. Each connection feeds exactly one of these series.
+Events on a pair within ``burst_seconds`` of the previous one are one check-in (a beacon and the
+result it posts, a browser's parallel connections). Not C2, by design: NTP, DHCP, mDNS, LLMNR,
+NetBIOS and SSDP (``ignore_ports``), DNS to the site's resolvers, multicast and broadcast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import polars as pl
+
+from mamori.detect.base import Params, alerts, detector
+from mamori.detect.detectors.scan_trw import unicast
+
+ID = "c2.beaconing"
+_PRIVATE = r"^(10\.|192\.168\.|172\.(1[6-9]|2\d|3[01])\.|127\.|169\.254\.|f[cd]|fe80:|::1$)"
+_TECHNIQUES = {"conn": ["T1071"], "http": ["T1071.001"], "tls": ["T1071.001", "T1573"]}
+
+
+@dataclass(frozen=True)
+class BeaconingParams(Params):
+    # Check-ins (after merging bursts) before a pair is judged: fewer intervals say nothing.
+    min_connections: int = 8
+    # Time from first to last check-in; a short sandbox run cannot show a rhythm.
+    min_span_minutes: float = 10.0
+    # Score from which a pair is reported (0.8: a 60 s clock with ±50 % jitter scores ~0.86,
+    # Poisson arrivals with perfectly steady sizes ~0.65).
+    score_threshold: float = 0.8
+    # Events closer than this to the previous one on the same pair belong to the same check-in.
+    burst_seconds: float = 2.0
+    # Check-ins at which the count part of the score saturates (RITA weighs count too).
+    full_connections: int = 24
+    # Series are cut into tumbling windows of this length (RITA scores one day at a time).
+    window_hours: float = 24.0
+    # Periodic by nature, never C2 here: DHCP, NTP, NetBIOS, SSDP, mDNS, LLMNR.
+    ignore_ports: tuple[int, ...] = (67, 68, 123, 137, 138, 1900, 5353, 5355)
+    # The site's DNS resolvers: port 53 to them is ignored. Empty: any private-address resolver.
+    # DNS straight to an Internet server on a clock stays in scope (DNS tunnelling C2).
+    resolvers: tuple[str, ...] = ()
+    # Destinations (addresses or names) never reported, e.g. an in-house monitoring server.
+    ignore_destinations: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.min_connections < 4 or self.min_span_minutes < 0 or self.burst_seconds < 0:
+            raise ValueError("need min_connections >= 4 and non-negative span and burst")
+        if not 0 < self.score_threshold <= 1 or self.full_connections < 1 or self.window_hours <= 0:
+            raise ValueError("need 0 < score_threshold <= 1, full_connections >= 1, window > 0")
+
+
+def _spread(x: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """(1 - |Bowley skew|, 1 - 2·MAD/median), each in [0, 1]: symmetric, tight values score 1.
+    Twice the MAD: at half the median (exponential gaps, i.e. random arrivals) nothing is left.
+    Skew is only read off a material spread (IQR >= 5 % of the median): a clock rounded to the
+    millisecond (5.187, 5.188, ...) would otherwise have a Bowley skew of ±1."""
+    q1, med, q3 = x.quantile(0.25, "linear"), x.median(), x.quantile(0.75, "linear")
+    bowley = (q3 + q1 - 2 * med) / pl.max_horizontal(q3 - q1, 0.05 * med.abs(), pl.lit(1e-9))
+    mad = (x - med).abs().median()
+    madm = pl.when(med > 0).then(1 - 2 * mad / med).when(mad == 0).then(1.0).otherwise(0.0)
+    return (1 - bowley.abs()).clip(0.0, 1.0), madm.clip(0.0, 1.0)
+
+
+def _events(conn: pl.LazyFrame, http: pl.LazyFrame, ssl: pl.LazyFrame) -> pl.LazyFrame:
+    """One row per event: HTTP requests by Host, TLS connections by SNI, other connections."""
+    cols = ["orig_h", "resp_h", "resp_p", "proto", "ts", "uid", "kind", "dst", "size"]
+    named = ssl.filter(pl.col("server_name").is_not_null()).select("uid", "server_name")
+    named = named.unique("uid", keep="first").join(
+        http.select("uid").unique(), on="uid", how="anti"
+    )
+    host = pl.col("host").str.to_lowercase().str.replace(r":\d+$", "")
+    req = http.with_columns(
+        proto=pl.lit("tcp"),
+        kind=pl.lit("http"),
+        dst=pl.coalesce(host, pl.col("resp_h")),
+        size=pl.col("request_body_len").cast(pl.Float64),
+    ).select(cols)
+    tls = conn.join(named, on="uid").with_columns(
+        kind=pl.lit("tls"),
+        dst=pl.col("server_name").str.to_lowercase(),
+        size=pl.col("orig_bytes").cast(pl.Float64),
+    )
+    other = conn.join(http.select("uid"), on="uid", how="anti").join(named, on="uid", how="anti")
+    other = other.with_columns(
+        kind=pl.lit("conn"),
+        dst=pl.format("{}:{}/{}", "resp_h", "resp_p", "proto"),
+        size=pl.col("orig_bytes").cast(pl.Float64),
+    )
+    return pl.concat([req, tls.select(cols), other.select(cols)], how="vertical_relaxed")
+
+
+def _wanted(p: BeaconingParams) -> pl.Expr:
+    """Events that could be C2: not a periodic infrastructure service, not the site resolver."""
+    resolver = (
+        pl.col("resp_h").is_in(list(p.resolvers))
+        if p.resolvers
+        else pl.col("resp_h").str.to_lowercase().str.contains(_PRIVATE)
+    )
+    return (
+        unicast()
+        & ~pl.col("resp_p").is_in(list(p.ignore_ports))
+        & ~((pl.col("resp_p") == 53) & resolver)
+        & ~pl.col("dst").is_in(list(p.ignore_destinations))
+        & ~pl.col("resp_h").is_in(list(p.ignore_destinations))
+    )
+
+
+@detector(ID, reads=("conn", "http", "ssl"), key=("orig_h",), attack=("T1071", "T1573"),
+          params=BeaconingParams)  # fmt: skip
+def beaconing(
+    conn: pl.LazyFrame, http: pl.LazyFrame, ssl: pl.LazyFrame, p: BeaconingParams
+) -> pl.LazyFrame:
+    """Source/destination pairs whose check-ins are regular, steady and many enough."""
+    every = f"{int(timedelta(hours=p.window_hours).total_seconds() * 1_000_000)}us"
+    pair, order = ["orig_h", "kind", "dst", "window"], ["ts", "uid"]
+    gap = pl.col("ts").diff().dt.total_microseconds().over(pair, order_by=order) / 1e6
+    ev = (
+        _events(conn, http, ssl)
+        .filter(_wanted(p))
+        .with_columns(window=pl.col("ts").dt.truncate(every))
+        .with_columns(checkin=gap.is_null() | (gap > p.burst_seconds))
+    )
+    first = ev.filter("checkin")  # a check-in's size is its first request's (the beacon's)
+    iv = pl.col("ts").sort().diff().dt.total_microseconds().drop_nulls() / 1e6
+    skew, madm = _spread(iv)
+    size_skew, size_madm = _spread(pl.col("size").drop_nulls())
+    size = pl.when(pl.col("size").count() > 0).then((size_skew + size_madm) / 2).otherwise(0.5)
+    scored = (
+        first.group_by(pair)
+        .agg(
+            n=pl.len(),
+            hosts=pl.col("resp_h").unique(),
+            interval=iv.median(),
+            timing=(skew + madm) / 2,
+            steady=size,
+            first_seen=pl.col("ts").min(),
+            last_seen=pl.col("ts").max(),
+        )
+        .with_columns(
+            score=0.6 * pl.col("timing")
+            + 0.2 * pl.col("steady")
+            + 0.2 * pl.min_horizontal(pl.lit(1.0), pl.col("n") / p.full_connections)
+        )
+        .filter(
+            (pl.col("n") >= p.min_connections)
+            & (pl.col("last_seen") - pl.col("first_seen") >= timedelta(minutes=p.min_span_minutes))
+            & (pl.col("score") >= p.score_threshold)
+        )
+    )
+    uids = ev.sort(order).group_by(pair).agg(uids=pl.col("uid").unique(maintain_order=True))
+    found = scored.join(uids, on=pair, how="left")
+    score = pl.col("score")
+    return alerts(
+        found,
+        detector_id=ID,
+        techniques=_techniques(),
+        severity=pl.when(score >= 0.95)
+        .then(pl.lit("high"))
+        .when(score >= 0.9)
+        .then(pl.lit("medium"))
+        .otherwise(pl.lit("low")),
+        confidence=score,
+        summary=pl.format(
+            "{} beacons to {} ({} check-ins, every ~{} s, score {})",
+            "orig_h",
+            "dst",
+            "n",
+            pl.col("interval").round(0).cast(pl.Int64),
+            score.round(2),
+        ),
+        src=pl.col("orig_h"),
+        dst=pl.when(pl.col("hosts").list.len() == 1).then(pl.col("hosts").list.first()),
+        first_seen=pl.col("first_seen"),
+        last_seen=pl.col("last_seen"),
+        count=pl.col("n"),
+        evidence_table="conn",  # http and ssl records carry the same connection uids
+        evidence=pl.col("uids"),
+        key=pl.format("{}|{}|{}", "orig_h", "kind", "dst"),
+    )
+
+
+def _techniques() -> pl.Expr:
+    """ATT&CK per destination kind: web protocols for HTTP, plus encrypted channel for TLS."""
+    out = pl.lit(_TECHNIQUES["conn"], dtype=pl.List(pl.String))
+    for kind in ("http", "tls"):
+        out = pl.when(pl.col("kind") == kind).then(pl.lit(_TECHNIQUES[kind])).otherwise(out)
+    return out
