@@ -29,6 +29,18 @@ app = typer.Typer(
 console = Console(stderr=True, soft_wrap=True)  # one message, one line: never wrapped
 out = Console()
 
+
+def _add_subcommands() -> None:
+    """Stage-owned command groups (each stage ships its own Typer app; the door only mounts it)."""
+    from mamori.intel.cli import app as intel_app
+
+    app.add_typer(
+        intel_app, name="intel", help="Threat intelligence: import indicators, list them."
+    )
+
+
+_add_subcommands()
+
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".dmp", ".gz", ".trace")
 
 
