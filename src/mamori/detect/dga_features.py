@@ -1,0 +1,237 @@
+"""Features and scoring of the DGA classifier, shared by the training script and the detector.
+
+One module computes the features for both, so a model can never be scored with features other
+than the ones it was trained on. Everything is vectorised over whole arrays of names (NumPy): a
+busy resolver sees millions of names an hour and a per-name Python loop would be the bottleneck.
+
+The scored string is the *main label* of the registered domain (``"google"`` for
+``mail.google.com``; ``"bbc"`` for ``news.bbc.co.uk``): DGAs choose that label, while the public
+suffix is picked from a short list and the subdomains belong to whoever runs the zone. Leaving the
+suffix out also keeps the model from learning "``.ru`` is bad" from families that all use one TLD.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+MODEL_PATH = Path(__file__).resolve().parent / "detectors" / "dga_model.json"
+
+# Characters of a hostname label; anything else (IDN escapes, underscores) maps to one "other"
+# code so odd bytes cannot index out of the table.
+ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789-"
+_BOUNDARY = len(ALPHABET) + 1  # "^"/"$" around the label, so prefixes and suffixes count
+_OTHER = len(ALPHABET) + 2
+_RADIX = len(ALPHABET) + 3
+MAX_LEN = 63  # DNS label limit
+VOWELS = "aeiou"
+
+# Second-level public suffixes under which a registration is three labels deep. A short list of
+# the common ones (not the full Public Suffix List: that would be a dependency and a moving
+# target); a miss only means a name is scored on "co" instead of the owner's label.
+TWO_LEVEL_SUFFIXES: tuple[str, ...] = tuple(
+    f"{sld}.{cc}"
+    for cc in ("uk", "jp", "kr", "nz", "za", "il", "id", "th", "in")
+    for sld in ("co", "ac", "or", "ne", "go", "gov", "org", "net", "ltd", "plc", "gv", "nic")
+) + tuple(
+    f"{sld}.{cc}"
+    for cc in ("cn", "au", "br", "tw", "hk", "mx", "ar", "tr", "ru", "ua", "sg", "my", "pk", "eg")
+    for sld in ("com", "net", "org", "edu", "gov", "ac", "co")
+)
+
+NUMERIC = (
+    "length",
+    "entropy",
+    "vowel_ratio",
+    "consonant_ratio",
+    "digit_ratio",
+    "hyphens",
+    "max_consonant_run",
+    "distinct_ratio",
+    "digit_letter_switches",
+)
+
+
+@dataclass(frozen=True)
+class Sparse:
+    """A sparse (n, cols) matrix in coordinate form; the two products training and scoring need
+    are ``np.bincount`` calls (no SciPy dependency)."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    vals: np.ndarray
+    n: int
+    width: int
+
+    def dot(self, w: np.ndarray) -> np.ndarray:
+        """``X @ w``."""
+        return np.bincount(self.rows, weights=self.vals * w[self.cols], minlength=self.n)
+
+    def tdot(self, g: np.ndarray) -> np.ndarray:
+        """``X.T @ g``."""
+        return np.bincount(self.cols, weights=self.vals * g[self.rows], minlength=self.width)
+
+
+def registered_domain(name: pl.Expr) -> pl.Expr:
+    """The registered domain of a query name: its last two labels, or three under a known
+    two-level public suffix (``co.uk``). Lower-cased, trailing dot dropped."""
+    labels = name.str.to_lowercase().str.strip_chars_end(".").str.split(".")
+    last2 = labels.list.slice(-2, 2).list.join(".")
+    last3 = labels.list.slice(-3, 3).list.join(".")
+    deep = last2.is_in(TWO_LEVEL_SUFFIXES) & (labels.list.len() >= 3)
+    return pl.when(deep).then(last3).otherwise(last2)
+
+
+def main_label(domain: pl.Expr) -> pl.Expr:
+    """The label the owner chose: the registered domain without its public suffix (a bare
+    label, as some DGA lists give, is its own main label)."""
+    return domain.str.split(".").list.first()
+
+
+def char_matrix(labels: np.ndarray) -> np.ndarray:
+    """Labels as an (n, MAX_LEN + 2) matrix of character codes with boundary codes around each
+    label and 0 as padding (vectorised through a fixed-width byte array, no per-label loop)."""
+    clean = (
+        pl.Series(labels, dtype=pl.String)
+        .fill_null("")
+        .str.to_lowercase()
+        .str.replace_all(r"[^a-z0-9\-]", "_")
+        .str.slice(0, MAX_LEN)
+    )
+    raw = np.asarray(clean.to_numpy().astype(f"S{MAX_LEN}"))
+    b = (
+        raw.view(np.uint8).reshape(len(raw), MAX_LEN)
+        if len(raw)
+        else np.zeros((0, MAX_LEN), np.uint8)
+    )
+    lut = np.full(256, _OTHER, dtype=np.int64)
+    lut[0] = -1  # padding
+    for i, ch in enumerate(ALPHABET):
+        lut[ord(ch)] = i + 1
+    codes = lut[b]  # 1..len(ALPHABET) the alphabet, _OTHER anything else, -1 padding
+    lengths = (codes >= 0).sum(axis=1)
+    out = np.zeros((len(raw), MAX_LEN + 2), dtype=np.int64)
+    out[:, 1 : MAX_LEN + 1] = np.where(codes >= 0, codes, 0)
+    out[:, 0] = _BOUNDARY
+    out[np.arange(len(raw)), lengths + 1] = _BOUNDARY
+    return out
+
+
+def ngram_buckets(chars: np.ndarray, orders: tuple[int, ...], buckets: int) -> Sparse:
+    """Hashed character n-gram frequencies as a sparse matrix: rows, bucket columns and values,
+    each row's values divided by its n-gram count (a term frequency, so long names do not score
+    higher merely for being long). A name has a few dozen n-grams among thousands of buckets, so
+    a dense matrix would be almost all zeros and far slower to train on."""
+    n, width = chars.shape
+    rows_l, cols_l = [], []
+    for k in orders:
+        if width < k:
+            continue
+        code = np.zeros((n, width - k + 1), dtype=np.int64)
+        valid = np.ones_like(code, dtype=bool)
+        for j in range(k):  # k is 2 or 3: a loop over n-gram offsets, not over names
+            part = chars[:, j : width - k + 1 + j]
+            code = code * _RADIX + part
+            valid &= part > 0
+        code = code + k * _RADIX**3  # n-grams of different orders never share a code
+        bucket = ((code * 2654435761) % (1 << 32)) % buckets  # Knuth multiplicative hash
+        rows_l.append(np.broadcast_to(np.arange(n)[:, None], bucket.shape)[valid])
+        cols_l.append(bucket[valid])
+    rows = np.concatenate(rows_l) if rows_l else np.zeros(0, np.int64)
+    cols = np.concatenate(cols_l) if cols_l else np.zeros(0, np.int64)
+    per_row = np.bincount(rows, minlength=n).astype(np.float64)
+    vals = 1.0 / per_row[rows]
+    return Sparse(rows, cols, vals, n, buckets)
+
+
+def numeric_features(chars: np.ndarray) -> np.ndarray:
+    """Per-label length, character entropy, vowel/consonant/digit ratios, hyphens, the longest
+    consonant run, distinct-character ratio and digit/letter switches, (n, len(NUMERIC))."""
+    body = chars[:, 1:-1]
+    is_char = (body > 0) & (body != _BOUNDARY)
+    length = is_char.sum(axis=1).astype(np.float64)
+    safe = np.maximum(length, 1.0)
+    letter = is_char & (body <= 26)
+    digit = is_char & (body >= 27) & (body <= 36)
+    vowel_codes = np.array([ALPHABET.index(v) + 1 for v in VOWELS])
+    vowel = is_char & np.isin(body, vowel_codes)
+    consonant = letter & ~vowel
+    hyphen = is_char & (body == 37)
+    counts = np.zeros((len(body), _RADIX + 1), dtype=np.float64)
+    np.add.at(
+        counts,
+        (np.broadcast_to(np.arange(len(body))[:, None], body.shape)[is_char], body[is_char]),
+        1.0,
+    )
+    p = counts / safe[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        entropy = -np.where(p > 0, p * np.log2(p), 0.0).sum(axis=1)
+    # Longest run of consonants: a running count reset at each non-consonant, by cumulative sums.
+    c = consonant.astype(np.int64)
+    cs = np.cumsum(c, axis=1)
+    reset = np.maximum.accumulate(np.where(c == 0, cs, 0), axis=1)
+    run = (cs - reset).max(axis=1) if body.shape[1] else np.zeros(len(body))
+    kind = np.where(letter, 1, np.where(digit, 2, 0))
+    switches = ((kind[:, 1:] * kind[:, :-1]) == 2).sum(axis=1)  # letter next to digit
+    distinct = (counts > 0).sum(axis=1)
+    return np.column_stack(
+        [
+            length / 10.0,
+            entropy,
+            vowel.sum(axis=1) / safe,
+            consonant.sum(axis=1) / safe,
+            digit.sum(axis=1) / safe,
+            hyphen.sum(axis=1),
+            run / safe,
+            distinct / safe,
+            switches / safe,
+        ]
+    )
+
+
+def featurize(labels: np.ndarray, spec: dict[str, Any]) -> tuple[Sparse, np.ndarray]:
+    """The model's inputs for an array of labels: hashed n-grams (sparse) and standardised
+    numeric features (dense), as ``spec`` (the model file's ``features`` block) defines them."""
+    chars = char_matrix(labels)
+    grams = ngram_buckets(chars, tuple(spec["ngram_orders"]), int(spec["buckets"]))
+    num = numeric_features(chars)
+    mean = np.asarray(spec.get("numeric_mean", np.zeros(len(NUMERIC))))
+    std = np.asarray(spec.get("numeric_std", np.ones(len(NUMERIC))))
+    return grams, (num - mean) / std
+
+
+def logits(
+    grams: Sparse, num: np.ndarray, w_grams: np.ndarray, w_num: np.ndarray, bias: float
+) -> np.ndarray:
+    """Linear scores of a logistic regression over :func:`featurize`'s output."""
+    return grams.dot(w_grams) + num @ w_num + bias
+
+
+@cache
+def load_model(path: Path = MODEL_PATH) -> dict[str, Any]:
+    """The trained model (weights, bias, threshold, feature spec), read once per process."""
+    model: dict[str, Any] = json.loads(path.read_text())
+    model["_w_grams"] = np.asarray(model["weights"]["ngrams"], dtype=np.float64)
+    model["_w_num"] = np.asarray(model["weights"]["numeric"], dtype=np.float64)
+    return model
+
+
+def score_labels(labels: np.ndarray, model: dict[str, Any] | None = None) -> np.ndarray:
+    """P(DGA) for each label (logistic regression over :func:`featurize`)."""
+    m = model or load_model()
+    if len(labels) == 0:
+        return np.zeros(0)
+    grams, num = featurize(labels, m["features"])
+    z = logits(grams, num, m["_w_grams"], m["_w_num"], float(m["bias"]))
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def score_series(labels: pl.Series) -> pl.Series:
+    """:func:`score_labels` over a Polars column (for ``map_batches`` in a lazy plan)."""
+    return pl.Series(labels.name, score_labels(labels.to_numpy()), dtype=pl.Float64)
