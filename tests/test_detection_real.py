@@ -25,6 +25,18 @@ COVERED = {
     "pcaps-ddos-stopddos/amp.dns.RRSIG.fragmented.pcap": ("T1498.002", "10.10.10.10"),
     "pcaps-ddos-stopddos/amp.UDP.snmp.src161.pcapng": ("T1498.002", "10.10.10.10"),
     "pcaps-ddos-stopddos/amp.TCP.reflection.SYNACK.pcap": ("T1498.002", "10.10.10.10"),
+    "zeek-detector-pcaps/zeek-caldera-detector/testing/Traces/sandcat.pcap": (
+        "T1071.001",
+        "172.18.0.3",
+    ),
+    "zeek-detector-pcaps/zeek-agenttesla-detector/testing/Traces/f9421792-7d2c-47d3-90e0-07eb54ae12fa.pcap": (
+        "T1552",
+        "192.168.100.164",
+    ),
+    "evtx-attack-samples/Command and Control/cmds over dns txt queries and reponses.pcap": (
+        "T1071.004",
+        "192.168.100.121",
+    ),
 }
 
 
