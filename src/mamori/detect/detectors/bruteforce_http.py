@@ -17,6 +17,7 @@ from datetime import timedelta
 import polars as pl
 
 from mamori.detect.base import Params, alerts, detector
+from mamori.detect.scoring import guessing_or_spraying, volume_confidence, volume_severity
 from mamori.detect.windows import threshold
 
 ID = "bruteforce.http"
@@ -71,15 +72,9 @@ def http_bruteforce(http: pl.LazyFrame, p: HttpBruteforceParams) -> pl.LazyFrame
     return alerts(
         hits,
         detector_id=ID,
-        techniques=pl.when(many)
-        .then(pl.lit(["T1110.003"], dtype=pl.List(pl.String)))
-        .otherwise(pl.lit(["T1110.001"], dtype=pl.List(pl.String))),
-        severity=pl.when(pl.col("n") >= 10 * p.failures_limit)
-        .then(pl.lit("high"))
-        .otherwise(pl.lit("medium")),
-        confidence=pl.min_horizontal(
-            pl.lit(0.95), 0.55 + 0.3 * (pl.col("n") / p.failures_limit - 1) / 9
-        ),
+        techniques=guessing_or_spraying(many),
+        severity=volume_severity(pl.col("n"), p.failures_limit),
+        confidence=volume_confidence(pl.col("n"), p.failures_limit, 0.55, 0.95),
         summary=pl.format(
             "{} appears to be {} HTTP logins on {} ({}): {} refused attempts, {} user name(s)",
             pl.col("orig_h"),

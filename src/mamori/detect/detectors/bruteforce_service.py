@@ -17,6 +17,7 @@ from datetime import timedelta
 import polars as pl
 
 from mamori.detect.base import Params, alerts, detector
+from mamori.detect.scoring import volume_confidence, volume_severity
 from mamori.detect.windows import threshold
 
 ID = "bruteforce.service"
@@ -91,12 +92,8 @@ def service_bruteforce(conn: pl.LazyFrame, p: ServiceBruteforceParams) -> pl.Laz
         hits,
         detector_id=ID,
         techniques=("T1110",),
-        severity=pl.when(pl.col("n") >= 10 * p.attempts_limit)
-        .then(pl.lit("high"))
-        .otherwise(pl.lit("medium")),
-        confidence=pl.min_horizontal(
-            pl.lit(0.9), 0.5 + 0.3 * (pl.col("n") / p.attempts_limit - 1) / 9
-        ),
+        severity=volume_severity(pl.col("n"), p.attempts_limit),
+        confidence=volume_confidence(pl.col("n"), p.attempts_limit, 0.5, 0.9),
         summary=pl.format(
             "{} made {} short {} login-sized connections (~{} bytes each) to {} server(s)",
             pl.col("orig_h"),

@@ -13,6 +13,7 @@ from datetime import timedelta
 import polars as pl
 
 from mamori.detect.base import Params, alerts, detector
+from mamori.detect.scoring import volume_confidence, volume_severity
 from mamori.detect.windows import threshold
 
 
@@ -49,12 +50,8 @@ def ssh_bruteforce(ssh: pl.LazyFrame, p: SshBruteforceParams) -> pl.LazyFrame:
         hits,
         detector_id="bruteforce.ssh",
         techniques=("T1110.001",),
-        severity=pl.when(pl.col("n") >= 10 * p.password_guesses_limit)
-        .then(pl.lit("high"))
-        .otherwise(pl.lit("medium")),
-        confidence=pl.min_horizontal(
-            pl.lit(0.99), 0.6 + 0.3 * (pl.col("n") / p.password_guesses_limit - 1) / 9
-        ),
+        severity=volume_severity(pl.col("n"), p.password_guesses_limit),
+        confidence=volume_confidence(pl.col("n"), p.password_guesses_limit, 0.6, 0.99),
         summary=pl.format(
             "{} appears to be guessing SSH passwords ({} failed logins on {} server(s))",
             pl.col("orig_h"),
