@@ -6,13 +6,11 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import polars as pl
 import pytest
 
 from mamori.correlate.incidents import Incident, correlate
 from mamori.detect.engine import run_detectors
-from mamori.flows.pipeline import tables_of
-from mamori.schema import TABLES, schema_of
+from support.golden import capture_frames
 
 # capture -> (ATT&CK technique the incident must carry, victim or attacker it must name)
 COVERED = {
@@ -41,11 +39,7 @@ COVERED = {
 
 
 def _incidents(capture: Path) -> list[Incident]:
-    tables, stats = tables_of([capture])
-    assert stats[0].error is None
-    frames = {t: pl.from_arrow(schema_of(t).empty_table()).lazy() for t in TABLES}
-    frames.update({k: pl.from_arrow(v).lazy() for k, v in tables.items()})  # type: ignore[misc]
-    run = run_detectors(frames)
+    run = run_detectors(capture_frames(capture))
     assert not run.failed, run.failed
     return correlate(run.alerts)
 

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from mamori.detect.base import registered
 from mamori.detect.engine import run_detectors
 from mamori.flows.pipeline import tables_of
+from support.golden import assert_key_sufficient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dns_data import DNS, bonelee, frame, netrack
@@ -84,9 +85,7 @@ def test_golden_case() -> None:
 
 
 def test_each_client_domain_alone_gives_its_own_alerts() -> None:
-    whole = golden()
-    per_key = [detect(g) for g in whole.partition_by("orig_h")]
-    assert pl.concat(per_key).sort("key", "first_seen").equals(detect(whole))
+    assert_key_sufficient(detect, golden(), "orig_h")
 
 
 SLOW = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])

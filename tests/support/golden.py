@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -58,3 +59,12 @@ def detect(det: str, frames: dict[str, pl.LazyFrame], params: Params | None = No
     """One detector's alerts without engine suppression, in a canonical order."""
     full = empty_frames() | frames
     return registered()[det].run(full, params).collect().sort("key", "first_seen")
+
+
+def assert_key_sufficient(
+    run: Callable[[pl.DataFrame], pl.DataFrame], rows: pl.DataFrame, key: str
+) -> None:
+    """The detector contract's partition property: running on each key value's rows alone gives
+    exactly the alerts of the whole (what lets a Spark engine run it per key)."""
+    parts = [run(g) for g in rows.partition_by(key)]
+    assert pl.concat(parts).sort("key", "first_seen").equals(run(rows).sort("key", "first_seen"))
