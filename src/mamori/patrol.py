@@ -53,13 +53,24 @@ def patrol(
     run = run_detectors(frames, params)
     with LakeWriter(lake) as writer:
         writer.write("alerts", run.alerts.to_arrow())
-    incidents = correlate(run.alerts)
+    incidents = correlate(run.alerts, indicators=_indicators(params))
     report = build_report(stats, frames["conn"], run.alerts, incidents, run.failed, started)
     out.mkdir(parents=True, exist_ok=True)
     json_path, html_path = out / "report.json", out / "report.html"
     write_json(report, json_path)
     write_html(report, html_path)
     return PatrolResult(stats, run.alerts, incidents, run.failed, report, json_path, html_path)
+
+
+def _indicators(params: dict[str, Params] | None) -> pl.DataFrame | None:
+    """The intel store intel.match read from, so incidents can carry attribution hypotheses."""
+    from mamori.intel.store import read
+
+    chosen = (params or {}).get("intel.match")
+    store = getattr(chosen, "store", None) or getattr(
+        registered()["intel.match"].params(), "store", None
+    )
+    return read(Path(store)) if store else None
 
 
 def build_report(

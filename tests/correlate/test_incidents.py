@@ -82,3 +82,41 @@ def test_title_credits_only_the_sources_of_its_technique() -> None:
     assert "203.0.113.9" not in inc.title and inc.title.endswith(
         "against 10.0.0.5"
     )  # …not of the DDoS
+
+
+def test_attribution_from_intel_links_is_hedged(tmp_path, data_dir) -> None:  # type: ignore[no-untyped-def]
+    """Indicators tied to APT1 by a STIX report give a hypothesis, never stronger than overlap allows."""
+    from mamori.intel.store import import_files, read
+
+    report = data_dir / "threat-intel/stix2.1-examples/examples/threat-reports/apt1.json"
+    import_files([report], tmp_path)
+    indicators = read(tmp_path)
+    linked = indicators.filter(
+        pl.col("related").list.eval(pl.element().str.contains("APT1")).list.any()
+    )
+    ind = linked.row(0, named=True)
+    alert = _a("intel.match", "T1071", "medium", 0.5, "10.0.0.5", None, 0)
+    alert["key"] = f"intel.match|{ind['id']}|10.0.0.5"
+    [inc] = correlate(_df([alert]), indicators=indicators)
+    names = [h["name"] for h in inc.attribution]
+    assert "APT1" in names
+    h = inc.attribution[names.index("APT1")]
+    assert h["type"] == "intrusion-set" and h["confidence_level"] == "low"
+    assert h["score"] <= 0.5 and h["likelihood"] in (
+        "unlikely",
+        "very unlikely",
+        "remote",
+        "roughly even chance",
+    )
+    assert h["evidence_for"][0]["indicator"].endswith(ind["value"]) and h["evidence_for"][0][
+        "hosts"
+    ] == ["10.0.0.5"]
+    assert any("overlap only" in x for x in h["evidence_against"])
+    # Without intel matches there is nothing to attribute.
+    assert (
+        correlate(
+            _df([_a("scan.trw", "T1046", "low", 0.5, "1.2.3.4", "10.0.0.5", 0)]),
+            indicators=indicators,
+        )[0].attribution
+        == []
+    )

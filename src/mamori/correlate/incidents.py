@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 import polars as pl
 
 from mamori.correlate.attack import stage_rank, tactic_order, tactics_of, technique_name
+from mamori.correlate.attribution import hypotheses
 from mamori.schema.alerts import SEVERITIES
 
 GAP = timedelta(hours=1)
@@ -80,7 +81,10 @@ class _Sets:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def correlate(alerts: pl.DataFrame, gap: timedelta = GAP) -> list[Incident]:
+def correlate(
+    alerts: pl.DataFrame, gap: timedelta = GAP, indicators: pl.DataFrame | None = None
+) -> list[Incident]:
+    """Incidents from alerts; ``indicators`` (the intel store) lets them carry attribution."""
     rows = alerts.sort("first_seen").to_dicts()
     sets = _Sets(len(rows))
     # For each host, alerts naming it, in time order: link neighbours that are close in time.
@@ -98,6 +102,9 @@ def correlate(alerts: pl.DataFrame, gap: timedelta = GAP) -> list[Incident]:
     for i, a in enumerate(rows):
         groups.setdefault(sets.find(i), []).append(a)
     incidents = [_incident(g) for g in groups.values()]
+    if indicators is not None:
+        for inc, g in zip(incidents, groups.values(), strict=True):
+            inc.attribution = hypotheses(g, indicators)
     return sorted(incidents, key=lambda x: (-SEVERITIES.index(x.severity), x.first_seen))
 
 
