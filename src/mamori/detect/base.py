@@ -152,7 +152,8 @@ def alerts(
         if isinstance(techniques, pl.Expr)
         else pl.lit(list(techniques), dtype=pl.List(pl.String)),
         severity=sev,
-        confidence=conf.cast(pl.Float64).clip(0.0, 1.0),
+        # Six decimals: aggregation order may vary between runs; the last bit must not.
+        confidence=conf.cast(pl.Float64).clip(0.0, 1.0).round(6),
         summary=summary,
         src=src if src is not None else pl.lit(None, pl.String),
         dst=dst if dst is not None else pl.lit(None, pl.String),

@@ -150,9 +150,13 @@ def beaconing(
             last_seen=pl.col("ts").max(),
         )
         .with_columns(
-            score=0.6 * pl.col("timing")
-            + 0.2 * pl.col("steady")
-            + 0.2 * pl.min_horizontal(pl.lit(1.0), pl.col("n") / p.full_connections)
+            # Rounded: parallel aggregation may sum in a different order from run to run, and the
+            # last bit must not decide whether two runs agree (or whether a threshold is crossed).
+            score=(
+                0.6 * pl.col("timing")
+                + 0.2 * pl.col("steady")
+                + 0.2 * pl.min_horizontal(pl.lit(1.0), pl.col("n") / p.full_connections)
+            ).round(6)
         )
         .filter(
             (pl.col("n") >= p.min_connections)
@@ -160,7 +164,8 @@ def beaconing(
             & (pl.col("score") >= p.score_threshold)
         )
     )
-    uids = ev.sort(order).group_by(pair).agg(uids=pl.col("uid").unique(maintain_order=True))
+    # Sorted inside the aggregation: a group_by does not promise to keep the frame's row order.
+    uids = ev.group_by(pair).agg(uids=pl.col("uid").sort_by(order).unique(maintain_order=True))
     found = scored.join(uids, on=pair, how="left")
     score = pl.col("score")
     return alerts(
