@@ -25,3 +25,10 @@ def data_dir() -> Path:
     if not (path / "SOURCES.md").is_file():
         pytest.fail(f"shared data not found at {path}; set MAMORI_DATA")
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _hermetic_data_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Intel lives in the XDG data home by default; a developer's own store must not leak into
+    tests (intel.match would find their indicators in the shared captures)."""
+    os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("xdg-data"))
