@@ -70,7 +70,7 @@ class Ingest:
 
     def capture(self, path: Path) -> CaptureStats:
         stats = CaptureStats(str(path))
-        seed = hashlib.blake2b(f"{path.resolve()}:{path.stat().st_size}".encode()).digest()
+        seed = capture_seed(path)
         tracker = ConnTracker(self.settings)
         router = PayloadRouter()
         reader = PcapReader(path, self.settings.batch_bytes)
@@ -175,6 +175,20 @@ def analyze_jobs(jobs: list[Job]) -> Analysed:
         for table, rows in result.tables(analyzer).items():
             records.setdefault(table, []).extend(rows)
     return services, records
+
+
+def capture_seed(path: Path) -> bytes:
+    """A seed from the capture's bytes, not its path, so uids are the same wherever the file
+    lies: an analyst, a CI machine and an evidence package all name a connection alike."""
+    h = hashlib.blake2b(digest_size=16)
+    size = path.stat().st_size
+    h.update(size.to_bytes(8, "little"))
+    with path.open("rb") as f:
+        h.update(f.read(1 << 20))
+        if size > 1 << 20:
+            f.seek(max(1 << 20, size - (1 << 16)))
+            h.update(f.read())
+    return h.digest()
 
 
 def _parent_uids(df: pl.DataFrame, seed: bytes) -> pl.Series:
