@@ -11,6 +11,12 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests judge behaviour, not speed: on a loaded 2-core CI machine a per-example deadline
+# only makes them flaky (speed is measured in benchmarks/).
+settings.register_profile("mamori", deadline=None)
+settings.load_profile("mamori")
 
 ROOT = Path(__file__).resolve().parent.parent
 

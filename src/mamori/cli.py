@@ -32,11 +32,25 @@ out = Console()
 
 def _add_subcommands() -> None:
     """Stage-owned command groups (each stage ships its own Typer app; the door only mounts it)."""
+    from mamori.cases.cli import app as case_app
+    from mamori.cases.cli import evidence_app, keys_app, report_app
     from mamori.intel.cli import app as intel_app
+    from mamori.respond.cli import app as respond_app
+    from mamori.share.cli import app as share_app
+    from mamori.web.cli import serve
 
     app.add_typer(
         intel_app, name="intel", help="Threat intelligence: import indicators, list them."
     )
+    app.add_typer(respond_app, name="respond", help="Plan, judge, approve and expire responses.")
+    app.add_typer(case_app, name="case", help="Cases opened from a patrol's incidents.")
+    app.add_typer(evidence_app, name="evidence", help="Build and verify evidence packages.")
+    app.add_typer(keys_app, name="keys", help="The operator's signing keys.")
+    app.add_typer(
+        report_app, name="report", help="Incident, referral, attribution, regulator reports."
+    )
+    app.add_typer(share_app, name="share", help="STIX 2.1 export, TAXII 2.1 partners, TLP.")
+    app.command("serve")(serve)
 
 
 _add_subcommands()

@@ -1,0 +1,1 @@
+"""Cases, evidence packages with chain of custody, and reports."""

@@ -1,0 +1,3 @@
+"""State-database tables of this stage (declared on mamori.store.metadata)."""
+
+from mamori.store.db import metadata  # noqa: F401

@@ -1,0 +1,1 @@
+"""Respond within rules of engagement: decisions, the guard, enforcement points, audit."""

@@ -1,0 +1,1 @@
+"""Enforcement points, one module each; importing this package registers them."""

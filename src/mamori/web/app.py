@@ -1,0 +1,13 @@
+"""The ASGI application every web door shares; stages contribute routers, the app only mounts."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from mamori.store import Store
+
+
+def create_app(store: Store | None = None) -> FastAPI:
+    app = FastAPI(title="mamori", version="0.1.0")
+    app.state.store = store or Store()
+    return app
