@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mamori.lake.query import LakeError, connect
 from mamori.lake.writer import LakeWriter
@@ -53,3 +58,21 @@ def test_empty_lake_is_a_clear_error(tmp_path: Path) -> None:
 def test_wrong_columns_are_rejected(tmp_path: Path) -> None:
     with pytest.raises((pa.ArrowInvalid, ValueError, KeyError)):
         LakeWriter(tmp_path).write("conn", pa.table({"x": [1]}))
+
+
+@given(st.lists(st.integers(-400, 400), min_size=1, max_size=30))
+@settings(max_examples=40)
+def test_every_row_lands_in_its_own_day(days: list[int]) -> None:
+    """Unsorted rows, several days per flush, dates before 1970: each row in its UTC day."""
+    with tempfile.TemporaryDirectory() as tmp:
+        with LakeWriter(Path(tmp), flush_rows=7) as w:
+            w.write("conn", _conn_rows(days))
+        base = dt.date(2026, 1, 1)
+        want = Counter(f"date={base + dt.timedelta(days=d)}" for d in days)
+        got = Counter(
+            {
+                p.name: sum(pq.read_metadata(f).num_rows for f in p.iterdir())
+                for p in (Path(tmp) / "conn").iterdir()
+            }
+        )
+        assert got == want

@@ -9,13 +9,15 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mamori.schema import schema_of
 
 FLUSH_ROWS = 100_000  # bounds the writer's memory; still large row groups
+_DAY_US = 86_400_000_000
+_EPOCH = np.datetime64("1970-01-01", "D")
 
 
 class LakeWriter:
@@ -55,9 +57,14 @@ class LakeWriter:
         if not parts:
             return
         data = pa.concat_tables(parts)
-        dates = pc.strftime(data["ts"], format="%Y-%m-%d")
-        for date in pc.unique(dates).to_pylist():
-            chunk = data.filter(pc.equal(dates, date))
+        # Day numbers from the integer microseconds: formatting every row's timestamp as text
+        # (pc.strftime) cost more than the Parquet encoding itself.
+        micros = data["ts"].cast(pa.int64()).to_numpy()
+        days = np.floor_divide(micros, _DAY_US)
+        present = np.unique(days)
+        for day in present:
+            chunk = data if len(present) == 1 else data.filter(pa.array(days == day))
+            date = (_EPOCH + np.timedelta64(int(day), "D")).astype(str)
             folder = self.root / table / f"date={date}"
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"part-{uuid.uuid4().hex}.parquet"
