@@ -1,1 +1,3 @@
 """Enforcement points, one module each; importing this package registers them."""
+
+from mamori.respond.points import nftables  # noqa: F401
