@@ -10,4 +10,7 @@ from mamori.store import Store
 def create_app(store: Store | None = None) -> FastAPI:
     app = FastAPI(title="mamori", version="0.1.0")
     app.state.store = store or Store()
+    from mamori.share.taxii.server import router as taxii_router
+
+    app.include_router(taxii_router)  # TAXII 2.1 under /taxii2/
     return app
