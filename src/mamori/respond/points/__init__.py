@@ -1,3 +1,6 @@
 """Enforcement points, one module each; importing this package registers them."""
 
-from mamori.respond.points import nftables  # noqa: F401
+from mamori.respond.points import (
+    nftables,  # noqa: F401
+    rpz,  # noqa: F401
+)
