@@ -230,3 +230,74 @@ def case_close(
         close_case(_store(), case_id, reason)
     except CaseError as exc:
         raise _fail(str(exc)) from None
+
+
+# -------------------------------------------------------------------------------------- report
+
+
+def _report_command(kind: str, about: str) -> None:
+    """Register ``mamori report KIND CASE --format html|pdf -o FILE`` for one report kind."""
+
+    def command(
+        case: Annotated[
+            str, typer.Argument(help="Case id, or a patrol's report.json (all its incidents).")
+        ],
+        output: Annotated[Path, typer.Option("--output", "-o", help="File to write.")],
+        fmt: Annotated[str, typer.Option("--format", "-f", help="html or pdf.")] = "pdf",
+        operator_file: Annotated[
+            Path | None,
+            typer.Option(
+                "--operator",
+                help="Operator profile, YAML or TOML (required for the regulator report).",
+            ),
+        ] = None,
+        intel: Annotated[
+            Path | None,
+            typer.Option(help="Intel store to read locations from (default: the usual one)."),
+        ] = None,
+    ) -> None:
+        from mamori.cases.reports import FORMATS, ReportError, load_operator, write_report
+        from mamori.cases.reports.view import from_report, from_store
+
+        if fmt not in FORMATS:
+            raise _fail(f"--format must be one of {', '.join(FORMATS)}", 2)
+        if kind == "regulator" and operator_file is None:
+            raise _fail("the regulator report needs --operator FILE (the operator profile)", 2)
+        try:
+            operator = load_operator(operator_file) if operator_file else None
+            path = Path(case)
+            view = from_report(path) if path.suffix == ".json" else from_store(_store(), case)
+            write_report(kind, view, fmt, output, operator=operator, indicators=_intel_store(intel))
+        except ReportError as exc:
+            raise _fail(str(exc)) from None
+        except OSError as exc:
+            raise _fail(f"{output}: cannot write the report ({exc})") from None
+        out.print(f"{output}", highlight=False)
+
+    command.__doc__ = about
+    report_app.command(kind, help=about)(command)
+
+
+def _intel_store(path: Path | None):
+    """The intel store's indicators, for the locations its sources give (None when empty)."""
+    from mamori.intel.schema import default_store
+    from mamori.intel.store import read
+
+    folder = path or default_store()
+    if not folder.is_dir():
+        if path is not None:
+            raise _fail(f"{path}: no intel store there", 2)
+        return None
+    try:
+        return read(folder)
+    except (OSError, ValueError) as exc:  # pyarrow's errors are ValueErrors
+        raise _fail(f"{folder}: cannot read the intel store ({exc})") from None
+
+
+for _kind, _about in (
+    ("technical", "Technical incident report: timeline, entities, techniques, decisions."),
+    ("referral", "Criminal referral: facts, timeline, evidence index with hashes."),
+    ("attribution", "Attribution statement draft: only what the assessment supports."),
+    ("regulator", "Incident report to the regulator (needs --operator FILE)."),
+):
+    _report_command(_kind, _about)
