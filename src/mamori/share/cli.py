@@ -226,3 +226,55 @@ def _bundle_objects(path: Path) -> list[dict[str, Any]]:
     if not isinstance(objects, list) or not all(isinstance(o, dict) for o in objects):
         raise ValueError(f"{path}: not a STIX 2.1 bundle (no 'objects' list of objects)")
     return objects
+
+
+# --- export (share/export.py, share/stix.py, share/misp.py) ------------------------------------
+
+
+@app.command("export")
+def export(
+    subject: Annotated[
+        str, typer.Argument(help="A patrol report.json (or its folder), or CASE-id.")
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to write; '-' for standard output.")
+    ] = Path("-"),
+    tlp: Annotated[
+        str,
+        typer.Option(help="Least TLP on every object (clear, green, amber, amber+strict, red)."),
+    ] = "amber",
+    fmt: Annotated[str, typer.Option("--format", help="stix (2.1 bundle) or misp (event).")] = (
+        "stix"
+    ),
+    producer: Annotated[
+        str, typer.Option(help="Our organisation's name on the objects.")
+    ] = "mamori",
+    private_addresses: Annotated[
+        bool,
+        typer.Option(
+            "--private-addresses/--public-addresses-only",
+            help="Also make indicators of non-routable attacker addresses.",
+        ),
+    ] = False,
+) -> None:
+    """Export incidents as a STIX 2.1 bundle (validated) or a MISP event, TLP-marked."""
+    from mamori.share.export import build, resolve
+    from mamori.share.stix import ExportError, ExportOptions
+    from mamori.share.tlp import TlpError, parse_tlp
+
+    try:
+        options = ExportOptions(
+            tlp=parse_tlp(tlp), producer=producer, private_addresses=private_addresses
+        )
+        text = build(resolve(subject), fmt.lower(), options)
+        if str(output) == "-":
+            typer.echo(text, nl=False)
+        else:
+            output.write_text(text, encoding="utf-8")
+    except (ExportError, TlpError, OSError) as exc:
+        from rich.console import Console
+
+        Console(stderr=True, soft_wrap=True).print(f"[red]error[/]: {exc}", markup=True)
+        raise typer.Exit(1) from None
+    if str(output) != "-":
+        typer.echo(f"{output}: {fmt} export at TLP:{options.tlp.label.upper()} or stricter")
