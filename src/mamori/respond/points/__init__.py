@@ -1,6 +1,7 @@
 """Enforcement points, one module each; importing this package registers them."""
 
 from mamori.respond.points import (
+    blocklist,  # noqa: F401
     exabgp,  # noqa: F401
     nftables,  # noqa: F401
     rpz,  # noqa: F401
