@@ -301,3 +301,134 @@ for _kind, _about in (
     ("regulator", "Incident report to the regulator (needs --operator FILE)."),
 ):
     _report_command(_kind, _about)
+
+
+# ---------------------------------------------------------------------------------------- keys
+
+
+@keys_app.command("generate")
+def keys_generate(
+    path: Annotated[
+        Path | None, typer.Option("--path", help="Private key file (default: the data home).")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing key.")] = False,
+) -> None:
+    """Make the operator's Ed25519 signing key (encrypted if MAMORI_KEY_PASSPHRASE is set)."""
+    from mamori.cases import keys
+
+    try:
+        made = keys.generate(path, force=force)
+    except (keys.KeyStoreError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    out.print(
+        f"private key {made.private_path} (mode 0600{', encrypted' if made.encrypted else ''})"
+    )
+    out.print(f"public key  {made.public_path}")
+    out.print(f"fingerprint {made.fingerprint}", highlight=False)
+
+
+@keys_app.command("show")
+def keys_show(
+    path: Annotated[Path | None, typer.Option("--path", help="Private key file.")] = None,
+) -> None:
+    """Where the signing key is and its fingerprint (what others compare)."""
+    from mamori.cases import keys
+
+    try:
+        got = keys.info(path)
+    except keys.KeyStoreError as exc:
+        raise _fail(str(exc)) from None
+    out.print(f"private key {got.private_path}{' (encrypted)' if got.encrypted else ''}")
+    out.print(f"fingerprint {got.fingerprint}", highlight=False)
+
+
+@keys_app.command("export-public")
+def keys_export_public(
+    path: Annotated[Path | None, typer.Option("--path", help="Private key file.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write here (default stdout).")
+    ] = None,
+) -> None:
+    """The public key (PEM), to hand to whoever checks your evidence."""
+    from mamori.cases import keys
+
+    try:
+        pem = keys.public_pem(keys.load_private(path).public_key())
+    except keys.KeyStoreError as exc:
+        raise _fail(str(exc)) from None
+    if output is None:
+        print(pem.decode(), end="")
+    else:
+        output.write_bytes(pem)
+
+
+# ------------------------------------------------------------------------------------ evidence
+
+
+@evidence_app.command("build")
+def evidence_build(
+    case_id: Annotated[str, typer.Argument(help="Case id.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="New folder for the package.")],
+    key: Annotated[Path | None, typer.Option("--key", help="Private signing key.")] = None,
+    intel: Annotated[Path | None, typer.Option("--intel", help="Intel store folder.")] = None,
+    config: Annotated[Path | None, typer.Option(help="Settings file (TOML).")] = None,
+) -> None:
+    """Cut the case's packets, add records and intel, write manifest and custody log, sign, zip."""
+    from mamori.cases.evidence import EvidenceError, build
+    from mamori.config import load_settings
+
+    try:
+        built = build(
+            _store(),
+            case_id,
+            out_dir,
+            key_path=key,
+            intel_store=intel,
+            settings=load_settings(config),
+        )
+    except EvidenceError as exc:
+        raise _fail(str(exc)) from None
+    for uid in built.missing:
+        err.print(f"[yellow]warning[/]: connection {uid} is not in the lake; no packets for it")
+    table = Table(title=f"evidence package of {built.case_id}")
+    table.add_column("item")
+    table.add_column("value", overflow="fold")
+    table.add_row("folder", str(built.folder))
+    table.add_row("zip", str(built.zip_path))
+    table.add_row("files", str(built.files))
+    table.add_row("connections", str(built.connections))
+    table.add_row("packets", f"{built.packets:,}")
+    table.add_row("manifest sha256", built.manifest_sha256)
+    table.add_row("signed by key", built.key_fingerprint)
+    err.print(table)
+
+
+@evidence_app.command("verify")
+def evidence_verify(
+    package: Annotated[Path, typer.Argument(help="Package folder or its zip.")],
+    key: Annotated[
+        Path | None, typer.Option("--key", help="The signer's public key (PEM) to require.")
+    ] = None,
+    fingerprint: Annotated[
+        str | None, typer.Option("--fingerprint", help="The signer's key fingerprint to require.")
+    ] = None,
+) -> None:
+    """Check the signature, every file's SHA-256 and the custody chain; name what failed."""
+    from mamori.cases.verify import verify
+
+    verdict = verify(package, public_key=key, fingerprint=fingerprint)
+    for p in verdict.problems:
+        out.print(f"[red]FAILED[/] {p.what}: {p}", highlight=False)
+    if not verdict.ok:
+        raise typer.Exit(1)
+    out.print(
+        f"[green]OK[/] {verdict.package}: case {verdict.case}, {verdict.files} files match the "
+        f"manifest, signature by key {verdict.key_fingerprint}, custody log of "
+        f"{verdict.custody_entries} entries intact",
+        highlight=False,
+    )
+    for body in verdict.after_seal:
+        out.print(
+            f"  after sealing: {body.get('action')} by {body.get('actor')} at {body.get('at')}",
+            highlight=False,
+        )
