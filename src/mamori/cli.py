@@ -125,8 +125,7 @@ def ingest(
     config: Annotated[Path | None, typer.Option(help="Settings file (TOML).")] = None,
 ) -> None:
     """Turn captures into every table (conn, dns, http, ssl, ssh, ftp, smtp) in the lake."""
-    from mamori.flows.pipeline import Ingest
-    from mamori.lake.writer import LakeWriter
+    from mamori.flows.workers import LakeIngest
 
     settings = load_settings(config)
     captures = _captures(inputs)
@@ -134,7 +133,7 @@ def ingest(
     started = time.perf_counter()
     done = 0
     with (
-        LakeWriter(lake) as writer,
+        LakeIngest(settings, lake) as ingester,
         Progress(
             TextColumn("[bold]ingest[/] {task.description}"),
             BarColumn(),
@@ -153,7 +152,7 @@ def ingest(
             def advance(nbytes: int, base: int = base, size: int = path.stat().st_size) -> None:
                 progress.update(task, completed=base + min(nbytes, size))
 
-            stats.extend(Ingest(settings, writer, advance).run([path]))
+            stats.append(ingester.capture(path, advance))
             done += path.stat().st_size
             progress.update(task, completed=done)
     elapsed = time.perf_counter() - started

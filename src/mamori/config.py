@@ -73,6 +73,11 @@ class Settings:
     unknown_ip_inactivity_timeout: float = 60.0
     # Bytes of capture read per batch: bounds memory whatever the capture's size.
     batch_bytes: int = 32 * 1024 * 1024
+    # Processes that share a capture's connections (0: one per usable core). Each reads the whole
+    # capture and tracks only its shard of the connections.
+    workers: int = 0
+    # Captures smaller than this are read by one process: starting a worker costs about a second.
+    parallel_min_bytes: int = 64 * 1024 * 1024
     # Where shared test data lives (tests and benchmarks only).
     data_dir: Path = field(default=Path("../shared/data"))
 

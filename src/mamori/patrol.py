@@ -18,7 +18,8 @@ from mamori.config import Settings
 from mamori.correlate.incidents import Incident, correlate
 from mamori.detect.base import Params, registered
 from mamori.detect.engine import lake_frames, run_detectors
-from mamori.flows.pipeline import CaptureStats, Ingest
+from mamori.flows.pipeline import CaptureStats
+from mamori.flows.workers import LakeIngest
 from mamori.lake.writer import LakeWriter
 from mamori.report.patrol import write_html, write_json
 
@@ -44,10 +45,10 @@ def patrol(
 ) -> PatrolResult:
     started = datetime.now(UTC)
     stats: list[CaptureStats] = []
-    with LakeWriter(lake) as writer:
+    with LakeIngest(settings, lake) as ingester:
         for path in inputs:
             cb = (lambda n, p=path: progress(p, n)) if progress else None
-            stats.extend(Ingest(settings, writer, cb).run([path]))
+            stats.append(ingester.capture(path, cb))
     tables = sorted({t for d in registered().values() for t in d.reads} | {"conn"})
     frames = lake_frames(lake, tables)
     run = run_detectors(frames, params)

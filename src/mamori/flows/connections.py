@@ -17,7 +17,10 @@ import polars as pl
 from mamori.config import Settings
 from mamori.flows import tracker as T
 from mamori.flows.ports import server_port_table
-from mamori.sensors.pcap.decode import PacketColumns
+from mamori.sensors.pcap.decode import MAX_DEPTH, PacketColumns
+
+if MAX_DEPTH >= T.NO_PER_RECORD:  # a connection number must name one (record, layer)
+    raise ImportError("tracker.NO_PER_RECORD must exceed the decoder's MAX_DEPTH")
 
 _B62 = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", np.uint8)
 

@@ -24,6 +24,7 @@ from mamori.flows.analyzers.base import Analysis, Analyzer, registered
 from mamori.flows.connections import ConnTracker, Ended, conn_frame, uids
 from mamori.flows.conversation import Conversation
 from mamori.flows.payload import PayloadRouter
+from mamori.flows.shards import keep_shard
 from mamori.schema import schema_of
 from mamori.sensors.pcap.decode import decode
 from mamori.sensors.pcap.fragments import FragmentReassembler
@@ -68,7 +69,8 @@ class Ingest:
     def run(self, paths: Iterable[Path]) -> list[CaptureStats]:
         return [self.capture(Path(p)) for p in paths]
 
-    def capture(self, path: Path) -> CaptureStats:
+    def capture(self, path: Path, shard: tuple[int, int] = (0, 1)) -> CaptureStats:
+        """One capture; with ``shard=(k, n)`` only the connections of shard k of n (see shards)."""
         stats = CaptureStats(str(path))
         seed = capture_seed(path)
         tracker = ConnTracker(self.settings)
@@ -78,6 +80,7 @@ class Ingest:
         try:
             for batch in reader:
                 buf, pk = fragments.apply(batch.buf, decode(batch))
+                keep_shard(pk, *shard)
                 rec = pk["rec"]
                 ts = batch.ts_ns[rec]
                 rec_no = batch.first_record + rec.astype(np.int64) + 1

@@ -37,7 +37,7 @@ HIST_MAX = 48
 DNS_SESSION_TIMEOUT = 10 * NS
 
 # --- per-connection integer state (columns of S) ---
-C_NO = 0  # global connection number (uid seed)
+C_NO = 0  # connection number: opening record * NO_PER_RECORD + tunnel depth (uid seed)
 C_OHI, C_OLO, C_RHI, C_RLO, C_OP, C_RP, C_PROTO, C_KIND = 1, 2, 3, 4, 5, 6, 7, 8
 C_START, C_LAST = 9, 10
 C_OSTATE, C_RSTATE, C_OPREV, C_RPREV = 11, 12, 13, 14
@@ -47,6 +47,7 @@ C_HSEEN = 21
 C_FLAGS = 22
 C_ATTEMPT, C_DELETE, C_EXPIRE, C_INACT_NEXT, C_INACT_TO = 23, 24, 25, 26, 27
 C_MISSED = 28
+NO_PER_RECORD = 8  # > the decoder's MAX_DEPTH: one number per (record, tunnel layer)
 C_PARENT = 29  # connection number of the tunnel that carried it, -1 if none
 C_FIRST_ROW_FILE = 30  # batch-independent: record number of the first packet
 C_LAST_ROW_FILE = 31
@@ -554,7 +555,15 @@ def track(
             HL[s] = 0
             for k in range(5):
                 K[s, k] = key[k]
-            S[s, C_NO] = next_no
+            # The number (and so the uid) comes from the packet that opened the connection and
+            # its tunnel depth, not from a counter: the same capture names its connections alike
+            # however its flows are split across workers.
+            depth = 0
+            up = parent[i]
+            while up >= 0:
+                depth += 1
+                up = parent[up]
+            S[s, C_NO] = rec_no[i] * NO_PER_RECORD + depth
             next_no += 1
             S[s, C_OHI] = a_hi
             S[s, C_OLO] = a_lo

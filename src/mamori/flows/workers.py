@@ -1,0 +1,86 @@
+"""Ingest one capture on every core: each process tracks and analyses one shard of its connections.
+
+The per-connection work (tracking, reassembly, protocol parsers, Parquet encoding) dominates
+ingest; the packets themselves are cheap to read again. So instead of passing packets or
+conversations between processes (pickling them cost as much as analysing them), every worker reads
+the whole capture, keeps the connections of its own shard (``flows.shards``) and writes its own
+Parquet files into the same lake. The calling process is worker 0 and reports progress; uids do
+not depend on the split, so one or two workers write the same records.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from types import TracebackType
+
+from mamori.config import Settings
+from mamori.flows.pipeline import CaptureStats, Ingest
+from mamori.lake.writer import LakeWriter
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _shard(path: Path, settings: Settings, lake: Path, k: int, n: int) -> CaptureStats:
+    with LakeWriter(lake) as writer:
+        return Ingest(settings, writer).capture(path, (k, n))
+
+
+class LakeIngest:
+    """Captures into a lake, each split over ``settings.workers`` processes when it is large."""
+
+    def __init__(self, settings: Settings, lake: Path) -> None:
+        self.settings = settings
+        self.lake = Path(lake)
+        self.workers = settings.workers or usable_cores()
+        self.writer = LakeWriter(self.lake)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> LakeIngest:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.writer.close()
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def capture(self, path: Path, progress: Callable[[int], None] | None = None) -> CaptureStats:
+        n = self.workers
+        if n <= 1 or path.stat().st_size < self.settings.parallel_min_bytes:
+            return Ingest(self.settings, self.writer, progress).capture(path)
+        # Each process holds its own batch: split the batch budget so memory stays as bounded.
+        settings = replace(self.settings, batch_bytes=max(1 << 20, self.settings.batch_bytes // n))
+        if self._pool is None:
+            # spawn, not fork: Polars' and Numba's threads do not survive a fork safely.
+            self._pool = ProcessPoolExecutor(n - 1, mp_context=mp.get_context("spawn"))
+        others: list[Future[CaptureStats]] = [
+            self._pool.submit(_shard, path, settings, self.lake, k, n) for k in range(1, n)
+        ]
+        mine = Ingest(settings, self.writer, progress).capture(path, (0, n))
+        return merge([mine, *(f.result() for f in others)])
+
+
+def merge(parts: list[CaptureStats]) -> CaptureStats:
+    """One capture's stats from its shards: every shard read every packet; rows add up."""
+    first = parts[0]
+    out = CaptureStats(first.path, first.packets, first.bytes, first.problem, first.error)
+    for part in parts:
+        out.error = out.error or part.error
+        for table, rows in part.rows.items():
+            out.rows[table] = out.rows.get(table, 0) + rows
+    return out
