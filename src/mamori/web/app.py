@@ -13,4 +13,7 @@ def create_app(store: Store | None = None) -> FastAPI:
     from mamori.share.taxii.server import router as taxii_router
 
     app.include_router(taxii_router)  # TAXII 2.1 under /taxii2/
+    from mamori.respond.points.crowdsec import router as crowdsec_router
+
+    app.include_router(crowdsec_router)  # CrowdSec bouncers' decision stream under /v1/
     return app

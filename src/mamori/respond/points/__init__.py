@@ -2,6 +2,7 @@
 
 from mamori.respond.points import (
     blocklist,  # noqa: F401
+    crowdsec,  # noqa: F401
     exabgp,  # noqa: F401
     nftables,  # noqa: F401
     rpz,  # noqa: F401
