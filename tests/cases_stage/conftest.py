@@ -51,3 +51,18 @@ def report(tmp_path: Path) -> Path:
         )
     )
     return path
+
+
+SANDCAT = "zeek-detector-pcaps/zeek-caldera-detector/testing/Traces/sandcat.pcap"
+
+
+@pytest.fixture(scope="session")
+def sandcat_report(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A patrol over a Caldera (sandcat agent) C2 capture: report.json with its lake beside it."""
+    from mamori.config import Settings
+    from mamori.patrol import patrol
+
+    out = tmp_path_factory.mktemp("sandcat-patrol")
+    result = patrol([data_dir / SANDCAT], out / "lake", out, Settings())
+    assert result.incidents, "the C2 capture must yield an incident to open a case from"
+    return result.json_path

@@ -157,7 +157,7 @@ def build(
         )
 
     # --- records ------------------------------------------------------------------------------
-    wanted = pl.Series("uid", uids, dtype=pl.String)
+    wanted = list(uids)
     records: dict[str, pl.DataFrame] = {}
     for table in RECORD_TABLES:
         rows = frames[table].filter(pl.col("uid").is_in(wanted)).collect().sort("ts", "uid")
