@@ -19,6 +19,7 @@ from mamori.detect.detectors.bruteforce_http import HttpBruteforceParams
 from mamori.detect.detectors.bruteforce_service import ServiceBruteforceParams
 from mamori.detect.engine import run_detectors
 from support.golden import COLUMNS, capture_frames, case_frames, detect, expected, typed
+from support.zeek_logs import read_zeek_log
 
 CASES = [
     ("bruteforce_ftp", "bruteforce.ftp", "ftp"),
@@ -153,3 +154,31 @@ def test_benign_zeek_traces_raise_nothing_high(data_dir: Path) -> None:
         if got.filter(pl.col("severity").is_in(["high", "critical"])).height:
             loud[capture] = got["summary"].to_list()
     assert not loud, loud
+
+
+def test_ftp_530_replies_in_zeeks_own_log(data_dir: Path) -> None:
+    """bruteforce.ftp reads the 530 reply to PASS as Zeek writes it (its ftp-password-pass-command
+    baseline: user Admin, password qwerty, ``530 Login incorrect.``): one failure is a typo and
+    stays quiet at the default limit; at a limit of one it is that source's guessing.
+
+    mamori's own FTP analyser logs Zeek's default command set (no USER/PASS), so on ingested
+    captures this path needs ``PASS`` logging; conn-level shape (bruteforce.service) covers FTP
+    guessing meanwhile."""
+    log = (
+        data_dir / "zeek-btest" / "Baseline"
+        / "scripts.base.protocols.ftp.ftp-password-pass-command" / "ftp.log"
+    )  # fmt: skip
+    raw = read_zeek_log(log)
+    rows = [
+        {"ts": (T0 + timedelta(seconds=i)).isoformat(), "uid": r["uid"], "orig_h": r["orig_h"],
+         "orig_p": int(r["orig_p"]), "resp_h": r["resp_h"], "resp_p": int(r["resp_p"]),
+         "user": r["user"], "command": r["command"], "arg": r["arg"],
+         "reply_code": int(r["reply_code"]), "reply_msg": r["reply_msg"]}
+        for i, r in enumerate(raw.iter_rows(named=True))
+    ]  # fmt: skip
+    ftp = {"ftp": typed("ftp", rows).lazy()}
+    assert detect("bruteforce.ftp", ftp).height == 0
+    one = detect("bruteforce.ftp", ftp, FtpBruteforceParams(password_guesses_limit=1))
+    assert one.select("src", "dst", "count", "evidence").rows() == [
+        ("192.168.10.132", "192.168.10.188", 1, ["CHhAvVGS1DHFjwGM9"])
+    ]
