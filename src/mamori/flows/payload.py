@@ -175,6 +175,19 @@ class PayloadRouter:
 
 def _prefix(parts: list[tuple[int, bool, int, bytes]], side: bool, limit: int) -> bytes:
     """The in-order stream of one direction up to its first hole, at most ``limit`` bytes."""
+    # Fast path, the usual case: segments arrived in order, each starting where the last ended.
+    # Recognition asks for the prefix after every new segment, so a full reassembly each time
+    # cost more than the signatures it feeds.
+    mine = [(seq, data) for _ts, o, seq, data in parts if o == side]
+    expect = mine[0][0] if mine else 0
+    chunks: list[bytes] = []
+    for seq, data in mine:
+        if seq != expect:
+            break
+        chunks.append(data)
+        expect = (seq + len(data)) & 0xFFFFFFFF
+    else:
+        return b"".join(chunks)[:limit]
     out = bytearray()
     for seg in _reassemble([x for x in parts if x[1] == side], True):
         if seg.gap or len(out) >= limit:
