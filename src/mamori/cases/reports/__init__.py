@@ -143,7 +143,8 @@ def _affected(view: CaseView, operator: OperatorProfile) -> list[dict[str, Any]]
 
 
 def render_html(kind: str, view: CaseView, **kwargs: Any) -> str:
-    return _ENV.get_template(f"{kind}.html").render(**context(kind, view, **kwargs))
+    ctx = context(kind, view, **kwargs)  # checks the kind before a template is looked up
+    return _ENV.get_template(f"{kind}.html").render(**ctx)
 
 
 def write_report(kind: str, view: CaseView, fmt: str, out: Path, **kwargs: Any) -> Path:

@@ -173,7 +173,10 @@ def evidence_summary(view: CaseView) -> dict[str, Any] | None:
 
 def decisions(view: CaseView) -> list[dict[str, Any]]:
     """Linked respond decisions with what the respond stage says about each (if it keeps it)."""
-    keys = ("id", "action", "target", "state", "verdict", "reason", "incident", "created", "ttl")
+    keys = (
+        "id", "action", "target", "state", "verdict", "by", "reason", "incident", "judged",
+        "expires", "ttl",
+    )  # fmt: skip
     return [{k: d.get(k) for k in keys} | {"other": _rest(d, keys)} for d in view.decisions]
 
 

@@ -7,22 +7,39 @@ templates carry their CSS inline and use the system's fonts, so nothing needs fe
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from mamori.cases.reports.view import ReportError
 
 
-def _no_fetch(url: str, *_args: Any, **_kwargs: Any) -> dict[str, Any]:
+def refuse(url: str) -> None:
     raise ReportError(f"report rendering refuses to fetch {url}: reports are rendered offline")
 
 
-def write_pdf(html: str, path: Path) -> None:
-    import logging
+def _fetcher() -> Any:
+    """WeasyPrint's fetcher interface: a URLFetcher subclass (WeasyPrint >= 68), else a function."""
+    try:
+        from weasyprint.urls import URLFetcher
+    except ImportError:  # older WeasyPrint: any callable
+        return lambda url, *_a, **_k: refuse(url)
 
+    class OfflineFetcher(URLFetcher):  # type: ignore[misc]
+        def fetch(self, url: str, headers: Any = None) -> Any:
+            refuse(url)
+
+        def __call__(self, url: str) -> Any:
+            return self.fetch(url)
+
+    return OfflineFetcher(allowed_protocols=())
+
+
+def write_pdf(html: str, path: Path) -> None:
     from weasyprint import HTML
 
-    # WeasyPrint logs font and CSS notes at WARNING; a report command prints only its own errors.
+    # WeasyPrint logs refused fetches and font notes at WARNING; a report command prints only its
+    # own errors.
     logging.getLogger("weasyprint").setLevel(logging.ERROR)
     logging.getLogger("fontTools").setLevel(logging.ERROR)
-    HTML(string=html, url_fetcher=_no_fetch, base_url=None).write_pdf(path)
+    HTML(string=html, url_fetcher=_fetcher(), base_url=None).write_pdf(path)

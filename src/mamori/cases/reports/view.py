@@ -123,10 +123,10 @@ def from_store(store: Any, case_id: str) -> CaseView:
 
 
 def _decisions(store: Any, ids: list[str]) -> list[dict[str, Any]]:
-    """The respond stage's rows for these decision ids, if it keeps a ``decisions`` table."""
+    """The respond stage's rows for these decision ids (its ``respond_decisions`` table)."""
     from mamori.store.db import metadata
 
-    table = metadata.tables.get("decisions")
+    table = metadata.tables.get("respond_decisions")
     if not ids or table is None or "id" not in table.c:
         return []
     with store.begin() as conn:
