@@ -1,5 +1,5 @@
 """Detection on real labelled captures: each covered attack is found with the right technique,
-and Zeek's benign test traces raise no high or critical incident (docs/detection.md)."""
+and Zeek's benign test traces raise no incident (docs/detection.md)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,16 @@ COVERED = {
         "T1071.004",
         "192.168.100.121",
     ),
+    # AsyncRAT and DcRAT by their default server certificates (fingerprint.known), the same
+    # infected host and C2 server as Corelight's AsyncRAT::C2_Traffic_Observed notices.
+    "zeek-detector-pcaps/zeek-asyncrat-detector/testing/Traces/cd010953-5faf-4054-86be-58c020c3a532.pcap": (
+        "T1573.002",
+        "181.131.218.39",
+    ),
+    "zeek-detector-pcaps/zeek-asyncrat-detector/testing/Traces/30a385ed-171e-4f15-ac3f-08c96be7bfd1.pcap": (
+        "T1573.002",
+        "186.169.47.11",
+    ),
 }
 
 
@@ -53,7 +63,10 @@ def test_labelled_attack_is_found(data_dir: Path, capture: str) -> None:
     assert any(host in i.attackers + i.victims for i in hits)
 
 
-def test_benign_zeek_traces_raise_no_high_or_critical_incident(data_dir: Path) -> None:
+def test_benign_zeek_traces_raise_no_incident(data_dir: Path) -> None:
+    """The goal is no high or critical incident on Zeek's normal-traffic traces; every detector
+    registered today (exfiltration and fingerprint lists included) raises none at all, and any
+    new one must keep it so or say here why not."""
     with (data_dir / "MANIFEST.tsv").open(newline="") as fh:
         benign = [
             r[0] for r in csv.reader(fh, delimiter="\t")
@@ -63,9 +76,7 @@ def test_benign_zeek_traces_raise_no_high_or_critical_incident(data_dir: Path) -
     assert len(benign) > 50
     loud = {}
     for capture in benign:
-        worst = [
-            i.severity for i in _incidents(data_dir / capture) if i.severity in ("high", "critical")
-        ]
-        if worst:
-            loud[capture] = worst
+        found = [f"{i.severity}: {i.title}" for i in _incidents(data_dir / capture)]
+        if found:
+            loud[capture] = found
     assert not loud, loud
