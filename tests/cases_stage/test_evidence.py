@@ -16,6 +16,7 @@ import pytest
 
 from mamori.cases import keys
 from mamori.cases.case import Case, case_events, get_case, list_packages, open_case
+from mamori.cases.custody import Action, CustodyError, append
 from mamori.cases.evidence import EvidenceError, build, case_uids
 from mamori.cases.verify import verify
 from mamori.hashchain import GENESIS, link
@@ -294,3 +295,31 @@ def test_build_refuses_without_a_key_or_into_a_used_folder(
         build(package.store, package.case.id, tmp_path / "b", key_path=package.key.private_path)
     with pytest.raises(EvidenceError, match="no case CASE-none"):
         build(package.store, "CASE-none", tmp_path / "c", key_path=package.key.private_path)
+
+
+def test_custody_continues_after_sealing_in_folder_and_zip(
+    package: Package, tmp_path: Path
+) -> None:
+    folder = _copy(package, tmp_path)
+    zipped = Path(shutil.copy(package.zip_path, tmp_path / "copy.zip"))  # the zip beside it
+    append(folder, Action.transfer, {"to": "police officer P"}, actor="analyst ann")
+    append(zipped, Action.receive, {"from": "analyst ann"}, actor="officer P")
+    v = verify(folder)
+    assert v.ok, v.problems
+    assert [b["action"] for b in v.after_seal] == ["evidence.seal", "custody.transfer"]
+    v = verify(zipped)  # the folder's entry reached its zip, then the zip's own was added
+    assert v.ok, v.problems
+    assert [(b["action"], b["actor"]) for b in v.after_seal] == [
+        ("evidence.seal", "analyst ann"),
+        ("custody.transfer", "analyst ann"),
+        ("custody.receive", "officer P"),
+    ]
+
+
+def test_custody_refuses_to_continue_a_broken_log(package: Package, tmp_path: Path) -> None:
+    folder = _copy(package, tmp_path)
+    (tmp_path / "copy.zip").unlink(missing_ok=True)
+    log = folder / "custody.jsonl"
+    log.write_text(log.read_text().replace("analyst ann", "analyst bob", 1))
+    with pytest.raises(CustodyError, match=r"entry 0 was altered.*not appending to a broken log"):
+        append(folder, Action.verify, {}, actor="x")

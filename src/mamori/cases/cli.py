@@ -6,6 +6,7 @@ end with exit code 1 (or 2 for bad usage); no traceback reaches the operator.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -432,3 +433,31 @@ def evidence_verify(
             f"  after sealing: {body.get('action')} by {body.get('actor')} at {body.get('at')}",
             highlight=False,
         )
+
+
+@evidence_app.command("log")
+def evidence_log(
+    package: Annotated[Path, typer.Argument(help="Package folder or its zip.")],
+    action: Annotated[str, typer.Argument(help="transfer, receive, verify, copy, store or note.")],
+    to: Annotated[str | None, typer.Option("--to", help="Who it was handed to.")] = None,
+    source: Annotated[str | None, typer.Option("--from", help="Who it came from.")] = None,
+    note: Annotated[str | None, typer.Option("--note", help="Free text.")] = None,
+) -> None:
+    """Add who-did-what-when to a sealed package's custody log (and the case's, if kept here)."""
+    from mamori.cases.case import CaseError, record_event
+    from mamori.cases.custody import Action, CustodyError, append
+
+    try:
+        chosen = Action(action)
+    except ValueError:
+        raise _fail(f"ACTION must be one of {', '.join(a.value for a in Action)}", 2) from None
+    detail = {k: v for k, v in (("to", to), ("from", source), ("note", note)) if v}
+    try:
+        body = append(package, chosen, detail)
+    except CustodyError as exc:
+        raise _fail(str(exc)) from None
+    if body.get("case"):
+        # The case's own history learns of it too when the case lives in this store.
+        with contextlib.suppress(CaseError):
+            record_event(_store(), body["case"], body["action"], detail | {"package": str(package)})
+    out.print(f"{body['action']} by {body['actor']} at {body['at']}", highlight=False)
