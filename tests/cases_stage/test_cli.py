@@ -92,6 +92,13 @@ def test_evidence_build_and_verify(home: Path, sandcat_report: Path) -> None:
     for target in (pkg, home / "pkg.zip"):
         verdict = _ok(["evidence", "verify", str(target)])
         assert verdict.startswith("OK") and case_id in verdict
+    logged = _ok(["evidence", "log", str(pkg), "transfer", "--to", "officer P"])
+    assert logged.startswith("custody.transfer by clerk carol")
+    assert "after sealing: custody.transfer by clerk carol" in _ok(
+        ["evidence", "verify", str(home / "pkg.zip")]
+    )
+    res = runner.invoke(app, ["evidence", "log", str(pkg), "steal"])
+    assert res.exit_code == 2 and "ACTION must be one of" in res.output
     (pkg / "case.json").write_text("{}")
     res = runner.invoke(app, ["evidence", "verify", str(pkg)])
     assert res.exit_code == 1
