@@ -80,13 +80,14 @@ class Pair:
 
 
 @contextmanager
-def veth_pair(tag: str = "") -> Iterator[Pair]:
+def veth_pair(tag: str = "", fw4: str = "10.213.0.1", peer4: str = "10.213.0.2") -> Iterator[Pair]:
+    """Both ends in one /24 (``fw4`` and ``peer4`` must share it) and in fd00:213::/64."""
     n = f"{os.getpid() % 100000}{tag}"
     pair = Pair(
         fw=f"mamori-fw-{n}",
         peer=f"mamori-peer-{n}",
-        fw4="10.213.0.1",
-        peer4="10.213.0.2",
+        fw4=fw4,
+        peer4=peer4,
         fw6="fd00:213::1",
         peer6="fd00:213::2",
     )

@@ -101,14 +101,25 @@ class Unbound:
 
 
 @contextlib.contextmanager
-def unbound(folder: Path, zone_text: str, zone: str = "rpz.mamori.") -> Iterator[Unbound]:
+def unbound(
+    folder: Path, zone_text: str, zone: str = "rpz.mamori.", upstream: dict[str, str] | None = None
+) -> Iterator[Unbound]:
+    """``upstream`` adds zones (name -> zone text) the resolver answers as if from the internet,
+    so the test never leaves the machine."""
     folder.mkdir(parents=True, exist_ok=True)
     zonefile = folder / "mamori.rpz"
     zonefile.write_text(zone_text)
     (folder / "test.zone").write_text(TEST_ZONE)
     port = free_udp_port()
     config = folder / "unbound.conf"
-    config.write_text(CONFIG.format(port=port, dir=folder, zone=zone, zonefile=zonefile))
+    text = CONFIG.format(port=port, dir=folder, zone=zone, zonefile=zonefile)
+    for k, (name, records) in enumerate((upstream or {}).items()):
+        (folder / f"upstream{k}.zone").write_text(records)
+        text += (
+            f'\nauth-zone:\n    name: "{name}"\n    zonefile: "{folder}/upstream{k}.zone"\n'
+            "    for-downstream: no\n    for-upstream: yes\n"
+        )
+    config.write_text(text)
     check = subprocess.run(["unbound-checkconf", str(config)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
     proc = subprocess.Popen(["unbound", "-d", "-c", str(config)], stderr=subprocess.PIPE)
