@@ -323,3 +323,32 @@ def test_custody_refuses_to_continue_a_broken_log(package: Package, tmp_path: Pa
     log.write_text(log.read_text().replace("analyst ann", "analyst bob", 1))
     with pytest.raises(CustodyError, match=r"entry 0 was altered.*not appending to a broken log"):
         append(folder, Action.verify, {}, actor="x")
+
+
+def test_a_package_checks_out_with_coreutils_and_openssl_alone(
+    package: Package, tmp_path: Path
+) -> None:
+    """A court's expert need not trust mamori: sha256sum and openssl check the same things."""
+    import base64
+
+    sums = subprocess.run(
+        ["sha256sum", "--strict", "-c", "SHA256SUMS"],
+        cwd=package.folder,
+        capture_output=True,
+        text=True,
+    )
+    assert sums.returncode == 0, sums.stdout + sums.stderr
+    listed = {f["path"] for f in _manifest(package.folder)["files"]} - {"SHA256SUMS"}
+    assert {
+        line.split("  ", 1)[1] for line in (package.folder / "SHA256SUMS").read_text().splitlines()
+    } == listed
+    sig = tmp_path / "sig.bin"
+    sig.write_bytes(base64.b64decode((package.folder / "manifest.sig").read_text()))
+    cmd = ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", "public-key.pem", "-rawin"]
+    cmd += ["-in", "manifest.json", "-sigfile", str(sig)]
+    ok = subprocess.run(cmd, cwd=package.folder, capture_output=True, text=True)
+    assert ok.returncode == 0 and "Signature Verified Successfully" in ok.stdout
+    folder = _copy(package, tmp_path)
+    _tamper_byte(folder / "manifest.json", 40)
+    bad = subprocess.run(cmd, cwd=folder, capture_output=True, text=True)
+    assert bad.returncode != 0

@@ -9,6 +9,7 @@ The package is a folder (and its zip) that a court's expert can check without tr
 - ``intel/matches.jsonl`` — the indicators from the intel store those records match, with the
   record and field that matched;
 - ``case.json`` — the case: who owns it, its notes and linked decisions, where it came from;
+- ``SHA256SUMS`` — the same hashes for ``sha256sum -c``;
 - ``manifest.json`` — every file's SHA-256 and size, its source file and that source's own SHA-256,
   acquisition time, tool version, and the head of the custody log at sealing;
 - ``manifest.sig`` and ``public-key.pem`` — an Ed25519 signature over ``manifest.json`` with the
@@ -54,6 +55,7 @@ MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 PUBLIC_KEY = "public-key.pem"
 CUSTODY = "custody.jsonl"
+SUMS = "SHA256SUMS"
 # Files the manifest cannot list: itself, its signature, and the custody log (which keeps growing
 # after sealing; the manifest pins its head instead).
 UNLISTED = (MANIFEST, SIGNATURE, CUSTODY)
@@ -274,6 +276,9 @@ def build(
     (out / PUBLIC_KEY).write_bytes(keys.public_pem(public))
     add(PUBLIC_KEY, "the public key that checks manifest.sig")
     fingerprint = keys.fingerprint(public)
+    # The same hashes in coreutils' format: `sha256sum -c SHA256SUMS` checks them without mamori.
+    (out / SUMS).write_text("".join(f"{f['sha256']}  {f['path']}\n" for f in files))
+    add(SUMS, "the files' SHA-256 in sha256sum format")
 
     # --- custody, manifest, signature ---------------------------------------------------------
     record_event(
