@@ -306,10 +306,10 @@ def test_pdf_report_pages_render_and_read_back(
     assert len(pngs) == int(re.search(r"Pages:\s+(\d+)", info).group(1)) >= 1  # type: ignore[union-attr]
     assert all(p.read_bytes().startswith(b"\x89PNG") and p.stat().st_size > 1000 for p in pngs)
     text = subprocess.run(
-        ["pdftotext", "-layout", str(out), "-"], check=True, capture_output=True, text=True
+        ["pdftotext", "-raw", str(out), "-"], check=True, capture_output=True, text=True
     ).stdout
     flat = " ".join(text.split())
-    compact = re.sub(r"\s+", "", text)  # long hashes wrap inside table cells
+    compact = re.sub(r"\s+", "", text)  # text wraps inside table cells
     for n, heading in enumerate(SECTIONS[kind].values(), 1):
         assert f"{n}. {heading}" in flat, f"{kind}: section {heading!r} missing from the PDF"
     for fact in _facts(kind, built, view):

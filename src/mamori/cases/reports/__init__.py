@@ -121,6 +121,16 @@ def context(
     return ctx
 
 
+# How the regulator form names a host's part: mamori's "attacker" inside the operator's own network
+# is a host sending the malicious traffic, most often compromised rather than hostile.
+_ROLE_WORDS = {
+    ("attacker", "internal"): "source of the malicious traffic (own host, possibly compromised)",
+    ("attacker", "external"): "source of the malicious traffic",
+    ("victim", "internal"): "target",
+    ("victim", "external"): "target (outside the operator's network)",
+}
+
+
 def _affected(view: CaseView, operator: OperatorProfile) -> list[dict[str, Any]]:
     """The operator's hosts the case names (victims, and internal hosts acting as attackers,
     e.g. an infected machine beaconing out), with the operator's name for their system."""
@@ -133,7 +143,7 @@ def _affected(view: CaseView, operator: OperatorProfile) -> list[dict[str, Any]]
             rows.append(
                 {
                     "address": e["value"],
-                    "role": e["role"],
+                    "role": _ROLE_WORDS.get((e["role"], e["scope"]), e["role"]),
                     "system": system.name if system else None,
                     "service": system.service if system else None,
                     "incidents": e["incidents"],
