@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import stix2
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from stix2patterns.validator import run_validator
 
@@ -27,7 +27,7 @@ from mamori.share.stix import (
     sco_id,
     validate,
 )
-from mamori.share.tlp import Tlp, filter_objects, tlp_of
+from mamori.share.tlp import ReleasePolicy, Tlp, filter_objects, tlp_of
 
 from .conftest import PARTNER_INDICATOR
 
@@ -226,3 +226,59 @@ def test_pattern_is_valid_stix_and_reads_back(obs: Observable) -> None:
         assert ipaddress.ip_address(value) == ipaddress.ip_address(obs.value)
     else:
         assert value == obs.value
+
+
+# --- no object of a real bundle leaves above its TLP, whatever the partner and policy ---------
+
+PARTNERS = ["cert-a", "cert-b", "isac-c"]
+audiences = st.one_of(st.sampled_from(["all", "none"]), st.frozensets(st.sampled_from(PARTNERS)))
+
+
+@pytest.fixture(scope="module")
+def real_bundles(reports: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        report_bundle(reports["amplification"], ExportOptions(tlp=level))
+        for level in (Tlp.CLEAR, Tlp.GREEN, Tlp.AMBER, Tlp.RED)
+    ]
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=60)
+@given(
+    which=st.integers(0, 3),
+    partner=st.sampled_from(PARTNERS),
+    clear=audiences,
+    green=audiences,
+    naming=st.lists(st.frozensets(st.sampled_from(PARTNERS)), min_size=1, max_size=5),
+)
+def test_no_exported_object_leaves_above_its_tlp(
+    real_bundles: list[dict[str, Any]],
+    which: int,
+    partner: str,
+    clear: Any,
+    green: Any,
+    naming: list[frozenset[str]],
+) -> None:
+    objects = real_bundles[which]["objects"]
+    named = {o["id"]: naming[n % len(naming)] for n, o in enumerate(objects)}
+    policy = ReleasePolicy(clear=clear, green=green)
+    out = filter_objects(objects, partner, policy, named=named)
+    ids = {o["id"] for o in out.released}
+    for o in out.released:
+        level = tlp_of(o)
+        if o["type"] in ("marking-definition",):
+            continue
+        assert level is not None and level is not Tlp.RED
+        if level >= Tlp.AMBER:
+            assert partner in named[o["id"]]
+        else:
+            audience = policy.clear if level is Tlp.CLEAR else policy.green
+            assert audience == "all" or (audience != "none" and partner in audience)
+        for k, v in o.items():
+            if k.endswith(("_ref", "_refs")) and k != "created_by_ref":
+                assert all(r in ids for r in (v if isinstance(v, list) else [v])), (o["id"], k)
+    if which == 3:  # exported at RED: nothing of ours leaves, only public ATT&CK and identity
+        assert {o["type"] for o in out.released} <= {
+            "attack-pattern",
+            "identity",
+            "marking-definition",
+        }

@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mamori.correlate.attack import tactics_of, technique_name
-from mamori.share.observables import Observable, incident_observables
+from mamori.share.observables import Observable, incident_observables, intel_matches
 from mamori.share.tlp import Tlp, effective, marking_definition, parse_tlp
 
 # Fixed namespaces: changing either changes every id we ever exported.
@@ -144,7 +144,8 @@ class _Builder:
             "identity_class": "organization",
             "description": "Producer of this bundle (mamori active cyber defence).",
         }
-        return self.add(obj, "producer|" + self.opt.producer)
+        # Who we are is public: CLEAR, so every partner can resolve created_by_ref.
+        return self.add(obj, "producer|" + self.opt.producer, Tlp.CLEAR)
 
     def sdo(self, type_: str, created: str, **props: Any) -> dict[str, Any]:
         obj: dict[str, Any] = {
@@ -413,8 +414,6 @@ def _incident_objects(b: _Builder, inc: Mapping[str, Any], tlp: Tlp) -> str:
         )
         refs.append(b.add(sighting, f"{inc_key}|sighted|{pattern_of(obs)}", own))
     for n, alert in enumerate(inc.get("alerts") or []):
-        from mamori.share.observables import intel_matches
-
         hit = intel_matches(alert)
         refs.extend(
             _alert_objects(b, inc_key, alert, n, tlp, intel_tlp.get(hit.key) if hit else None)

@@ -304,7 +304,7 @@ class Filtered:
     withheld: list[tuple[str, str]]  # (object id, reason)
 
 
-_STRUCTURAL = ("marking-definition", "extension-definition", "identity")
+_STRUCTURAL = ("marking-definition", "extension-definition")
 
 
 def _refs(obj: Mapping[str, Any]) -> list[str]:
@@ -331,8 +331,10 @@ def filter_objects(
     """The objects of a bundle that may go to ``partner``, each judged by :func:`may_release`
     on its own TLP marking; an object that refers to a withheld one is withheld too (a
     relationship to a RED indicator would otherwise reveal its id, and deterministic ids can be
-    guessed from content). Marking definitions, extension definitions and identities go only
-    when something released refers to them.
+    guessed from content). Marking definitions and extension definitions are public and go
+    only when something released refers to them. Identities are judged like any object, but a
+    withheld creator does not withhold what it created: ``created_by_ref`` then names an id the
+    partner cannot resolve, which STIX allows.
 
     ``named``: object id → partners named on it; ``origins``: object id → partner it came from.
     """
