@@ -442,3 +442,26 @@ def test_unknown_kind_and_format_are_refused(built: Built, tmp_path: Path) -> No
         env={"MAMORI_STATE_URL": built.store_url},
     )
     assert result.exit_code == 1 and "no case CASE-nope" in result.output
+
+
+def test_assessment_command_writes_the_structured_record(
+    built: Built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAMORI_STATE_URL", built.store_url)
+    out = tmp_path / "assessment.json"
+    result = CliRunner().invoke(report_app, ["assessment", built.case_id, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    record = json.loads(out.read_text())
+    assert record["case"] == built.case_id and record["supports_attribution"] is False
+    hyps = {h["subject"]: h for h in record["hypotheses"]}
+    assert set(hyps) == {"APT28", "APT29"}
+    assert hyps["APT28"]["external_id"] == "G0007"
+    assert (hyps["APT28"]["likelihood"], hyps["APT28"]["confidence"]) == (
+        "roughly even chance",
+        "moderate",
+    )
+    assert hyps["APT29"]["confidence"] == "low"
+    assert all(h["probability"] <= 0.5 for h in record["hypotheses"])
+    assert {e["source"] for e in hyps["APT28"]["evidence_for"]} == {"feed-a", "feed-b"}
+    assert any("APT29 (G0016)" in x for x in hyps["APT28"]["evidence_against"])
+    assert any("Country of the infrastructure not assessed" in g for g in record["gaps"])

@@ -304,6 +304,36 @@ for _kind, _about in (
     _report_command(_kind, _about)
 
 
+@report_app.command("assessment")
+def report_assessment(
+    case: Annotated[str, typer.Argument(help="Case id, or a patrol's report.json.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")
+    ] = None,
+    intel: Annotated[
+        Path | None, typer.Option(help="Intel store to read locations from (default: usual).")
+    ] = None,
+) -> None:
+    """The case's attribution assessment as JSON: hypotheses, evidence for and against, scale."""
+    from mamori.cases.attribution import assess
+    from mamori.cases.reports import ReportError
+    from mamori.cases.reports.view import from_report, from_store
+
+    try:
+        path = Path(case)
+        view = from_report(path) if path.suffix == ".json" else from_store(_store(), case)
+    except ReportError as exc:
+        raise _fail(str(exc)) from None
+    text = json.dumps(assess(view.id, view.incidents, _intel_store(intel)).to_json(), indent=2)
+    if output is None:
+        print(text)
+        return
+    try:
+        output.write_text(text + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise _fail(f"{output}: cannot write the assessment ({exc})") from None
+
+
 # ---------------------------------------------------------------------------------------- keys
 
 
