@@ -84,3 +84,17 @@ def test_bad_input_is_a_clear_error(
     r = runner.invoke(app, ["share", "export", *[subst.get(a, a) for a in args]])
     assert r.exit_code == 1
     assert message in r.output and "Traceback" not in r.output
+
+
+def test_docs_name_every_object_type_and_option(reports: dict[str, dict[str, Any]]) -> None:
+    import typer
+
+    from mamori.share.cli import app as share_app
+    from mamori.share.stix import report_bundle
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "sharing.md").read_text()
+    types = {o["type"] for o in report_bundle(reports["amplification"])["objects"]}
+    assert {t for t in types if f"`{t}`" not in docs} == set()
+    export = typer.main.get_command(share_app).commands["export"]  # type: ignore[attr-defined]
+    options = {o for p in export.params for o in p.opts if o.startswith("--")}
+    assert options and {o for o in options if o not in docs} == set()
