@@ -382,31 +382,6 @@ def test_regulator_report_needs_a_complete_operator_profile(built: Built, tmp_pa
         render_html("regulator", from_report(built.report))
 
 
-def test_operator_profile_in_toml_and_bad_systems(tmp_path: Path) -> None:
-    toml = tmp_path / "op.toml"
-    toml.write_text(
-        '[operator]\nname = "Wasser AG"\nsector = "drinking water"\nidentifier = "W-1"\n'
-        '[contact]\nname = "Ann"\nemail = "a@w.example"\nphone = "+1 555"\n'
-        '[regulator]\nname = "Authority"\n'
-        '[[systems]]\nname = "Pumps"\naddresses = ["10.1.0.0/16", "2001:db8::/32"]\n'
-    )
-    op = load_operator(toml)
-    assert op.operator["name"] == "Wasser AG"
-    assert op.system_of("10.1.2.3").name == "Pumps"  # type: ignore[union-attr]
-    assert op.system_of("2001:db8::1").name == "Pumps"  # type: ignore[union-attr]
-    assert op.system_of("10.2.0.1") is None
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(OPERATOR_YAML.replace("[172.18.0.0/29]", "[not-an-address]"))
-    with pytest.raises(ReportError, match=r"bad\.yaml: systems\[0\]: 'not-an-address'"):
-        load_operator(bad)
-    with pytest.raises(ReportError, match="no such operator profile"):
-        load_operator(tmp_path / "missing.yaml")
-    broken = tmp_path / "broken.toml"
-    broken.write_text("[operator\n")
-    with pytest.raises(ReportError, match=r"broken\.toml: not valid TOML"):
-        load_operator(broken)
-
-
 def test_pdf_rendering_fetches_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Even a URL smuggled into a page goes to our fetcher, which refuses it."""
     from mamori.cases.reports import pdf
