@@ -440,3 +440,19 @@ def test_assessment_command_writes_the_structured_record(
     assert {e["source"] for e in hyps["APT28"]["evidence_for"]} == {"feed-a", "feed-b"}
     assert any("APT29 (G0016)" in x for x in hyps["APT28"]["evidence_against"])
     assert any("Country of the infrastructure not assessed" in g for g in record["gaps"])
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_minimal_incidents_render(kind: str, report: Path, tmp_path: Path) -> None:
+    """Incidents with only the fields docs/report.md requires (no technique names, no
+    attribution, no alerts) still give every section; nothing assumes a richer report."""
+    data = json.loads(report.read_text())
+    for inc in data["incidents"]:
+        inc.pop("alerts")
+    report.write_text(json.dumps(data))
+    operator = tmp_path / "op.yaml"
+    operator.write_text(OPERATOR_YAML)
+    page = parse(render_html(kind, from_report(report), operator=load_operator(operator)))
+    assert set(SECTIONS[kind]) <= set(page.sections)
+    text = " ".join(" ".join(page.text).split())
+    assert all(i["id"] in text for i in data["incidents"])

@@ -24,6 +24,7 @@ from mamori.cases.reports import facts
 from mamori.cases.reports.operator import OperatorProfile, load_operator
 from mamori.cases.reports.statement import statement
 from mamori.cases.reports.view import CaseView, ReportError
+from mamori.correlate.attack import technique_name
 
 KINDS: dict[str, str] = {
     "technical": "Technical incident report",
@@ -56,6 +57,7 @@ def _utc(value: object) -> str:
 
 
 _ENV.filters["utc"] = _utc
+_ENV.filters["attack_name"] = technique_name
 
 _TLP_ORDER = ("clear", "green", "amber", "amber+strict", "red")
 
