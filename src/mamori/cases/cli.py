@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from mamori.store import Store
 
 app = typer.Typer(no_args_is_help=True)
@@ -279,7 +281,7 @@ def _report_command(kind: str, about: str) -> None:
     report_app.command(kind, help=about)(command)
 
 
-def _intel_store(path: Path | None):
+def _intel_store(path: Path | None) -> pl.DataFrame | None:
     """The intel store's indicators, for the locations its sources give (None when empty)."""
     from mamori.intel.schema import default_store
     from mamori.intel.store import read
