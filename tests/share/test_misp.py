@@ -100,3 +100,63 @@ def test_any_incident_round_trips(attackers: list[str], names: list[str], tmp_pa
     if not expected:
         return
     assert set(_round_trip(event([inc], "t", "k"), tmp_path)) == expected
+
+
+hexes = lambda n: st.text("0123456789abcdef", min_size=n, max_size=n)  # noqa: E731
+url_paths = st.text(st.sampled_from("abcxyz019/-_.~=&?%"), max_size=15)
+intel_values = st.one_of(
+    st.tuples(st.just("ip"), st.ip_addresses().map(str)),
+    st.tuples(st.just("domain"), domains),
+    st.tuples(st.just("url"), st.tuples(domains, url_paths).map(lambda t: f"{t[0]}/{t[1]}")),
+    st.tuples(st.just("sha256"), hexes(64)),
+    st.tuples(st.just("md5"), hexes(32)),
+    st.tuples(st.just("ja3"), hexes(32)),
+)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=15)
+@given(
+    matches=st.lists(st.tuples(intel_values, st.sampled_from(list(Tlp))), min_size=1, max_size=4),
+    level=st.sampled_from(list(Tlp)),
+)
+def test_intel_of_every_kind_round_trips_and_validates(
+    matches: list[tuple[tuple[str, str], Tlp]], level: Tlp, tmp_path: Path
+) -> None:
+    """What intel matched (any kind, any TLP) comes back from MISP with the same value and no
+    lower TLP, and makes a valid STIX bundle."""
+    from mamori.share.stix import incidents_bundle, validate
+
+    alerts = [
+        {
+            "detector": "intel.match",
+            "techniques": ["T1071"],
+            "severity": "high",
+            "confidence": 0.9,
+            "summary": f"10.0.0.1 matched {k} indicator {v} from feed (TLP:{t.label.upper()}, x)"
+            " in conn: 1 record(s)",
+            "src": "10.0.0.1",
+            "dst": None,
+            "first_seen": "2024-01-01T00:00:00+00:00",
+            "last_seen": "2024-01-01T00:10:00+00:00",
+            "count": 1,
+        }
+        for (k, v), t in matches
+    ]
+    inc = {
+        "id": "INC-00000000000a",
+        "title": "t",
+        "severity": "high",
+        "confidence": 0.9,
+        "techniques": ["T1071"],
+        "entities": {"attackers": [], "victims": [], "domains": []},
+        "first_seen": "2024-01-01T00:00:00+00:00",
+        "last_seen": "2024-01-01T00:10:00+00:00",
+        "alerts": alerts,
+    }
+    expected = {o.key: o for o in incident_observables(inc)}
+    assert len(expected) >= 1
+    got = _round_trip(event([inc], "t", "k", ExportOptions(tlp=level)), tmp_path)
+    assert set(got) == set(expected)
+    for key, tlp in got.items():
+        assert parse_tlp(tlp) >= max(level, expected[key].tlp or Tlp.CLEAR)
+    assert validate(incidents_bundle([inc], ExportOptions(tlp=level))) == []

@@ -274,7 +274,7 @@ def export(
     except (ExportError, TlpError, OSError) as exc:
         from rich.console import Console
 
-        Console(stderr=True, soft_wrap=True).print(f"[red]error[/]: {exc}", markup=True)
+        Console(stderr=True, soft_wrap=True).print(f"error: {exc}", style="red", markup=False)
         raise typer.Exit(1) from None
     if str(output) != "-":
         typer.echo(f"{output}: {fmt} export at TLP:{options.tlp.label.upper()} or stricter")
