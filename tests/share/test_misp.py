@@ -160,3 +160,20 @@ def test_intel_of_every_kind_round_trips_and_validates(
     for key, tlp in got.items():
         assert parse_tlp(tlp) >= max(level, expected[key].tlp or Tlp.CLEAR)
     assert validate(incidents_bundle([inc], ExportOptions(tlp=level))) == []
+
+
+def test_importer_takes_the_strictest_of_several_tlp_tags(tmp_path: Path) -> None:
+    """The intel bug fix this stage needed: an event tagged tlp:green and tlp:amber was read as
+    GREEN (the first tag), so an exported event could come back more shareable than it left."""
+    ev = {
+        "Event": {
+            "info": "two tags",
+            "Tag": [{"name": "tlp:green"}, {"name": "tlp:amber"}],
+            "Attribute": [
+                {"type": "ip-dst", "value": "8.8.8.8", "to_ids": True},
+                {"type": "domain", "value": "a.example", "Tag": [{"name": "TLP:WHITE"},
+                 {"name": "tlp:red"}]},
+            ],  # fmt: skip
+        }
+    }
+    assert _round_trip(ev, tmp_path) == {("ip", "8.8.8.8"): "amber", ("domain", "a.example"): "red"}

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mamori.intel.common import read_json, tlp_name
-from mamori.intel.schema import ImportResult, Indicator, IntelFormatError, normalise
+from mamori.intel.schema import TLPS, ImportResult, Indicator, IntelFormatError, normalise
 
 # MISP attribute type -> (observable kind, which part of a "a|b" value)
 ATTRIBUTE_KINDS: dict[str, tuple[str, int]] = {
@@ -48,8 +48,10 @@ def _tags(obj: dict[str, Any]) -> list[str]:
 
 
 def _tlp(tags: list[str]) -> str | None:
-    found = [tlp_name(t) for t in tags if t.lower().startswith("tlp:")]
-    return next((t for t in found if t), None)
+    """The strictest TLP tag (as the STIX importer does): two tags are a producer's mistake,
+    and a mistake must not make the indicator more shareable than its source meant."""
+    found = [n for t in tags if t.lower().startswith("tlp:") and (n := tlp_name(t))]
+    return max(found, key=TLPS.index) if found else None
 
 
 def _related(event: dict[str, Any], tags: list[str]) -> list[str]:
