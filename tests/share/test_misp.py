@@ -171,9 +171,12 @@ def test_importer_takes_the_strictest_of_several_tlp_tags(tmp_path: Path) -> Non
             "Tag": [{"name": "tlp:green"}, {"name": "tlp:amber"}],
             "Attribute": [
                 {"type": "ip-dst", "value": "8.8.8.8", "to_ids": True},
-                {"type": "domain", "value": "a.example", "Tag": [{"name": "TLP:WHITE"},
-                 {"name": "tlp:red"}]},
-            ],  # fmt: skip
+                {
+                    "type": "domain",
+                    "value": "a.example",
+                    "Tag": [{"name": "TLP:WHITE"}, {"name": "tlp:red"}],
+                },
+            ],
         }
     }
     assert _round_trip(ev, tmp_path) == {("ip", "8.8.8.8"): "amber", ("domain", "a.example"): "red"}
