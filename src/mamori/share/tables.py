@@ -101,6 +101,22 @@ audience = sa.Table(
     sa.Index("ix_share_audience_partner", "partner", "object_pk"),
 )
 
+# Every id a stored object reaches through ``*_ref`` / ``*_refs``, transitively (ids not stored yet
+# included): an object is served only when everything it reaches may go to the same reader, since
+# a report or relationship would otherwise reveal the id of what that reader may not see.
+closure = sa.Table(
+    "share_object_closure",
+    metadata,
+    sa.Column(
+        "object_pk",
+        sa.Integer,
+        sa.ForeignKey("share_taxii_objects.pk", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("ref_id", sa.String(128), primary_key=True),
+    sa.Index("ix_share_closure_ref", "ref_id"),
+)
+
 statuses = sa.Table(
     "share_taxii_status",
     metadata,

@@ -1,10 +1,10 @@
 """What enters a TAXII collection: validated, given its TLP and provenance, and (from partners)
 imported into intel.
 
-Why an object's stored TLP can be stricter than its own marking: a relationship or report that
-points at a RED or unmarked object would reveal that object's id (and mamori's ids are derived from
-content), so an object is stored at the strictest TLP of itself and of what it refers to in the
-same batch or collection, the rule :func:`mamori.share.tlp.filter_objects` applies to bundles.
+Why references are kept: a relationship or report that points at a RED or unmarked object would
+reveal that object's id (and mamori's ids are derived from content), so storage keeps what each
+object reaches and serves it only when all of that may go to the same reader, the rule
+:func:`mamori.share.tlp.filter_objects` applies to bundles.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from mamori.share import tables as t
 from mamori.share.taxii.storage import Item
 from mamori.share.tlp import (
     Tlp,
@@ -92,42 +91,19 @@ def items_for(
     provenance: str,
     audience: Sequence[str] = (),
 ) -> list[Item]:
-    """Storage items for already-validated objects: TLP = strictest of own and referenced."""
+    """Storage items for already-validated objects: their own TLP (markings of the batch read
+    too) and the ids they refer to, from which storage keeps the closure that gates serving."""
     markings = bundle_markings(objects)
-    own = {str(o["id"]): own_tlp(o, markings) for o in objects}
-    refs = {oid for o in objects for oid in _refs(o)} - set(own)
-    known = dict(_stored_tlps(conn, collection_id, sorted(refs)))
-    level = dict(own)
-    changed = True
-    while changed:  # propagate through chains (report -> relationship -> indicator)
-        changed = False
-        for o in objects:
-            oid = str(o["id"])
-            for r in _refs(o):
-                ref_tlp = level.get(r) or known.get(r)
-                if ref_tlp and RANK[ref_tlp] > RANK[level[oid]]:
-                    level[oid] = ref_tlp
-                    changed = True
     return [
-        Item(obj=o, tlp=level[str(o["id"])], provenance=provenance, audience=tuple(audience))
+        Item(
+            obj=o,
+            tlp=own_tlp(o, markings),
+            provenance=provenance,
+            audience=tuple(audience),
+            refs=tuple(_refs(o)),
+        )
         for o in objects
     ]
-
-
-def _stored_tlps(conn: sa.Connection, collection_id: str, ids: list[str]) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    for i in range(0, len(ids), 500):
-        out.extend(
-            (r[0], r[1])
-            for r in conn.execute(
-                sa.select(t.objects.c.object_id, t.objects.c.tlp).where(
-                    t.objects.c.collection_id == collection_id,
-                    t.objects.c.object_id.in_(ids[i : i + 500]),
-                    t.objects.c.is_last.is_(True),
-                )
-            )
-        )
-    return out
 
 
 def share_dir() -> Path:

@@ -261,11 +261,14 @@ def _page_headers(rows: list[sa.Row[Any]]) -> dict[str, str]:
 def released_rows(
     conn: sa.Connection, pg: storage.Page, partner: str, policy: ReleasePolicy
 ) -> list[sa.Row[Any]]:
-    """The page's rows that tlp.may_release lets go (all of them, unless SQL and policy disagree)."""
+    """The page's rows that tlp.may_release lets go, each with everything it reaches (all of
+    them, unless the SQL rule and tlp.py disagree, which is logged as the bug it would be)."""
+    reached = storage.reached_rows(conn, [r.pk for r in pg.rows])
     amber_pks = [r.pk for r in pg.rows if r.tlp in storage.AMBERS]
-    named = storage.named_on(conn, amber_pks) if amber_pks else {}
-    out = []
-    for r in pg.rows:
+    amber_pks += [x.pk for xs in reached.values() for x in xs if x.tlp in storage.AMBERS]
+    named = storage.named_on(conn, set(amber_pks)) if amber_pks else {}
+
+    def ok(r: Any) -> tuple[bool, str]:
         origin = r.provenance.removeprefix("partner:") if r.provenance != "local" else None
         verdict = may_release(
             None if r.tlp == ingest.UNMARKED else r.tlp,
@@ -274,10 +277,16 @@ def released_rows(
             policy,
             origin=origin,
         )
-        if verdict:
+        return bool(verdict), verdict.reason
+
+    out = []
+    for r in pg.rows:
+        checks = [(r.object_id, *ok(r))] + [(x.object_id, *ok(x)) for x in reached.get(r.pk, [])]
+        bad = next(((oid, why) for oid, good, why in checks if not good), None)
+        if bad is None:
             out.append(r)
         else:  # the SQL rule let it through: a bug, never a leak
-            log.error("TAXII: withheld %s from %s: %s", r.object_id, partner, verdict.reason)
+            log.error("TAXII: withheld %s from %s (%s: %s)", r.object_id, partner, *bad)
     return out
 
 

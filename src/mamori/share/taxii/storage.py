@@ -31,23 +31,33 @@ class Reader:
     open_tlps: tuple[str, ...] = ()
 
 
+def _own_visible(reader: Reader, obj: Any) -> sa.ColumnElement[bool]:
+    named = sa.select(t.audience.c.object_pk).where(t.audience.c.partner == reader.partner)
+    amber = obj.tlp.in_(AMBERS)
+    conds: list[sa.ColumnElement[bool]] = [
+        sa.and_(amber, obj.provenance == f"partner:{reader.partner}"),
+        sa.and_(amber, obj.provenance == "local", obj.pk.in_(named)),
+    ]
+    opens = [x for x in reader.open_tlps if x in ("clear", "green")]
+    if opens:
+        conds.insert(0, obj.tlp.in_(opens))
+    return sa.or_(*conds)
+
+
 def visible_to(reader: Reader) -> sa.ColumnElement[bool]:
     """The release rule of share/tlp.py as SQL (tlp.may_release stays the final word per row).
 
     RED and unmarked rows are never visible; CLEAR/GREEN when open to the reader; AMBER and
     AMBER+STRICT of ours only when the reader is named on the row, and a partner's AMBER only back
-    to that partner.
+    to that partner. And a row is visible only if no stored object it reaches is hidden.
     """
-    named = sa.select(t.audience.c.object_pk).where(t.audience.c.partner == reader.partner)
-    amber = OBJ.tlp.in_(AMBERS)
-    conds: list[sa.ColumnElement[bool]] = [
-        sa.and_(amber, OBJ.provenance == f"partner:{reader.partner}"),
-        sa.and_(amber, OBJ.provenance == "local", OBJ.pk.in_(named)),
-    ]
-    opens = [x for x in reader.open_tlps if x in ("clear", "green")]
-    if opens:
-        conds.insert(0, OBJ.tlp.in_(opens))
-    return sa.or_(*conds)
+    ref = t.objects.alias("ref")
+    hidden_ref = (
+        sa.select(sa.literal(1))
+        .select_from(t.closure.join(ref, ref.c.object_id == t.closure.c.ref_id))
+        .where(t.closure.c.object_pk == OBJ.pk, sa.not_(_own_visible(reader, ref.c)))
+    )
+    return sa.and_(_own_visible(reader, OBJ), ~hidden_ref.exists())
 
 
 @dataclass(frozen=True)
@@ -140,6 +150,24 @@ def named_on(conn: sa.Connection, pks: Iterable[int]) -> dict[int, list[str]]:
     return out
 
 
+def reached_rows(conn: sa.Connection, pks: Sequence[int]) -> dict[int, list[sa.Row[Any]]]:
+    """For each row, the stored rows (every version) of the ids it reaches."""
+    out: dict[int, list[sa.Row[Any]]] = {}
+    ref = t.objects.alias("ref")
+    pks = list(pks)
+    for i in range(0, len(pks), _CHUNK):
+        for row in conn.execute(
+            sa.select(
+                t.closure.c.object_pk.label("of"), ref.c.pk, ref.c.object_id, ref.c.tlp,
+                ref.c.provenance,
+            )
+            .join(ref, ref.c.object_id == t.closure.c.ref_id)
+            .where(t.closure.c.object_pk.in_(pks[i : i + _CHUNK]))
+        ):  # fmt: skip
+            out.setdefault(row.of, []).append(row)
+    return out
+
+
 # --- writing ------------------------------------------------------------------------------------
 
 
@@ -151,6 +179,7 @@ class Item:
     tlp: str  # clear | green | amber | amber+strict | red | unmarked
     provenance: str  # "local" or "partner:NAME"
     audience: tuple[str, ...] = ()
+    refs: tuple[str, ...] = ()  # ids it points at (object_marking_refs and created_by_ref aside)
     body: str = field(default="")
 
 
@@ -214,6 +243,7 @@ def add(conn: sa.Connection, collection_id: str, items: Sequence[Item]) -> list[
                 "provenance": it.provenance,
                 "body": it.body or json.dumps(it.obj, separators=(",", ":"), ensure_ascii=False),
                 "_audience": it.audience,
+                "_refs": it.refs,
             }
         )
         outcomes.append(Outcome(oid, version, True))
@@ -228,24 +258,105 @@ def add(conn: sa.Connection, collection_id: str, items: Sequence[Item]) -> list[
             t.objects.insert(), [{k: v for k, v in r.items() if k[0] != "_"} for r in rows]
         )
     _recompute_flags(conn, collection_id, sorted(several))
-    named = [r for r in rows if r["_audience"]]
-    if named:
-        keys = {(r["object_id"], r["version_us"]): r["_audience"] for r in named}
-        found = conn.execute(
-            sa.select(OBJ.pk, OBJ.object_id, OBJ.version_us).where(
-                OBJ.collection_id == collection_id,
-                OBJ.object_id.in_(sorted({k[0] for k in keys})),
-            )
-        ).all()
-        conn.execute(
-            t.audience.insert(),
-            [
-                {"object_pk": pk, "partner": p}
-                for pk, oid, vus in found
-                for p in keys.get((oid, vus), ())
-            ],
-        )
+    linked = [r for r in rows if r["_audience"] or r["_refs"]]
+    direct: dict[int, set[str]] = {}
+    if linked:
+        keys = {(r["object_id"], r["version_us"]): r for r in linked}
+        ids = sorted({k[0] for k in keys})
+        found = []
+        for i in range(0, len(ids), _CHUNK):
+            found += conn.execute(
+                sa.select(OBJ.pk, OBJ.object_id, OBJ.version_us).where(
+                    OBJ.collection_id == collection_id, OBJ.object_id.in_(ids[i : i + _CHUNK])
+                )
+            ).all()
+        pks = {(oid, vus): pk for pk, oid, vus in found if (oid, vus) in keys}
+        named = [
+            {"object_pk": pks[k], "partner": p} for k, r in keys.items() for p in r["_audience"]
+        ]
+        if named:
+            conn.execute(t.audience.insert(), named)
+        direct = {pks[k]: set(r["_refs"]) for k, r in keys.items() if r["_refs"]}
+    _extend_closure(conn, direct)
     return outcomes
+
+
+def _closure_of_ids(conn: sa.Connection, ids: set[str]) -> dict[str, set[str]]:
+    """Stored closure of each of these ids (union over its versions)."""
+    out: dict[str, set[str]] = {}
+    idl = sorted(ids)
+    for i in range(0, len(idl), _CHUNK):
+        for oid, ref in conn.execute(
+            sa.select(OBJ.object_id, t.closure.c.ref_id)
+            .join(t.closure, t.closure.c.object_pk == OBJ.pk)
+            .where(OBJ.object_id.in_(idl[i : i + _CHUNK]))
+        ):
+            out.setdefault(oid, set()).add(ref)
+    return out
+
+
+def _extend_closure(conn: sa.Connection, direct: dict[int, set[str]]) -> None:
+    """Keep ``share_object_closure`` transitive after adding rows.
+
+    ``direct``: the new rows' own references. A new row reaches its references and everything
+    they reach; a stored row that already reached one of the new ids (stored before it, in any
+    order) now also reaches what the new id reaches.
+    """
+    reach: dict[int, set[str]] = {}
+    if direct:
+        # What the referenced ids reach: stored closures plus the new rows' own references.
+        new_refs: dict[str, set[str]] = {}
+        pk_ids = dict(
+            conn.execute(sa.select(OBJ.pk, OBJ.object_id).where(OBJ.pk.in_(list(direct)))).all()
+        )
+        for pk, refs in direct.items():
+            new_refs.setdefault(pk_ids[pk], set()).update(refs)
+        for pk, refs in direct.items():
+            seen: set[str] = set()
+            frontier = set(refs)
+            while frontier:
+                seen |= frontier
+                stored = _closure_of_ids(conn, frontier)
+                nxt: set[str] = set()
+                for rid in frontier:
+                    nxt |= stored.get(rid, set()) | new_refs.get(rid, set())
+                frontier = nxt - seen
+            reach[pk] = seen
+        conn.execute(
+            t.closure.insert(),
+            [{"object_pk": pk, "ref_id": rid} for pk, ids in reach.items() for rid in ids],
+        )
+    # Upward: stored rows reaching a new id now reach that id's closure too.
+    by_id: dict[str, set[str]] = {}
+    if reach:
+        pk_ids = dict(
+            conn.execute(sa.select(OBJ.pk, OBJ.object_id).where(OBJ.pk.in_(list(reach)))).all()
+        )
+        for pk, ids in reach.items():
+            by_id.setdefault(pk_ids[pk], set()).update(ids)
+    if not by_id:
+        return
+    idl = sorted(by_id)
+    have: dict[int, set[str]] = {}
+    for i in range(0, len(idl), _CHUNK):
+        for pk, rid in conn.execute(
+            sa.select(t.closure.c.object_pk, t.closure.c.ref_id).where(
+                t.closure.c.ref_id.in_(idl[i : i + _CHUNK])
+            )
+        ):
+            have.setdefault(pk, set()).add(rid)
+    adds = []
+    for pk, reached in have.items():
+        if pk in reach:
+            continue
+        want = set().union(*(by_id[r] for r in reached))
+        current = {
+            r[0]
+            for r in conn.execute(sa.select(t.closure.c.ref_id).where(t.closure.c.object_pk == pk))
+        }
+        adds += [{"object_pk": pk, "ref_id": rid} for rid in want - current]
+    if adds:
+        conn.execute(t.closure.insert(), adds)
 
 
 def _recompute_flags(conn: sa.Connection, collection_id: str, object_ids: Sequence[str]) -> None:
@@ -272,6 +383,7 @@ def delete(conn: sa.Connection, collection_id: str, pks: Sequence[int]) -> int:
         r[0] for r in conn.execute(sa.select(OBJ.object_id).where(OBJ.pk.in_(pks)).distinct()).all()
     ]
     conn.execute(t.audience.delete().where(t.audience.c.object_pk.in_(pks)))
+    conn.execute(t.closure.delete().where(t.closure.c.object_pk.in_(pks)))
     n = conn.execute(t.objects.delete().where(OBJ.pk.in_(pks))).rowcount
     _recompute_flags(conn, collection_id, oids)
     return int(n or 0)
