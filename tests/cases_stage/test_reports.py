@@ -330,6 +330,9 @@ def test_attribution_statement_of_the_real_case_is_hedged(built: Built, view: Ca
     assert "tracked as APT29" not in claims  # named only as evidence against APT28
     assert "indicators of APT29 (G0016) were also seen" in claims
     assert "too weak to state" in section_text(page, "not-claimed")
+    # A public channel gets no internal detail: not the own host, the case title or file paths.
+    text = " ".join(page.text)
+    assert AGENT not in text and view.title not in text and str(view.report_path) not in text
 
 
 def test_without_evidence_package_or_intel_the_reports_say_so(built: Built) -> None:
