@@ -7,6 +7,7 @@ import json
 import re
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -33,6 +34,11 @@ GO_DURATION = re.compile(r"^-?(?:(\d+)h)?(?:(\d+)m)?(\d+)s$")
 
 def _d(target: str, action: Action = Action.block_ip, ttl: int = 3600, inc: str = "i") -> Decision:
     return Decision(action, target, "test", inc, 0.9, ttl)
+
+
+def _name() -> str:
+    """A bouncer name of its own: the shared PostgreSQL test database outlives one test."""
+    return f"bouncer-{uuid.uuid4().hex[:8]}"
 
 
 def _check_schema(item: dict) -> None:
@@ -80,14 +86,15 @@ def test_key_is_required(client: TestClient, store: Store) -> None:
     assert client.get("/v1/decisions/stream?startup=true").status_code == 403
     r = client.get("/v1/decisions/stream", headers={"X-Api-Key": "wrong"})
     assert r.status_code == 403
-    add_bouncer(store, "fw")
+    name = _name()
+    add_bouncer(store, name)
     with pytest.raises(PointError, match="already exists"):
-        add_bouncer(store, "fw")
+        add_bouncer(store, name)
 
 
 def test_stream_startup_then_deltas(client: TestClient, store: Store, policy: Policy) -> None:
     ledger = Ledger(store, policy)
-    key = add_bouncer(store, "fw")
+    key = add_bouncer(store, _name())
     h = {"X-Api-Key": key}
     ledger.submit([_d("198.51.100.7"), _d("198.51.100.64/26", inc="r"),
                    _d("evil.example", Action.block_domain)])  # fmt: skip
@@ -133,7 +140,7 @@ def test_the_pycrowdsec_bouncer_enforces_the_stream(
     server: str, store: Store, policy: Policy
 ) -> None:
     ledger = Ledger(store, policy)
-    key = add_bouncer(store, "pycrowdsec")
+    key = add_bouncer(store, _name())
     ledger.submit([_d("198.51.100.7", ttl=1), _d("198.51.100.64/26", inc="r")])
     bouncer = StreamClient(api_key=key, lapi_url=server)
     bouncer.cycle("true")  # one pull, as run() does first

@@ -143,3 +143,22 @@ def test_errors_name_the_point_and_reason(pair: Pair, point: NftablesPoint) -> N
         NftablesPoint(table="bad name")
     with pytest.raises(PointError, match="not loaded"):
         NftablesPoint(table="absent", namespace=pair.fw).apply([_d("192.0.2.1")], [])
+
+
+def test_a_large_removal_keeps_what_stays(pair: Pair, point: NftablesPoint) -> None:
+    many = [_d(f"10.214.{k // 250}.{k % 250 + 1}", inc=str(k)) for k in range(300)]
+    keep = _d(pair.peer4, inc="keep")
+    point.apply([*many, keep], [])
+    assert len(_elements(pair, "block4")) == 301
+    point.apply([], many)  # more than a quarter of the set: flushed and refilled in one go
+    assert _elements(pair, "block4") == {pair.peer4}
+    assert not pair.connects(pair.fw4)
+
+
+def test_someone_else_editing_the_table_is_recovered(pair: Pair, point: NftablesPoint) -> None:
+    block = _d(pair.peer4)
+    point.apply([block], [])
+    sh("ip", "netns", "exec", pair.fw, "nft", "delete", "element", "inet", "mamori", "block4",
+       f"{{ {pair.peer4} }}")  # fmt: skip
+    point.apply([_d("10.213.0.77", inc="x")], [block])  # its picture is stale: re-read, retry
+    assert _elements(pair, "block4") == {"10.213.0.77"}

@@ -11,7 +11,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mamori.respond.decision import Action, Decision
-from mamori.respond.points.targets import PointError, domain, network, partition, write_atomic
+from mamori.respond.points.targets import (
+    PointError,
+    cidr_text,
+    domain,
+    network,
+    parse_cidr,
+    partition,
+    write_atomic,
+)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -27,14 +35,15 @@ items = st.lists(st.tuples(nets, st.integers(1, 10_000), st.sampled_from("abcdef
 def test_partition_is_disjoint_and_expires_each_address_with_its_latest_cover(raw, probes) -> None:
     entries = [(n, T0 + timedelta(seconds=s), o) for n, s, o in raw]
     pieces = partition(entries)
-    for a, b in itertools.pairwise(pieces):
-        assert not a.net.overlaps(b.net), (a, b)
+    nets = [ipaddress.ip_network(p.net) for p in pieces]
+    for a, b in itertools.pairwise(sorted(nets)):
+        assert not a.overlaps(b), (a, b)
     # probe addresses inside the entries' networks and a few beside them
     candidates = [n.network_address + (p % n.num_addresses) for n, _, _ in entries for p in probes]
     candidates += [ipaddress.IPv4Address(0x0B000000 + p) for p in probes]
     for addr in candidates:
         covers = [e for n, e, _ in entries if addr in n]
-        hit = [p for p in pieces if addr in p.net]
+        hit = [p for p, n in zip(pieces, nets, strict=True) if addr in n]
         if not covers:
             assert hit == []
         else:
@@ -48,7 +57,7 @@ def test_nested_prefix_outliving_its_parent_keeps_its_own_piece() -> None:
     pieces = partition([(wide, T0, "wide"), (host, T0 + timedelta(hours=1), "host")])
     owners = {str(p.net): p.owner for p in pieces}
     assert owners["10.0.0.5/32"] == "host"
-    assert sum(p.net.num_addresses for p in pieces) == 256
+    assert sum(ipaddress.ip_network(p.net).num_addresses for p in pieces) == 256
 
 
 def _d(target: str, action: Action = Action.block_ip) -> Decision:
@@ -73,3 +82,19 @@ def test_write_atomic_replaces_whole_file(tmp_path) -> None:
     write_atomic(path, "b\nc\n")
     assert path.read_text() == "b\nc\n"
     assert [p.name for p in path.parent.iterdir()] == ["list.txt"]
+
+
+@given(st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)), st.integers(0, 128))
+def test_parse_cidr_agrees_with_ipaddress(addr, plen) -> None:
+    plen = min(plen, addr.max_prefixlen)
+    target = f"{addr}/{plen}"
+    version, lo, length = parse_cidr(_d(target))
+    net = ipaddress.ip_network(target, strict=False)
+    assert (version, lo, length) == (net.version, int(net.network_address), net.prefixlen)
+    assert cidr_text(version, lo, length) == str(net)
+
+
+def test_parse_cidr_refuses_what_is_not_a_prefix() -> None:
+    for bad in ("192.0.2.1/33", "192.0.2.1/", "192.0.2.1/x", "evil.example", "2001:db8::/129"):
+        with pytest.raises(PointError, match="not an IP address"):
+            parse_cidr(_d(bad))

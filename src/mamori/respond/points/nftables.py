@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from mamori.respond.decision import Action, Decision, enforcement_point
-from mamori.respond.points.targets import Network, Piece, PointError, network, partition
+from mamori.respond.points.targets import Piece, PointError, cidr_text, parse_cidr, partition_ints
 
 # Which set each action fills, per address family.
 _SETS: dict[Action, str] = {
@@ -57,7 +57,10 @@ class NftablesPoint:
         self.nft = nft
         # What this process believes is enforced: key -> (set, network, expiry, owning decision).
         # None until the table is loaded here or read back from the kernel.
-        self._entries: dict[str, tuple[str, Network, datetime, str]] | None = None
+        # What this process believes is enforced: key -> (set, (version, first, length), expiry,
+        # owning decision). None until the table is loaded here or read back from the kernel.
+        self._entries: dict[str, tuple[str, tuple[int, int, int], datetime, str]] | None = None
+        self._present: dict[str, dict[str, Piece]] | None = None  # what the kernel holds
 
     # -- the full state -------------------------------------------------------------------------
 
@@ -90,6 +93,8 @@ class NftablesPoint:
         now = now or datetime.now(UTC)
         self._run(self.render(active, now))
         self._entries = {d.id: self._entry(d) for d in active if d.action in _SETS}
+        pieces = self._layout(active, now)
+        self._present = {name: {p.net: p for p in pieces.get(name, [])} for name, _ in _all_sets()}
 
     # -- deltas ---------------------------------------------------------------------------------
 
@@ -97,55 +102,74 @@ class NftablesPoint:
         """Add and delete only the elements that changed, in one transaction.
 
         A process that did not load the table learns its elements (and which decision owns each,
-        from the element's comment) from the kernel first."""
+        from the element's comment) from the kernel first; after that it keeps its own picture of
+        the kernel's sets, and reads them again only if nft refuses a change (someone else
+        edited the table)."""
         now = datetime.now(UTC)
-        present = self._read_kernel(now)  # deleting an element the kernel expired would fail
+        if self._entries is None or self._present is None:
+            self._present = self._read_kernel(now)
         if self._entries is None:
             self._entries = {
-                f"{p.owner}@{key}": (set_name, p.net, p.expires, p.owner)
-                for set_name, pieces in present.items()
+                f"{p.owner}@{key}": (set_name, _triple(p.net), p.expires, p.owner)
+                for set_name, pieces in self._present.items()
                 for key, p in pieces.items()
             }
         gone = {d.id for d in removed}
-        self._entries = {k: e for k, e in self._entries.items() if e[3] not in gone}
+        if gone:
+            self._entries = {k: e for k, e in self._entries.items() if e[3] not in gone}
         for d in added:
             if d.action in _SETS:
                 self._entries[d.id] = self._entry(d)
         pieces = _layout(self._entries.values(), now)
+        want = {name: {p.net: p for p in pieces.get(name, [])} for name, _ in _all_sets()}
+        try:
+            self._run(self._delta(self._present, want, now))
+        except PointError:
+            self._present = self._read_kernel(now)
+            self._run(self._delta(self._present, want, now))
+        self._present = want
+
+    def _delta(
+        self, present: dict[str, dict[str, Piece]], want: dict[str, dict[str, Piece]], now: datetime
+    ) -> str:
+        """The nft script turning ``present`` into ``want``. Elements the kernel has already timed
+        out are not deleted (that would fail). Deleting many elements of an interval set one by one
+        is slow in the kernel, so a large removal flushes the set and adds back what stays, in the
+        same transaction (no moment without the set)."""
+        soon = now + timedelta(seconds=1)
         lines: list[str] = []
-        for set_name, _family in _all_sets():
-            want = {str(p.net): p for p in pieces.get(set_name, [])}
-            have = present.get(set_name, {})
+        for set_name, wanted in want.items():
+            have = {k: p for k, p in present.get(set_name, {}).items() if p.expires > soon}
             stale = [
                 k
                 for k, p in have.items()
-                if (k not in want or want[k].expires < p.expires - timedelta(seconds=1))
-                and p.expires > now + timedelta(seconds=1)
+                if k not in wanted or wanted[k].expires < p.expires - timedelta(seconds=1)
             ]
-            if stale:
-                lines.append(
-                    f"delete element inet {self.table} {set_name} {{ " + ", ".join(stale) + " }"
-                )
-            fresh = [
-                _element(p, now)
-                for k, p in want.items()
-                if k not in have
-                or k in stale
-                or abs((p.expires - have[k].expires).total_seconds()) > 1
-                or p.owner != have[k].owner
-            ]
+            head = f"inet {self.table} {set_name}"
+            if len(stale) > 64 and len(stale) * 4 > len(wanted):
+                lines.append(f"flush set {head}")
+                fresh = [_element(p, now) for p in wanted.values()]
+            else:
+                if stale:
+                    lines.append(f"delete element {head} {{ " + ", ".join(stale) + " }")
+                stale_set = set(stale)
+                fresh = [
+                    _element(p, now)
+                    for k, p in wanted.items()
+                    if k not in have
+                    or k in stale_set
+                    or abs((p.expires - have[k].expires).total_seconds()) > 1
+                    or p.owner != have[k].owner
+                ]
             if fresh:
-                lines.append(
-                    f"add element inet {self.table} {set_name} {{ " + ", ".join(fresh) + " }"
-                )
-        if lines:
-            self._run("\n".join(lines) + "\n")
+                lines.append(f"add element {head} {{ " + ", ".join(fresh) + " }")
+        return "\n".join(lines) + "\n" if lines else ""
 
     # -- helpers --------------------------------------------------------------------------------
 
-    def _entry(self, d: Decision) -> tuple[str, Network, datetime, str]:
-        net = network(d)
-        return (f"{_SETS[d.action]}{net.version}", net, d.expires, d.id)
+    def _entry(self, d: Decision) -> tuple[str, tuple[int, int, int], datetime, str]:
+        version, lo, plen = parse_cidr(d)
+        return (f"{_SETS[d.action]}{version}", (version, lo, plen), d.expires, d.id)
 
     def _layout(self, active: Sequence[Decision], now: datetime) -> dict[str, list[Piece]]:
         return _layout((self._entry(d) for d in active if d.action in _SETS), now)
@@ -187,6 +211,8 @@ class NftablesPoint:
         return [*prefix, self.nft, *args]
 
     def _run(self, script: str) -> None:
+        if not script:
+            return
         try:
             proc = subprocess.run(
                 self._command("-f", "-"), input=script, capture_output=True, text=True, check=False
@@ -243,14 +269,20 @@ def _parse_elem(el: object, now: datetime) -> Piece | None:
     else:
         return None
     expires = now + timedelta(seconds=float(body.get("expires", body.get("timeout", 0))))
-    return Piece(net, expires, str(body.get("comment", "")))
+    text = cidr_text(net.version, int(net.network_address), net.prefixlen)
+    return Piece(text, expires, str(body.get("comment", "")))
+
+
+def _triple(text: str) -> tuple[int, int, int]:
+    net = ipaddress.ip_network(text)
+    return net.version, int(net.network_address), net.prefixlen
 
 
 def _layout(
-    entries: Iterable[tuple[str, Network, datetime, str]], now: datetime
+    entries: Iterable[tuple[str, tuple[int, int, int], datetime, str]], now: datetime
 ) -> dict[str, list[Piece]]:
-    grouped: dict[str, list[tuple[Network, datetime, str]]] = {}
-    for set_name, net, expires, owner in entries:
+    grouped: dict[str, list[tuple[int, int, int, datetime, str]]] = {}
+    for set_name, (version, lo, plen), expires, owner in entries:
         if expires > now:
-            grouped.setdefault(set_name, []).append((net, expires, owner))
-    return {name: partition(items) for name, items in grouped.items()}
+            grouped.setdefault(set_name, []).append((version, lo, plen, expires, owner))
+    return {name: partition_ints(items) for name, items in grouped.items()}

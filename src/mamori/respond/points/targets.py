@@ -12,8 +12,9 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import socket
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -49,54 +50,105 @@ def domain(decision: Decision) -> str:
     return name
 
 
+def parse_cidr(decision: Decision) -> tuple[int, int, int]:
+    """(IP version, first address as an integer, prefix length) of an IP or CIDR target, host bits
+    cleared. Thousands of decisions are laid out per apply, so this avoids ``ipaddress`` objects."""
+    addr, slash, plen_text = decision.target.strip().partition("/")
+    try:
+        if ":" in addr:
+            version, bits, raw = 6, 128, socket.inet_pton(socket.AF_INET6, addr)
+        else:
+            version, bits, raw = 4, 32, socket.inet_pton(socket.AF_INET, addr)
+        if slash and not plen_text.isdigit():
+            raise ValueError(plen_text)
+        plen = int(plen_text) if slash else bits
+        if plen > bits:
+            raise ValueError(plen_text)
+    except (OSError, ValueError) as exc:
+        raise PointError(
+            f"decision {decision.id}: target {decision.target!r} is not an IP address or CIDR"
+        ) from exc
+    value = int.from_bytes(raw, "big")
+    return version, value >> (bits - plen) << (bits - plen), plen
+
+
+def cidr_text(version: int, lo: int, plen: int) -> str:
+    """The canonical spelling (``192.0.2.0/24``, ``2001:db8::/48``, hosts with /32 or /128)."""
+    if version == 4:
+        return f"{socket.inet_ntop(socket.AF_INET, lo.to_bytes(4, 'big'))}/{plen}"
+    return f"{ipaddress.IPv6Address(lo)}/{plen}"
+
+
 @dataclass(frozen=True)
 class Piece:
     """One disjoint element: ``owner`` is the decision whose expiry it carries (the latest one)."""
 
-    net: Network
+    net: str  # canonical CIDR text, see ``cidr_text``
     expires: datetime
     owner: str
 
 
+def _range_cidrs(lo: int, hi: int, bits: int) -> Iterator[tuple[int, int]]:
+    """The fewest aligned prefixes covering the integers lo..hi: (first address, prefix length)."""
+    while lo <= hi:
+        align = (lo & -lo).bit_length() - 1 if lo else bits
+        size = min(align, (hi - lo + 1).bit_length() - 1)
+        yield lo, bits - size
+        lo += 1 << size
+
+
 def partition(items: Iterable[tuple[Network, datetime, str]]) -> list[Piece]:
-    """Disjoint pieces covering the union of ``items``; each address expires at the latest expiry
-    of the items covering it. CIDR prefixes either nest or are disjoint, so a walk in address order
-    with a stack of enclosing prefixes finds every nesting; a prefix minus its nested prefixes is
-    then cut with ``address_exclude``."""
-    best: dict[Network, tuple[datetime, str]] = {}
-    for net, expires, owner in items:
-        if net not in best or (expires, owner) > best[net]:
-            best[net] = (expires, owner)
-    ordered = sorted(best, key=lambda n: (n.version, int(n.network_address), n.prefixlen))
-    effective: dict[Network, tuple[datetime, str]] = {}
-    children: dict[Network, list[Network]] = {n: [] for n in ordered}
-    stack: list[Network] = []
-    for net in ordered:
-        while stack and not (
-            stack[-1].version == net.version and net.subnet_of(stack[-1])  # type: ignore[arg-type]
-        ):
+    """``partition_ints`` for ``ipaddress`` networks."""
+    return partition_ints(
+        (n.version, int(n.network_address), n.prefixlen, e, o) for n, e, o in items
+    )
+
+
+def partition_ints(items: Iterable[tuple[int, int, int, datetime, str]]) -> list[Piece]:
+    """Disjoint pieces covering the union of the prefixes ``(version, first, length, expires,
+    owner)``; each address expires at the latest expiry of the prefixes covering it. Prefixes
+    either nest or are disjoint, so a walk in address order with a stack of enclosing prefixes
+    finds every nesting; a prefix minus its nested prefixes is cut into aligned blocks."""
+    best: dict[tuple[int, int, int], tuple[datetime, str]] = {}
+    for version, lo, plen, expires, owner in items:
+        key = (version, lo, plen)
+        old = best.get(key)
+        if old is None or (expires, owner) > old:
+            best[key] = (expires, owner)
+    ordered = sorted(best)
+    effective: dict[tuple[int, int, int], tuple[datetime, str]] = {}
+    children: dict[tuple[int, int, int], list[tuple[int, int]]] = {}
+    stack: list[tuple[int, int, int, tuple[int, int, int]]] = []  # version, lo, hi, key
+    for key in ordered:
+        version, lo, plen = key
+        hi = lo + (1 << ((32 if version == 4 else 128) - plen)) - 1
+        while stack and not (stack[-1][0] == version and stack[-1][1] <= lo and hi <= stack[-1][2]):
             stack.pop()
-        own = best[net]
+        own = best[key]
         if stack:
-            parent = stack[-1]
-            children[parent].append(net)
+            parent = stack[-1][3]
+            children.setdefault(parent, []).append((lo, hi))
             own = max(own, effective[parent])
-        effective[net] = own
-        stack.append(net)
+        effective[key] = own
+        stack.append((version, lo, hi, key))
     pieces: list[Piece] = []
-    for net in ordered:
-        expires, owner = effective[net]
-        rest: list[Network] = [net]
-        for child in children[net]:
-            cut: list[Network] = []
-            for part in rest:
-                if child.subnet_of(part):  # type: ignore[arg-type]
-                    cut.extend(part.address_exclude(child))  # type: ignore[arg-type]
-                else:
-                    cut.append(part)
-            rest = cut
-        pieces.extend(Piece(part, expires, owner) for part in rest)
-    return sorted(pieces, key=lambda p: (p.net.version, int(p.net.network_address)))
+    for key in ordered:
+        version, lo, plen = key
+        expires, owner = effective[key]
+        inner = children.get(key)
+        if not inner:
+            pieces.append(Piece(cidr_text(version, lo, plen), expires, owner))
+            continue
+        bits = 32 if version == 4 else 128
+        hi = lo + (1 << (bits - plen)) - 1
+        cursor = lo
+        for c_lo, c_hi in inner:  # direct children: disjoint, in address order
+            for first, length in _range_cidrs(cursor, c_lo - 1, bits):
+                pieces.append(Piece(cidr_text(version, first, length), expires, owner))
+            cursor = c_hi + 1
+        for first, length in _range_cidrs(cursor, hi, bits):
+            pieces.append(Piece(cidr_text(version, first, length), expires, owner))
+    return pieces
 
 
 def write_atomic(path: Path, text: str) -> None:
