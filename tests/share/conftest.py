@@ -23,6 +23,11 @@ CAPTURES = {
     "beacon": "zeek-detector-pcaps/zeek-caldera-detector/testing/Traces/sandcat.pcap",
     # SSH password guessing from a private address
     "sshguess": "zeek-btest/Traces/ssh/sshguess.pcap",
+    # commands over DNS TXT queries and responses
+    "dns_c2": "evtx-attack-samples/Command and Control/cmds over dns txt queries and reponses.pcap",
+    # cleartext credentials sent to a routable server (AgentTesla exfiltration)
+    "credentials": "zeek-detector-pcaps/zeek-agenttesla-detector/testing/Traces/"
+    "f9421792-7d2c-47d3-90e0-07eb54ae12fa.pcap",
     # DNS amplification with routable reflectors, plus a partner's AMBER indicator for one
     "amplification": "pcaps-ddos-stopddos/amp.dns.RRSIG.fragmented.pcap",
 }

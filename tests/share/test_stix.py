@@ -39,7 +39,7 @@ def _by_type(bundle: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-@pytest.mark.parametrize("name", ["beacon", "sshguess", "amplification"])
+@pytest.mark.parametrize("name", ["beacon", "sshguess", "dns_c2", "credentials", "amplification"])
 @pytest.mark.parametrize("level", list(Tlp))
 def test_every_bundle_passes_the_oasis_validator(
     reports: dict[str, dict[str, Any]], name: str, level: Tlp
