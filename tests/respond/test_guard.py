@@ -155,7 +155,7 @@ def test_disabled_actions_are_denied() -> None:
 # ----------------------------------------------------------------------------- properties
 
 
-@settings(max_examples=150)
+@settings(max_examples=120)
 @given(policy=policies(), batch=st.lists(decisions(), min_size=1, max_size=30))
 def test_no_sequence_of_decisions_enforces_what_the_policy_forbids(
     policy: Policy, batch: list[Decision]
@@ -178,7 +178,7 @@ def test_no_sequence_of_decisions_enforces_what_the_policy_forbids(
         assert j.decision.expires > NOW
 
 
-@settings(max_examples=100)
+@settings(max_examples=60)
 @given(policy=policies(), decision=decisions())
 def test_judging_is_idempotent_on_the_judged_decision(policy: Policy, decision: Decision) -> None:
     """Re-judging what the guard produced (as approval does) never turns a verdict around."""

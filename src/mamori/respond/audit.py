@@ -23,6 +23,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from mamori.hashchain import GENESIS, canonical, link
 from mamori.hashchain import verify as verify_chain
@@ -91,11 +93,16 @@ def append(
 def lock(conn: Connection) -> None:
     """Take the log's write lock (creating its head row the first time) before reading anything
     that a change depends on; held until the caller's transaction ends."""
-    touched = conn.execute(
-        sa.update(audit_head).where(audit_head.c.id == 1).values(seq=audit_head.c.seq)
-    ).rowcount
-    if not touched:
+    touch = sa.update(audit_head).where(audit_head.c.id == 1).values(seq=audit_head.c.seq)
+    if conn.execute(touch).rowcount:
+        return
+    # no head yet (tables made by hand, or an empty log): create it once, whoever comes first
+    insert = {"postgresql": pg_insert, "sqlite": sqlite_insert}.get(conn.dialect.name)
+    if insert is None:
         conn.execute(sa.insert(audit_head).values(id=1, seq=0, hash=GENESIS))
+    else:
+        conn.execute(insert(audit_head).values(id=1, seq=0, hash=GENESIS).on_conflict_do_nothing())
+    conn.execute(touch)
 
 
 def entries(conn: Connection, decision: str | None = None) -> list[AuditEntry]:

@@ -87,9 +87,9 @@ def _show(entries: Sequence[Entry], fmt: Format, title: str) -> None:
         typer.echo(json.dumps([e.to_json() for e in entries], indent=2))
         return
     table = Table(title=title)
-    for col in ("id", "action", "target", "verdict", "state", "ttl", "incident"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("reasons", overflow="fold")
+    for col in ("id", "action", "target", "verdict", "state", "ttl", "incident", "reasons"):
+        wrap = col in ("target", "incident", "reasons")
+        table.add_column(col, no_wrap=not wrap, overflow="fold" if wrap else "ellipsis")
     colours = {"allow": "green", "needs_approval": "yellow", "deny": "red"}
     for e in entries:
         v = str(e.verdict)
