@@ -3,23 +3,33 @@ per record in Python.
 
 * IP addresses: a Polars join on the canonical text (the lake holds Zeek's canonical form).
 * CIDR ranges: longest prefix wins. The ranges are flattened once into sorted, disjoint
-  ``[start, next start)`` intervals, each labelled with the most specific range covering it; a
-  lookup is then one binary search. IPv4 (uint32 in uint64) takes a compiled path that parses the
-  address text straight from the Arrow buffer and narrows the search by a 2^20-entry table of the
-  top 20 bits (a plain ``np.searchsorted`` of 10 M addresses into 2 M bounds is cache-bound at about
-  2 M/s; the narrowed search stays in cache). IPv6 addresses are parsed once per distinct address
-  and searched over (high, low) uint64 pairs.
+  ``[start, next start)`` intervals, each labelled with the most specific range covering it.
+  IPv4 takes a compiled path in three passes over the records: parse the address text straight
+  from the Arrow buffer into integers; read one entry of a direct table of address blocks (up to
+  2^24 blocks of /24, 64 MB of int32, sized to the index) that holds the label itself when one
+  interval covers the whole block, which settles most addresses in one memory read; then search
+  the few addresses whose block holds a bound, from the block's first interval onwards. The
+  passes are separate on purpose: a tight loop of independent table reads keeps many cache misses
+  in flight, where one fused loop (parse, then read) waits for each miss in turn (measured: 3×).
+  Text that is not a plain dotted quad (IPv6, leading zeros, junk) is decided by ``ipaddress``
+  once per distinct value, so results are exactly the standard library's. IPv6 addresses are
+  searched over (high, low) uint64 pairs.
 * Domains: a name matches an indicator for itself or for any parent domain. The suffixes of each
   query are hashed right to left in one pass (FNV-1a over the reversed bytes, so every suffix's
-  hash is a prefix of the same computation) and probed in an open-addressing table of the indicator
-  values (slots hold 31 bits of the hash beside the index, so a miss rarely touches the
-  values' bytes), each hit verified byte for byte.
+  hash is a prefix of the same computation). Each suffix hash is first tested against a bitmap of
+  the indicator hashes (at most 1 MB, so it stays in cache; eight bits per value, so ~7 % false
+  positives), and only then probed in an open-addressing table of the indicator values (slots hold
+  31 bits of the hash beside the index, so a miss rarely touches the values' bytes), each hit
+  verified byte for byte. Names are compared with ASCII case folding and one root dot removed
+  (DNS names are ASCII; indicator values are lower-cased and stripped of trailing dots).
 * URLs (host + path, with or without the query) and JA3/JA3S/JA4: Polars joins.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numba as nb
@@ -29,10 +39,28 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 NO_MATCH = -1
-# IPv4 lookups start from a table of the top 12 bits' first bound (4 MB of int32): with a
-# million ranges a bucket holds a bound or two, so a lookup is about two memory reads.
-_TOP_SHIFT = 12
+# The IPv4 block table has 2^bits entries: about 8 per interval bound, between 2^10 and 2^24 (the
+# /24 blocks, 64 MB): with a million ranges ~88 % of blocks hold no bound, so most lookups are
+# settled by one read.
+_MIN_BITS, _MAX_BITS = 10, 24
 _NOT_V4 = -2
+
+
+# Below this many records the compiled kernels run on the calling thread only: waking the worker
+# threads costs more than the work (on a busy machine, tens of milliseconds per kernel).
+_PARALLEL_FROM = 100_000
+
+
+@contextmanager
+def _threads_for(n: int) -> Iterator[None]:
+    """Numba's thread count for ``n`` records: one for small inputs, all otherwise."""
+    before = nb.get_num_threads()
+    if n < _PARALLEL_FROM:
+        nb.set_num_threads(1)
+    try:
+        yield
+    finally:
+        nb.set_num_threads(before)
 
 
 def _arrow_strings(series: pl.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -103,7 +131,8 @@ def _flatten(shi, slo, ehi, elo):  # type: ignore[no-untyped-def]
 
 @nb.njit(cache=True, inline="always")
 def _parse_v4(data, s, e):  # type: ignore[no-untyped-def]
-    """Dotted quad in data[s:e] as an int, or -1 when it is not one."""
+    """Dotted quad in data[s:e] as an int, or -1 when it is not one as ``ipaddress`` spells it
+    (four decimal octets <= 255, no leading zeros)."""
     if e - s < 7 or e - s > 15:
         return -1
     value = 0
@@ -120,6 +149,8 @@ def _parse_v4(data, s, e):  # type: ignore[no-untyped-def]
             digits = 0
             dots += 1
         elif 48 <= c <= 57 and digits < 3:
+            if digits == 1 and octet == 0:
+                return -1  # a leading zero: ipaddress refuses it (octal ambiguity)
             octet = octet * 10 + (c - 48)
             digits += 1
         else:
@@ -130,25 +161,66 @@ def _parse_v4(data, s, e):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(parallel=True, cache=True)
-def _lookup_v4(offsets, data, bounds, labels, bucket, out):  # type: ignore[no-untyped-def]
-    n = offsets.shape[0] - 1
-    for i in nb.prange(n):
-        v = _parse_v4(data, offsets[i], offsets[i + 1])
-        if v < 0:
+def _parse_all_v4(offsets, data, out):  # type: ignore[no-untyped-def]
+    for i in nb.prange(offsets.shape[0] - 1):
+        out[i] = _parse_v4(data, offsets[i], offsets[i + 1])
+
+
+@nb.njit(cache=True)
+def _block_table(bounds, labels, shift, table):  # type: ignore[no-untyped-def]
+    """Per address block: ``-(label + 2)`` when one interval covers the whole block, else the
+    index of the interval covering the block's start (>= 0). ``bounds[0]`` is 0."""
+    n = bounds.shape[0]
+    k = 0
+    size = np.int64(1) << shift
+    for blk in range(table.shape[0]):
+        start = np.int64(blk) << shift
+        while k + 1 < n and bounds[k + 1] <= start:
+            k += 1
+        if k + 1 < n and bounds[k + 1] < start + size:
+            table[blk] = k
+        else:
+            table[blk] = -(labels[k] + 2)
+
+
+@nb.njit(parallel=True, cache=True)
+def _gather_blocks(values, table, shift, out):  # type: ignore[no-untyped-def]
+    """One independent read per address (a tight loop, so the reads overlap)."""
+    for i in nb.prange(values.shape[0]):
+        v = values[i]
+        out[i] = table[v >> shift] if v >= 0 else 0
+
+
+@nb.njit(parallel=True, cache=True)
+def _resolve(values, bounds, labels, out):  # type: ignore[no-untyped-def]
+    """Turn block entries into labels: decode uniform blocks; search the others from the block's
+    first interval (galloping, then binary: a block may hold many bounds)."""
+    n = bounds.shape[0]
+    for i in nb.prange(values.shape[0]):
+        e = out[i]
+        if values[i] < 0:
             out[i] = _NOT_V4
-            continue
-        top = v >> _TOP_SHIFT
-        lo = bucket[top]
-        hi = bucket[top + 1]
-        # rightmost bound <= v; the intervals before this bucket end at index lo - 1
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if bounds[mid] <= v:
-                lo = mid + 1
-            else:
-                hi = mid
-        k = lo - 1
-        out[i] = labels[k] if k >= 0 else NO_MATCH
+        elif e < 0:
+            out[i] = -e - 2
+        else:
+            v = values[i]
+            lo = e  # bounds[lo] <= v
+            step = 1
+            hi = lo + 1
+            while hi < n and bounds[hi] <= v:
+                lo = hi
+                hi = lo + step
+                step *= 2
+            if hi > n:
+                hi = n
+            # rightmost bound <= v lies in [lo, hi)
+            while hi - lo > 1:
+                mid = (lo + hi) >> 1
+                if bounds[mid] <= v:
+                    lo = mid
+                else:
+                    hi = mid
+            out[i] = labels[lo]
 
 
 @nb.njit(parallel=True, cache=True)
@@ -187,9 +259,10 @@ class CidrIndex:
     """Longest-prefix lookup over a set of CIDR ranges; labels are positions in ``networks``."""
 
     networks: pl.Series  # distinct ranges, label = position
-    v4_bounds: np.ndarray
+    v4_bounds: np.ndarray  # interval starts, ascending, the first 0
     v4_labels: np.ndarray
-    v4_bucket: np.ndarray
+    v4_table: np.ndarray  # per address block, see _block_table
+    v4_shift: int
     v6_hi: np.ndarray
     v6_lo: np.ndarray
     v6_labels: np.ndarray
@@ -217,9 +290,15 @@ class CidrIndex:
             end[order],
         )
         v4_labels = np.where(lab >= 0, v4_pos[order][lab], NO_MATCH) if len(lab) else lab
-        bucket = np.searchsorted(
-            blo, np.arange((1 << (32 - _TOP_SHIFT)) + 1, dtype=np.uint64) << np.uint64(_TOP_SHIFT)
-        ).astype(np.int32)
+        if not len(blo) or blo[0] != 0:  # every address falls in an interval, maybe unlabelled
+            blo = np.r_[np.uint64(0), blo]
+            v4_labels = np.r_[np.int64(NO_MATCH), v4_labels]
+        v4_bounds = blo.astype(np.int64)
+        v4_labels = v4_labels.astype(np.int64)
+        bits = min(_MAX_BITS, max(_MIN_BITS, len(v4_bounds).bit_length() + 3))
+        shift = 32 - bits
+        table = np.empty(1 << bits, np.int32)
+        _block_table(v4_bounds, v4_labels, shift, table)
 
         ranges6 = [ipaddress.ip_network(x, strict=False) for x in v6]
         shi, slo = _split128([int(r.network_address) for r in ranges6])
@@ -228,18 +307,18 @@ class CidrIndex:
         order6 = np.lexsort((plen, slo, shi))  # start ascending, shorter (enclosing) prefix first
         h6, l6, lab6 = _flatten(shi[order6], slo[order6], ehi[order6], elo[order6])
         v6_labels = np.where(lab6 >= 0, v6_pos[order6][lab6], NO_MATCH) if len(lab6) else lab6
-        return cls(
-            nets, blo, v4_labels.astype(np.int64), bucket, h6, l6, v6_labels.astype(np.int64)
-        )
+        return cls(nets, v4_bounds, v4_labels, table, shift, h6, l6, v6_labels.astype(np.int64))
 
     def lookup(self, addresses: pl.Series) -> np.ndarray:
         """Label (position in ``networks``) of the longest range holding each address, or -1."""
         offsets, data = _arrow_strings(addresses)
-        out = np.empty(len(offsets) - 1, np.int64)
-        if len(self.v4_bounds):
-            _lookup_v4(offsets, data, self.v4_bounds, self.v4_labels, self.v4_bucket, out)
-        else:
-            out[:] = _NOT_V4
+        values = np.empty(len(offsets) - 1, np.int64)
+        out = np.empty(len(values), np.int64)
+        with _threads_for(len(values)):
+            _parse_all_v4(offsets, data, values)
+            _gather_blocks(values, self.v4_table, self.v4_shift, out)
+            _resolve(values, self.v4_bounds, self.v4_labels, out)
+        del values
         rest = np.flatnonzero(out == _NOT_V4)
         out[rest] = NO_MATCH
         if len(rest) and len(self.v6_hi):
@@ -258,7 +337,8 @@ class CidrIndex:
             if values:
                 qhi, qlo = _split128(values)
                 found = np.empty(len(values), np.int64)
-                _lookup_128(qhi, qlo, self.v6_hi, self.v6_lo, self.v6_labels, found)
+                with _threads_for(len(values)):
+                    _lookup_128(qhi, qlo, self.v6_hi, self.v6_lo, self.v6_labels, found)
                 table = pl.DataFrame({"a": keep, "label": found})
                 joined = pl.DataFrame({"a": other}).join(
                     table, on="a", how="left", maintain_order="left"
@@ -272,6 +352,7 @@ class CidrIndex:
 
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
+_BITMAP_MAX_BITS = 23  # 2^23 bits = 1 MB: about an L2 cache
 
 
 @nb.njit(cache=True, inline="always")
@@ -300,8 +381,16 @@ def _build_table(vo, vd, size):  # type: ignore[no-untyped-def]
     return table
 
 
+@nb.njit(cache=True)
+def _build_bitmap(vo, vd, bits, shift):  # type: ignore[no-untyped-def]
+    """One bit per indicator hash (its top bits), tested before the table is touched."""
+    for i in range(vo.shape[0] - 1):
+        b = _rev_hash(vd, vo[i], vo[i + 1]) >> shift
+        bits[b >> np.uint64(6)] |= np.uint64(1) << (b & np.uint64(63))
+
+
 @nb.njit(cache=True, inline="always")
-def _scan(qo, qd, i, vo, vd, table, out_val, pos, write):  # type: ignore[no-untyped-def]
+def _scan(qo, qd, i, vo, vd, table, bits, shift, out_val, pos, write):  # type: ignore[no-untyped-def]
     s = qo[i]
     e = qo[i + 1]
     if e > s and qd[e - 1] == 46:  # root dot
@@ -312,6 +401,9 @@ def _scan(qo, qd, i, vo, vd, table, out_val, pos, write):  # type: ignore[no-unt
     for p in range(e - 1, s - 1, -1):
         h = (h ^ np.uint64(_lower(qd[p]))) * _FNV_PRIME
         if p == s or qd[p - 1] == 46:
+            b = h >> shift
+            if not (bits[b >> np.uint64(6)] >> (b & np.uint64(63))) & np.uint64(1):
+                continue  # not the hash of any indicator: settled in cache
             slot = h & mask
             tag = np.int64(h >> np.uint64(33))
             while table[slot] != -1:
@@ -337,17 +429,17 @@ def _scan(qo, qd, i, vo, vd, table, out_val, pos, write):  # type: ignore[no-unt
 
 
 @nb.njit(parallel=True, cache=True)
-def _domain_count(qo, qd, vo, vd, table, counts):  # type: ignore[no-untyped-def]
+def _domain_count(qo, qd, vo, vd, table, bits, shift, counts):  # type: ignore[no-untyped-def]
     dummy = np.empty(0, np.int64)
     for i in nb.prange(qo.shape[0] - 1):
-        counts[i] = _scan(qo, qd, i, vo, vd, table, dummy, 0, False)
+        counts[i] = _scan(qo, qd, i, vo, vd, table, bits, shift, dummy, 0, False)
 
 
 @nb.njit(parallel=True, cache=True)
-def _domain_fill(qo, qd, vo, vd, table, starts, out_rec, out_val):  # type: ignore[no-untyped-def]
+def _domain_fill(qo, qd, vo, vd, table, bits, shift, starts, out_rec, out_val):  # type: ignore[no-untyped-def]
     for i in nb.prange(qo.shape[0] - 1):
         if starts[i + 1] > starts[i]:
-            n = _scan(qo, qd, i, vo, vd, table, out_val, starts[i], True)
+            n = _scan(qo, qd, i, vo, vd, table, bits, shift, out_val, starts[i], True)
             for k in range(n):
                 out_rec[starts[i] + k] = i
 
@@ -360,6 +452,8 @@ class DomainIndex:
     offsets: np.ndarray
     data: np.ndarray
     table: np.ndarray
+    bits: np.ndarray  # bitmap of the values' hashes (top ``64 - shift`` bits)
+    shift: np.uint64
 
     @classmethod
     def build(cls, domains: pl.Series) -> DomainIndex:
@@ -372,7 +466,13 @@ class DomainIndex:
         values = values.filter(values.str.len_bytes() > 0)
         offsets, data = _arrow_strings(values)
         size = 1 << max(4, int(2 * max(len(values), 1) - 1).bit_length())  # load factor <= 1/2
-        return cls(values, offsets.copy(), data.copy(), _build_table(offsets, data, size))
+        nbits = min(_BITMAP_MAX_BITS, max(12, len(values).bit_length() + 3))
+        bits = np.zeros(1 << (nbits - 6), np.uint64)
+        shift = np.uint64(64 - nbits)
+        _build_bitmap(offsets, data, bits, shift)
+        return cls(
+            values, offsets.copy(), data.copy(), _build_table(offsets, data, size), bits, shift
+        )
 
     def lookup(self, names: pl.Series) -> tuple[np.ndarray, np.ndarray]:
         """(record position, domain label) of every hit; a name can hit itself and its parents."""
@@ -381,13 +481,19 @@ class DomainIndex:
         if not len(self.domains) or not n:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         counts = np.zeros(n, np.int64)
-        _domain_count(qo, qd, self.offsets, self.data, self.table, counts)
-        starts = np.zeros(n + 1, np.int64)
-        np.cumsum(counts, out=starts[1:])
-        rec = np.empty(starts[-1], np.int64)
-        val = np.empty(starts[-1], np.int64)
-        if starts[-1]:
-            _domain_fill(qo, qd, self.offsets, self.data, self.table, starts, rec, val)
+        with _threads_for(n):
+            _domain_count(
+                qo, qd, self.offsets, self.data, self.table, self.bits, self.shift, counts
+            )
+            starts = np.zeros(n + 1, np.int64)
+            np.cumsum(counts, out=starts[1:])
+            rec = np.empty(starts[-1], np.int64)
+            val = np.empty(starts[-1], np.int64)
+            if starts[-1]:
+                _domain_fill(
+                    qo, qd, self.offsets, self.data, self.table, self.bits, self.shift,
+                    starts, rec, val,
+                )  # fmt: skip
         return rec, val
 
 
@@ -484,8 +590,10 @@ def match(indicators: pl.DataFrame, frames: dict[str, pl.LazyFrame]) -> pl.DataF
         index_d = DomainIndex.build(doms["value"])
         rec, lab = index_d.lookup(names["seen"])
         found = names[rec].with_columns(domain=index_d.domains.gather(lab))
+        # the index holds values as it compares them (lower case, no root dot): join on the same
+        norm = pl.col("value").str.to_lowercase().str.strip_chars_end(".")
         out.append(
-            found.join(doms, left_on="domain", right_on="value")
+            found.join(doms.with_columns(norm.alias("_norm")), left_on="domain", right_on="_norm")
             .rename({"id": "indicator"})
             .select(*cols)
             .with_columns(_r=pl.lit(None, pl.UInt32))
