@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,36 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mamori.cases import case as cases
+from mamori.cases import tables
 from mamori.cases.tables import case_events
 from mamori.store import Store
+from support.postgres import fresh_database, postgres_url  # noqa: F401  (fixture)
+
+
+@pytest.fixture(scope="module")
+def cases_pg_url(postgres_url: str) -> str:  # noqa: F811  (the imported fixture)
+    return fresh_database(postgres_url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """The case API against SQLite (the default) and a real PostgreSQL server."""
+    if request.param == "sqlite":
+        s = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    else:
+        s = Store(request.getfixturevalue("cases_pg_url"))
+        with s.begin() as conn:
+            for table in (
+                tables.case_events,
+                tables.case_notes,
+                tables.case_decisions,
+                tables.case_incidents,
+                tables.evidence_packages,
+                tables.cases,
+            ):
+                conn.execute(table.delete())
+    yield s
+    s.close()
 
 
 def test_open_keeps_copies_of_the_chosen_incidents(store: Store, report: Path) -> None:
@@ -102,9 +131,31 @@ def test_unknown_case_is_named(store: Store) -> None:
             call()
 
 
-@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda s, c: cases.add_note(s, c, "a\x00b"),
+        lambda s, c: cases.assign(s, c, "\x00"),
+        lambda s, c: cases.close_case(s, c, "done\x00"),
+        lambda s, c: cases.link_decision(s, c, "DEC\x00"),
+    ],
+)
+def test_nul_characters_are_refused_with_a_message(store: Store, report: Path, call) -> None:
+    c = cases.open_case(store, report)
+    with pytest.raises(cases.CaseError, match="contains a NUL character"):
+        call(store, c.id)
+    assert len(cases.case_events(store, c.id)) == 1
+
+
+@settings(max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    notes=st.lists(st.text(min_size=1, max_size=40).filter(str.strip), min_size=1, max_size=6),
+    notes=st.lists(
+        st.text(st.characters(exclude_characters="\x00"), min_size=1, max_size=40).filter(
+            str.strip
+        ),
+        min_size=1,
+        max_size=6,
+    ),
     victim=st.data(),
 )
 def test_editing_any_history_entry_breaks_the_chain(

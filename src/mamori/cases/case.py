@@ -197,8 +197,10 @@ def open_case(
     if lake is None:
         lake = report.parent / "lake"
     lake_path = str(lake.resolve()) if lake.is_dir() else None
-    actor = actor or operator()
-    owner = owner or actor
+    actor = _text(str(report), "actor", actor or operator())
+    owner = _text(str(report), "owner", owner or actor)
+    if title is not None:
+        _text(str(report), "title", title)
     if title is None:
         title = str(chosen[0].get("title") or chosen[0]["id"])
         if len(chosen) > 1:
@@ -291,11 +293,19 @@ def list_cases(store: Store, status: Status | None = None) -> list[Case]:
     return [_case(r, incidents=incs.get(r["id"], [])) for r in rows]
 
 
+def _text(case_id: str, what: str, value: str) -> str:
+    """Text a person typed, as the database will keep it: NUL characters have no meaning in a
+    note or a name and PostgreSQL cannot store them, so they are refused with a clear message."""
+    if "\x00" in value:
+        raise CaseError(f"{case_id}: the {what} contains a NUL character")
+    return value
+
+
 def add_note(store: Store, case_id: str, text: str, *, author: str | None = None) -> Note:
-    text = text.strip()
+    text = _text(case_id, "note", text).strip()
     if not text:
         raise CaseError(f"{case_id}: a note needs text")
-    author = author or operator()
+    author = _text(case_id, "author", author or operator())
     at = now()
     with store.begin() as conn:
         _require(conn, case_id)
@@ -305,7 +315,7 @@ def add_note(store: Store, case_id: str, text: str, *, author: str | None = None
 
 
 def assign(store: Store, case_id: str, owner: str, *, actor: str | None = None) -> Case:
-    if not owner.strip():
+    if not _text(case_id, "owner", owner).strip():
         raise CaseError(f"{case_id}: an owner needs a name")
     with store.begin() as conn:
         _require(conn, case_id)
@@ -316,7 +326,7 @@ def assign(store: Store, case_id: str, owner: str, *, actor: str | None = None) 
 
 def close_case(store: Store, case_id: str, reason: str, *, actor: str | None = None) -> Case:
     """Close a case with a reason; a closed case keeps its evidence and can still be read."""
-    if not reason.strip():
+    if not _text(case_id, "reason", reason).strip():
         raise CaseError(f"{case_id}: closing a case needs a reason")
     at = now()
     with store.begin() as conn:
@@ -336,7 +346,8 @@ def link_decision(
     store: Store, case_id: str, decision_id: str, *, actor: str | None = None
 ) -> DecisionLink:
     """Record that a respond decision was taken for this case (idempotent)."""
-    actor = actor or operator()
+    decision_id = _text(case_id, "decision id", decision_id)
+    actor = _text(case_id, "actor", actor or operator())
     at = now()
     with store.begin() as conn:
         _require(conn, case_id)
