@@ -21,6 +21,11 @@ from support.postgres import fresh_database, postgres_url  # noqa: F401  (fixtur
 # Captures whose patrol gives incidents the shipped profiles act on (tests/test_detection_real.py).
 SANDCAT = "zeek-detector-pcaps/zeek-caldera-detector/testing/Traces/sandcat.pcap"  # C2 beaconing
 SSHGUESS = "zeek-btest/Traces/ssh/sshguess.pcap"  # SSH password guessing
+ASYNCRAT = (  # a known C2 certificate: docs/respond.md's worked example
+    "zeek-detector-pcaps/zeek-asyncrat-detector/testing/Traces/"
+    "cd010953-5faf-4054-86be-58c020c3a532.pcap"
+)
+DNS_TUNNEL = "evtx-attack-samples/Command and Control/cmds over dns txt queries and reponses.pcap"
 
 POLICY = """
 protected:
@@ -78,4 +83,18 @@ def sandcat_report(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 def sshguess_report(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("patrol-sshguess")
     _patrol(data_dir, SSHGUESS, out)
+    return out / "report.json"
+
+
+@pytest.fixture(scope="session")
+def asyncrat_report(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("patrol-asyncrat")
+    _patrol(data_dir, ASYNCRAT, out)
+    return out / "report.json"
+
+
+@pytest.fixture(scope="session")
+def dns_tunnel_report(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("patrol-dns-tunnel")
+    _patrol(data_dir, DNS_TUNNEL, out)
     return out / "report.json"
