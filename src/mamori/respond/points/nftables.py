@@ -146,7 +146,11 @@ class NftablesPoint:
                 if k not in wanted or wanted[k].expires < p.expires - timedelta(seconds=1)
             ]
             head = f"inet {self.table} {set_name}"
-            if len(stale) > 64 and len(stale) * 4 > len(wanted):
+            # nft 1.0 deletes interval elements one at a time at a cost that grows with the set
+            # (1.6 ms each in a 2,000 element set, tens of ms in a 20,000 one), while a refill costs
+            # well under a millisecond per element whatever the size: beyond a few dozen deletions
+            # the refill wins (benchmarks/README.md, "Enforcement points").
+            if len(stale) > 32:
                 lines.append(f"flush set {head}")
                 fresh = [_element(p, now) for p in wanted.values()]
             else:
