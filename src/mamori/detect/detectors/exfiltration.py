@@ -106,31 +106,60 @@ def exfiltration(
     every = f"{int(timedelta(minutes=p.window_minutes).total_seconds() * 1_000_000)}us"
     seen_out = pl.min_horizontal(pl.col("orig_bytes"), pl.col("orig_ip_bytes")).fill_null(0)
     seen_in = pl.min_horizontal(pl.col("resp_bytes"), pl.col("resp_ip_bytes")).fill_null(0)
-    outbound = conn.filter(
-        pl.col("local_orig").fill_null(False)
-        & ~pl.col("local_resp").fill_null(False)
-        & ~pl.col("resp_h").str.to_lowercase().str.contains(NOT_UNICAST)
-    ).with_columns(
-        window=pl.col("ts").dt.truncate(every),
-        sent=seen_out.cast(pl.Int64),
-        received=seen_in.cast(pl.Int64),
+    outbound = (
+        conn.filter(
+            pl.col("local_orig").fill_null(False)
+            & ~pl.col("local_resp").fill_null(False)
+            & ~pl.col("resp_h").str.contains(
+                NOT_UNICAST
+            )  # the lake keeps canonical (lower-case) text
+        )
+        .with_columns(
+            window=pl.col("ts").dt.truncate(every),
+            sent=seen_out.cast(pl.Int64),
+            received=seen_in.cast(pl.Int64),
+        )
+        .cache()
+    )
+    # Volume first, with plain sums only: the few pairs that reach it are all that get the
+    # costlier rarity count, name lookup and evidence lists (a day of a site's connections is
+    # millions of pairs, nearly all small).
+    pair = ["orig_h", "resp_h", "window"]
+    heavy = (
+        outbound.group_by(pair)
+        .agg(sent=pl.col("sent").sum(), received=pl.col("received").sum())
+        .filter(
+            (pl.col("sent") >= p.min_bytes) & (pl.col("sent") >= p.min_ratio * pl.col("received"))
+        )
+        .cache()  # three branches below read it: compute it once
     )
     # Rarity: local hosts reaching the destination in the window, whatever they sent.
-    reach = outbound.group_by("resp_h", "window").agg(hosts=pl.col("orig_h").n_unique())
-    names = pl.concat(
-        [
-            ssl.select("uid", name=pl.col("server_name")),
-            http.select("uid", name=pl.col("host").str.replace(r":\d+$", "")),
-        ],
-        how="vertical",
-    ).filter(pl.col("name").is_not_null() & (pl.col("name") != ""))
+    reach = (
+        outbound.join(heavy.select("resp_h", "window").unique(), on=["resp_h", "window"])
+        .group_by("resp_h", "window")
+        .agg(hosts=pl.col("orig_h").n_unique())
+        .filter(pl.col("hosts") <= p.rare_max_hosts)
+    )
+    found = heavy.join(reach, on=["resp_h", "window"])
+    sending = outbound.join(found.select(pair), on=pair)
+    names = (
+        pl.concat(
+            [
+                ssl.select("uid", name=pl.col("server_name")),
+                http.select("uid", name=pl.col("host").str.replace(r":\d+$", "")),
+            ],
+            how="vertical",
+        )
+        .filter(pl.col("name").is_not_null() & (pl.col("name") != ""))
+        .join(sending.select("uid"), on="uid", how="semi")
+        .sort("uid", "name")
+        .unique("uid", keep="first")
+    )
     pairs = (
-        outbound.join(names.unique("uid", keep="first"), on="uid", how="left")
+        sending.join(names, on="uid", how="left")
         .sort("ts", "uid")  # a total order: evidence must not depend on the input's row order
-        .group_by("orig_h", "resp_h", "window", maintain_order=True)
+        .group_by(pair, maintain_order=True)
         .agg(
-            sent=pl.col("sent").sum(),
-            received=pl.col("received").sum(),
             n=pl.len(),
             first_seen=pl.col("ts").min(),
             last_seen=pl.col("ts").max(),
@@ -139,12 +168,7 @@ def exfiltration(
             services=pl.col("service").drop_nulls().unique().sort(),
             name=pl.col("name").drop_nulls().first(),
         )
-        .join(reach, on=["resp_h", "window"], how="left")
-        .filter(
-            (pl.col("sent") >= p.min_bytes)
-            & (pl.col("sent") >= p.min_ratio * pl.col("received"))
-            & (pl.col("hosts") <= p.rare_max_hosts)
-        )
+        .join(found, on=pair)
     )
     service_text = pl.col("services").list.join(",")
     cleartext = service_text.str.contains(r"(^|,)(" + "|".join(CLEARTEXT_SERVICES) + r")(,|$)") | (

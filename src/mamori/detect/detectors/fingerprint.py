@@ -224,21 +224,34 @@ def load_entries(p: FingerprintParams) -> pl.DataFrame:
 _RECORD = ("uid", "ts", "orig_h", "resp_h", "resp_p")
 
 
-def _observed(ssl: pl.LazyFrame, ssh: pl.LazyFrame) -> pl.LazyFrame:
-    """(record, field, seen) for every exact-matchable field of the ssl and ssh tables."""
-    parts = [
-        ssl.select(*_RECORD, field=pl.lit(f), seen=pl.col(f).str.to_lowercase())
-        for f in ("ja3", "ja3s", "ja4")
-    ]
+def _observed(ssl: pl.LazyFrame, ssh: pl.LazyFrame, listed: pl.DataFrame) -> pl.LazyFrame:
+    """(record, field, seen) for the exact-matchable fields of the ssl and ssh tables whose value
+    is listed: each column is first tested against its field's set of values (a hash lookup), so
+    only the few matching records are reshaped and joined."""
+
+    def values(field: str) -> pl.Series:
+        return listed.filter(pl.col("field") == field)["value"].unique()
+
+    def one(frame: pl.LazyFrame, field: str, column: str) -> pl.LazyFrame:
+        seen = pl.col(column).str.to_lowercase()
+        return frame.filter(seen.is_in(values(field).implode())).select(
+            *_RECORD, field=pl.lit(field), seen=seen
+        )
+
+    parts = [one(ssl, f, f) for f in ("ja3", "ja3s", "ja4")]
+    parts += [one(ssh, f, f) for f in ("hassh", "hasshServer")]
+    certs = values("cert_sha256")
     parts.append(
-        ssl.select(*_RECORD, field=pl.lit("cert_sha256"), seen=pl.col("cert_chain_fps"))
+        ssl.filter(
+            pl.col("cert_chain_fps")
+            .list.eval(pl.element().str.to_lowercase().is_in(pl.lit(certs).implode()))
+            .list.any()
+            .fill_null(False)
+        )
+        .select(*_RECORD, field=pl.lit("cert_sha256"), seen=pl.col("cert_chain_fps"))
         .explode("seen")
         .with_columns(pl.col("seen").str.to_lowercase())
     )
-    parts += [
-        ssh.select(*_RECORD, field=pl.lit(f), seen=pl.col(f).str.to_lowercase())
-        for f in ("hassh", "hasshServer")
-    ]
     return pl.concat(parts, how="vertical").filter(pl.col("seen").is_not_null())
 
 
@@ -246,10 +259,10 @@ def _hits(ssl: pl.LazyFrame, ssh: pl.LazyFrame, entries: pl.DataFrame) -> pl.Laz
     """Every (record, entry) match: exact fields by a join, patterns one expression each (the
     patterns are a handful; the records are never looped over)."""
     cols = [*_RECORD, "field", "seen", *(c for c in ENTRY_SCHEMA if c != "field")]
-    exact = entries.filter(pl.col("match") == "exact").lazy()
+    exact = entries.filter(pl.col("match") == "exact")
     out = [
-        _observed(ssl, ssh)
-        .join(exact, left_on=["field", "seen"], right_on=["field", "value"])
+        _observed(ssl, ssh, exact)
+        .join(exact.lazy(), left_on=["field", "seen"], right_on=["field", "value"])
         .with_columns(value=pl.col("seen"))
         .select(cols)
     ]
