@@ -207,10 +207,19 @@ def all_partners(store: Store) -> list[Partner]:
         return [_partner(conn, r) for r in rows]
 
 
+_BY_NAME = sa.select(t.partners).where(t.partners.c.name == sa.bindparam("name"))
+_known: dict[tuple[str, str, str], Partner] = {}
+
+
 def authenticate(store: Store, name: str, secret: str) -> Partner | None:
-    """The active partner these credentials belong to, or None."""
+    """The active partner these credentials belong to, or None.
+
+    One indexed read of the partner's row per call (so revocation is immediate); its grants are
+    remembered under the row's credential hash, which changes whenever the partner is revoked or
+    added anew (grants are only ever set when a partner is added).
+    """
     with store.begin() as conn:
-        row = conn.execute(sa.select(t.partners).where(t.partners.c.name == name)).first()
+        row = conn.execute(_BY_NAME, {"name": name}).first()
         if row is None or row.revoked is not None:
             return None
         key = (store.url, name)
@@ -219,7 +228,10 @@ def authenticate(store: Store, name: str, secret: str) -> Partner | None:
             if not verify_secret(secret, row.secret_hash):
                 return None
             _verified[key] = (row.secret_hash, fingerprint)
-        return _partner(conn, row)
+        known = (store.url, name, row.secret_hash)
+        if known not in _known:
+            _known[known] = _partner(conn, row)
+        return _known[known]
 
 
 def set_last_pull(store: Store, name: str, stamp: str) -> None:

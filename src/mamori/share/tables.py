@@ -85,6 +85,7 @@ objects = sa.Table(
     sa.Index("ix_share_obj_added", "collection_id", "date_added_us"),
     sa.Index("ix_share_obj_last", "collection_id", "is_last", "date_added_us"),
     sa.Index("ix_share_obj_type", "collection_id", "type", "date_added_us"),
+    sa.Index("ix_share_obj_id", "object_id"),  # references cross collections
 )
 
 # Partners an AMBER / AMBER+STRICT object may go to (TLP 2.0: "named recipients").

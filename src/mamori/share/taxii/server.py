@@ -263,26 +263,32 @@ def released_rows(
 ) -> list[sa.Row[Any]]:
     """The page's rows that tlp.may_release lets go, each with everything it reaches (all of
     them, unless the SQL rule and tlp.py disagree, which is logged as the bug it would be)."""
-    reached = storage.reached_rows(conn, [r.pk for r in pg.rows])
+    reached = storage.reached_rows(conn, [r.pk for r in pg.rows if r.reaches])
     amber_pks = [r.pk for r in pg.rows if r.tlp in storage.AMBERS]
     amber_pks += [x.pk for xs in reached.values() for x in xs if x.tlp in storage.AMBERS]
     named = storage.named_on(conn, set(amber_pks)) if amber_pks else {}
 
+    memo: dict[tuple[str, str, tuple[str, ...]], tuple[bool, str]] = {}
+
     def ok(r: Any) -> tuple[bool, str]:
-        origin = r.provenance.removeprefix("partner:") if r.provenance != "local" else None
-        verdict = may_release(
-            None if r.tlp == ingest.UNMARKED else r.tlp,
-            partner,
-            named.get(r.pk, ()),
-            policy,
-            origin=origin,
-        )
-        return bool(verdict), verdict.reason
+        audience = tuple(sorted(named.get(r.pk, ()))) if r.tlp in storage.AMBERS else ()
+        key = (r.tlp, r.provenance, audience)
+        if key not in memo:  # a page holds few distinct (TLP, origin, audience) triples
+            origin = r.provenance.removeprefix("partner:") if r.provenance != "local" else None
+            verdict = may_release(
+                None if r.tlp == ingest.UNMARKED else r.tlp, partner, key[2], policy, origin=origin
+            )
+            memo[key] = (bool(verdict), verdict.reason)
+        return memo[key]
 
     out = []
     for r in pg.rows:
-        checks = [(r.object_id, *ok(r))] + [(x.object_id, *ok(x)) for x in reached.get(r.pk, [])]
-        bad = next(((oid, why) for oid, good, why in checks if not good), None)
+        bad = None
+        for x in (r, *reached.get(r.pk, ())):
+            good, why = ok(x)
+            if not good:
+                bad = (x.object_id, why)
+                break
         if bad is None:
             out.append(r)
         else:  # the SQL rule let it through: a bug, never a leak

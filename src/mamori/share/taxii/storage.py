@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -31,20 +32,20 @@ class Reader:
     open_tlps: tuple[str, ...] = ()
 
 
-def _own_visible(reader: Reader, obj: Any) -> sa.ColumnElement[bool]:
-    named = sa.select(t.audience.c.object_pk).where(t.audience.c.partner == reader.partner)
+def _own_visible(obj: Any, opens: bool) -> sa.ColumnElement[bool]:
+    """One row's own release rule, over bound ``partner``, ``provenance`` and ``opens``."""
+    named = sa.select(t.audience.c.object_pk).where(t.audience.c.partner == sa.bindparam("partner"))
     amber = obj.tlp.in_(AMBERS)
     conds: list[sa.ColumnElement[bool]] = [
-        sa.and_(amber, obj.provenance == f"partner:{reader.partner}"),
+        sa.and_(amber, obj.provenance == sa.bindparam("provenance")),
         sa.and_(amber, obj.provenance == "local", obj.pk.in_(named)),
     ]
-    opens = [x for x in reader.open_tlps if x in ("clear", "green")]
     if opens:
-        conds.insert(0, obj.tlp.in_(opens))
+        conds.insert(0, obj.tlp.in_(sa.bindparam("opens", expanding=True)))
     return sa.or_(*conds)
 
 
-def visible_to(reader: Reader) -> sa.ColumnElement[bool]:
+def visible_to(opens: bool) -> sa.ColumnElement[bool]:
     """The release rule of share/tlp.py as SQL (tlp.may_release stays the final word per row).
 
     RED and unmarked rows are never visible; CLEAR/GREEN when open to the reader; AMBER and
@@ -55,9 +56,9 @@ def visible_to(reader: Reader) -> sa.ColumnElement[bool]:
     hidden_ref = (
         sa.select(sa.literal(1))
         .select_from(t.closure.join(ref, ref.c.object_id == t.closure.c.ref_id))
-        .where(t.closure.c.object_pk == OBJ.pk, sa.not_(_own_visible(reader, ref.c)))
+        .where(t.closure.c.object_pk == OBJ.pk, sa.not_(_own_visible(ref.c, opens)))
     )
-    return sa.and_(_own_visible(reader, OBJ), ~hidden_ref.exists())
+    return sa.and_(_own_visible(OBJ, opens), ~hidden_ref.exists())
 
 
 @dataclass(frozen=True)
@@ -87,34 +88,60 @@ class Page:
         return self.rows[-1].date_added_us if self.rows else None
 
 
-def _where(collection_id: str, q: Query, reader: Reader | None) -> list[sa.ColumnElement[bool]]:
-    conds: list[sa.ColumnElement[bool]] = [OBJ.collection_id == collection_id]
-    if "all" not in q.versions:
+@dataclass(frozen=True)
+class _Shape:
+    """What a query's WHERE clause looks like, without its values: one statement per shape is
+    built once and reused with bound values (building SQLAlchemy expressions per request would
+    cost more than running them)."""
+
+    last: bool
+    first: bool
+    stamps: bool
+    all_versions: bool
+    ids: bool
+    types: bool
+    specs: bool
+    added_after: bool
+    after: bool
+    reader: bool
+    opens: bool
+    columns: tuple[sa.ColumnElement[Any], ...]
+
+
+@lru_cache(maxsize=512)
+def _statement(shape: _Shape) -> sa.Select[Any]:
+    conds: list[sa.ColumnElement[bool]] = [OBJ.collection_id == sa.bindparam("cid")]
+    if not shape.all_versions:
         vs: list[sa.ColumnElement[bool]] = []
-        if "last" in q.versions:
+        if shape.last:
             vs.append(OBJ.is_last.is_(True))
-        if "first" in q.versions:
+        if shape.first:
             vs.append(OBJ.is_first.is_(True))
-        stamps = [parse_us(v) for v in q.versions if v not in ("first", "last")]
-        if stamps:
-            vs.append(OBJ.version_us.in_(stamps))
+        if shape.stamps:
+            vs.append(OBJ.version_us.in_(sa.bindparam("stamps", expanding=True)))
         conds.append(sa.or_(*vs) if len(vs) > 1 else vs[0])
-    if q.ids:
-        conds.append(OBJ.object_id.in_(q.ids))
-    if q.types:
-        conds.append(OBJ.type.in_(q.types))
-    if q.spec_versions:
-        conds.append(OBJ.spec_version.in_(q.spec_versions))
-    if q.added_after is not None:
-        conds.append(OBJ.date_added_us > q.added_after)
-    if q.after is not None:
-        added, pk = q.after
+    if shape.ids:
+        conds.append(OBJ.object_id.in_(sa.bindparam("ids", expanding=True)))
+    if shape.types:
+        conds.append(OBJ.type.in_(sa.bindparam("types", expanding=True)))
+    if shape.specs:
+        conds.append(OBJ.spec_version.in_(sa.bindparam("specs", expanding=True)))
+    if shape.added_after:
+        conds.append(OBJ.date_added_us > sa.bindparam("added_after"))
+    if shape.after:
         conds.append(
-            sa.or_(OBJ.date_added_us > added, sa.and_(OBJ.date_added_us == added, OBJ.pk > pk))
+            sa.tuple_(OBJ.date_added_us, OBJ.pk)
+            > sa.tuple_(sa.bindparam("after_added"), sa.bindparam("after_pk"))
         )
-    if reader is not None:
-        conds.append(visible_to(reader))
-    return conds
+    if shape.reader:
+        conds.append(visible_to(shape.opens))
+    reaches = sa.exists().where(t.closure.c.object_pk == OBJ.pk).label("reaches")
+    return (
+        sa.select(OBJ.pk, OBJ.date_added_us, reaches, *shape.columns)
+        .where(*conds)
+        .order_by(OBJ.date_added_us, OBJ.pk)
+        .limit(sa.bindparam("limit"))
+    )
 
 
 def page(
@@ -125,13 +152,41 @@ def page(
     columns: Sequence[sa.ColumnElement[Any]],
 ) -> Page:
     """One page of rows in ``date_added`` order (``limit`` + 1 fetched to know if there is more)."""
-    stmt = (
-        sa.select(OBJ.pk, OBJ.date_added_us, *columns)
-        .where(*_where(collection_id, q, reader))
-        .order_by(OBJ.date_added_us, OBJ.pk)
-        .limit(q.limit + 1)
+    stamps = [parse_us(v) for v in q.versions if v not in ("first", "last", "all")]
+    opens = [x for x in reader.open_tlps if x in ("clear", "green")] if reader else []
+    shape = _Shape(
+        last="last" in q.versions,
+        first="first" in q.versions,
+        stamps=bool(stamps),
+        all_versions="all" in q.versions,
+        ids=bool(q.ids),
+        types=bool(q.types),
+        specs=bool(q.spec_versions),
+        added_after=q.added_after is not None,
+        after=q.after is not None,
+        reader=reader is not None,
+        opens=bool(opens),
+        columns=tuple(columns),
     )
-    rows = list(conn.execute(stmt).all())
+    params: dict[str, Any] = {"cid": collection_id, "limit": q.limit + 1}
+    if stamps:
+        params["stamps"] = stamps
+    if q.ids:
+        params["ids"] = list(q.ids)
+    if q.types:
+        params["types"] = list(q.types)
+    if q.spec_versions:
+        params["specs"] = list(q.spec_versions)
+    if q.added_after is not None:
+        params["added_after"] = q.added_after
+    if q.after is not None:
+        params["after_added"], params["after_pk"] = q.after
+    if reader is not None:
+        params["partner"] = reader.partner
+        params["provenance"] = f"partner:{reader.partner}"
+        if opens:
+            params["opens"] = opens
+    rows = list(conn.execute(_statement(shape), params).all())
     return Page(rows[: q.limit], len(rows) > q.limit)
 
 
@@ -140,30 +195,34 @@ def named_on(conn: sa.Connection, pks: Iterable[int]) -> dict[int, list[str]]:
     out: dict[int, list[str]] = {}
     pks = list(pks)
     for i in range(0, len(pks), _CHUNK):
-        chunk = pks[i : i + _CHUNK]
-        for pk, partner in conn.execute(
-            sa.select(t.audience.c.object_pk, t.audience.c.partner).where(
-                t.audience.c.object_pk.in_(chunk)
-            )
-        ):
+        for pk, partner in conn.execute(_NAMED, {"pks": pks[i : i + _CHUNK]}):
             out.setdefault(pk, []).append(partner)
     return out
+
+
+_REF = t.objects.alias("ref")
+_REACHED = (
+    sa.select(
+        t.closure.c.object_pk.label("of"),
+        _REF.c.pk,
+        _REF.c.object_id,
+        _REF.c.tlp,
+        _REF.c.provenance,
+    )
+    .join(_REF, _REF.c.object_id == t.closure.c.ref_id)
+    .where(t.closure.c.object_pk.in_(sa.bindparam("pks", expanding=True)))
+)
+_NAMED = sa.select(t.audience.c.object_pk, t.audience.c.partner).where(
+    t.audience.c.object_pk.in_(sa.bindparam("pks", expanding=True))
+)
 
 
 def reached_rows(conn: sa.Connection, pks: Sequence[int]) -> dict[int, list[sa.Row[Any]]]:
     """For each row, the stored rows (every version) of the ids it reaches."""
     out: dict[int, list[sa.Row[Any]]] = {}
-    ref = t.objects.alias("ref")
     pks = list(pks)
     for i in range(0, len(pks), _CHUNK):
-        for row in conn.execute(
-            sa.select(
-                t.closure.c.object_pk.label("of"), ref.c.pk, ref.c.object_id, ref.c.tlp,
-                ref.c.provenance,
-            )
-            .join(ref, ref.c.object_id == t.closure.c.ref_id)
-            .where(t.closure.c.object_pk.in_(pks[i : i + _CHUNK]))
-        ):  # fmt: skip
+        for row in conn.execute(_REACHED, {"pks": pks[i : i + _CHUNK]}):
             out.setdefault(row.of, []).append(row)
     return out
 
