@@ -74,6 +74,8 @@ def test_targets_are_read_strictly() -> None:
         domain(_d("bad name.example", Action.block_domain))
     with pytest.raises(PointError, match="not a domain"):
         domain(_d("-x.example", Action.block_domain))
+    with pytest.raises(PointError, match="is an IP address"):
+        domain(_d("172.18.0.2", Action.sinkhole))
 
 
 def test_write_atomic_replaces_whole_file(tmp_path) -> None:

@@ -44,6 +44,13 @@ def network(decision: Decision) -> Network:
 def domain(decision: Decision) -> str:
     """The decision's target as a lower-case domain without the trailing dot."""
     name = decision.target.strip().lower().rstrip(".")
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        pass
+    else:
+        raise PointError(f"decision {decision.id}: target {decision.target!r} is an IP address, "
+                         "not a domain name")  # fmt: skip
     labels = name.split(".")
     if not name or len(name) > 253 or not all(_LABEL.match(label) for label in labels):
         raise PointError(f"decision {decision.id}: target {decision.target!r} is not a domain name")
