@@ -352,3 +352,57 @@ def test_a_package_checks_out_with_coreutils_and_openssl_alone(
     _tamper_byte(folder / "manifest.json", 40)
     bad = subprocess.run(cmd, cwd=folder, capture_output=True, text=True)
     assert bad.returncode != 0
+
+
+AGENTTESLA = (
+    "zeek-detector-pcaps/zeek-agenttesla-detector/testing/Traces/"
+    "f9421792-7d2c-47d3-90e0-07eb54ae12fa.pcap"
+)
+
+
+def test_a_case_over_two_captures_cuts_each_source(data_dir: Path, tmp_path: Path) -> None:
+    from mamori.config import Settings
+    from mamori.patrol import patrol
+
+    sources = [data_dir / "zeek-detector-pcaps/zeek-caldera-detector/testing/Traces/sandcat.pcap"]
+    sources.append(data_dir / AGENTTESLA)
+    result = patrol(sources, tmp_path / "p" / "lake", tmp_path / "p", Settings())
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    key = keys.generate(tmp_path / "op.pem")
+    case = open_case(store, result.json_path)
+    built = build(store, case.id, tmp_path / "pkg", key_path=key.private_path)
+    m = _manifest(built.folder)
+    assert sorted(Path(s["path"]).name for s in m["sources"]) == sorted(p.name for p in sources)
+    pcaps = [f for f in m["files"] if f["path"].startswith("packets/")]
+    assert len(pcaps) == 2 and {f["source"] for f in pcaps} == {s["path"] for s in m["sources"]}
+    assert all(c["packets"] == c["expected"] for c in m["connections"])
+    assert verify(built.zip_path, fingerprint=key.fingerprint).ok
+    acquired = [
+        json.loads(x)["body"]["detail"]["source"]
+        for x in (built.folder / "custody.jsonl").read_text().splitlines()
+        if json.loads(x)["body"]["action"] == "evidence.acquire"
+    ]
+    assert sorted(acquired) == sorted(s["path"] for s in m["sources"])
+
+
+def test_build_names_a_missing_lake_or_capture(package: Package, tmp_path: Path) -> None:
+    report = tmp_path / "r" / "report.json"
+    report.parent.mkdir()
+    shutil.copy(package.report, report)  # a report without its lake beside it
+    case = open_case(package.store, report)
+    with pytest.raises(EvidenceError, match="lake is not available"):
+        build(package.store, case.id, tmp_path / "a", key_path=package.key.private_path)
+
+
+def test_build_names_a_capture_that_has_moved(data_dir: Path, tmp_path: Path) -> None:
+    from mamori.config import Settings
+    from mamori.patrol import patrol
+
+    capture = Path(shutil.copy(data_dir / AGENTTESLA, tmp_path / "moving.pcap"))
+    result = patrol([capture], tmp_path / "p" / "lake", tmp_path / "p", Settings())
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    key = keys.generate(tmp_path / "op.pem")
+    case = open_case(store, result.json_path)
+    capture.unlink()
+    with pytest.raises(EvidenceError, match=r"source capture .*moving\.pcap not found"):
+        build(store, case.id, tmp_path / "pkg", key_path=key.private_path)
