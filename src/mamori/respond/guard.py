@@ -159,7 +159,7 @@ class Guard:
             if hit is not None:
                 out.append(f"target {ip.text} touches protected {hit[1]} (own)")
         # an IPv6 target that carries IPv4 (::ffff:0:0/96 is all of IPv4) is judged in both families
-        widths = [ip.network, *(f for f in ip.forms if f.version < ip.network.version)]
+        widths = [ip.span, *(f for f in ip.forms if f.version < ip.span.version)]
         for form in widths:
             least = p.max_prefix[form.version]
             if form.prefixlen < least:

@@ -8,7 +8,6 @@ key with a worked example.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping
@@ -23,11 +22,11 @@ from mamori.respond.duration import parse_duration
 from mamori.respond.targets import (
     DomainTarget,
     IpTarget,
-    Network,
+    Span,
     TargetError,
-    equivalents,
     looks_like_ip,
     parse_domain,
+    parse_network,
 )
 
 # The groups of protected assets. ``own`` is special: quarantine may act only inside it.
@@ -79,7 +78,7 @@ class AssetSet:
 
     def __init__(self, entries: Iterable[tuple[str, str]]) -> None:
         self.entries: list[tuple[str, str]] = []  # (group, original text)
-        self.networks: list[Network] = []
+        self.networks: list[Span] = []
         spans: dict[int, list[tuple[int, int, int]]] = {4: [], 6: []}
         self.domains: dict[str, int] = {}
         self.parents: dict[str, int] = {}  # every proper parent of a protected domain
@@ -87,12 +86,10 @@ class AssetSet:
             i = len(self.entries)
             self.entries.append((group, text))
             if looks_like_ip(text):
-                net = ipaddress.ip_network(text, strict=False)
-                self.networks.append(net)
-                for form in equivalents(net):
-                    spans[form.version].append(
-                        (int(form.network_address), int(form.broadcast_address), i)
-                    )
+                target = parse_network(text)
+                self.networks.append(target.span)
+                for form in target.forms:
+                    spans[form.version].append((form.lo, form.hi, i))
             else:
                 labels = parse_domain(text).labels
                 self.domains.setdefault(".".join(labels), i)
@@ -103,9 +100,7 @@ class AssetSet:
     def touching_ip(self, target: IpTarget) -> tuple[str, str] | None:
         """The first protected entry sharing an address with any form of ``target``."""
         for form in target.forms:
-            hit = self._index[form.version].touching(
-                int(form.network_address), int(form.broadcast_address)
-            )
+            hit = self._index[form.version].touching(form.lo, form.hi)
             if hit is not None:
                 return self.entries[hit]
         return None
@@ -122,7 +117,7 @@ class AssetSet:
     def contains_ip(self, target: IpTarget) -> bool:
         """Every address of ``target`` lies inside one network entry (quarantine inside ``own``)."""
         return any(
-            form.version == net.version and form.subnet_of(net)  # type: ignore[arg-type]
+            form.version == net.version and net.lo <= form.lo and form.hi <= net.hi
             for form in target.forms
             for net in self.networks
         )
