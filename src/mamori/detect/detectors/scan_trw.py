@@ -105,7 +105,6 @@ def scan_trw(conn: pl.LazyFrame, p: ScanTrwParams) -> pl.LazyFrame:
             port=pl.col("resp_p").first(),
             first_seen=pl.col("ts").min(),
             last_seen=pl.col("ts").max(),
-            uids=pl.col("uid").sort_by(order),
         )
         .filter(
             pl.col("hit").is_not_null()
@@ -113,6 +112,14 @@ def scan_trw(conn: pl.LazyFrame, p: ScanTrwParams) -> pl.LazyFrame:
             & (pl.col("targets") >= p.min_targets)
         )
     )
+    # Evidence lists only for the walks that crossed (a list per walk of every source would hold
+    # every first contact of the day).
+    uids = (
+        first.join(found.select(walk), on=walk, how="semi", nulls_equal=True)
+        .group_by(walk)
+        .agg(uids=pl.col("uid").sort_by(order))
+    )
+    found = found.join(uids, on=walk, how="left", nulls_equal=True)
     src, n, failed = pl.col("orig_h"), pl.col("targets"), pl.col("failed")
     port_scan = pl.col("hosts") == 1
     shape = (
