@@ -406,3 +406,4 @@ def test_build_names_a_capture_that_has_moved(data_dir: Path, tmp_path: Path) ->
     capture.unlink()
     with pytest.raises(EvidenceError, match=r"source capture .*moving\.pcap not found"):
         build(store, case.id, tmp_path / "pkg", key_path=key.private_path)
+    assert not (tmp_path / "pkg").exists()  # no half package left behind

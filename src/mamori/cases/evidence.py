@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mamori import __version__
 from mamori.cases import keys
@@ -138,6 +139,24 @@ def build(
     actor = actor or operator()
     out.mkdir(parents=True, exist_ok=True)
     out = out.resolve()
+    try:
+        return _build(store, case, out, signing_key, intel_store, settings, actor)
+    except BaseException:
+        # Half a package must not pass for one: what was written goes (the custody entries of
+        # sources already acquired stay in the case's history; they happened).
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _build(
+    store: Store,
+    case: Case,
+    out: Path,
+    signing_key: Ed25519PrivateKey,
+    intel_store: Path | None,
+    settings: Settings | None,
+    actor: str,
+) -> Built:
     uids = case_uids(case)
     frames = _frames(Path(case.lake_path) if case.lake_path else None)
     if not frames:
