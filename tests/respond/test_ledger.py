@@ -149,6 +149,19 @@ def test_the_rate_limit_survives_a_new_ledger(store: Store) -> None:
     assert one("5.6.7.3", T0 + timedelta(seconds=61)) is Verdict.allow
 
 
+def test_another_spelling_of_an_enforced_decision_changes_nothing(store: Store) -> None:
+    p = parse_policy("protected: {own: [10.0.0.0/8]}\n", "p")
+    ledger = Ledger(store, p)
+
+    def submit(target: str, now: datetime) -> list[Entry]:
+        return ledger.submit([Decision(Action.block_domain, target, "r", "INC-x", 0.9, 600)], now)
+
+    (first,) = submit("evil.example", T0)
+    (again,) = submit("EVIL.example.", T0 + timedelta(seconds=5))
+    assert again == first and again.expires == T0 + timedelta(seconds=600)
+    assert len(ledger.list()) == 1 and len(ledger.audit_entries()) == 3
+
+
 def test_applied_changes_are_audited(store: Store, policy: Policy, sshguess_report: Path) -> None:
     ledger = Ledger(store, policy)
     active = ledger.active(T0) or [

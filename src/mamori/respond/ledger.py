@@ -152,7 +152,10 @@ class Ledger:
                 if proposed.action not in Action.__members__:
                     raise LedgerError(f"{proposed.id}: unknown action {proposed.action!r}")
                 proposed = replace(proposed, created=now)
-                existing = self._get(conn, proposed.id)
+                # the same decision may be spelt differently (192.0.2.1/32, Example.ORG.): look it
+                # up under the id of its canonical form too
+                canonical_id = guard.check(proposed)[0].id
+                existing = self._get(conn, proposed.id) or self._get(conn, canonical_id)
                 if existing is not None and existing.state is not State.denied:
                     out[existing.id] = existing
                     continue
