@@ -20,6 +20,7 @@ from mamori.respond.decision import Action, Decision, State, Verdict
 from mamori.respond.ledger import Ledger
 from mamori.respond.points.nftables import NftablesPoint
 from mamori.respond.points.rpz import RpzPoint
+from mamori.respond.points.sync import enforce
 from mamori.respond.policy import Policy
 from mamori.store import Store
 from respond.conftest import _patrol
@@ -41,14 +42,6 @@ def ledger(tmp_path: Path, policy: Policy) -> Iterator[Ledger]:
     store = Store(f"sqlite:///{tmp_path / 'state.db'}")
     yield Ledger(store, policy)
     store.close()
-
-
-def _carry(ledger: Ledger, point: Any, added: list[Decision], removed: list[Decision]) -> None:
-    """What a deployment's loop does after each ledger change: apply, then record it."""
-    mine = [d for d in added if d.action in point.actions]
-    gone = [d for d in removed if d.action in point.actions]
-    point.apply(mine, gone)
-    ledger.applied(point.name, mine, gone)
 
 
 def _in_order(events: list[str]) -> None:
@@ -75,14 +68,15 @@ def test_ssh_guesser_is_dropped_by_nftables_until_expiry(
         point = NftablesPoint(namespace=pair.fw)
         point.load([])
         assert pair.connects(victim)  # before: the guesser reaches the victim
-        _carry(ledger, point, ledger.active(), [])
+        [change] = enforce(ledger, [point])  # what `mamori respond` runs after each change
+        assert [d.id for d in change.added] == [block.id]
         assert not pair.connects(victim)  # enforced: dropped
         assert pair.connects(pair.fw6)  # and nothing else is
 
-        assert ledger.expire() == []  # not yet
-        removed = ledger.expire(now=block.expires + timedelta(seconds=1))
-        assert [d.id for d in removed] == [block.id]
-        _carry(ledger, point, [], removed)
+        [again] = enforce(ledger, [NftablesPoint(namespace=pair.fw)])  # a later process
+        assert again.added == again.removed == ()
+        [change] = enforce(ledger, [point], now=block.expires + timedelta(seconds=1))
+        assert [d.id for d in change.removed] == [block.id]
         assert pair.connects(victim)  # expired: allowed again
         assert ledger.active(now=block.expires + timedelta(seconds=1)) == []
 
@@ -114,19 +108,18 @@ def test_dns_tunnel_domain_is_sinkholed_by_unbound_after_approval(
         point = RpzPoint(path=server.zonefile, sinkhole4=SINK, reload=server.reload_command())
         child = f"x1f3a.{domain}"
         assert server.query(domain).addresses == [REAL_C2]  # pending: nothing enforced yet
-        _carry(ledger, point, ledger.active(), [])
+        assert enforce(ledger, [point])[0].added == ()
         assert server.query(domain).addresses == [REAL_C2]
 
         approved = ledger.approve(entry.id, by="analyst")
         assert approved.state is State.approved
-        _carry(ledger, point, ledger.active(), [])
+        enforce(ledger, [point])
         assert server.query(domain).addresses == [SINK]
         assert server.query(child).addresses == [SINK]  # the tunnel's rotating names too
 
         assert approved.expires is not None
-        removed = ledger.expire(now=approved.expires + timedelta(seconds=1))
-        assert [d.id for d in removed] == [entry.id]
-        _carry(ledger, point, [], removed)
+        [change] = enforce(ledger, [point], now=approved.expires + timedelta(seconds=1))
+        assert [d.id for d in change.removed] == [entry.id]
         assert server.query(child).addresses == [REAL_C2]
 
     _in_order([e.event for e in ledger.audit_entries(entry.id)])

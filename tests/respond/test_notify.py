@@ -170,7 +170,7 @@ def test_contacts_from_rdap_whois_and_a_mapping(tmp_path: Path) -> None:
     (tmp_path / "map.yaml").write_text(
         "203.0.113.0/24: abuse@doc.example\nexample.com: a@example.net\n"
     )
-    contacts = AbuseContacts.load(sorted(tmp_path.iterdir()))
+    contacts = AbuseContacts.load([tmp_path])  # a folder: every file in it
     assert contacts.lookup("192.168.56.1") == ("abuse@isp.example", str(tmp_path / "net.rdap.json"))
     assert contacts.lookup("192.168.99.1")[0] == "abuse@wide.example"  # the wider RIPE range
     assert contacts.lookup("198.51.100.20")[0] == "abuse@arin-style.example"

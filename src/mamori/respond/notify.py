@@ -100,9 +100,12 @@ class AbuseContacts:
     @classmethod
     def load(cls, paths: Iterable[str | Path]) -> AbuseContacts:
         """Read RDAP JSON (RFC 9083), whois text, or a YAML mapping ``{network or domain: email}``,
-        each chosen by its content."""
+        each chosen by its content; a folder means every file in it."""
         contacts = cls()
-        for path in map(Path, paths):
+        files: list[Path] = []
+        for path in map(Path, paths):  # a folder stands for the files in it (saved RDAP answers)
+            files += sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+        for path in files:
             try:
                 text = path.read_text(encoding="utf-8")
             except OSError as exc:
@@ -491,6 +494,9 @@ class AbuseNotifier:
         self.outbox = Path(outbox) if outbox is not None else None
         self.sent: list[EmailMessage] = []
         self.unreachable: list[tuple[Decision, str]] = []  # decisions with no contact, and why
+        # ids of the last apply's decisions not carried out (no contact yet): not "applied", so
+        # ``points.sync.enforce`` offers them again once the contact data has them
+        self.skipped: set[str] = set()
 
     def plan(self, d: Decision) -> tuple[str, str] | None:
         return self.contacts.lookup(d.target)
@@ -506,12 +512,14 @@ class AbuseNotifier:
         return "\n".join(lines) + ("\n" if lines else "")
 
     def apply(self, added: Sequence[Decision], removed: Sequence[Decision]) -> None:
+        self.skipped = set()
         for d in added:
             if d.action not in self.actions:
                 continue
             hit = self.plan(d)
             if hit is None:
                 self.unreachable.append((d, "no abuse contact in the data"))
+                self.skipped.add(d.id)
                 continue
             incident = self.incidents.get(d.incident)
             if incident is None:
