@@ -14,8 +14,10 @@ Every entry comes from a cited public source; nothing is typed in from memory:
   fingerprints are read from that package's own test baselines in the shared data
   (``zeek-detector-pcaps/zeek-asyncrat-detector/testing/Baseline/*/notice.log``).
 * **abuse.ch SSLBL JA3 fingerprints** (``--sslbl-ja3``): https://sslbl.abuse.ch/blacklist/
-  ``ja3_fingerprints.csv`` (abuse.ch terms of use; the list is frozen upstream). abuse.ch notes that
-  JA3 matches can be false positives, so these entries are low.
+  ``ja3_fingerprints.csv`` (abuse.ch terms of use; the copy used is the 98-row snapshot of
+  github.com/BranislavDubec/Analyza-skodlivej-sifrovaneho-sietovej-prevadzky @2ad7aa4,
+  ``ja3_fingerprints.csv``). A JA3 names a TLS library that innocent software may share (one of
+  these matches a plain HTTPS request in Suricata's tests), so these entries are low.
 * **FoxIO JA4+ mapping** (``--ja4-mapping``): ``ja4plus-mapping.csv`` of FoxIO-LLC/ja4 (JA4 TLS
   client fingerprints are BSD-3-Clause). Only malware rows with a JA4 of their own are taken: rows
   whose JA4 the mapping also gives to a library or browser, and rows noted as riding Windows'
@@ -127,6 +129,17 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--sslbl-ja3", type=Path, required=True, help="abuse.ch ja3_fingerprints.csv")
     ap.add_argument("--ja4-mapping", type=Path, required=True, help="FoxIO ja4plus-mapping.csv")
+    ap.add_argument(
+        "--sslbl-copy",
+        default="github.com/BranislavDubec/Analyza-skodlivej-sifrovaneho-sietovej-prevadzky"
+        " @2ad7aa4ea20de222ae3ccfb111052a501d0cfa13 ja3_fingerprints.csv",
+        help="where the SSLBL file given came from (recorded in the list)",
+    )
+    ap.add_argument(
+        "--ja4-copy",
+        default="github.com/FoxIO-LLC/ja4 @f1fea2e2313b5fd57de313fd5882eeacb3bd22ef",
+        help="where the JA4+ mapping given came from (recorded in the list)",
+    )
     args = ap.parse_args()
 
     entries, cert_source = certificates(args.data)
@@ -147,11 +160,11 @@ def main() -> None:
             cert_source,
             {"id": "sslbl-ja3", "what": f"{len(ja3)} JA3 fingerprints of malware TLS clients",
              "where": "https://sslbl.abuse.ch/blacklist/ja3_fingerprints.csv",
-             "input_sha256": _sha256(args.sslbl_ja3),
+             "copy": args.sslbl_copy, "input_sha256": _sha256(args.sslbl_ja3),
              "licence": "abuse.ch terms of use (https://abuse.ch/terms-of-use/)"},
             {"id": "foxio-ja4", "what": f"{len(ja4)} JA4 fingerprints of malware TLS clients",
              "where": "https://github.com/FoxIO-LLC/ja4/blob/main/ja4plus-mapping.csv",
-             "input_sha256": _sha256(args.ja4_mapping),
+             "copy": args.ja4_copy, "input_sha256": _sha256(args.ja4_mapping),
              "licence": "JA4 (TLS client): BSD-3-Clause, FoxIO"},
             {"id": "salesforce-hassh", "what": f"{len(hassh)} HASSH of offensive-tool SSH clients",
              "where": "https://github.com/salesforce/hassh (README, examples)",

@@ -133,7 +133,7 @@ def test_quiet_on_every_benign_zeek_trace(data_dir: Path) -> None:
 
 
 def test_a_shared_ja3_is_only_low(data_dir: Path) -> None:
-    """abuse.ch warns JA3 matches can be false positives, and here is one: an ordinary HTTPS
+    """A JA3 names a TLS library, not a program, and here is the proof: an ordinary HTTPS
     request to example.com in Suricata's tests shares the JA3 listed for Tofsee. It is reported,
     but low, which is why client fingerprints never rise above low on their own."""
     capture = "suricata-verify/tests/tls/tls-certs-alert/input.pcap"

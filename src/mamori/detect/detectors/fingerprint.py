@@ -12,7 +12,8 @@ much a match says (severity, confidence, ATT&CK techniques).
 How much a match says depends on the kind of fingerprint, so the lists carry it per entry: a
 certificate identifies a *server* (high: only the RAT's server presents the RAT's certificate),
 while a client fingerprint identifies a TLS or SSH *library* that innocent software may share
-(abuse.ch itself warns its JA3 list produces false positives), so JA3/JA4/HASSH entries are low.
+(one SSLBL JA3 matches an ordinary HTTPS request in Suricata's test captures), so JA3/JA4/HASSH
+entries are low.
 Several independent entries matching one conversation add up (1 - prod(1 - c)), and the worst
 severity wins.
 
