@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from aiosmtpd.controller import Controller
 
-from mamori.respond.decision import Action, Decision
+from mamori.respond.decision import Action, Decision, enforcement_points
 from mamori.respond.ledger import Ledger
 from mamori.respond.notify import AbuseNotifier
 from mamori.respond.points.blocklist import DomainBlocklist, IpBlocklist
@@ -160,3 +161,14 @@ def test_abuse_notifier_is_configured_from_the_file(tmp_path: Path, sshguess_rep
         f"  reports: [{sshguess_report}]\n  outbox: {tmp_path / 'out'}\n"
     )))  # fmt: skip
     assert isinstance(point, AbuseNotifier) and point.outbox == tmp_path / "out"
+
+
+def test_the_documented_points_file_loads_and_every_point_is_documented(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "respond-points.md").read_text()
+    block = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    settings = yaml.safe_load(block)
+    settings.pop("abuse-notify")  # its files are a deployment's; its loading is tested above
+    (tmp_path / "points.yaml").write_text(yaml.safe_dump(settings))
+    assert {p.name for p in load_points(tmp_path / "points.yaml")} == set(settings)
+    for name in enforcement_points():
+        assert f"`{name}`" in doc, f"{name} is not documented in docs/respond-points.md"
