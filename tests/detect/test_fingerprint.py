@@ -27,7 +27,7 @@ from mamori.detect.detectors.fingerprint import (
 )
 from mamori.detect.engine import run_detectors
 from mamori.intel.store import import_files
-from support.golden import COLUMNS, capture_frames, case_frames, detect, expected
+from support.golden import COLUMNS, capture_frames, case_frames, detect, expected, typed
 
 TRACES = "zeek-detector-pcaps/zeek-asyncrat-detector/testing"
 ASYNCRAT = f"{TRACES}/Traces/cd010953-5faf-4054-86be-58c020c3a532.pcap"
@@ -269,3 +269,35 @@ def test_bad_parameters_are_refused() -> None:
         dataclasses.replace(FingerprintParams(), csv_severity="urgent")
     with pytest.raises(DetectorConfigError, match="cannot read"):
         load_entries(FingerprintParams(builtin=False, lists=("/nonexistent/list.json",)))
+
+
+# Zeek's own expression in Corelight's package (scripts/main.zeek) and its Suricata rule 3000066,
+# evaluated by Python's re: the oracle the shipped Polars patterns must agree with.
+ZEEK_RE = re.compile(r"(((async|dc)rat|SXN) Server)|(DcRat By)", re.IGNORECASE)
+SURICATA_3000066 = "By qwqdanchun"
+FRAGMENT = st.sampled_from(
+    ["CN=", "O=", ",", " ", "Async", "ASYNC", "DC", "dc", "Rat", "RAT", "rat", "SXN", "sxn",
+     "Server", "server", "By", "by", "qwqdanchun", "Venom", "Quasar", "Let's Encrypt", "R3"]
+)  # fmt: skip
+NAME = st.lists(FRAGMENT, max_size=8).map("".join)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(names=st.lists(st.tuples(NAME, NAME), min_size=1, max_size=20))
+def test_certificate_rule_agrees_with_zeeks_expression(names: list[tuple[str, str]]) -> None:
+    """Whatever the subject and issuer, a client is flagged by the certificate rule exactly when
+    Zeek's expression matches the issuer or subject, or the issuer holds "By qwqdanchun"."""
+    rows = [
+        {"ts": "2026-01-01T00:00:00Z", "uid": f"R{i}", "orig_h": f"10.3.0.{i}", "orig_p": 1,
+         "resp_h": "192.0.2.1", "resp_p": 443, "subject": subject, "issuer": issuer}
+        for i, (subject, issuer) in enumerate(names)
+    ]  # fmt: skip
+    got = set(detect(ID, {"ssl": typed("ssl", rows).lazy()})["src"])
+    want = {
+        r["orig_h"]
+        for r in rows
+        if ZEEK_RE.search(r["subject"]) or ZEEK_RE.search(r["issuer"])
+        or SURICATA_3000066.lower() in r["issuer"].lower()
+        or SURICATA_3000066.lower() in r["subject"].lower()
+    }  # fmt: skip
+    assert got == want
