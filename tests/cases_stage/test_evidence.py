@@ -13,6 +13,8 @@ from pathlib import Path
 
 import dpkt
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mamori.cases import keys
 from mamori.cases.case import Case, case_events, get_case, list_packages, open_case
@@ -407,3 +409,25 @@ def test_build_names_a_capture_that_has_moved(data_dir: Path, tmp_path: Path) ->
     with pytest.raises(EvidenceError, match=r"source capture .*moving\.pcap not found"):
         build(store, case.id, tmp_path / "pkg", key_path=key.private_path)
     assert not (tmp_path / "pkg").exists()  # no half package left behind
+
+
+@settings(
+    max_examples=30,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(choice=st.data())
+def test_any_changed_byte_of_any_file_is_caught(
+    package: Package, tmp_path_factory: pytest.TempPathFactory, choice: st.DataObject
+) -> None:
+    folder = Path(shutil.copytree(package.folder, tmp_path_factory.mktemp("flip") / "pkg"))
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    name = choice.draw(st.sampled_from(files))
+    size = (folder / name).stat().st_size
+    offset = choice.draw(st.integers(0, size - 1))
+    bit = choice.draw(st.integers(0, 7))
+    data = bytearray((folder / name).read_bytes())
+    data[offset] ^= 1 << bit
+    (folder / name).write_bytes(bytes(data))
+    v = verify(folder)
+    assert not v.ok, (name, offset, bit)
+    assert any(p.path == name or p.what == "signature" for p in v.problems), v.problems

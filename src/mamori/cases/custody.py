@@ -35,9 +35,19 @@ class Action(StrEnum):
     note = "note"
 
 
+def _text(data: bytes, where: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CustodyError(f"{where}: not UTF-8 text at byte {exc.start}") from None
+
+
 def _entries(text: str, where: str) -> list[dict[str, Any]]:
     items = []
-    for n, line in enumerate(text.splitlines()):
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the final newline
+    for n, line in enumerate(lines):
         try:
             item = json.loads(line)
             items.append({"body": dict(item["body"]), "prev": item["prev"], "hash": item["hash"]})
@@ -76,7 +86,7 @@ def append(
         log = package / CUSTODY
         if not log.is_file() or not (package / MANIFEST).is_file():
             raise CustodyError(f"{package}: not an evidence package (no {CUSTODY} or manifest)")
-        items = _entries(log.read_text(), str(log))
+        items = _entries(_text(log.read_bytes(), str(log)), str(log))
         line = _entry(items[-1], action, detail, actor)
         with log.open("a") as fh:
             fh.write(line + "\n")
@@ -89,7 +99,7 @@ def append(
             names = [n for n in zf.namelist() if n.rsplit("/", 1)[-1] == CUSTODY]
             if len(names) != 1:
                 raise CustodyError(f"{package}: not an evidence package (no {CUSTODY})")
-            text = zf.read(names[0]).decode()
+            text = _text(zf.read(names[0]), f"{package}:{names[0]}")
         items = _entries(text, f"{package}:{names[0]}")
         line = _entry(items[-1], action, detail, actor)
         _replace_member(package, CUSTODY, (text + line + "\n").encode())

@@ -153,7 +153,7 @@ def sign(key: Ed25519PrivateKey, data: bytes) -> str:
 
 def check(key: Ed25519PublicKey, data: bytes, signature: str) -> bool:
     try:
-        key.verify(base64.b64decode(signature.strip(), validate=True), data)
+        key.verify(base64.b64decode(signature, validate=True), data)
     except (InvalidSignature, ValueError):
         return False
     return True

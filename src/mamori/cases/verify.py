@@ -94,10 +94,12 @@ def _check_signature(
     v: Verdict,
 ) -> None:
     try:
-        signature = (root / SIGNATURE).read_text()
+        signature = (root / SIGNATURE).read_bytes().decode("ascii")
     except FileNotFoundError:
         v.problems.append(Problem("signature", SIGNATURE, "missing: the manifest is not signed"))
         return
+    except UnicodeDecodeError:
+        signature = ""  # not base64 at all: fails the check below with the usual message
     try:
         key = keys.load_public(public_key or root / PUBLIC_KEY)
     except keys.KeyStoreError as exc:
@@ -122,7 +124,8 @@ def _check_signature(
                 f"signed with key {v.key_fingerprint}, not the expected {fingerprint.lower()}",
             )
         )
-    if not keys.check(key, data, signature):
+    # Exactly base64 and one newline: any other byte in the file is a change, even whitespace.
+    if not keys.check(key, data, signature.removesuffix("\n")):
         v.problems.append(
             Problem(
                 "signature",
@@ -169,10 +172,15 @@ def _check_files(root: Path, manifest: dict[str, Any], v: Verdict) -> None:
 def _check_custody(root: Path, manifest: dict[str, Any], v: Verdict) -> None:
     sealed = manifest.get("custody") or {}
     try:
-        lines = (root / CUSTODY).read_text().splitlines()
+        lines = (root / CUSTODY).read_bytes().decode("utf-8").split("\n")
     except FileNotFoundError:
         v.problems.append(Problem("custody", CUSTODY, "missing"))
         return
+    except UnicodeDecodeError as exc:
+        v.problems.append(Problem("custody", CUSTODY, f"not UTF-8 text at byte {exc.start}"))
+        return
+    if lines and lines[-1] == "":
+        lines.pop()  # the final newline
     entries: list[tuple[dict[str, Any], str, str]] = []
     for n, line in enumerate(lines):
         try:
