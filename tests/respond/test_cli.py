@@ -111,7 +111,7 @@ def test_bad_input_is_one_line(
     assert (
         code == 2
         and err.strip()
-        == f"error: {bad}: max_ttl: 'forever' is not a duration (write e.g. 90s, 30m, 4h, 1d, 1d12h)"
+        == f"error: {bad}: max_ttl (line 2): 'forever' is not a duration (write e.g. 90s, 30m, 4h, 1d, 1d12h)"
     )
     code, _, err = run(
         "plan", str(tmp_path / "none.json"), "--policy", str(policy_file), "--db", db

@@ -186,3 +186,22 @@ def test_judging_is_idempotent_on_the_judged_decision(policy: Policy, decision: 
     again = Guard(policy).check(first[0])
     assert again[0] == first[0]
     assert bool(again[1]) == bool(first[1])
+
+
+@settings(max_examples=60)
+@given(
+    limit=st.integers(0, 5),
+    gaps=st.lists(st.floats(0, 40, allow_nan=False), min_size=1, max_size=40),
+)
+def test_no_minute_allows_more_than_the_limit(limit: int, gaps: list[float]) -> None:
+    """However decisions are spaced, no 60-second window holds more allowed ones than the limit."""
+    p = parse_policy(f"protected: {{own: [10.0.0.0/8]}}\nmax_per_minute: {limit}\n", "p")
+    guard = Guard(p)
+    t, allowed = NOW, []
+    for n, gap in enumerate(gaps):
+        t += timedelta(seconds=gap)
+        if guard.judge(d("block_ip", f"5.6.{n // 256}.{n % 256}"), t).verdict is Verdict.allow:
+            allowed.append(t)
+    for i, start in enumerate(allowed):
+        in_window = [a for a in allowed[i:] if a < start + timedelta(minutes=1)]
+        assert len(in_window) <= limit

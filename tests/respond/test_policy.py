@@ -67,7 +67,15 @@ def test_errors_name_file_key_and_reason(text: str, key: str, reason: str) -> No
         parse_policy(text, "site.yaml")
     assert e.value.source == "site.yaml" and e.value.key == key
     assert reason in e.value.reason
-    assert str(e.value).startswith(f"site.yaml: {key}: ")
+    assert str(e.value).startswith(f"site.yaml: {key}")
+
+
+def test_errors_give_the_line_of_the_key() -> None:
+    text = "protected:\n  own:\n    - 10.0.0.0/8\n    - 10.0.0.300\nmax_ttl: 4h\n"
+    with pytest.raises(PolicyError) as e:
+        parse_policy(text, "site.yaml")
+    assert e.value.line == 4
+    assert str(e.value).startswith("site.yaml: protected.own[1] (line 4): '10.0.0.300'")
 
 
 def test_unreadable_and_malformed_files(tmp_path: Path) -> None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mamori.respond.decision import Action
 from mamori.respond.incidents import Alert, Incident, load_report
@@ -170,3 +173,25 @@ def test_shipped_profiles_on_real_patrol_reports(
     }
     assert ("bruteforce", Action.block_ip, "192.168.56.1") in bf
     assert all(p.decision.ttl > 0 for p in shipped.propose(load_report(sshguess_report)))
+
+
+_yaml_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2, 10) | st.floats() | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
+    max_leaves=15,
+)
+_keys = st.sampled_from(["name", "match", "filters", "decisions", "on_success", "x"])
+
+
+@given(st.lists(st.dictionaries(_keys, _yaml_values, max_size=5), max_size=3))
+def test_any_profiles_document_loads_or_is_refused_with_a_profile_error(docs: list[dict]) -> None:
+    text = "\n---\n".join(yaml.safe_dump(doc) for doc in docs)
+    try:
+        profiles = parse_profiles(text, "fuzz.yaml")
+    except ProfileError as e:
+        assert str(e).startswith("fuzz.yaml: ")
+    else:  # what loaded proposes only well-formed decisions
+        for p in profiles.propose([incident()]):
+            assert p.decision.ttl > 0 and isinstance(p.decision.action, Action)

@@ -63,9 +63,10 @@ KEYS = {
 class PolicyError(ValueError):
     """A policy file that cannot be used; the message names the file, the key and the reason."""
 
-    def __init__(self, source: str, key: str, reason: str) -> None:
-        super().__init__(f"{source}: {key}: {reason}" if key else f"{source}: {reason}")
-        self.source, self.key, self.reason = source, key, reason
+    def __init__(self, source: str, key: str, reason: str, line: int | None = None) -> None:
+        at = f" (line {line})" if line else ""
+        super().__init__(f"{source}: {key}{at}: {reason}" if key else f"{source}: {reason}")
+        self.source, self.key, self.reason, self.line = source, key, reason, line
 
 
 class AssetSet:
@@ -182,7 +183,37 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
         raise PolicyError(source, "", f"not valid YAML{at}: {getattr(e, 'problem', e)}") from e
     if not isinstance(data, dict):
         raise PolicyError(source, "", "the file must be a mapping of policy keys")
-    return build_policy(data, source)
+    try:
+        return build_policy(data, source)
+    except PolicyError as e:
+        line = _key_lines(text).get(e.key)
+        if line is None or e.line is not None:
+            raise
+        raise PolicyError(e.source, e.key, e.reason, line) from e
+
+
+def _key_lines(text: str) -> dict[str, int]:
+    """The line of every key path (``protected.own[2]``) in a YAML text, for error messages."""
+    out: dict[str, int] = {}
+
+    def walk(node: yaml.Node, path: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                key = f"{path}.{k.value}" if path else str(k.value)
+                out.setdefault(key, k.start_mark.line + 1)
+                walk(v, key)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                out.setdefault(f"{path}[{i}]", item.start_mark.line + 1)
+                walk(item, f"{path}[{i}]")
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return out
+    if root is not None:
+        walk(root, "")
+    return out
 
 
 def build_policy(data: Mapping[str, Any], source: str = "<policy>") -> Policy:
