@@ -160,6 +160,22 @@ def test_another_spelling_of_an_enforced_decision_changes_nothing(store: Store) 
     (again,) = submit("EVIL.example.", T0 + timedelta(seconds=5))
     assert again == first and again.expires == T0 + timedelta(seconds=600)
     assert len(ledger.list()) == 1 and len(ledger.audit_entries()) == 3
+    log = ledger.audit_entries(first.id)  # the proposal is filed under the stored id
+    assert [a.event for a in log] == ["proposed", "judged", "approved"]
+
+
+def test_a_denied_spelling_is_audited_under_its_canonical_id(store: Store) -> None:
+    p = parse_policy("protected: {own: [10.0.0.0/8]}\n", "p")
+    ledger = Ledger(store, p)
+    (e,) = ledger.submit([Decision(Action.block_ip, "10.1.2.3/32", "r", "INC-x", 0.9, 600)], T0)
+    assert e.decision.target == "10.1.2.3" and e.state is State.denied
+    proposed, judged = ledger.audit_entries(e.id)
+    assert (proposed.event, proposed.body["target"]) == ("proposed", "10.1.2.3/32")
+    assert (judged.event, judged.body["target"], judged.body["verdict"]) == (
+        "judged",
+        "10.1.2.3",
+        "deny",
+    )
 
 
 def test_applied_changes_are_audited(store: Store, policy: Policy, sshguess_report: Path) -> None:

@@ -159,7 +159,8 @@ class Ledger:
                 if existing is not None and existing.state is not State.denied:
                     out[existing.id] = existing
                     continue
-                audit.append(conn, "proposed", proposed.id, _decision_body(proposed, profile), now)
+                # logged under the id it will be stored by; the body keeps the target as proposed
+                audit.append(conn, "proposed", canonical_id, _decision_body(proposed, profile), now)
                 judgement = guard.judge(proposed, now)
                 entry = self._store(conn, proposed, judgement, profile, now)
                 out[entry.id] = entry
