@@ -55,8 +55,6 @@ class NftablesPoint:
         self.rate = rate
         self.burst = burst
         self.nft = nft
-        # What this process believes is enforced: key -> (set, network, expiry, owning decision).
-        # None until the table is loaded here or read back from the kernel.
         # What this process believes is enforced: key -> (set, (version, first, length), expiry,
         # owning decision). None until the table is loaded here or read back from the kernel.
         self._entries: dict[str, tuple[str, tuple[int, int, int], datetime, str]] | None = None
