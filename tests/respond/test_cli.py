@@ -91,6 +91,25 @@ def test_plan_approve_list_expire_verify(
     assert code == 1 and "audit log broken: entry 2" in err
 
 
+def test_approve_rereads_the_policy_that_judged(
+    db: str, policy_file: Path, sandcat_report: Path
+) -> None:
+    _, out, _ = run(
+        "plan", str(sandcat_report), "--policy", str(policy_file), "--format", "json", "--db", db
+    )
+    pending = next(p for p in json.loads(out) if p["verdict"] == "needs_approval")
+    policy_file.write_text(POLICY.replace("critical: [", "critical: [172.18.0.3, "))
+    code, _, err = run("approve", pending["id"], "--db", db)
+    assert (
+        code == 1 and "denies it: target 172.18.0.3 touches protected 172.18.0.3 (critical)" in err
+    )
+    policy_file.write_text("protected: {own: [}")
+    code, _, err = run("approve", pending["id"], "--db", db)
+    assert code == 2 and "policy.yaml: not valid YAML" in err
+    policy_file.write_text(POLICY)
+    assert run("approve", pending["id"], "--db", db)[0] == 0
+
+
 def test_reject(db: str, policy_file: Path, sandcat_report: Path) -> None:
     _, out, _ = run(
         "plan", str(sandcat_report), "--policy", str(policy_file), "--format", "json", "--db", db

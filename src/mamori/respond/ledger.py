@@ -30,7 +30,7 @@ from mamori.respond import audit
 from mamori.respond.decision import Action, Decision, Judgement, State, Verdict
 from mamori.respond.guard import WINDOW, Guard
 from mamori.respond.incidents import Incident, load_report, read_incidents
-from mamori.respond.policy import Policy
+from mamori.respond.policy import Policy, load_policy
 from mamori.respond.profiles import Profiles, Proposed, load_profiles
 from mamori.respond.tables import decisions
 from mamori.store import Store
@@ -242,19 +242,21 @@ class Ledger:
 
     def approve(self, ident: str, by: str = "operator", now: datetime | None = None) -> Entry:
         """Enforce a pending decision from now for its TTL. Refused (``LedgerError``) for any other
-        state, and for a decision the current policy would deny."""
+        state, and for a decision the current policy would deny: the ledger's policy, else the
+        policy file that judged it if it is still there (re-read, so an edit since counts)."""
         now = _utc(now)
         refusal = None
         with self.store.begin() as conn:
             audit.lock(conn)
             entry = self._pending(conn, ident, "approved")
             ttl = entry.decision.ttl
-            if self.policy is not None:
-                judged, denials, _, _ = Guard(self.policy).check(entry.decision)
+            policy = self.policy or _stored_policy(entry.policy)
+            if policy is not None:
+                judged, denials, _, _ = Guard(policy).check(entry.decision)
                 if denials:
                     # recorded (and committed) before refusing: a refused approval is an event too
                     audit.append(conn, "refused", ident, {"by": by, "reasons": denials}, now)
-                    refusal = f"{ident} cannot be approved: {self.policy.source} denies it: " + (
+                    refusal = f"{ident} cannot be approved: {policy.source} denies it: " + (
                         "; ".join(denials)
                     )
                 ttl = judged.ttl
@@ -386,6 +388,12 @@ class Ledger:
     def _get(self, conn: Connection, ident: str) -> Entry | None:
         row = conn.execute(sa.select(decisions).where(decisions.c.id == ident)).first()
         return None if row is None else _entry(row)
+
+
+def _stored_policy(source: str | None) -> Policy | None:
+    if not source or not Path(source).is_file():
+        return None
+    return load_policy(source)
 
 
 def _entry(row: Any) -> Entry:
