@@ -130,7 +130,8 @@ def approve(
     fmt: FormatOpt = Format.table,
     db: DbOpt = None,
 ) -> None:
-    """Enforce a pending decision (refused if --policy, when given, would deny it)."""
+    """Enforce a pending decision; refused if the policy (--policy, else the file that judged
+    it) now denies it."""
     with _door():
         entry = _ledger(db, policy).approve(ident, by=by)
     _show([entry], fmt, "approved")
