@@ -16,9 +16,10 @@ used (the same for the responder).
 ATT&CK, from the evidence the lake has: the destination's TLS server name or HTTP host naming a
 cloud-storage or code-hosting service makes it Exfiltration Over Web Service (T1567.002 / .001);
 a cleartext protocol (FTP, SMTP, HTTP, by detected service, else by port) makes it T1048.003
-(Exfiltration Over Unencrypted Non-C2 Protocol); a channel on a
-non-standard port used for several sessions in the window is the host's C2 channel (T1041); any
-other upload is T1048 (Exfiltration Over Alternative Protocol).
+(Exfiltration Over Unencrypted Non-C2 Protocol); a channel on a non-standard port used for several
+sessions in the window is the host's C2 channel (T1041); any other upload is T1048 (Exfiltration
+Over Alternative Protocol). Severity is medium, high from ten times ``min_bytes`` (the grading of
+every volume detector, ``mamori.detect.scoring``).
 
 Partition key: the destination. Rarity is a property of the destination (how many local hosts
 reached it), so every record needed to decide is the destination's own.
