@@ -202,3 +202,13 @@ def test_services_come_from_yaml(tmp_path: Path) -> None:
     p = load_params(cfg)[ID]
     assert isinstance(p, ExfiltrationParams)
     assert p.min_bytes == MIB and p.cloud_storage == ("files.example.com",)
+
+
+@SLOW
+@given(spec=st.lists(UPLOAD, max_size=40))
+def test_each_destination_decides_alone(spec: list) -> None:  # type: ignore[type-arg]
+    """The partition contract on any traffic: per-destination runs give the whole run's alerts."""
+    frame = conn(spec)
+    whole = exfil(frame)
+    parts = [exfil(g) for g in frame.partition_by("resp_h")] or [whole]
+    assert pl.concat(parts).sort("key", "first_seen").equals(whole)
