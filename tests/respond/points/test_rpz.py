@@ -113,7 +113,8 @@ def test_bad_input_is_named() -> None:
 
 
 label = st.text("abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=20)
-names = st.lists(label, min_size=2, max_size=4).map(".".join)
+tld = st.text("abcdefghijklmnopqrstuvwxyz", min_size=2, max_size=6)  # so a name is never an IP
+names = st.builds(lambda ls, t: ".".join([*ls, t]), st.lists(label, min_size=1, max_size=3), tld)
 
 
 @given(st.lists(st.tuples(names, st.booleans(), st.integers(1, 10**6)), max_size=8))
