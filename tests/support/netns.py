@@ -117,3 +117,62 @@ def veth_pair(tag: str = "", fw4: str = "10.213.0.1", peer4: str = "10.213.0.2")
             listener.wait()
         for ns in (pair.fw, pair.peer):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+
+
+def connects_from(ns: str, address: str, port: int = 8080, timeout: float = 0.6) -> bool:
+    """Whether a TCP connection from namespace ``ns`` to ``address`` completes."""
+    cmd = ["ip", "netns", "exec", ns, sys.executable, "-S", "-c", _CONNECT]
+    proc = subprocess.run(
+        [*cmd, address, str(port), str(timeout)], capture_output=True, check=False
+    )
+    return proc.returncode == 0
+
+
+@dataclass
+class Routed:
+    inside: str  # an internal host's namespace (10.215.1.2)
+    fw: str  # the firewall routing between the two (10.215.1.1 / 10.215.2.1)
+    outside: str  # another network's host (10.215.2.2); all three listen on TCP 8080
+    inside4: str = "10.215.1.2"
+    fw_in4: str = "10.215.1.1"
+    outside4: str = "10.215.2.2"
+
+
+@contextmanager
+def routed(tag: str = "") -> Iterator[Routed]:
+    """inside <-> fw <-> outside, the firewall forwarding between two /24s: what quarantine, a
+    forward-chain rule, needs to be shown on real traffic."""
+    n = f"{os.getpid() % 100000}{tag}"
+    r = Routed(f"mamori-in-{n}", f"mamori-rt-{n}", f"mamori-out-{n}")
+    listeners: list[subprocess.Popen[str]] = []
+    try:
+        for ns in (r.inside, r.fw, r.outside):
+            sh("ip", "netns", "add", ns)
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        for (ns, dev, addr), (fw_dev, fw_addr) in (
+            ((r.inside, f"mi{n}"[:15], "10.215.1.2/24"), (f"ri{n}"[:15], "10.215.1.1/24")),
+            ((r.outside, f"mo{n}"[:15], "10.215.2.2/24"), (f"ro{n}"[:15], "10.215.2.1/24")),
+        ):
+            sh("ip", "link", "add", dev, "netns", ns, "type", "veth", "peer", "name", fw_dev)
+            sh("ip", "link", "set", fw_dev, "netns", r.fw)
+            sh("ip", "-n", ns, "addr", "add", addr, "dev", dev)
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+            sh("ip", "-n", r.fw, "addr", "add", fw_addr, "dev", fw_dev)
+            sh("ip", "-n", r.fw, "link", "set", fw_dev, "up")
+            sh("ip", "-n", ns, "route", "add", "default", "via", fw_addr.split("/")[0])
+        sh("ip", "netns", "exec", r.fw, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        for ns in (r.inside, r.fw, r.outside):
+            p = subprocess.Popen(
+                ["ip", "netns", "exec", ns, sys.executable, "-S", "-c", _LISTENER, "8080"],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            listeners.append(p)
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        yield r
+    finally:
+        for p in listeners:
+            p.kill()
+            p.wait()
+        for ns in (r.inside, r.fw, r.outside):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)

@@ -12,7 +12,7 @@ import pytest
 from mamori.respond.decision import Action, Decision, enforcement_points
 from mamori.respond.points.nftables import NftablesPoint
 from mamori.respond.points.targets import PointError
-from support.netns import Pair, sh, veth_pair
+from support.netns import Pair, connects_from, routed, sh, veth_pair
 
 
 @pytest.fixture(scope="module")
@@ -162,3 +162,17 @@ def test_someone_else_editing_the_table_is_recovered(pair: Pair, point: Nftables
        f"{{ {pair.peer4} }}")  # fmt: skip
     point.apply([_d("10.213.0.77", inc="x")], [block])  # its picture is stale: re-read, retry
     assert _elements(pair, "block4") == {"10.213.0.77"}
+
+
+def test_quarantine_cuts_an_internal_host_off_from_other_networks() -> None:
+    with routed("q") as r:
+        point = NftablesPoint(namespace=r.fw)
+        point.load([])
+        assert connects_from(r.inside, r.outside4) and connects_from(r.outside, r.inside4)
+        q = _d(r.inside4, action=Action.quarantine)
+        point.apply([q], [])
+        assert not connects_from(r.inside, r.outside4)  # it cannot reach out
+        assert not connects_from(r.outside, r.inside4)  # nor be reached
+        assert connects_from(r.inside, r.fw_in4)  # the firewall itself stays reachable to repair it
+        point.apply([], [q])
+        assert connects_from(r.inside, r.outside4) and connects_from(r.outside, r.inside4)
