@@ -3,6 +3,7 @@ on loopback, exchanging the real OASIS example bundles both ways."""
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -134,3 +135,30 @@ def test_pull_reports_an_unreachable_or_wrong_partner(store, tmp_path):
     partners.add(store, "nobody", [])
     with pytest.raises(client.ClientError, match="no TAXII server registered"):
         client.pull(store, "nobody", tmp_path / "intel")
+
+
+def test_cli_pull_and_push_against_medallion(peer, tmp_path, monkeypatch, data_dir):
+    """The thin doors: `share partner add --url`, `share pull`, `share push --bundle`."""
+    from typer.testing import CliRunner
+
+    from mamori.cli import app as cli
+
+    monkeypatch.setenv("MAMORI_STATE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("MAMORI_REMOTE_PASSWORD", MEDALLION_USER[1])
+    run = CliRunner().invoke
+    add = ["share", "partner", "add", "oasis", "--url", peer, "--remote-collection", "shared",
+           "--remote-user", MEDALLION_USER[0]]  # fmt: skip
+    assert run(cli, add).exit_code == 0
+    intel = tmp_path / "intel"
+    r = run(cli, ["share", "pull", "oasis", "--store", str(intel)])
+    assert r.exit_code == 0, r.output
+    assert re.search(
+        r"oasis: 155 object\(s\), (\d+) indicator\(s\) into intel, 0 rejected", r.output
+    )
+    assert read_intel(intel).height > 0
+    bundle = data_dir / "threat-intel/stix2.1-examples/examples/interop-objectmarking-test.json"
+    r = run(cli, ["share", "push", "oasis", "--bundle", str(bundle)])
+    assert r.exit_code == 0, r.output
+    assert "sent 0" in r.output and "withheld by TLP 1" in r.output and "RED" in r.output
+    r = run(cli, ["share", "push", "oasis", "--bundle", str(tmp_path / "missing.json")])
+    assert r.exit_code == 2 and "missing.json" in r.output and "Traceback" not in r.output
