@@ -10,9 +10,12 @@ from pathlib import Path
 import dpkt
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mamori.cases.cut import CutError, cut_capture
 from mamori.flows.pipeline import tables_of
+from support import pcap_writer
 
 CAPTURES = [
     "pcaps-ddos-stopddos/amp.dns.RRSIG.fragmented.pcap",  # IP fragments, ICMP, TCP, UDP
@@ -90,3 +93,55 @@ def test_a_damaged_capture_is_named(tmp_path: Path, data_dir: Path) -> None:
     conn = pl.from_arrow(tables_of([data_dir / CAPTURES[1]])[0]["conn"])
     with pytest.raises(CutError, match=r"bad\.pcap: not a pcap or pcapng capture"):
         cut_capture(bad, conn, tmp_path / "out.pcap")
+
+
+@settings(max_examples=20, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    packets=st.lists(
+        st.tuples(
+            st.integers(0, 2),  # client host
+            st.integers(0, 1),  # server host
+            st.sampled_from([53, 123]),  # server port
+            st.integers(40000, 40002),  # client port: few, so 5-tuples are reused
+            st.booleans(),  # direction
+            st.sampled_from([0.001, 1.0, 90.0]),  # gap: 90 s ends a UDP connection (60 s)
+            st.binary(min_size=0, max_size=30),
+            st.sampled_from(["udp", "icmp"]),
+        ),
+        min_size=1,
+        max_size=60,
+    ),
+    pick=st.data(),
+)
+def test_any_subset_of_connections_is_cut_exactly(
+    tmp_path: Path, packets: list, pick: st.DataObject
+) -> None:
+    """Synthetic captures with reused 5-tuples, timeouts and ICMP: whatever connections are
+    chosen, the cut holds exactly their packets (the lake's count of each) and nothing else,
+    each record unchanged."""
+    records, t = [], 1_700_000_000 * 10**9
+    for client, server, sport, cport, to_server, gap, payload, kind in packets:
+        t += int(gap * 1e9)
+        c, s = pcap_writer.ip4(f"10.0.0.{client + 1}"), pcap_writer.ip4(f"192.0.2.{server + 1}")
+        src, dst = (c, s) if to_server else (s, c)
+        if kind == "udp":
+            l4 = (
+                pcap_writer.udp(cport, sport, payload)
+                if to_server
+                else pcap_writer.udp(sport, cport, payload)
+            )
+            ip = pcap_writer.ipv4(src, dst, 17, l4)
+        else:
+            ip = pcap_writer.ipv4(src, dst, 1, pcap_writer.icmp(8 if to_server else 0, 0, payload))
+        records.append(pcap_writer.Rec(t, pcap_writer.ether(0x0800, ip)))
+    source = tmp_path / "synthetic.pcap"
+    source.write_bytes(pcap_writer.classic_pcap(records))
+    conn = pl.from_arrow(tables_of([source])[0]["conn"])
+    mask = pick.draw(st.lists(st.booleans(), min_size=conn.height, max_size=conn.height))
+    chosen = conn.filter(pl.Series(mask, dtype=pl.Boolean))
+    cut = cut_capture(source, chosen, tmp_path / "cut.pcap")
+    want = chosen.select("uid", (pl.col("orig_pkts") + pl.col("resp_pkts")).alias("n"))
+    got = want.join(cut.per_uid, on="uid", how="left").with_columns(pl.col("packets").fill_null(0))
+    assert (got["packets"] == got["n"]).all()
+    assert cut.packets == int(want["n"].sum() or 0)  # each packet in one connection only
+    assert _records(cut.out) == [_records(source)[r - 1] for r in cut.records.tolist()]
