@@ -1,0 +1,105 @@
+"""``mamori patrol`` against ``mamori ingest`` alone, on the ingest workload, in one run.
+
+Patrol is ingest plus every detector, intel matching, correlation and the reports; the question is
+what that costs on top of ingest. Both commands run as the user runs them (whole processes, under
+``/usr/bin/time``), alternately, ``--repeat`` times after one untimed run of each (Numba's on-disk
+cache warm, as for any user after the first run), each into a fresh lake. The intel store is a
+private empty one (``XDG_DATA_HOME``), so a developer's store cannot change the figure.
+
+    python benchmarks/bench_patrol.py [--capture benchmarks/work/workload-200k.pcap] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> dict[str, float]:
+    """Wall, user+sys CPU and peak RSS of one command (GNU time)."""
+    fmt = "%e %U %S %M"
+    out = Path(tempfile.mktemp(prefix="mamori-time-"))
+    t = time.perf_counter()
+    proc = subprocess.run(
+        ["/usr/bin/time", "-f", fmt, "-o", str(out), *cmd],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wall = time.perf_counter() - t
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    e, u, s, m = out.read_text().split()[-4:]
+    out.unlink()
+    return {"wall": wall, "cpu": float(u) + float(s), "rss_mb": int(m) / 1024, "time_e": float(e)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--capture", type=Path, default=HERE / "work" / "workload-200k.pcap")
+    ap.add_argument("--repeat", type=int, default=3)
+    a = ap.parse_args()
+    mamori = shutil.which("mamori") or "mamori"
+    scratch = Path(tempfile.mkdtemp(prefix="mamori-bench-patrol-"))
+    env = {**os.environ, "XDG_DATA_HOME": str(scratch / "xdg")}
+
+    def ingest(i: int) -> list[str]:
+        return [mamori, "ingest", str(a.capture), "--lake", str(scratch / f"ingest-{i}")]
+
+    def patrol(i: int) -> list[str]:
+        return [
+            mamori, "patrol", str(a.capture), "--lake", str(scratch / f"patrol-lake-{i}"),
+            "--out", str(scratch / f"patrol-{i}"),
+        ]  # fmt: skip
+
+    timed(ingest(-1), env)
+    timed(patrol(-1), env)
+    runs: list[tuple[dict[str, float], dict[str, float]]] = []
+    for i in range(a.repeat):
+        load = os.getloadavg()[0]
+        ing = timed(ingest(i), env)
+        pat = timed(patrol(i), env)
+        runs.append((ing, pat))
+        print(
+            f"round {i + 1} (load {load:.1f}): ingest {ing['wall']:.1f} s wall / {ing['cpu']:.1f} s CPU, "
+            f"patrol {pat['wall']:.1f} s / {pat['cpu']:.1f} s -> {pat['wall'] / ing['wall']:.2f}x wall, "
+            f"{pat['cpu'] / ing['cpu']:.2f}x CPU",
+            flush=True,
+        )
+        shutil.rmtree(scratch / f"ingest-{i}", ignore_errors=True)
+    report = json.loads((scratch / f"patrol-{a.repeat - 1}" / "report.json").read_text())
+    summary = report["summary"]
+
+    def med(key: str, side: int) -> float:
+        return statistics.median(r[side][key] for r in runs)
+
+    def ratio(key: str) -> str:
+        xs = [r[1][key] / r[0][key] for r in runs]
+        return f"{statistics.median(xs):.2f}× ({min(xs):.2f}–{max(xs):.2f})"
+
+    size = a.capture.stat().st_size / 1e6
+    print(f"\n{a.capture.name}: {summary['packets']:,} packets, {size:,.0f} MB, "
+          f"{summary['connections']:,} connections; patrol found {summary['alerts']} alerts, "
+          f"{summary['incidents']} incidents; repeat {a.repeat}, median (min–max)\n")  # fmt: skip
+    print("| command | wall s | CPU s | peak RSS MB |")
+    print("|---|---:|---:|---:|")
+    for side, name in ((0, "mamori ingest"), (1, "mamori patrol")):
+        print(
+            f"| {name} | {med('wall', side):.1f} | {med('cpu', side):.1f} | {med('rss_mb', side):,.0f} |"
+        )
+    print(f"| **patrol / ingest** | **{ratio('wall')}** | {ratio('cpu')} | {ratio('rss_mb')} |")
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
