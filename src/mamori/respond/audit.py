@@ -52,6 +52,71 @@ class Verification:
     problem: str | None = None  # what is wrong, naming the entry
 
 
+class Writer:
+    """Appends within the caller's transaction: takes the lock and reads the head once, then
+    writes the buffered entries and the new head together at ``flush`` (a plan of thousands of
+    decisions is one insert, not thousands of round trips). Use as a context manager, or call
+    ``flush`` before the transaction ends."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        lock(conn)
+        self.seq, self.prev = conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash)).one()
+        self._rows: list[dict[str, Any]] = []
+
+    def add(
+        self,
+        event: str,
+        decision: str | None,
+        details: Mapping[str, Any],
+        at: datetime | None = None,
+    ) -> AuditEntry:
+        if event not in EVENTS:
+            raise ValueError(f"unknown audit event {event!r}")
+        at = (at or datetime.now(UTC)).astimezone(UTC)
+        seq = self.seq + 1
+        body = {
+            "seq": seq,
+            "at": at.isoformat(),
+            "event": event,
+            "decision": decision,
+            **{k: v for k, v in details.items() if k not in ("seq", "at", "event", "decision")},
+        }
+        text = canonical(body)
+        body = json.loads(text)  # exactly what will be stored and re-read
+        digest = link(self.prev, body)
+        self._rows.append(
+            {
+                "seq": seq,
+                "at": at,
+                "event": event,
+                "decision": decision,
+                "body": text.decode(),
+                "prev": self.prev,
+                "hash": digest,
+            }
+        )
+        entry = AuditEntry(seq, at, event, decision, body, self.prev, digest)
+        self.seq, self.prev = seq, digest
+        return entry
+
+    def flush(self) -> None:
+        if not self._rows:
+            return
+        self.conn.execute(sa.insert(audit), self._rows)
+        self.conn.execute(
+            sa.update(audit_head).where(audit_head.c.id == 1).values(seq=self.seq, hash=self.prev)
+        )
+        self._rows = []
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:
+            self.flush()
+
+
 def append(
     conn: Connection,
     event: str,
@@ -60,34 +125,8 @@ def append(
     at: datetime | None = None,
 ) -> AuditEntry:
     """Add one entry inside the caller's transaction (so it commits with the change it records)."""
-    if event not in EVENTS:
-        raise ValueError(f"unknown audit event {event!r}")
-    at = (at or datetime.now(UTC)).astimezone(UTC)
-    lock(conn)
-    seq, prev = conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash)).one()
-    seq += 1
-    body = {
-        "seq": seq,
-        "at": at.isoformat(),
-        "event": event,
-        "decision": decision,
-        **{k: v for k, v in details.items() if k not in ("seq", "at", "event", "decision")},
-    }
-    body = json.loads(canonical(body))  # exactly what will be stored and re-read
-    digest = link(prev, body)
-    conn.execute(
-        sa.insert(audit).values(
-            seq=seq,
-            at=at,
-            event=event,
-            decision=decision,
-            body=canonical(body).decode(),
-            prev=prev,
-            hash=digest,
-        )
-    )
-    conn.execute(sa.update(audit_head).where(audit_head.c.id == 1).values(seq=seq, hash=digest))
-    return AuditEntry(seq, at, event, decision, body, prev, digest)
+    with Writer(conn) as log:
+        return log.add(event, decision, details, at)
 
 
 def lock(conn: Connection) -> None:

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,6 +35,8 @@ from mamori.respond.policy import Policy, load_policy
 from mamori.respond.profiles import Profiles, Proposed, load_profiles
 from mamori.respond.tables import decisions
 from mamori.store import Store
+
+_ACTIONS = frozenset(Action)
 
 
 class LedgerError(ValueError):
@@ -137,57 +140,73 @@ class Ledger:
     def submit(
         self, proposals: Iterable[Proposed | Decision], now: datetime | None = None
     ) -> list[Entry]:
-        """Judge and store decisions made elsewhere (or by ``plan``)."""
+        """Judge and store decisions made elsewhere (or by ``plan``), in one transaction."""
         if self.policy is None:
             raise LedgerError("no policy: the guard needs a policy file to judge decisions")
         now = _utc(now)
+        items: list[tuple[Decision, str | None]] = []
+        for item in proposals:
+            proposed, profile = (
+                (item.decision, item.profile) if isinstance(item, Proposed) else (item, None)
+            )
+            if proposed.action not in _ACTIONS:
+                raise LedgerError(f"{proposed.id}: unknown action {proposed.action!r}")
+            items.append((replace(proposed, created=now), profile))
         out: dict[str, Entry] = {}
-        with self.store.begin() as conn:
-            audit.lock(conn)
+        with self.store.begin() as conn, audit.Writer(conn) as log:
             guard = Guard(self.policy, recent=self._recent_allowed(conn, now))
-            for item in proposals:
-                proposed, profile = (
-                    (item.decision, item.profile) if isinstance(item, Proposed) else (item, None)
-                )
-                if proposed.action not in Action.__members__:
-                    raise LedgerError(f"{proposed.id}: unknown action {proposed.action!r}")
-                proposed = replace(proposed, created=now)
-                # the same decision may be spelt differently (192.0.2.1/32, Example.ORG.): look it
-                # up under the id of its canonical form too
-                canonical_id = guard.check(proposed)[0].id
-                existing = self._get(conn, proposed.id) or self._get(conn, canonical_id)
+            # the same decision may be spelt differently (192.0.2.1/32, Example.ORG.): it is
+            # looked up under the id of its canonical form too
+            canonical = [guard.check(p)[0].id for p, _ in items]
+            known = self._get_many(conn, {p.id for p, _ in items} | set(canonical))
+            new: dict[str, dict[str, Any]] = {}  # rows to insert, by id
+            changed: dict[str, dict[str, Any]] = {}  # denied rows judged again
+            for (proposed, profile), canonical_id in zip(items, canonical, strict=True):
+                existing = known.get(proposed.id) or known.get(canonical_id)
                 if existing is not None and existing.state is not State.denied:
                     out[existing.id] = existing
                     continue
                 # logged under the id it will be stored by; the body keeps the target as proposed
-                audit.append(conn, "proposed", canonical_id, _decision_body(proposed, profile), now)
-                judgement = guard.judge(proposed, now)
-                entry = self._store(conn, proposed, judgement, profile, now)
-                out[entry.id] = entry
+                log.add("proposed", canonical_id, _decision_body(proposed, profile), now)
+                j = guard.judge(proposed, now)
+                row = self._row(proposed, j, profile, now)
+                d = j.decision
+                (new if d.id in new or d.id not in known else changed)[d.id] = row
+                judged = {"verdict": str(j.verdict), "reasons": list(j.reasons)}
+                judged |= {"target": d.target, "ttl": row["ttl"], "policy": row["policy"]}
+                log.add("judged", d.id, judged, now)
+                if row["state"] == State.approved:
+                    log.add(
+                        "approved",
+                        d.id,
+                        {"by": "guard", "expires": row["expires"].isoformat()},
+                        now,
+                    )
+                known[d.id] = out[d.id] = _entry(SimpleNamespace(**row))
+            if new:
+                conn.execute(sa.insert(decisions), list(new.values()))
+            for ident, row in changed.items():
+                conn.execute(sa.update(decisions).where(decisions.c.id == ident).values(**row))
         return list(out.values())
 
-    def _store(
-        self,
-        conn: Connection,
-        proposed: Decision,
-        j: Judgement,
-        profile: str | None,
-        now: datetime,
-    ) -> Entry:
+    def _row(
+        self, proposed: Decision, j: Judgement, profile: str | None, now: datetime
+    ) -> dict[str, Any]:
         state = {
             Verdict.allow: State.approved,
             Verdict.needs_approval: State.pending,
             Verdict.deny: State.denied,
         }[j.verdict]
         d = j.decision
-        row = {
+        return {
+            "id": d.id,
             "action": str(d.action),
             "target": d.target,
             "scope": d.scope,
             "reason": d.reason,
             "incident": d.incident,
             "confidence": _safe_float(d.confidence),
-            "ttl": int(d.ttl) if state is not State.denied else _safe_int(d.ttl),
+            "ttl": _safe_int(d.ttl),
             "proposed_ttl": _safe_int(proposed.ttl),
             "profile": profile,
             "verdict": str(j.verdict),
@@ -201,34 +220,14 @@ class Ledger:
             "by": "guard" if state is State.approved else None,
             "policy": self.policy.source if self.policy else None,
         }
-        if self._get(conn, d.id) is None:
-            conn.execute(sa.insert(decisions).values(id=d.id, **row))
-        else:
-            conn.execute(sa.update(decisions).where(decisions.c.id == d.id).values(**row))
-        audit.append(
-            conn,
-            "judged",
-            d.id,
-            {
-                "verdict": str(j.verdict),
-                "reasons": list(j.reasons),
-                "target": d.target,
-                "ttl": row["ttl"],
-                "policy": row["policy"],
-            },
-            now,
-        )
-        if state is State.approved:
-            audit.append(
-                conn,
-                "approved",
-                d.id,
-                {"by": "guard", "expires": row["expires"].isoformat()},
-                now,
-            )
-        entry = self._get(conn, d.id)
-        assert entry is not None
-        return entry
+
+    def _get_many(self, conn: Connection, ids: set[str]) -> dict[str, Entry]:
+        out: dict[str, Entry] = {}
+        ordered = sorted(ids)
+        for k in range(0, len(ordered), 500):  # bound the IN list
+            q = sa.select(decisions).where(decisions.c.id.in_(ordered[k : k + 500]))
+            out |= {row.id: _entry(row) for row in conn.execute(q)}
+        return out
 
     def _recent_allowed(self, conn: Connection, now: datetime) -> list[datetime]:
         rows = conn.execute(
@@ -313,25 +312,22 @@ class Ledger:
         """Mark enforced decisions whose time is up as expired; returns them (for ``apply``'s
         ``removed``)."""
         now = _utc(now)
-        with self.store.begin() as conn:
-            audit.lock(conn)
+        with self.store.begin() as conn, audit.Writer(conn) as log:
             rows = conn.execute(
                 sa.select(decisions)
                 .where(decisions.c.state == str(State.approved), decisions.c.expires <= now)
                 .order_by(decisions.c.expires, decisions.c.id)
             ).all()
-            out = []
-            for row in rows:
+            ids = [row.id for row in rows]
+            for k in range(0, len(ids), 500):
                 conn.execute(
                     sa.update(decisions)
-                    .where(decisions.c.id == row.id)
+                    .where(decisions.c.id.in_(ids[k : k + 500]))
                     .values(state=str(State.expired), updated=now)
                 )
-                audit.append(
-                    conn, "expired", row.id, {"expires": _utc(row.expires).isoformat()}, now
-                )
-                out.append(_entry(row).decision)
-        return out
+            for row in rows:
+                log.add("expired", row.id, {"expires": _utc(row.expires).isoformat()}, now)
+        return [_entry(row).decision for row in rows]
 
     # ------------------------------------------------------------------------------ reading
 
@@ -369,13 +365,10 @@ class Ledger:
     ) -> None:
         """Record in the audit log that enforcement point ``point`` carried out a change."""
         now = _utc(now)
-        with self.store.begin() as conn:
-            audit.lock(conn)
+        with self.store.begin() as conn, audit.Writer(conn) as log:
             for op, items in (("add", added), ("remove", removed)):
                 for d in items:
-                    audit.append(
-                        conn, "applied", d.id, {"point": point, "op": op, "target": d.target}, now
-                    )
+                    log.add("applied", d.id, {"point": point, "op": op, "target": d.target}, now)
 
     def audit_entries(self, decision: str | None = None) -> list[audit.AuditEntry]:
         with self.store.begin() as conn:
