@@ -173,7 +173,7 @@ def _envelope(objs):
 def test_post_validates_stores_with_provenance_and_imports_into_intel(
     client, app, store, examples, acme, auth
 ):
-    objs = examples("threat-reports/poisonivy.json")
+    objs = examples("indicators-for-C2-with-COA.json")
     broken = copy.deepcopy(next(o for o in objs if o["type"] == "indicator"))
     broken["id"] = "indicator--" + str(uuid.uuid4())
     del broken["pattern"]

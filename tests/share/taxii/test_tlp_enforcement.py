@@ -148,7 +148,7 @@ def _read_all(client: TestClient, hdrs: dict[str, str], cid: str) -> dict[str, s
     return seen
 
 
-@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=20, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(world=worlds())
 def test_no_object_leaves_above_its_tlp(tmp_path_factory, world):
     grants, opens, site, objs, order = world
