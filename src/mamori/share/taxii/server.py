@@ -533,7 +533,7 @@ def receive(request: Request, partner: reg.Partner, cid: str, objects: list[Any]
         intel = Path(getattr(request.app.state, "intel_store", None) or _default_intel())
         try:
             ingest.to_intel(partner.name, good, intel, status_id)
-        except ValueError as exc:  # IntelFormatError: stored for TAXII, not matchable as intel
+        except (ValueError, OSError) as exc:  # stored for TAXII; intel can be re-imported later
             log.warning("TAXII: %s's objects not imported into intel: %s", partner.name, exc)
     return body
 

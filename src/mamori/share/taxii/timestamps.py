@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from functools import lru_cache
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -34,7 +35,13 @@ def parse_us(text: str) -> int:
 def format_us(us: int) -> str:
     """Microseconds since the epoch → ``YYYY-MM-DDTHH:MM:SS.ffffffZ``."""
     secs, micro = divmod(int(us), 1_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{micro:06d}Z"
+    return f"{_seconds(secs)}.{micro:06d}Z"
+
+
+@lru_cache(maxsize=4096)
+def _seconds(secs: int) -> str:
+    # A page's objects were mostly added in the same second: format that second once.
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
 
 
 def now_us() -> int:
