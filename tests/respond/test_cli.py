@@ -64,6 +64,7 @@ def test_plan_approve_list_expire_verify(
 
     code, out, _ = run("plan", str(sshguess_report), "--policy", str(policy_file), "--db", db)
     assert code == 0 and "192.168.56.1" in out and "allow" in out  # the table for people
+    assert "1 allowed, 0 awaiting a person's approval, 0 denied by the guard" in out
 
     code, _, err = run("approve", denied["id"], "--db", db)
     assert code == 1 and "only pending decisions can be approved" in err

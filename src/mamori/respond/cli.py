@@ -103,6 +103,11 @@ def _show(entries: Sequence[Entry], fmt: Format, title: str) -> None:
             escape(e.decision.incident),
             escape("\n".join(e.reasons)),
         )
+    counts = {v: sum(str(e.verdict) == v for e in entries) for v in colours}
+    table.caption = (
+        f"{counts['allow']} allowed, {counts['needs_approval']} awaiting a person's approval, "
+        f"{counts['deny']} denied by the guard"
+    )
     out.print(table)
 
 
