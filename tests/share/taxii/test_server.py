@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import uuid
@@ -258,6 +259,8 @@ def test_errors_are_taxii_error_messages(client, store, apt1, acme, auth):
     assert client.get(url, headers=auth(*acme, Accept="application/taxii+json")).status_code == 200
     check(client.get(url, headers=auth(*acme), params={"limit": "0"}), 400)
     check(client.get(url, headers=auth(*acme), params={"next": "!!"}), 400)
+    huge = base64.urlsafe_b64encode(b"9" * 40 + b":1").decode()
+    check(client.get(url, headers=auth(*acme), params={"next": huge}), 400)
     check(client.get(url, headers=auth(*acme), params={"added_after": "soon"}), 400)
     check(client.get(f"{ROOT}/collections/nope/objects/", headers=auth(*acme)), 404)
     check(client.get("/taxii2/elsewhere/", headers=auth(*acme)), 404)

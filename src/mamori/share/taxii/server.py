@@ -196,8 +196,10 @@ def encode_next(added: int, pk: int) -> str:
 def decode_next(token: str) -> tuple[int, int]:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        added, pk = raw.split(":")
-        return int(added), int(pk)
+        added, pk = (int(x) for x in raw.split(":"))
+        if not (0 <= added < 2**63 and 0 <= pk < 2**63):
+            raise ValueError("out of range")
+        return added, pk
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise TaxiiError(400, f"next {token!r} is not a token this server issued") from None
 
