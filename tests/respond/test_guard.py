@@ -205,3 +205,8 @@ def test_no_minute_allows_more_than_the_limit(limit: int, gaps: list[float]) -> 
     for i, start in enumerate(allowed):
         in_window = [a for a in allowed[i:] if a < start + timedelta(minutes=1)]
         assert len(in_window) <= limit
+
+
+def test_a_whole_float_ttl_is_enforced_as_an_integer(policy: Policy) -> None:
+    j = judge(policy, "block_ip", "5.6.7.8", ttl=3600.0)
+    assert j.verdict is Verdict.allow and j.decision.ttl == 3600 and type(j.decision.ttl) is int

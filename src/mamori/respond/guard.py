@@ -139,8 +139,8 @@ class Guard:
         if action in p.approval:
             approvals.append(f"{action} needs a person's approval in {p.source}")
         judged = decision
-        if target != decision.target or ttl != decision.ttl:
-            judged = replace(decision, target=target, ttl=int(ttl))
+        if target != decision.target or ttl != decision.ttl or type(decision.ttl) is not int:
+            judged = replace(decision, target=target, ttl=int(ttl))  # 3600.0 is enforced as 3600
         return judged, denials, approvals, notes
 
     def _ip_rules(self, action: Action, ip: IpTarget) -> list[str]:
