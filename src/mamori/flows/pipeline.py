@@ -23,6 +23,7 @@ from mamori.config import Settings
 from mamori.flows.analyzers.base import Analysis, Analyzer, registered
 from mamori.flows.connections import ConnTracker, Ended, conn_frame, uids
 from mamori.flows.conversation import Conversation
+from mamori.flows.memory import keep_memory_flat
 from mamori.flows.payload import PayloadRouter
 from mamori.flows.shards import keep_shard
 from mamori.schema import schema_of
@@ -71,6 +72,7 @@ class Ingest:
 
     def capture(self, path: Path, shard: tuple[int, int] = (0, 1)) -> CaptureStats:
         """One capture; with ``shard=(k, n)`` only the connections of shard k of n (see shards)."""
+        keep_memory_flat()
         stats = CaptureStats(str(path))
         seed = capture_seed(path)
         tracker = ConnTracker(self.settings)
