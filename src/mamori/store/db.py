@@ -22,6 +22,7 @@ TABLE_MODULES = (
     "mamori.respond.tables",
     "mamori.cases.tables",
     "mamori.share.tables",
+    "mamori.respond.points.crowdsec",  # the bouncers that pull the decision stream
 )
 
 
