@@ -258,7 +258,7 @@ def reports(draw: st.DrawFn) -> dict:
     return {"incidents": incidents}
 
 
-@settings(max_examples=15, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
 @given(
     policy=policies(), batches=st.lists(reports(), min_size=1, max_size=3), approve=st.booleans()
 )
