@@ -120,3 +120,18 @@ def test_attribution_from_intel_links_is_hedged(tmp_path, data_dir) -> None:  # 
         )[0].attribution
         == []
     )
+
+
+def test_incident_domains_are_its_alerts_domains(data_dir) -> None:
+    """A DNS tunnel's zone reaches the incident's entities, where a sinkhole profile finds it."""
+    from mamori.detect.engine import run_detectors
+    from support.golden import capture_frames
+
+    frames = capture_frames(
+        data_dir
+        / "evtx-attack-samples/Command and Control/cmds over dns txt queries and reponses.pcap"
+    )
+    alerts = run_detectors(frames, only=["dns.tunnel"]).alerts
+    [incident] = correlate(alerts)
+    assert incident.domains == ["ostrykebs.pl"]
+    assert all(a["domains"] == ["ostrykebs.pl"] for a in incident.to_json()["alerts"])

@@ -8,7 +8,6 @@ peer is the guesser, so the block is shown dropping the very host the capture ca
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from mamori.respond.decision import Action, Decision, State, Verdict
+from mamori.respond.decision import Action, State, Verdict
 from mamori.respond.ledger import Ledger
 from mamori.respond.points.nftables import NftablesPoint
 from mamori.respond.points.rpz import RpzPoint
@@ -88,16 +87,14 @@ def test_dns_tunnel_domain_is_sinkholed_by_unbound_after_approval(
     ledger: Ledger, dns_report: dict[str, Any], tmp_path: Path
 ) -> None:
     [incident] = [i for i in dns_report["incidents"] if "T1071.004" in i["techniques"]]
-    # The incident carries its tunnel domain only in the alert's summary (entities.domains is
-    # empty), so no shipped profile can propose a name; the proposal is made here from it.
-    [alert] = [a for a in incident["alerts"] if a["detector"] == "dns.tunnel"]
-    m = re.search(r"subdomains of (\S+)", alert["summary"])
-    assert m, alert["summary"]
-    domain = m.group(1)
-    proposal = Decision(Action.sinkhole, domain, f"DNS tunnel: {alert['summary']}",
-                        incident["id"], incident["confidence"], 86400, "resolver")  # fmt: skip
-
-    [entry] = ledger.submit([proposal])
+    # The tunnel's zone is an entity of the incident, so the shipped dns_c2 profile proposes
+    # the sinkhole itself.
+    [domain] = incident["entities"]["domains"]
+    [entry] = [
+        e for e in ledger.plan(dns_report)
+        if e.decision.action is Action.sinkhole and e.decision.incident == incident["id"]
+    ]  # fmt: skip
+    assert entry.decision.target == domain
     assert entry.verdict is Verdict.needs_approval and entry.state is State.pending
     assert ledger.active() == []
 

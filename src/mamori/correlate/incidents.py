@@ -135,7 +135,7 @@ def _incident(group: list[dict[str, object]]) -> Incident:
         techniques=techniques,
         attackers=attackers,
         victims=victims,
-        domains=[],
+        domains=sorted({str(d) for a in group for d in (a.get("domains") or [])}),
         first_seen=first,  # type: ignore[arg-type]
         last_seen=last,  # type: ignore[arg-type]
         alerts=[_alert_json(a) for a in group],
@@ -168,6 +168,7 @@ def _alert_json(a: dict[str, object]) -> dict[str, object]:
         "summary": a["summary"],
         "src": a["src"],
         "dst": a["dst"],
+        "domains": list(a.get("domains") or []),  # type: ignore[call-overload]
         "first_seen": a["first_seen"].isoformat(),  # type: ignore[attr-defined]
         "last_seen": a["last_seen"].isoformat(),  # type: ignore[attr-defined]
         "count": a["count"],

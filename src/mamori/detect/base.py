@@ -136,6 +136,7 @@ def alerts(
     evidence_table: str,
     evidence: pl.Expr,
     key: pl.Expr,
+    domains: pl.Expr | None = None,
 ) -> pl.LazyFrame:
     """Rows of the alerts schema from a frame of findings (one row per alert).
 
@@ -157,6 +158,9 @@ def alerts(
         summary=summary,
         src=src if src is not None else pl.lit(None, pl.String),
         dst=dst if dst is not None else pl.lit(None, pl.String),
+        domains=domains.list.drop_nulls().list.unique().list.sort()
+        if domains is not None
+        else pl.lit([], dtype=pl.List(pl.String)),
         first_seen=first_seen,
         last_seen=last_seen,
         count=count.cast(pl.Int64),
@@ -167,7 +171,7 @@ def alerts(
 
 
 ALERT_COLUMNS: tuple[str, ...] = (
-    "ts", "detector", "techniques", "severity", "confidence", "summary", "src", "dst",
+    "ts", "detector", "techniques", "severity", "confidence", "summary", "src", "dst", "domains",
     "first_seen", "last_seen", "count", "evidence_table", "evidence", "key",
 )  # fmt: skip
 

@@ -101,6 +101,11 @@ def suppress(alerts: pl.DataFrame, window: timedelta) -> pl.DataFrame:
             pl.len().alias("_merged"),
             pl.col("src").first(),
             pl.col("dst").first(),
+            pl.col("domains")
+            .list.explode(keep_nulls=False, empty_as_null=False)
+            .drop_nulls()
+            .unique()
+            .sort(),
             pl.col("first_seen").min(),
             pl.col("last_seen").max(),
             pl.col("count").sum(),

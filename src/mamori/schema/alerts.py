@@ -22,6 +22,9 @@ SCHEMA: pa.Schema = pa.schema(
         pa.field("summary", pa.string(), nullable=False),
         pa.field("src", pa.string()),
         pa.field("dst", pa.string()),
+        # Domain names the alert is about (a tunnel's zone, DGA names, a matched indicator): the
+        # entities a resolver sinkhole or a shared indicator acts on.
+        pa.field("domains", pa.list_(pa.string()), nullable=False),
         pa.field("first_seen", pa.timestamp("us", tz="UTC"), nullable=False),
         pa.field("last_seen", pa.timestamp("us", tz="UTC"), nullable=False),
         pa.field("count", pa.int64(), nullable=False),  # records behind the alert

@@ -131,4 +131,5 @@ def dga(dns: pl.LazyFrame, p: DgaParams) -> pl.LazyFrame:
         evidence_table="dns",
         evidence=pl.col("uids").list.unique().list.sort(),  # row order must not matter
         key=pl.col("orig_h"),
+        domains=pl.col("domains"),
     )

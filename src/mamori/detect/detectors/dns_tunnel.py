@@ -195,4 +195,5 @@ def dns_tunnel(dns: pl.LazyFrame, p: DnsTunnelParams) -> pl.LazyFrame:
         evidence_table="dns",
         evidence=pl.col("uids").list.unique().list.sort(),
         key=pl.format("{}|{}", pl.col("orig_h"), pl.col("domain")),
+        domains=pl.concat_list(pl.col("domain")),
     )

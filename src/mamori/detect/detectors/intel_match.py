@@ -139,4 +139,7 @@ def intel_match(
         evidence_table="conn",
         evidence=pl.col("uids"),
         key=pl.col("indicator") + pl.lit("|") + pl.col("host"),
+        domains=pl.concat_list(
+            pl.when(pl.col("type") == "domain").then(pl.col("value")).otherwise(None)
+        ),
     )
