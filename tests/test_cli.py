@@ -104,3 +104,15 @@ def test_ingest_folder(tmp_path: Path, data_dir: Path) -> None:
     res = runner.invoke(app, ["ingest", str(folder), "--lake", str(tmp_path / "lake")])
     assert res.exit_code == 0, res.output
     assert "2 capture(s)" in res.output
+
+
+def test_every_stage_door_is_mounted() -> None:
+    """Each stage's command group answers through the one ``mamori`` command."""
+    groups = [
+        ["intel"], ["respond"], ["respond", "points"], ["respond", "audit"], ["case"],
+        ["evidence"], ["keys"], ["report"], ["share"], ["share", "partner"], ["serve"],
+    ]  # fmt: skip
+    for words in groups:
+        result = runner.invoke(app, [*words, "--help"])
+        assert result.exit_code == 0, (words, result.output)
+        assert "Usage" in result.output

@@ -26,6 +26,7 @@ from mamori.respond.decision import State
 from mamori.respond.duration import format_duration
 from mamori.respond.incidents import ReportError
 from mamori.respond.ledger import Entry, Ledger, LedgerError
+from mamori.respond.points.cli import app as points_app
 from mamori.respond.policy import PolicyError, load_policy
 from mamori.respond.profiles import ProfileError, load_profiles
 from mamori.store import Store
@@ -33,6 +34,11 @@ from mamori.store import Store
 app = typer.Typer(no_args_is_help=True)
 audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log of decisions.")
 app.add_typer(audit_app, name="audit")
+app.add_typer(
+    points_app,
+    name="points",
+    help="Enforcement points: bring them up to the ledger, render their state, bouncer keys.",
+)
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
