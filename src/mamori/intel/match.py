@@ -16,11 +16,12 @@ per record in Python.
   searched over (high, low) uint64 pairs.
 * Domains: a name matches an indicator for itself or for any parent domain. The suffixes of each
   query are hashed right to left in one pass (FNV-1a over the reversed bytes, so every suffix's
-  hash is a prefix of the same computation). Each suffix hash is first tested against a bitmap of
-  the indicator hashes (at most 1 MB, so it stays in cache; eight bits per value, so ~7 % false
-  positives), and only then probed in an open-addressing table of the indicator values (slots hold
-  31 bits of the hash beside the index, so a miss rarely touches the values' bytes), each hit
-  verified byte for byte. Names are compared with ASCII case folding and one root dot removed
+  hash is a prefix of the same computation). Each suffix hash is first tested against a two-probe
+  Bloom filter of the indicator hashes (at most 1 MB, so it stays near the cores; ~2 % false
+  positives with a million values), and only then probed in an open-addressing table of the
+  indicator values (slots hold 31 bits of the hash beside the index, so a miss rarely touches the
+  values' bytes), each hit verified byte for byte. Hashing, filter and table are separate passes
+  over a chunk of names, each a tight loop whose memory reads overlap. Names are compared with ASCII case folding and one root dot removed
   (DNS names are ASCII; indicator values are lower-cased and stripped of trailing dots).
 * URLs (host + path, with or without the query) and JA3/JA3S/JA4: Polars joins.
 """
@@ -353,6 +354,7 @@ class CidrIndex:
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
 _BITMAP_MAX_BITS = 23  # 2^23 bits = 1 MB: about an L2 cache
+_CHUNK = 1 << 20  # names per pass of the domain lookup
 
 
 @nb.njit(cache=True, inline="always")
@@ -381,67 +383,116 @@ def _build_table(vo, vd, size):  # type: ignore[no-untyped-def]
     return table
 
 
+@nb.njit(cache=True, inline="always")
+def _bit_positions(h, shift):  # type: ignore[no-untyped-def]
+    """Two bit positions from disjoint bits of the hash (the top ones, and the ones below)."""
+    width = np.uint64(64) - shift
+    return h >> shift, (h >> (shift - width)) & ((np.uint64(1) << width) - np.uint64(1))
+
+
 @nb.njit(cache=True)
 def _build_bitmap(vo, vd, bits, shift):  # type: ignore[no-untyped-def]
-    """One bit per indicator hash (its top bits), tested before the table is touched."""
+    """A two-probe Bloom filter of the indicator hashes, tested before the table is touched."""
     for i in range(vo.shape[0] - 1):
-        b = _rev_hash(vd, vo[i], vo[i + 1]) >> shift
-        bits[b >> np.uint64(6)] |= np.uint64(1) << (b & np.uint64(63))
+        b1, b2 = _bit_positions(_rev_hash(vd, vo[i], vo[i + 1]), shift)
+        bits[b1 >> np.uint64(6)] |= np.uint64(1) << (b1 & np.uint64(63))
+        bits[b2 >> np.uint64(6)] |= np.uint64(1) << (b2 & np.uint64(63))
 
 
 @nb.njit(cache=True, inline="always")
-def _scan(qo, qd, i, vo, vd, table, bits, shift, out_val, pos, write):  # type: ignore[no-untyped-def]
-    s = qo[i]
+def _name_end(qo, qd, i):  # type: ignore[no-untyped-def]
+    """End of name ``i`` without its root dot."""
     e = qo[i + 1]
-    if e > s and qd[e - 1] == 46:  # root dot
+    if e > qo[i] and qd[e - 1] == 46:
         e -= 1
+    return e
+
+
+@nb.njit(parallel=True, cache=True)
+def _suffix_counts(qo, qd, counts):  # type: ignore[no-untyped-def]
+    """Suffixes of each name that start a label (the name itself and every parent)."""
+    for i in nb.prange(qo.shape[0] - 1):
+        s = qo[i]
+        c = 0
+        for p in range(s, _name_end(qo, qd, i)):
+            if p == s or qd[p - 1] == 46:
+                c += 1
+        counts[i] = c
+
+
+@nb.njit(parallel=True, cache=True)
+def _suffix_hashes(qo, qd, soff, hashes, starts):  # type: ignore[no-untyped-def]
+    """Hash of every suffix, right to left (shortest first), and where it starts."""
+    for i in nb.prange(qo.shape[0] - 1):
+        s = qo[i]
+        k = soff[i]
+        h = _FNV_OFFSET
+        for p in range(_name_end(qo, qd, i) - 1, s - 1, -1):
+            h = (h ^ np.uint64(_lower(qd[p]))) * _FNV_PRIME
+            if p == s or qd[p - 1] == 46:
+                hashes[k] = h
+                starts[k] = p
+                k += 1
+
+
+@nb.njit(parallel=True, cache=True)
+def _bitmap_test(hashes, bits, shift, maybe):  # type: ignore[no-untyped-def]
+    """One independent read per suffix (a tight loop, so the cache misses overlap)."""
+    for j in nb.prange(hashes.shape[0]):
+        b1, b2 = _bit_positions(hashes[j], shift)
+        maybe[j] = (
+            (bits[b1 >> np.uint64(6)] >> (b1 & np.uint64(63)))
+            & (bits[b2 >> np.uint64(6)] >> (b2 & np.uint64(63)))
+            & np.uint64(1)
+        )
+
+
+@nb.njit(parallel=True, cache=True)
+def _probe(qo, qd, soff, hashes, starts, maybe, vo, vd, table, found, counts):  # type: ignore[no-untyped-def]
+    """The value each bitmap-passing suffix is (verified byte for byte), else -1."""
     mask = np.uint64(table.shape[0] - 1)
-    h = _FNV_OFFSET
-    hits = 0
-    for p in range(e - 1, s - 1, -1):
-        h = (h ^ np.uint64(_lower(qd[p]))) * _FNV_PRIME
-        if p == s or qd[p - 1] == 46:
-            b = h >> shift
-            if not (bits[b >> np.uint64(6)] >> (b & np.uint64(63))) & np.uint64(1):
-                continue  # not the hash of any indicator: settled in cache
+    for i in nb.prange(qo.shape[0] - 1):
+        e = _name_end(qo, qd, i)
+        c = 0
+        for j in range(soff[i], soff[i + 1]):
+            if not maybe[j]:
+                continue  # found[j] is read only where maybe[j] is set
+            found[j] = -1
+            h = hashes[j]
+            p = starts[j]
             slot = h & mask
             tag = np.int64(h >> np.uint64(33))
             while table[slot] != -1:
                 entry = table[slot]
                 cand = entry & 0xFFFFFFFF
                 a = vo[cand]
-                b = vo[cand + 1]
-                # the slot keeps 31 bits of the hash beside the index: most probes of a name that
-                # is not listed end here, without touching the values' bytes
-                if (entry >> 32) == tag and b - a == e - p:
+                # the slot keeps 31 bits of the hash beside the index: most probes of a name
+                # that is not listed end here, without touching the values' bytes
+                if (entry >> 32) == tag and vo[cand + 1] - a == e - p:
                     same = True
                     for k in range(e - p):
                         if vd[a + k] != _lower(qd[p + k]):
                             same = False
                             break
                     if same:
-                        if write:
-                            out_val[pos + hits] = cand
-                        hits += 1
+                        found[j] = cand
+                        c += 1
                         break
                 slot = (slot + np.uint64(1)) & mask
-    return hits
+        counts[i] = c
 
 
 @nb.njit(parallel=True, cache=True)
-def _domain_count(qo, qd, vo, vd, table, bits, shift, counts):  # type: ignore[no-untyped-def]
-    dummy = np.empty(0, np.int64)
-    for i in nb.prange(qo.shape[0] - 1):
-        counts[i] = _scan(qo, qd, i, vo, vd, table, bits, shift, dummy, 0, False)
-
-
-@nb.njit(parallel=True, cache=True)
-def _domain_fill(qo, qd, vo, vd, table, bits, shift, starts, out_rec, out_val):  # type: ignore[no-untyped-def]
-    for i in nb.prange(qo.shape[0] - 1):
-        if starts[i + 1] > starts[i]:
-            n = _scan(qo, qd, i, vo, vd, table, bits, shift, out_val, starts[i], True)
-            for k in range(n):
-                out_rec[starts[i] + k] = i
+def _collect(soff, maybe, found, starts_out, base, out_rec, out_val):  # type: ignore[no-untyped-def]
+    for i in nb.prange(soff.shape[0] - 1):
+        if starts_out[i + 1] == starts_out[i]:
+            continue
+        k = starts_out[i]
+        for j in range(soff[i], soff[i + 1]):
+            if maybe[j] and found[j] >= 0:
+                out_rec[k] = base + i
+                out_val[k] = found[j]
+                k += 1
 
 
 @dataclass
@@ -480,20 +531,43 @@ class DomainIndex:
         n = len(qo) - 1
         if not len(self.domains) or not n:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        counts = np.zeros(n, np.int64)
+        recs, vals = [], []
         with _threads_for(n):
-            _domain_count(
-                qo, qd, self.offsets, self.data, self.table, self.bits, self.shift, counts
-            )
-            starts = np.zeros(n + 1, np.int64)
-            np.cumsum(counts, out=starts[1:])
-            rec = np.empty(starts[-1], np.int64)
-            val = np.empty(starts[-1], np.int64)
-            if starts[-1]:
-                _domain_fill(
-                    qo, qd, self.offsets, self.data, self.table, self.bits, self.shift,
-                    starts, rec, val,
-                )  # fmt: skip
+            # in chunks, so the per-suffix arrays (~40 bytes a name) stay bounded
+            for lo in range(0, n, _CHUNK):
+                hi = min(n, lo + _CHUNK)
+                r, v = self._lookup_chunk(qo[lo : hi + 1], qd, lo)
+                recs.append(r)
+                vals.append(v)
+        return np.concatenate(recs), np.concatenate(vals)
+
+    def _lookup_chunk(
+        self, qo: np.ndarray, qd: np.ndarray, base: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Four passes: count suffixes, hash them, test the bitmap, probe the table; separate
+        passes so each is a tight loop of independent memory reads (as for IPv4)."""
+        n = len(qo) - 1
+        counts = np.empty(n, np.int64)
+        _suffix_counts(qo, qd, counts)
+        soff = np.zeros(n + 1, np.int64)
+        np.cumsum(counts, out=soff[1:])
+        m = int(soff[-1])
+        hashes = np.empty(m, np.uint64)
+        starts = np.empty(m, np.int64)
+        _suffix_hashes(qo, qd, soff, hashes, starts)
+        maybe = np.empty(m, np.uint8)
+        _bitmap_test(hashes, self.bits, self.shift, maybe)
+        found = np.empty(m, np.int64)
+        _probe(
+            qo, qd, soff, hashes, starts, maybe, self.offsets, self.data, self.table, found,
+            counts,
+        )  # fmt: skip
+        out_starts = np.zeros(n + 1, np.int64)
+        np.cumsum(counts, out=out_starts[1:])
+        rec = np.empty(out_starts[-1], np.int64)
+        val = np.empty(out_starts[-1], np.int64)
+        if out_starts[-1]:
+            _collect(soff, maybe, found, out_starts, base, rec, val)
         return rec, val
 
 
