@@ -23,6 +23,7 @@ TABLE_MODULES = (
     "mamori.cases.tables",
     "mamori.share.tables",
     "mamori.respond.points.crowdsec",  # the bouncers that pull the decision stream
+    "mamori.web.tables",  # console users, sessions, API tokens
 )
 
 

@@ -16,4 +16,7 @@ def create_app(store: Store | None = None) -> FastAPI:
     from mamori.respond.points.crowdsec import router as crowdsec_router
 
     app.include_router(crowdsec_router)  # CrowdSec bouncers' decision stream under /v1/
+    from mamori.web.api import mount as mount_api
+
+    mount_api(app)  # REST API under /api/ (users, sessions, tokens: mamori.web.auth)
     return app

@@ -1,0 +1,25 @@
+"""The REST API under ``/api/``: one module per resource, each a router whose routes state their role.
+
+Routes are thin: they check the caller's role (:func:`mamori.web.auth.require`), call the same
+stage function the CLI calls, and shape its answer. ``mount`` adds them all to an app.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from mamori.web.auth import AuthSettings
+
+
+def mount(app: FastAPI) -> None:
+    from mamori.web import auth
+
+    if not hasattr(app.state, "auth"):
+        app.state.auth = AuthSettings()
+    app.include_router(auth.router)
+    for router in _routers():
+        app.include_router(router)
+
+
+def _routers() -> list:  # type: ignore[type-arg]
+    return []
