@@ -113,7 +113,7 @@ def _reference_cidr(nets: list[str], text: str) -> str | None:
     return str(best) if best is not None else None
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.data(), st.lists(networks, min_size=1, max_size=30, unique=True))
 def test_cidr_index_equals_ipaddress(data: st.DataObject, nets: list[str]) -> None:
     texts = data.draw(st.lists(address_text(nets), min_size=1, max_size=60))
@@ -187,7 +187,7 @@ def _reference_domains(listed: list[str], q: str) -> set[str]:
     return {p for i in range(len(labels)) if (p := ".".join(labels[i:])) in wanted}
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.data(), st.lists(name.map(lambda s: s + "."), max_size=3), st.lists(name, max_size=25))
 def test_domain_index_equals_parent_loop(
     data: st.DataObject, rooted: list[str], plain: list[str]

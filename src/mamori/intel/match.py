@@ -421,17 +421,19 @@ def _suffix_counts(qo, qd, counts):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(parallel=True, cache=True)
-def _suffix_hashes(qo, qd, soff, hashes, starts):  # type: ignore[no-untyped-def]
-    """Hash of every suffix, right to left (shortest first), and where it starts."""
+def _suffix_hashes(qo, qd, soff, hashes, starts, lengths):  # type: ignore[no-untyped-def]
+    """Hash of every suffix, right to left (shortest first), where it starts and its length."""
     for i in nb.prange(qo.shape[0] - 1):
         s = qo[i]
+        e = _name_end(qo, qd, i)
         k = soff[i]
         h = _FNV_OFFSET
-        for p in range(_name_end(qo, qd, i) - 1, s - 1, -1):
+        for p in range(e - 1, s - 1, -1):
             h = (h ^ np.uint64(_lower(qd[p]))) * _FNV_PRIME
             if p == s or qd[p - 1] == 46:
                 hashes[k] = h
                 starts[k] = p
+                lengths[k] = e - p
                 k += 1
 
 
@@ -448,51 +450,33 @@ def _bitmap_test(hashes, bits, shift, maybe):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(parallel=True, cache=True)
-def _probe(qo, qd, soff, hashes, starts, maybe, vo, vd, table, found, counts):  # type: ignore[no-untyped-def]
-    """The value each bitmap-passing suffix is (verified byte for byte), else -1."""
+def _probe(qd, picked, hashes, starts, lengths, vo, vd, table, found):  # type: ignore[no-untyped-def]
+    """The value each picked suffix (it passed the filter) is, verified byte for byte, or -1."""
     mask = np.uint64(table.shape[0] - 1)
-    for i in nb.prange(qo.shape[0] - 1):
-        e = _name_end(qo, qd, i)
-        c = 0
-        for j in range(soff[i], soff[i + 1]):
-            if not maybe[j]:
-                continue  # found[j] is read only where maybe[j] is set
-            found[j] = -1
-            h = hashes[j]
-            p = starts[j]
-            slot = h & mask
-            tag = np.int64(h >> np.uint64(33))
-            while table[slot] != -1:
-                entry = table[slot]
-                cand = entry & 0xFFFFFFFF
-                a = vo[cand]
-                # the slot keeps 31 bits of the hash beside the index: most probes of a name
-                # that is not listed end here, without touching the values' bytes
-                if (entry >> 32) == tag and vo[cand + 1] - a == e - p:
-                    same = True
-                    for k in range(e - p):
-                        if vd[a + k] != _lower(qd[p + k]):
-                            same = False
-                            break
-                    if same:
-                        found[j] = cand
-                        c += 1
+    for x in nb.prange(picked.shape[0]):
+        j = picked[x]
+        h = hashes[j]
+        p = starts[j]
+        n = lengths[j]
+        found[x] = -1
+        slot = h & mask
+        tag = np.int64(h >> np.uint64(33))
+        while table[slot] != -1:
+            entry = table[slot]
+            cand = entry & 0xFFFFFFFF
+            a = vo[cand]
+            # the slot keeps 31 bits of the hash beside the index: most probes of a name that is
+            # not listed end here, without touching the values' bytes
+            if (entry >> 32) == tag and vo[cand + 1] - a == n:
+                same = True
+                for k in range(n):
+                    if vd[a + k] != _lower(qd[p + k]):
+                        same = False
                         break
-                slot = (slot + np.uint64(1)) & mask
-        counts[i] = c
-
-
-@nb.njit(parallel=True, cache=True)
-def _collect(soff, maybe, found, starts_out, base, out_rec, out_val):  # type: ignore[no-untyped-def]
-    for i in nb.prange(soff.shape[0] - 1):
-        if starts_out[i + 1] == starts_out[i]:
-            continue
-        k = starts_out[i]
-        for j in range(soff[i], soff[i + 1]):
-            if maybe[j] and found[j] >= 0:
-                out_rec[k] = base + i
-                out_val[k] = found[j]
-                k += 1
+                if same:
+                    found[x] = cand
+                    break
+            slot = (slot + np.uint64(1)) & mask
 
 
 @dataclass
@@ -544,8 +528,8 @@ class DomainIndex:
     def _lookup_chunk(
         self, qo: np.ndarray, qd: np.ndarray, base: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Four passes: count suffixes, hash them, test the bitmap, probe the table; separate
-        passes so each is a tight loop of independent memory reads (as for IPv4)."""
+        """Separate passes (count suffixes, hash them, test the filter, probe the table for the
+        few that pass), so each is a tight loop of independent memory reads (as for IPv4)."""
         n = len(qo) - 1
         counts = np.empty(n, np.int64)
         _suffix_counts(qo, qd, counts)
@@ -554,20 +538,16 @@ class DomainIndex:
         m = int(soff[-1])
         hashes = np.empty(m, np.uint64)
         starts = np.empty(m, np.int64)
-        _suffix_hashes(qo, qd, soff, hashes, starts)
+        lengths = np.empty(m, np.int64)
+        _suffix_hashes(qo, qd, soff, hashes, starts, lengths)
         maybe = np.empty(m, np.uint8)
         _bitmap_test(hashes, self.bits, self.shift, maybe)
-        found = np.empty(m, np.int64)
-        _probe(
-            qo, qd, soff, hashes, starts, maybe, self.offsets, self.data, self.table, found,
-            counts,
-        )  # fmt: skip
-        out_starts = np.zeros(n + 1, np.int64)
-        np.cumsum(counts, out=out_starts[1:])
-        rec = np.empty(out_starts[-1], np.int64)
-        val = np.empty(out_starts[-1], np.int64)
-        if out_starts[-1]:
-            _collect(soff, maybe, found, out_starts, base, rec, val)
+        picked = np.flatnonzero(maybe)
+        found = np.empty(len(picked), np.int64)
+        _probe(qd, picked, hashes, starts, lengths, self.offsets, self.data, self.table, found)
+        hit = found >= 0
+        name = np.searchsorted(soff, picked[hit], side="right") - 1
+        rec, val = name + base, found[hit]
         return rec, val
 
 
