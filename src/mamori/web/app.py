@@ -19,4 +19,7 @@ def create_app(store: Store | None = None) -> FastAPI:
     from mamori.web.api import mount as mount_api
 
     mount_api(app)  # REST API under /api/ (users, sessions, tokens: mamori.web.auth)
+    from mamori.web.console import mount as mount_console
+
+    mount_console(app)  # the console's pages, /events and /static
     return app
