@@ -266,19 +266,20 @@ def released_rows(
     """The page's rows that tlp.may_release lets go, each with everything it reaches (all of
     them, unless the SQL rule and tlp.py disagree, which is logged as the bug it would be)."""
     reached = storage.reached_rows(conn, [r.pk for r in pg.rows if r.reaches])
-    amber_pks = [r.pk for r in pg.rows if r.tlp in storage.AMBERS]
-    amber_pks += [x.pk for xs in reached.values() for x in xs if x.tlp in storage.AMBERS]
-    named = storage.named_on(conn, set(amber_pks)) if amber_pks else {}
-
-    memo: dict[tuple[str, str, tuple[str, ...]], tuple[bool, str]] = {}
+    memo: dict[tuple[str, str, str | None], tuple[bool, str]] = {}
 
     def ok(r: Any) -> tuple[bool, str]:
-        audience = tuple(sorted(named.get(r.pk, ()))) if r.tlp in storage.AMBERS else ()
-        key = (r.tlp, r.provenance, audience)
+        amber = r.tlp in storage.AMBERS
+        key = (r.tlp, r.provenance, r.audience if amber else None)
         if key not in memo:  # a page holds few distinct (TLP, origin, audience) triples
+            audience = tuple(sorted(r.audience.split(","))) if amber and r.audience else ()
             origin = r.provenance.removeprefix("partner:") if r.provenance != "local" else None
             verdict = may_release(
-                None if r.tlp == ingest.UNMARKED else r.tlp, partner, key[2], policy, origin=origin
+                None if r.tlp == ingest.UNMARKED else r.tlp,
+                partner,
+                audience,
+                policy,
+                origin=origin,
             )
             memo[key] = (bool(verdict), verdict.reason)
         return memo[key]

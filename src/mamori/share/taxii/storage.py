@@ -9,7 +9,7 @@ may not see and paging never depends on the size of the collection.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -22,6 +22,9 @@ from mamori.share.taxii.timestamps import format_us, now_us, parse_us
 OBJ = t.objects.c
 AMBERS = ("amber", "amber+strict")
 _CHUNK = 500
+# TLP labels written into the SQL text (a fixed, known set): an ``IN`` over a bound list would be
+# an "expanding" parameter, which SQLAlchemy renders into new SQL text on every execution.
+_LABEL_SQL = {x: sa.literal_column(f"'{x}'") for x in ("clear", "green", *AMBERS)}
 
 
 @dataclass(frozen=True)
@@ -32,20 +35,27 @@ class Reader:
     open_tlps: tuple[str, ...] = ()
 
 
-def _own_visible(obj: Any, opens: bool) -> sa.ColumnElement[bool]:
-    """One row's own release rule, over bound ``partner``, ``provenance`` and ``opens``."""
-    named = sa.select(t.audience.c.object_pk).where(t.audience.c.partner == sa.bindparam("partner"))
-    amber = obj.tlp.in_(AMBERS)
+def _own_visible(obj: Any, opens: tuple[str, ...]) -> sa.ColumnElement[bool]:
+    """One row's own release rule, over bound ``partner`` and ``provenance``; ``opens``: the
+    labels (of CLEAR and GREEN) open to the reader."""
+    # Correlated EXISTS, one primary-key probe per candidate row: ``pk IN (SELECT ...)`` would
+    # make SQLite build the reader's whole audience list (~100k rows at 1M objects) per query.
+    named = (
+        sa.select(sa.literal(1))
+        .where(t.audience.c.object_pk == obj.pk, t.audience.c.partner == sa.bindparam("partner"))
+        .exists()
+    )
+    amber = obj.tlp.in_([_LABEL_SQL[x] for x in AMBERS])
     conds: list[sa.ColumnElement[bool]] = [
         sa.and_(amber, obj.provenance == sa.bindparam("provenance")),
-        sa.and_(amber, obj.provenance == "local", obj.pk.in_(named)),
+        sa.and_(amber, obj.provenance == "local", named),
     ]
     if opens:
-        conds.insert(0, obj.tlp.in_(sa.bindparam("opens", expanding=True)))
+        conds.insert(0, obj.tlp.in_([_LABEL_SQL[x] for x in opens]))
     return sa.or_(*conds)
 
 
-def visible_to(opens: bool) -> sa.ColumnElement[bool]:
+def visible_to(opens: tuple[str, ...]) -> sa.ColumnElement[bool]:
     """The release rule of share/tlp.py as SQL (tlp.may_release stays the final word per row).
 
     RED and unmarked rows are never visible; CLEAR/GREEN when open to the reader; AMBER and
@@ -104,7 +114,7 @@ class _Shape:
     added_after: bool
     after: bool
     reader: bool
-    opens: bool
+    opens: tuple[str, ...]
     columns: tuple[sa.ColumnElement[Any], ...]
 
 
@@ -137,7 +147,7 @@ def _statement(shape: _Shape) -> sa.Select[Any]:
         conds.append(visible_to(shape.opens))
     reaches = sa.exists().where(t.closure.c.object_pk == OBJ.pk).label("reaches")
     return (
-        sa.select(OBJ.pk, OBJ.date_added_us, reaches, *shape.columns)
+        sa.select(OBJ.pk, OBJ.date_added_us, reaches, _audience(OBJ.pk), *shape.columns)
         .where(*conds)
         .order_by(OBJ.date_added_us, OBJ.pk)
         .limit(sa.bindparam("limit"))
@@ -153,7 +163,7 @@ def page(
 ) -> Page:
     """One page of rows in ``date_added`` order (``limit`` + 1 fetched to know if there is more)."""
     stamps = [parse_us(v) for v in q.versions if v not in ("first", "last", "all")]
-    opens = [x for x in reader.open_tlps if x in ("clear", "green")] if reader else []
+    opens = tuple(x for x in ("clear", "green") if reader and x in reader.open_tlps)
     shape = _Shape(
         last="last" in q.versions,
         first="first" in q.versions,
@@ -165,7 +175,7 @@ def page(
         added_after=q.added_after is not None,
         after=q.after is not None,
         reader=reader is not None,
-        opens=bool(opens),
+        opens=opens,
         columns=tuple(columns),
     )
     params: dict[str, Any] = {"cid": collection_id, "limit": q.limit + 1}
@@ -184,47 +194,34 @@ def page(
     if reader is not None:
         params["partner"] = reader.partner
         params["provenance"] = f"partner:{reader.partner}"
-        if opens:
-            params["opens"] = opens
     rows = list(conn.execute(_statement(shape), params).all())
     return Page(rows[: q.limit], len(rows) > q.limit)
 
 
-def named_on(conn: sa.Connection, pks: Iterable[int]) -> dict[int, list[str]]:
-    """Partners named on each of these rows (the AMBER audience)."""
-    out: dict[int, list[str]] = {}
-    pks = list(pks)
-    for i in range(0, len(pks), _CHUNK):
-        for pk, partner in conn.execute(_NAMED, {"pks": pks[i : i + _CHUNK]}):
-            out.setdefault(pk, []).append(partner)
-    return out
+def _audience(pk: Any) -> sa.Label[Any]:
+    """The partners named on a row (the AMBER audience), comma-separated, read with the row."""
+    return (
+        sa.select(sa.func.aggregate_strings(t.audience.c.partner, sa.literal_column("','")))
+        .where(t.audience.c.object_pk == pk)
+        .scalar_subquery()
+        .label("audience")
+    )
 
 
 _REF = t.objects.alias("ref")
 _REACHED = (
-    sa.select(
-        t.closure.c.object_pk.label("of"),
-        _REF.c.pk,
-        _REF.c.object_id,
-        _REF.c.tlp,
-        _REF.c.provenance,
-    )
+    sa.select(_REF.c.pk, _REF.c.object_id, _REF.c.tlp, _REF.c.provenance, _audience(_REF.c.pk))
     .join(_REF, _REF.c.object_id == t.closure.c.ref_id)
-    .where(t.closure.c.object_pk.in_(sa.bindparam("pks", expanding=True)))
-)
-_NAMED = sa.select(t.audience.c.object_pk, t.audience.c.partner).where(
-    t.audience.c.object_pk.in_(sa.bindparam("pks", expanding=True))
+    .where(t.closure.c.object_pk == sa.bindparam("pk"))
 )
 
 
 def reached_rows(conn: sa.Connection, pks: Sequence[int]) -> dict[int, list[sa.Row[Any]]]:
-    """For each row, the stored rows (every version) of the ids it reaches."""
-    out: dict[int, list[sa.Row[Any]]] = {}
-    pks = list(pks)
-    for i in range(0, len(pks), _CHUNK):
-        for row in conn.execute(_REACHED, {"pks": pks[i : i + _CHUNK]}):
-            out.setdefault(row.of, []).append(row)
-    return out
+    """For each row, the stored rows (every version) of the ids it reaches, with their audience.
+
+    One cached statement per row (few rows of a page reach anything) rather than an expanding
+    ``IN`` list whose SQL would be rendered anew each time."""
+    return {pk: conn.execute(_REACHED, {"pk": pk}).all() for pk in pks}
 
 
 # --- writing ------------------------------------------------------------------------------------
