@@ -106,7 +106,7 @@ def test_a_damaged_capture_is_named(tmp_path: Path, data_dir: Path) -> None:
             st.booleans(),  # direction
             st.sampled_from([0.001, 1.0, 90.0]),  # gap: 90 s ends a UDP connection (60 s)
             st.binary(min_size=0, max_size=30),
-            st.sampled_from(["udp", "icmp"]),
+            st.sampled_from(["udp", "icmp", "unreachable"]),
         ),
         min_size=1,
         max_size=60,
@@ -116,7 +116,7 @@ def test_a_damaged_capture_is_named(tmp_path: Path, data_dir: Path) -> None:
 def test_any_subset_of_connections_is_cut_exactly(
     tmp_path: Path, packets: list, pick: st.DataObject
 ) -> None:
-    """Synthetic captures with reused 5-tuples, timeouts and ICMP: whatever connections are
+    """Synthetic captures with reused 5-tuples, timeouts and ICMP of two kinds: whatever connections are
     chosen, the cut holds exactly their packets (the lake's count of each) and nothing else,
     each record unchanged."""
     records, t = [], 1_700_000_000 * 10**9
@@ -131,12 +131,19 @@ def test_any_subset_of_connections_is_cut_exactly(
                 else pcap_writer.udp(sport, cport, payload)
             )
             ip = pcap_writer.ipv4(src, dst, 17, l4)
-        else:
-            ip = pcap_writer.ipv4(src, dst, 1, pcap_writer.icmp(8 if to_server else 0, 0, payload))
+        elif kind == "icmp":  # echo request or reply
+            ip = pcap_writer.ipv4(
+                src, dst, 1, pcap_writer.icmp(8 if to_server else 0, 0, b"\0\1\0\1" + payload)
+            )
+        else:  # port unreachable, beside echoes between the same hosts
+            ip = pcap_writer.ipv4(src, dst, 1, pcap_writer.icmp(3, 3, b"\0\0\0\0" + payload))
         records.append(pcap_writer.Rec(t, pcap_writer.ether(0x0800, ip)))
     source = tmp_path / "synthetic.pcap"
     source.write_bytes(pcap_writer.classic_pcap(records))
-    conn = pl.from_arrow(tables_of([source])[0]["conn"])
+    tables = tables_of([source])[0]
+    if "conn" not in tables:  # e.g. only truncated ICMP: no connection at all, nothing to cut
+        return
+    conn = pl.from_arrow(tables["conn"])
     mask = pick.draw(st.lists(st.booleans(), min_size=conn.height, max_size=conn.height))
     chosen = conn.filter(pl.Series(mask, dtype=pl.Boolean))
     cut = cut_capture(source, chosen, tmp_path / "cut.pcap")

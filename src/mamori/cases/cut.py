@@ -3,8 +3,12 @@
 Which packets belong to a connection is decided from what the lake recorded about it, not from how
 uids are computed (that may change between versions): the capture is read again with the same
 reader, decoder and fragment reassembler the patrol used, and a packet belongs to a connection
-when its protocol, addresses and (TCP/UDP/SCTP) ports match in either direction and its record
-number lies in the connection's ``first_record``..``last_record`` span. The number of packets
+when it is a packet the patrol's tracker counts (decoded whole, not a tunnel's carrier, ICMP of
+at least 8 bytes), its protocol, addresses and key match the connection's in either direction,
+and its record number lies in the connection's ``first_record``..``last_record`` span. The key
+is the ports for TCP/UDP/SCTP, and for ICMP what Zeek keys it by: the type and its counterpart
+for request/reply pairs (echo, timestamp, …), else type and code, one way only. One key has one
+connection at a time, so the span separates reuses of a key. The number of packets
 found is checked against the connection's ``orig_pkts + resp_pkts``. Every matching record
 (tunnelled packets by their inner or outer connection, and every fragment of a datagram that
 completed one) is then copied from the source file unchanged: the same record header, timestamp,
@@ -27,7 +31,7 @@ import numpy as np
 import polars as pl
 
 from mamori.config import Settings
-from mamori.sensors.pcap.decode import FRAGMENT, decode
+from mamori.sensors.pcap.decode import FRAGMENT, OK, TUN_GRE, TUN_IP, decode
 from mamori.sensors.pcap.fragments import FragmentReassembler
 from mamori.sensors.pcap.reader import PCAPNG_IDB, PCAPNG_SHB, CaptureError, PcapReader
 
@@ -70,7 +74,20 @@ def _gather(data: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> np.ndarra
     return np.asarray(data[idx])
 
 
-PORTED = (6, 17, 132)  # TCP, UDP, SCTP: a connection is its 5-tuple; others by addresses
+# TCP, UDP, SCTP: a connection is its 5-tuple; ICMP is keyed by types (below); others by addresses.
+PORTED = (6, 17, 132, 1, 58)
+# Zeek's ICMP request/reply pairs: a message and its counterpart are one connection, keyed
+# (type, counterpart type); any other message is one-way, keyed (type, code), never reversed.
+_PAIRS = {
+    1: {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 10: 9, 9: 10, 17: 18, 18: 17},
+    58: {128: 129, 129: 128, 133: 134, 134: 133, 135: 136, 136: 135, 130: 131, 131: 130,
+         139: 140, 140: 139, 144: 145, 145: 144, 146: 147, 147: 146},
+}  # fmt: skip
+_COUNTERPART = np.full((2, 256), -1, np.int64)
+for _row, _proto in enumerate((1, 58)):
+    for _t, _c in _PAIRS[_proto].items():
+        _COUNTERPART[_row, _t] = _c
+ICMP_MINLEN = 8  # shorter ICMP messages are dropped, by Zeek and by the patrol's tracker
 
 
 def _addr(text: str) -> tuple[int, int]:
@@ -104,6 +121,11 @@ def _wanted(conns: pl.DataFrame) -> pl.DataFrame:
     rev = base.rename(
         {"rhi": "shi", "rlo": "slo", "ohi": "dhi", "olo": "dlo", "rp": "sp", "op": "dp"}
     )
+    # A one-way ICMP connection (not a request/reply pair) is only ever seen from its originator.
+    paired = ((pl.col("proto") == 1) & pl.col("dp").is_in(list(_PAIRS[1]))) | (
+        (pl.col("proto") == 58) & pl.col("dp").is_in(list(_PAIRS[58]))
+    )
+    rev = rev.filter(~pl.col("proto").is_in([1, 58]) | paired)
     return pl.concat([fwd, rev.select(fwd.columns)]).unique()
 
 
@@ -123,7 +145,7 @@ def select_records(
     settings = settings or Settings()
     want = _wanted(conns)
     ported = want.filter(pl.col("proto").is_in(PORTED))
-    other = want.filter(~pl.col("proto").is_in(PORTED)).drop("sp", "dp").unique()
+    by_addr = want.filter(~pl.col("proto").is_in(PORTED)).drop("sp", "dp").unique()
     reader = PcapReader(source, settings.batch_bytes)
     fragments = FragmentReassembler()
     parts: dict[tuple[int, ...], list[tuple[int, int, int]]] = {}
@@ -141,8 +163,21 @@ def select_records(
                 done = parts.pop(key)
                 completed[done[-1][0]] = done
             c = pk.cols
-            rows = np.flatnonzero(c["status"] != FRAGMENT)
+            # The rows the tracker counts: decoded whole, not the carrier of an IP-in-IP or GRE
+            # tunnel (its inner packet is a row of its own), ICMP no shorter than its minimum.
+            proto = c["proto"].astype(np.int64)
+            is_icmp = (proto == 1) | (proto == 58)
+            usable = (c["status"] == OK) & (c["tunnel"] != TUN_IP) & (c["tunnel"] != TUN_GRE)
+            usable &= ~is_icmp | (c["pay_len"].astype(np.int64) + 4 >= ICMP_MINLEN)
+            rows = np.flatnonzero(usable)
             rec = c["rec"][rows].astype(np.int64)
+            sp = c["sport"][rows].astype(np.int64)
+            dp = c["dport"][rows].astype(np.int64)
+            icmp_rows = np.flatnonzero(is_icmp[rows])
+            if icmp_rows.size:
+                kind = (proto[rows][icmp_rows] == 58).astype(np.int64)
+                partner = _COUNTERPART[kind, np.clip(sp[icmp_rows], 0, 255)]
+                dp[icmp_rows] = np.where(partner >= 0, partner, dp[icmp_rows])
             frame = pl.DataFrame(
                 {
                     "proto": c["proto"][rows].astype(np.int64),
@@ -150,8 +185,8 @@ def select_records(
                     "slo": c["src_lo"][rows],
                     "dhi": c["dst_hi"][rows],
                     "dlo": c["dst_lo"][rows],
-                    "sp": c["sport"][rows].astype(np.int64),
-                    "dp": c["dport"][rows].astype(np.int64),
+                    "sp": sp,
+                    "dp": dp,
                     "rec_no": batch.first_record + rec + 1,
                     "file_off": batch.file_off[rec],
                     "caplen": batch.caplen[rec].astype(np.int64),
@@ -161,7 +196,7 @@ def select_records(
             hits = pl.concat(
                 [
                     frame.join(ported, on=keys5),
-                    frame.join(other, on=keys5[:5]),
+                    frame.join(by_addr, on=keys5[:5]),
                 ],
                 how="diagonal",
             ).filter(pl.col("rec_no").is_between(pl.col("first"), pl.col("last")))
