@@ -130,11 +130,10 @@ def login_submit(
     try:
         auth.login(request, resp, username, password)
     except HTTPException as exc:
-        message = (
-            "Too many failed logins; wait a few minutes."
-            if exc.status_code == 429
-            else "Wrong user name or password."
-        )
+        message = {
+            429: "Too many failed logins; wait a few minutes.",
+            401: "Wrong user name or password.",
+        }.get(exc.status_code, str(exc.detail))
         return _login_error(request, next, message, exc.status_code)
     resp.delete_cookie(LOGIN_CSRF, path="/login")
     return resp
