@@ -473,6 +473,8 @@ def login(request: Request, response: Response, name: str, password: str) -> tup
         limiter.fail(*keys)
         raise HTTPException(401, "wrong user name or password")
     limiter.succeed(keys[0])
+    if user.role is Role.PARTNER:
+        raise HTTPException(403, "partner accounts are for TAXII only; they have no console")
     cookie, csrf = open_session(_store(request), user.name, cfg.session_lifetime)
     set_session_cookies(request, response, cookie, csrf)
     return user, csrf
@@ -510,14 +512,16 @@ def login_route(creds: Credentials, request: Request, response: Response) -> Me:
 
 @router.post("/logout", status_code=204, response_class=Response)
 async def logout_route(
-    request: Request, response: Response, _: Annotated[User, Depends(current_user)]
+    request: Request, response: Response, _: Annotated[User, Depends(require(Role.ANALYST))]
 ) -> None:
     """End this console session (a CSRF-checked state change like any other)."""
     logout(request, response)
 
 
 @router.get("/me", response_model=Me, responses={401: {}})
-async def me_route(request: Request, user: Annotated[User, Depends(current_user)]) -> Me:
+async def me_route(
+    request: Request, user: Annotated[User, Depends(require(Role.ANALYST))]
+) -> Me:
     """Who the credentials belong to (and, for a session, its CSRF token)."""
     return Me(
         name=user.name,

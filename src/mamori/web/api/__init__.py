@@ -6,7 +6,7 @@ stage function the CLI calls, and shape its answer. ``mount`` adds them all to a
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from mamori.web.auth import AuthSettings
 
@@ -21,5 +21,8 @@ def mount(app: FastAPI) -> None:
         app.include_router(router)
 
 
-def _routers() -> list:  # type: ignore[type-arg]
-    return []
+def _routers() -> list[APIRouter]:
+    from mamori.web.api import cases, decisions, hunt, incidents, intel, partners, runs, users
+
+    modules = (runs, incidents, cases, decisions, intel, partners, hunt, users)
+    return [m.router for m in modules]
