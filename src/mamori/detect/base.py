@@ -4,7 +4,10 @@ A detector is a plain function over Polars LazyFrames of the lake tables it ``re
 rows of the alerts schema (built with :func:`alerts`). It declares the partition ``key`` its logic
 groups by: all rows of one key value are enough to decide that key's alerts, which is what lets an
 engine run the same function on one machine (Polars, every core) or per key on Spark
-(``groupBy(key).applyInArrow``) without rewriting it. Its tunables are a frozen dataclass with
+(``groupBy(key).applyInArrow``) without rewriting it. A key that is not a column of every table
+read (a flood's ``victim`` is whichever endpoint received the replies) comes with ``derive``: per
+table, the row-wise expression of each such key column, so an engine can partition rows before the
+detector sees them (``detect.partition``). Its tunables are a frozen dataclass with
 documented defaults; a YAML file can override them (validated, with errors naming the file).
 """
 
@@ -44,6 +47,7 @@ class Detector:
     params: type[Params]
     fn: DetectorFn
     doc: str
+    derive: Mapping[str, Mapping[str, pl.Expr]] = dataclasses.field(default_factory=dict)
 
     def run(self, frames: Mapping[str, pl.LazyFrame], params: Params | None = None) -> pl.LazyFrame:
         return self.fn(*(frames[t] for t in self.reads), params or self.params())
@@ -59,14 +63,27 @@ def detector(
     key: tuple[str, ...],
     attack: tuple[str, ...],
     params: type[Params],
+    derive: Mapping[str, Mapping[str, pl.Expr]] | None = None,
 ) -> Callable[[DetectorFn], DetectorFn]:
-    """Register a detector function under a stable id; a second one with the same id is a bug."""
+    """Register a detector function under a stable id; a second one with the same id is a bug,
+    and so is a key an engine could not compute for every table the detector reads."""
+    from mamori.schema import schema_of
+
     tables = (reads,) if isinstance(reads, str) else tuple(reads)
+    derive = dict(derive or {})
+    for table in tables:
+        have = set(schema_of(table).names) | set(derive.get(table, {}))
+        missing = [k for k in key if k not in have]
+        if missing:
+            raise ValueError(
+                f"detector {id!r}: key {missing} is neither a column of {table!r} nor derived"
+            )
 
     def wrap(fn: DetectorFn) -> DetectorFn:
         if id in _REGISTRY:
             raise ValueError(f"detector {id!r} registered twice")
-        _REGISTRY[id] = Detector(id, tables, key, attack, params, fn, (fn.__doc__ or "").strip())
+        doc = (fn.__doc__ or "").strip()
+        _REGISTRY[id] = Detector(id, tables, key, attack, params, fn, doc, derive)
         return fn
 
     return wrap

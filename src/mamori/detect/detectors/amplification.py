@@ -43,10 +43,20 @@ class AmplificationParams(Params):
     min_byte_ratio: float = 20.0
 
 
+def service_flipped() -> pl.Expr:
+    """The amplifying service is on the responder side: the victim is the originator."""
+    return pl.col("resp_p").is_in(list(SERVICES))
+
+
+def victim() -> pl.Expr:
+    """The endpoint that received the replies (row-wise: what partitions rows per victim)."""
+    return pl.when(service_flipped()).then(pl.col("orig_h")).otherwise(pl.col("resp_h"))
+
+
 def responses(conn: pl.LazyFrame) -> pl.LazyFrame:
     """UDP exchanges with an amplifying service port, oriented: ``victim``, ``reflector``, ``port``,
     response/request packets and bytes. Used by the backscatter detector too."""
-    flipped = pl.col("resp_p").is_in(list(SERVICES))  # service on the responder side
+    flipped = service_flipped()
     unflipped = pl.col("orig_p").is_in(list(SERVICES)) & ~flipped
 
     def side(if_flipped: str, if_not: str) -> pl.Expr:
@@ -57,7 +67,7 @@ def responses(conn: pl.LazyFrame) -> pl.LazyFrame:
         .select(
             "ts",
             "uid",
-            victim=side("orig_h", "resp_h"),
+            victim=victim(),
             reflector=side("resp_h", "orig_h"),
             port=side("resp_p", "orig_p"),
             rsp_pkts=side("resp_pkts", "orig_pkts").fill_null(0),
@@ -70,7 +80,12 @@ def responses(conn: pl.LazyFrame) -> pl.LazyFrame:
 
 
 @detector(
-    DETECTOR_ID, reads="conn", key=("victim",), attack=("T1498.002",), params=AmplificationParams
+    DETECTOR_ID,
+    reads="conn",
+    key=("victim",),
+    attack=("T1498.002",),
+    params=AmplificationParams,
+    derive={"conn": {"victim": victim()}},
 )
 def amplification(conn: pl.LazyFrame, p: AmplificationParams) -> pl.LazyFrame:
     """Victims of UDP reflection: many reflectors, unsolicited or highly amplified responses."""

@@ -24,6 +24,7 @@ import polars as pl
 
 from mamori.detect.base import Params, alerts, detector
 from mamori.detect.detectors.amplification import responses
+from mamori.detect.detectors.amplification import service_flipped as amp_flipped
 from mamori.detect.detectors.ddos import windowed
 
 
@@ -42,12 +43,27 @@ class BackscatterParams(Params):
     defer_to_udp_reflectors: int = 20
 
 
+def _flipped() -> pl.Expr:
+    # Only SYN-ACKs/RSTs from the source, at most RSTs back: a session caught mid-handshake has data.
+    hist = pl.col("history").fill_null("")
+    return (pl.col("proto") == "tcp") & hist.str.contains(r"^\^[hr][hrR]*$")
+
+
+def _victim() -> pl.Expr:
+    """Row-wise receiver of unsolicited answers, and of UDP reflections (which these detectors
+    weigh against ddos.amplification's): what partitions rows per victim."""
+    return (
+        pl.when(_flipped() | ((pl.col("proto") == "udp") & amp_flipped()))
+        .then(pl.col("orig_h"))
+        .otherwise(pl.col("resp_h"))
+    )
+
+
 def unsolicited(conn: pl.LazyFrame) -> pl.LazyFrame:
     """Answers nobody on this host asked for, oriented: ``victim`` (receiver), ``source``, ``kind``."""
     hist = pl.col("history").fill_null("")
     tcp = pl.col("proto") == "tcp"
-    # Only SYN-ACKs/RSTs from the source, at most RSTs back: a session caught mid-handshake has data.
-    flipped = tcp & hist.str.contains(r"^\^[hr][hrR]*$")
+    flipped = _flipped()
     direct = tcp & hist.str.contains(r"^[HR][HRr]*$")
     v6 = pl.col("orig_h").str.contains(":", literal=True)
     unreach = (pl.col("proto") == "icmp") & pl.when(v6).then(pl.col("orig_p") == 1).otherwise(
@@ -148,6 +164,7 @@ def _findings(conn: pl.LazyFrame, p: BackscatterParams) -> pl.LazyFrame:
     key=("victim",),
     attack=("T1498.002",),
     params=BackscatterParams,
+    derive={"conn": {"victim": _victim()}},
 )
 def tcp_reflection(conn: pl.LazyFrame, p: BackscatterParams) -> pl.LazyFrame:
     """Hosts flooded with SYN-ACK/RST from many servers that were sent SYNs in the host's name."""
@@ -168,6 +185,7 @@ def tcp_reflection(conn: pl.LazyFrame, p: BackscatterParams) -> pl.LazyFrame:
     key=("victim",),
     attack=("T1498.001", "T1499.001"),
     params=BackscatterParams,
+    derive={"conn": {"victim": _victim()}},
 )
 def backscatter(conn: pl.LazyFrame, p: BackscatterParams) -> pl.LazyFrame:
     """Hosts catching replies to floods elsewhere that spoofed their address (low/medium)."""

@@ -83,6 +83,7 @@ def _entropy(chars: pl.Expr) -> pl.Expr:
     key=_KEY,
     attack=("T1071.004", "T1048"),
     params=DnsTunnelParams,
+    derive={"dns": {"domain": registered_domain(pl.col("query"))}},
 )
 def dns_tunnel(dns: pl.LazyFrame, p: DnsTunnelParams) -> pl.LazyFrame:
     """Client/domain pairs with many distinct subdomains that are encoded, fetched as TXT/NULL,
