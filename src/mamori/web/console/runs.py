@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -167,8 +168,27 @@ class Runs:
         from mamori.patrol import patrol
 
         status = dict(run.status)
+        status["bytes_total"] = sum(c.stat().st_size for c in captures if c.is_file())
+        status["bytes_read"] = 0
+        _write_status(run.folder, status)
+        read: dict[Path, int] = {}
+        last = [0.0]
+        lock = threading.Lock()
+
+        def progress(path: Path, n: int) -> None:
+            # Bytes of each capture read so far (the API's progress); written at most twice a second.
+            with lock:
+                read[path] = max(n, read.get(path, 0))
+                if time.monotonic() - last[0] >= 0.5:
+                    last[0] = time.monotonic()
+                    status["bytes_read"] = sum(read.values())
+                    _write_status(run.folder, status)
+
         try:
-            result = patrol(captures, run.folder / "lake", run.folder, load_settings(None))
+            result = patrol(
+                captures, run.folder / "lake", run.folder, load_settings(None), progress=progress
+            )
+            status["bytes_read"] = status["bytes_total"]
             report = result.report
             status |= {
                 "state": "done",
