@@ -119,4 +119,6 @@ async def stream(
     finally:
         if pending is not None:
             pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await pending  # the subscription must stop running before it can be closed
         await events.aclose()  # type: ignore[attr-defined]

@@ -88,7 +88,7 @@ def severity_bar(counts: dict[str, int], *, width: int = 640, height: int = 28) 
     return "".join(parts)
 
 
-def entity_graph(incident: dict[str, Any], *, width: int = 640, height: int = 300) -> str:
+def entity_graph(incident: dict[str, Any], *, width: int = 640) -> str:
     """Attackers on the left, victims on the right, domains below; an edge per alert (src → dst),
     labelled with its detector. Enough to see who did what to whom at a glance."""
     ents = incident.get("entities", {})
@@ -98,6 +98,7 @@ def entity_graph(incident: dict[str, Any], *, width: int = 640, height: int = 30
     if not attackers and not victims and not domains:
         return '<p class="empty">No entities named.</p>'
     pos: dict[str, tuple[float, float]] = {}
+    height = max(120, 50 * max(len(attackers), len(victims), 1) + 20) + (70 if domains else 0)
 
     def column(names: list[str], x: float, top: float, bottom: float) -> None:
         for n, name in enumerate(names):
