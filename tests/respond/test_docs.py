@@ -56,7 +56,18 @@ def test_the_worked_example(tmp_path: Path, asyncrat_report: Path, dns_tunnel_re
         7200,
     )
 
-    (dns,) = _cli("plan", str(dns_tunnel_report), "--policy", str(policy), "--db", db)
+    sinkhole, dns = sorted(
+        _cli("plan", str(dns_tunnel_report), "--policy", str(policy), "--db", db),
+        key=lambda d: d["action"] != "sinkhole",
+    )
+    # The tunnel's zone is an entity of the incident: the dns_c2 profile sinkholes it, for a person
+    # to approve.
+    assert (sinkhole["id"], sinkhole["action"], sinkhole["target"], sinkhole["verdict"]) == (
+        "d-d292c883edc4361a",
+        "sinkhole",
+        "ostrykebs.pl",
+        "needs_approval",
+    )
     assert (dns["id"], dns["action"], dns["target"], dns["verdict"]) == (
         "d-cd1ef79d711c5b84",
         "quarantine",
@@ -70,8 +81,8 @@ def test_the_worked_example(tmp_path: Path, asyncrat_report: Path, dns_tunnel_re
     (approved,) = _cli("approve", quarantine["id"], "--by", "alice", "--db", db)
     assert approved["state"] == "approved"
     res = runner.invoke(app, ["respond", "audit", "verify", "--db", db])
-    assert res.exit_code == 0 and "audit log intact: 8 entries" in res.stdout
-    for id_ in (block["id"], quarantine["id"], dns["id"]):
+    assert res.exit_code == 0 and "audit log intact: 10 entries" in res.stdout
+    for id_ in (block["id"], quarantine["id"], sinkhole["id"], dns["id"]):
         assert id_ in DOC.read_text()
 
 
