@@ -91,6 +91,10 @@ def test_manifest_names_sources_with_their_own_hash(package: Package, data_dir: 
     assert m["connections_missing"] == []
     assert {c["uid"] for c in m["connections"]} == set(case_uids(package.case))
     assert all(c["packets"] == c["expected"] > 0 for c in m["connections"])
+    # the sandcat alert stands for 36 check-ins over 2 connections: counted in conn records
+    alerts = [a for i in package.case.incidents for a in i["alerts"]]
+    capped = [a for a in alerts if a["count"] > len(a["evidence"]["uids"])]
+    assert len(m["alerts_with_more_records"]) == len(capped)
 
 
 def test_records_and_intel_are_those_of_the_case(package: Package) -> None:

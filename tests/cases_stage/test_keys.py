@@ -77,3 +77,21 @@ def test_a_signature_holds_for_its_data_only(data: bytes, flip: int) -> None:
         assert not keys.check(key.public_key(), changed, sig)
     assert not keys.check(Ed25519PrivateKey.generate().public_key(), data, sig)
     assert not keys.check(key.public_key(), data, "not base64!")
+
+
+@given(offset=st.integers(0, 200), bit=st.integers(0, 7))
+def test_a_damaged_public_key_file_is_refused_or_reads_as_another_key(
+    tmp_path_factory: pytest.TempPathFactory, offset: int, bit: int
+) -> None:
+    """Never an unexpected exception: a verifier must name the bad file, not crash."""
+    folder = tmp_path_factory.mktemp("pub")
+    made = keys.generate(folder / "op.pem")
+    data = bytearray(made.public_path.read_bytes())
+    data[offset % len(data)] ^= 1 << bit
+    made.public_path.write_bytes(bytes(data))
+    try:
+        key = keys.load_public(made.public_path)
+    except keys.KeyStoreError as exc:
+        assert str(made.public_path) in str(exc)
+    else:
+        assert isinstance(keys.fingerprint(key), str)

@@ -90,6 +90,28 @@ def case_uids(case: Case) -> list[str]:
     return list(seen)
 
 
+def _capped(case: Case) -> list[dict[str, Any]]:
+    """Alerts whose records outnumber the uids the report kept for them (at most 50 each): the
+    package holds only the named connections, and says so."""
+    out = []
+    for inc in case.incidents:
+        for alert in inc.get("alerts", []):
+            ev = alert.get("evidence") or {}
+            named = len(ev.get("uids", [])) if isinstance(ev, dict) else 0
+            count = alert.get("count")
+            if isinstance(count, int) and count > named:
+                out.append(
+                    {
+                        "incident": inc.get("id"),
+                        "detector": alert.get("detector"),
+                        "records": count,
+                        "named": named,
+                        "table": ev.get("table") if isinstance(ev, dict) else None,
+                    }
+                )
+    return out
+
+
 def _frames(lake: Path | None) -> dict[str, pl.LazyFrame]:
     from mamori.detect.engine import lake_frames
 
@@ -321,6 +343,7 @@ def _build(
         "files": files,
         "connections": connections.to_dicts(),
         "connections_missing": missing,
+        "alerts_with_more_records": _capped(case),
         "custody": {"file": CUSTODY, "entries": len(events), "head": events[-1].hash},
     }
     manifest_bytes = json.dumps(manifest, indent=2, ensure_ascii=False).encode() + b"\n"

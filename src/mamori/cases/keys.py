@@ -17,7 +17,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -117,7 +117,7 @@ def load_private(path: Path | None = None) -> Ed25519PrivateKey:
         raise KeyStoreError(f"{path}: the key is encrypted; set {PASSPHRASE_ENV}")
     try:
         key = serialization.load_pem_private_key(data, password=secret if encrypted else None)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         reason = "wrong passphrase" if encrypted else f"not a PEM private key ({exc})"
         raise KeyStoreError(f"{path}: {reason}") from None
     if not isinstance(key, Ed25519PrivateKey):
@@ -132,7 +132,7 @@ def load_public(path: Path) -> Ed25519PublicKey:
         raise KeyStoreError(f"{path}: cannot read ({exc.strerror or exc})") from None
     try:
         key = serialization.load_pem_public_key(data)
-    except ValueError as exc:
+    except (ValueError, UnsupportedAlgorithm) as exc:
         raise KeyStoreError(f"{path}: not a PEM public key ({exc})") from None
     if not isinstance(key, Ed25519PublicKey):
         raise KeyStoreError(f"{path}: not an Ed25519 public key")
