@@ -191,14 +191,19 @@ def mamori_cli_ready() -> bool:
     return r.returncode == 0
 
 
-def mamori_tool(input_key: str, cli: bool) -> Tool:
+def mamori_tool(input_key: str, cli: bool, one_process: bool = False) -> Tool:
+    """mamori on every core (its default), or held to one process (``MAMORI_WORKERS=1``)."""
+
     def stages(tmp: Path, cap: Path) -> list[list[str]]:
+        env = ["env", "MAMORI_WORKERS=1"] if one_process else []
         if cli:
-            return [["mamori", "ingest", str(cap), "--lake", str(tmp / "lake")]]
-        return [[PY, str(PEERS / "mamori_fallback.py"), str(cap), "--lake", str(tmp / "lake")]]
+            return [[*env, "mamori", "ingest", str(cap), "--lake", str(tmp / "lake")]]
+        return [
+            [*env, PY, str(PEERS / "mamori_fallback.py"), str(cap), "--lake", str(tmp / "lake")]
+        ]
 
     return Tool(
-        name="mamori ingest",
+        name="mamori ingest, 1 process" if one_process else "mamori ingest",
         input=input_key,
         stages=stages,
         count=lambda tmp, _s: _lake_rows(tmp / "lake"),
@@ -398,7 +403,7 @@ def ratios(results: list[Result]) -> dict[str, float]:
     if m is None:
         return out
     for r in ok.values():
-        if r.tool == "mamori ingest":
+        if r.tool.startswith("mamori ingest"):
             continue
         # peers on a slice compare by packets/s; the payload-rich runs only with each other
         if r.input == "payload-rich":
@@ -410,6 +415,11 @@ def ratios(results: list[Result]) -> dict[str, float]:
     mp = ok.get(("minimal Numba+Polars pass", "full"))
     if mp:
         out["minimal pass / mamori (goal <= 3)"] = mp.packets_per_s / m.packets_per_s
+    one = ok.get(("mamori ingest, 1 process", "full"))
+    if one:
+        out["mamori, every core / 1 process"] = m.packets_per_s / one.packets_per_s
+        if nf:
+            out["mamori 1 process / nfpcapd (full)"] = one.packets_per_s / nf.packets_per_s
     mp_pl = ok.get(("mamori ingest", "payload-rich"))
     nf_pl = ok.get(("nfpcapd + nfdump -o csv", "payload-rich"))
     if mp_pl and nf_pl:
@@ -453,6 +463,7 @@ def markdown(results: list[Result], rat: dict[str, float], info: dict[str, objec
 def plan(args: argparse.Namespace, cli: bool) -> list[Tool]:
     tools = [
         mamori_tool("full", cli),
+        mamori_tool("full", cli, one_process=True),
         nfdump_tool("full"),
         argus_tool("full"),
         tshark_tool("1 % slice"),
