@@ -24,7 +24,9 @@ from pathlib import Path
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
@@ -144,8 +146,12 @@ def browser(tmp_path: Path) -> Iterator[tuple[WebDriver, Path]]:
 
 
 def shot(drv: WebDriver, name: str) -> None:
+    """The whole page at laptop width (the window grows to the page's height for the picture)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    height = int(drv.execute_script("return document.documentElement.scrollHeight;"))
+    drv.set_window_size(1366, max(900, min(height + 100, 6000)))
     drv.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+    drv.set_window_size(1366, 900)
 
 
 def mark_page(drv: WebDriver) -> None:
@@ -261,6 +267,22 @@ def test_console_end_to_end(
     )
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "OK" in verified.stdout
+
+    # --- the keyboard: the first Tab reaches the skip link; "g" then "a" opens the alerts
+    drv.get(server.url + "/")
+    wait.until(ec.presence_of_element_located((By.ID, "traffic-h")))
+    assert drv.find_elements(By.CSS_SELECTOR, "svg.chart rect")  # charts drawn from the run
+    shot(drv, "07-overview")
+    body = drv.find_element(By.TAG_NAME, "body")
+    body.send_keys(Keys.TAB)
+    assert drv.switch_to.active_element.get_attribute("class") == "skip"
+    drv.switch_to.active_element.send_keys(Keys.ENTER)
+    assert drv.switch_to.active_element.get_attribute("id") == "main"
+    ActionChains(drv).send_keys("g").send_keys("a").perform()
+    wait.until(ec.presence_of_element_located((By.ID, "f-detector")))
+    assert drv.current_url.endswith("/alerts")
+    assert "bruteforce.ssh" in drv.find_element(By.CSS_SELECTOR, 'tbody[data-live="alert"]').text
+    shot(drv, "08-alerts")
 
     # --- the approval is in the ledger the CLI reads
     listed = subprocess.run(

@@ -137,6 +137,7 @@ def test_overview_shows_the_run_severities_charts_and_top_talkers(
     assert inc["id"] in html and inc["title"] in html
     run, report = next(app.state.runs.finished())
     assert run.id in html
+    assert "<td>zeek-btest/Traces/ssh/sshguess.pcap</td>" in html  # named within its folder
     assert html.count('class="chart"') >= 2  # severity bar and traffic (and alerts)
     bars = re.search(r'aria-label="Connections over time[^"]*".*?</svg>', html, re.S)
     assert bars and bars[0].count("<rect") == len(report["traffic"]["series"])

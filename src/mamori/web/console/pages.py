@@ -84,8 +84,20 @@ def render(
         "csrf": getattr(request.state, "csrf", ""),
         "path": request.url.path,
         "can_respond": user is not None and auth.includes(user.role, Role.RESPONDER),
+        "short_paths": lambda paths: _short_paths(request, paths),
     }
     return TEMPLATES.TemplateResponse(request, template, ctx, status_code=status)
+
+
+def _short_paths(request: Request, paths: list[str]) -> str:
+    """Captures named relative to the capture folder they are under (the folder is on the page)."""
+    roots = request.app.state.runs.captures
+    out = []
+    for text in paths:
+        p = Path(text)
+        root = next((r for r in roots if p.is_relative_to(r)), None)
+        out.append(str(p.relative_to(root)) if root else text)
+    return ", ".join(out)
 
 
 # ------------------------------------------------------------------------------------- login

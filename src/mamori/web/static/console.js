@@ -65,7 +65,14 @@
       if (!row) continue;
       row.classList.add("fresh");
       body.querySelectorAll("tr.none").forEach((r) => r.remove());
-      if (old) old.replaceWith(row); else body.prepend(row);
+      if (old) {
+        // an update says only what changed: keep the cells it leaves empty (a run's start, captures)
+        old.querySelectorAll("td").forEach((cell, n) => {
+          const fresh = row.querySelectorAll("td")[n];
+          if (fresh && fresh.textContent === "" && cell.textContent !== "") fresh.replaceWith(cell.cloneNode(true));
+        });
+        old.replaceWith(row);
+      } else body.prepend(row);
     }
   }
 
