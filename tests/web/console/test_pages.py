@@ -265,3 +265,29 @@ def test_a_run_is_refused_for_a_capture_outside_the_allowed_folders(
         r = client.post("/runs", data={"capture": capture, "csrf_token": csrf})
         assert r.status_code in (400, 422)
     assert len(app.state.runs.all()) == before
+
+
+def test_intel_and_partners_page_lists_the_store_and_the_partners(
+    client: TestClient,
+    users: None,
+    store: Store,
+    data_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mamori.intel.schema import default_store
+
+    # an intel store of this test's own: other tests' patrols must not match these indicators
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    from mamori.intel.store import import_files, read
+    from mamori.share import partners
+
+    feed = data_dir / "threat-intel" / "ipsum" / "levels" / "8.txt"
+    import_files([feed], default_store(), tlp="clear", source="ipsum-8")
+    partners.add(store, "cert-east", ["shared"], open_tlps=("clear", "green"))
+    login(client, "analyst")
+    html = client.get("/intel").text
+    total = read(default_store()).height
+    assert total > 0 and f"{total} indicator(s)" in html
+    assert '<th scope="row">ipsum-8</th>' in html
+    assert "cert-east" in html and "clear, green" in html
