@@ -145,9 +145,10 @@ def _statement(shape: _Shape) -> sa.Select[Any]:
         )
     if shape.reader:
         conds.append(visible_to(shape.opens))
+    # pk, date_added_us, reaches, audience first: callers read them by position.
     reaches = sa.exists().where(t.closure.c.object_pk == OBJ.pk).label("reaches")
     return (
-        sa.select(OBJ.pk, OBJ.date_added_us, reaches, _audience(OBJ.pk), *shape.columns)
+        sa.select(OBJ.pk, OBJ.date_added_us, reaches, _audience(OBJ), *shape.columns)
         .where(*conds)
         .order_by(OBJ.date_added_us, OBJ.pk)
         .limit(sa.bindparam("limit"))
@@ -198,19 +199,20 @@ def page(
     return Page(rows[: q.limit], len(rows) > q.limit)
 
 
-def _audience(pk: Any) -> sa.Label[Any]:
-    """The partners named on a row (the AMBER audience), comma-separated, read with the row."""
-    return (
+def _audience(obj: Any) -> sa.Label[Any]:
+    """The partners named on an AMBER row (its audience), comma-separated, read with the row
+    (only AMBER rows look: the audience means nothing to the rule for any other TLP)."""
+    named = (
         sa.select(sa.func.aggregate_strings(t.audience.c.partner, sa.literal_column("','")))
-        .where(t.audience.c.object_pk == pk)
+        .where(t.audience.c.object_pk == obj.pk)
         .scalar_subquery()
-        .label("audience")
     )
+    return sa.case((obj.tlp.in_([_LABEL_SQL[x] for x in AMBERS]), named)).label("audience")
 
 
 _REF = t.objects.alias("ref")
 _REACHED = (
-    sa.select(_REF.c.pk, _REF.c.object_id, _REF.c.tlp, _REF.c.provenance, _audience(_REF.c.pk))
+    sa.select(_REF.c.pk, _REF.c.object_id, _REF.c.tlp, _REF.c.provenance, _audience(_REF.c))
     .join(_REF, _REF.c.object_id == t.closure.c.ref_id)
     .where(t.closure.c.object_pk == sa.bindparam("pk"))
 )
