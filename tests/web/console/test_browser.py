@@ -71,8 +71,8 @@ def server(
         "MAMORI_CAPTURES": str(data_dir),
         "MAMORI_POLICY": str(policy_file),
         "MAMORI_SIGNING_KEY": str(signing_key),
-        # plain HTTP on 127.0.0.1: the browser would drop Secure cookies from it
-        "MAMORI_INSECURE_COOKIES": "1",
+        # cookies Secure as by default: a browser keeps them from a loopback origin over HTTP
+        "MAMORI_INSECURE_COOKIES": "0",
     }
     port = _free_port()
     log = (tmp_path / "server.log").open("wb")
