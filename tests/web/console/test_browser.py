@@ -217,6 +217,7 @@ def test_console_end_to_end(
     assert same_page(drv), "the decisions page reloaded instead of receiving events"
     assert "block_ip" in row.text and "192.168.56.1" in row.text and "pending" in row.text
     assert row.find_elements(By.CSS_SELECTOR, "button.approve")  # responder: forms included
+    assert drv.find_element(By.CSS_SELECTOR, "#pend-h ~ table caption .count").text == "1"
     decision = row.get_attribute("data-id")
     assert (
         "approval" in drv.find_element(By.ID, "live").text

@@ -168,7 +168,7 @@ def test_alert_filters_narrow_the_table(client: TestClient, users: None, app) ->
 
     def count(query: str) -> int:
         html = client.get("/alerts" + query).text
-        return int(re.search(r"<caption>(\d+) alert", html)[1])  # type: ignore[index]
+        return int(re.search(r'<caption><span class="count">(\d+)</span> alert', html)[1])  # type: ignore[index]
 
     total = len(inc["alerts"])
     assert count("") == total

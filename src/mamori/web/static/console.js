@@ -73,6 +73,8 @@
         });
         old.replaceWith(row);
       } else body.prepend(row);
+      const count = body.closest("table").querySelector("caption .count");
+      if (count) count.textContent = String(body.querySelectorAll("tr:not(.none)").length);
     }
   }
 
