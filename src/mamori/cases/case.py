@@ -294,10 +294,17 @@ def list_cases(store: Store, status: Status | None = None) -> list[Case]:
 
 
 def _text(case_id: str, what: str, value: str) -> str:
-    """Text a person typed, as the database will keep it: NUL characters have no meaning in a
-    note or a name and PostgreSQL cannot store them, so they are refused with a clear message."""
+    """Text a person typed, as the database will keep it: NUL characters and lone surrogates
+    (bytes a terminal could not decode) have no meaning in a note or a name, PostgreSQL cannot
+    store them and the custody hash cannot cover them, so they are refused with a clear message."""
     if "\x00" in value:
         raise CaseError(f"{case_id}: the {what} contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # lone surrogates: undecodable bytes from a terminal
+        raise CaseError(
+            f"{case_id}: the {what} is not valid text at character {exc.start}"
+        ) from None
     return value
 
 
