@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,14 +54,34 @@ def wait_run(runs: Runs, run_id: str, timeout: float = 180.0) -> None:
     raise AssertionError(f"run {run_id} still running after {timeout} s")
 
 
+@dataclass
+class Made:
+    """A run the console's runner made, with what it published and handed to ``after``."""
+
+    runs: Runs
+    broker: Broker
+    run_id: str
+    after: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+
 @pytest.fixture(scope="session")
-def patrolled(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A runs folder holding one finished run over the SSH capture, made by the console's runner."""
+def made(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Made:
     root = tmp_path_factory.mktemp("runs-made")
-    runs = Runs(root, Broker(), (data_dir,))
+    broker = Broker()
+    seen: list[tuple[str, dict[str, Any]]] = []
+    runs = Runs(root, broker, (data_dir,), after=lambda run, report: seen.append((run.id, report)))
     run = runs.start([runs.check_capture(str(data_dir / SSHGUESS))], by="fixture")
     wait_run(runs, run.id)
-    return root
+    deadline = time.monotonic() + 30  # ``after`` runs once the status says done
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return Made(runs, broker, run.id, seen)
+
+
+@pytest.fixture(scope="session")
+def patrolled(made: Made) -> Path:
+    """A runs folder holding one finished run over the SSH capture, made by the console's runner."""
+    return made.runs.folder
 
 
 @pytest.fixture

@@ -61,7 +61,7 @@ def plan(app) -> str:  # type: ignore[no-untyped-def]
     return pending[0].id
 
 
-@pytest.mark.parametrize("path", PAGES)
+@pytest.mark.parametrize("path", (*PAGES, "/events", "/incidents/INC-89161f3b6e6e"))
 def test_a_page_without_a_session_sends_to_the_login_form(client: TestClient, path: str) -> None:
     r = client.get(path, follow_redirects=False)
     assert r.status_code == 303
