@@ -408,75 +408,66 @@ def _name_end(qo, qd, i):  # type: ignore[no-untyped-def]
     return e
 
 
+@nb.njit(cache=True, inline="always")
+def _maybe(h, bits, shift):  # type: ignore[no-untyped-def]
+    b1, b2 = _bit_positions(h, shift)
+    return (
+        (bits[b1 >> np.uint64(6)] >> (b1 & np.uint64(63)))
+        & (bits[b2 >> np.uint64(6)] >> (b2 & np.uint64(63)))
+        & np.uint64(1)
+    )
+
+
 @nb.njit(parallel=True, cache=True)
-def _suffix_counts(qo, qd, counts):  # type: ignore[no-untyped-def]
-    """Suffixes of each name that start a label (the name itself and every parent)."""
+def _filter_names(qo, qd, bits, shift, counts):  # type: ignore[no-untyped-def]
+    """How many suffixes of each name pass the filter: one pass over the bytes, hashing right
+    to left, with no table read (most names have none)."""
     for i in nb.prange(qo.shape[0] - 1):
         s = qo[i]
+        h = _FNV_OFFSET
         c = 0
-        for p in range(s, _name_end(qo, qd, i)):
-            if p == s or qd[p - 1] == 46:
+        for p in range(_name_end(qo, qd, i) - 1, s - 1, -1):
+            h = (h ^ np.uint64(_lower(qd[p]))) * _FNV_PRIME
+            if (p == s or qd[p - 1] == 46) and _maybe(h, bits, shift):
                 c += 1
         counts[i] = c
 
 
 @nb.njit(parallel=True, cache=True)
-def _suffix_hashes(qo, qd, soff, hashes, starts, lengths):  # type: ignore[no-untyped-def]
-    """Hash of every suffix, right to left (shortest first), where it starts and its length."""
-    for i in nb.prange(qo.shape[0] - 1):
+def _probe(qo, qd, picked, slots, bits, shift, vo, vd, table, found):  # type: ignore[no-untyped-def]
+    """For the picked names (some suffix passed the filter), the value each passing suffix is
+    (verified byte for byte) or -1, from ``slots[x]`` on, in suffix order (right to left)."""
+    mask = np.uint64(table.shape[0] - 1)
+    for x in nb.prange(picked.shape[0]):
+        i = picked[x]
         s = qo[i]
         e = _name_end(qo, qd, i)
-        k = soff[i]
+        out = slots[x]
         h = _FNV_OFFSET
         for p in range(e - 1, s - 1, -1):
             h = (h ^ np.uint64(_lower(qd[p]))) * _FNV_PRIME
-            if p == s or qd[p - 1] == 46:
-                hashes[k] = h
-                starts[k] = p
-                lengths[k] = e - p
-                k += 1
-
-
-@nb.njit(parallel=True, cache=True)
-def _bitmap_test(hashes, bits, shift, maybe):  # type: ignore[no-untyped-def]
-    """One independent read per suffix (a tight loop, so the cache misses overlap)."""
-    for j in nb.prange(hashes.shape[0]):
-        b1, b2 = _bit_positions(hashes[j], shift)
-        maybe[j] = (
-            (bits[b1 >> np.uint64(6)] >> (b1 & np.uint64(63)))
-            & (bits[b2 >> np.uint64(6)] >> (b2 & np.uint64(63)))
-            & np.uint64(1)
-        )
-
-
-@nb.njit(parallel=True, cache=True)
-def _probe(qd, picked, hashes, starts, lengths, vo, vd, table, found):  # type: ignore[no-untyped-def]
-    """The value each picked suffix (it passed the filter) is, verified byte for byte, or -1."""
-    mask = np.uint64(table.shape[0] - 1)
-    for x in nb.prange(picked.shape[0]):
-        j = picked[x]
-        h = hashes[j]
-        p = starts[j]
-        n = lengths[j]
-        found[x] = -1
-        slot = h & mask
-        tag = np.int64(h >> np.uint64(33))
-        while table[slot] != -1:
-            entry = table[slot]
-            cand = entry & 0xFFFFFFFF
-            a = vo[cand]
-            # the slot keeps 31 bits of the hash beside the index: most probes of a name that is
-            # not listed end here, without touching the values' bytes
-            if (entry >> 32) == tag and vo[cand + 1] - a == n:
-                same = True
-                for k in range(n):
-                    if vd[a + k] != _lower(qd[p + k]):
-                        same = False
+            if not ((p == s or qd[p - 1] == 46) and _maybe(h, bits, shift)):
+                continue
+            found[out] = -1
+            slot = h & mask
+            tag = np.int64(h >> np.uint64(33))
+            while table[slot] != -1:
+                entry = table[slot]
+                cand = entry & 0xFFFFFFFF
+                a = vo[cand]
+                # the slot keeps 31 bits of the hash beside the index: most probes of a name
+                # that is not listed end here, without touching the values' bytes
+                if (entry >> 32) == tag and vo[cand + 1] - a == e - p:
+                    same = True
+                    for q in range(e - p):
+                        if vd[a + q] != _lower(qd[p + q]):
+                            same = False
+                            break
+                    if same:
+                        found[out] = cand
                         break
-                if same:
-                    found[x] = cand
-                    break
-            slot = (slot + np.uint64(1)) & mask
+                slot = (slot + np.uint64(1)) & mask
+            out += 1
 
 
 @dataclass
@@ -528,27 +519,22 @@ class DomainIndex:
     def _lookup_chunk(
         self, qo: np.ndarray, qd: np.ndarray, base: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Separate passes (count suffixes, hash them, test the filter, probe the table for the
-        few that pass), so each is a tight loop of independent memory reads (as for IPv4)."""
+        """Two passes: every name through the filter (hashing only), then the table for the few
+        names with a suffix that passed; apart, each pass is a tight loop (as for IPv4)."""
         n = len(qo) - 1
         counts = np.empty(n, np.int64)
-        _suffix_counts(qo, qd, counts)
-        soff = np.zeros(n + 1, np.int64)
-        np.cumsum(counts, out=soff[1:])
-        m = int(soff[-1])
-        hashes = np.empty(m, np.uint64)
-        starts = np.empty(m, np.int64)
-        lengths = np.empty(m, np.int64)
-        _suffix_hashes(qo, qd, soff, hashes, starts, lengths)
-        maybe = np.empty(m, np.uint8)
-        _bitmap_test(hashes, self.bits, self.shift, maybe)
-        picked = np.flatnonzero(maybe)
-        found = np.empty(len(picked), np.int64)
-        _probe(qd, picked, hashes, starts, lengths, self.offsets, self.data, self.table, found)
+        _filter_names(qo, qd, self.bits, self.shift, counts)
+        picked = np.flatnonzero(counts)
+        per = counts[picked]
+        slots = np.zeros(len(picked) + 1, np.int64)
+        np.cumsum(per, out=slots[1:])
+        found = np.empty(int(slots[-1]), np.int64)
+        _probe(
+            qo, qd, picked, slots, self.bits, self.shift, self.offsets, self.data, self.table,
+            found,
+        )  # fmt: skip
         hit = found >= 0
-        name = np.searchsorted(soff, picked[hit], side="right") - 1
-        rec, val = name + base, found[hit]
-        return rec, val
+        return np.repeat(picked, per)[hit] + base, found[hit]
 
 
 # ---------------------------------------------------------------------------------------------
