@@ -291,3 +291,25 @@ def test_intel_and_partners_page_lists_the_store_and_the_partners(
     assert total > 0 and f"{total} indicator(s)" in html
     assert '<th scope="row">ipsum-8</th>' in html
     assert "cert-east" in html and "clear, green" in html
+
+
+def test_hostile_text_in_a_report_is_shown_not_run(
+    client: TestClient, users: None, app, runs_dir: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Alert summaries, titles and names come from traffic an attacker shapes: always escaped."""
+    import json
+
+    evil = "<script>document.title='owned'</script>"
+    (report_path,) = runs_dir.glob("*/report.json")
+    report = json.loads(report_path.read_text())
+    inc = report["incidents"][0]
+    inc["title"] = evil
+    inc["entities"]["domains"] = [evil]
+    inc["alerts"][0]["summary"] = evil
+    inc["alerts"][0]["domains"] = [evil]
+    report_path.write_text(json.dumps(report))
+    login(client, "analyst")
+    for path in ("/", "/incidents", "/alerts", f"/incidents/{inc['id']}"):
+        html = client.get(path).text
+        assert evil not in html, path
+        assert "&lt;script&gt;" in html, path
