@@ -185,7 +185,15 @@ def test_console_end_to_end(
     mark_page(drv)
     decisions_tab = drv.current_window_handle
 
-    # --- in a second tab, start a patrol on the shared capture from the overview
+    # --- a second tab on the alerts (none yet)
+    drv.switch_to.new_window("tab")
+    drv.get(server.url + "/alerts")
+    wait.until(ec.text_to_be_present_in_element((By.ID, "stream-state"), "on"))
+    assert drv.find_element(By.CSS_SELECTOR, "caption .count").text == "0"
+    mark_page(drv)
+    alerts_tab = drv.current_window_handle
+
+    # --- in a third tab, start a patrol on the shared capture from the overview
     drv.switch_to.new_window("tab")
     drv.get(server.url + "/")
     wait.until(ec.text_to_be_present_in_element((By.ID, "stream-state"), "on"))
@@ -209,6 +217,16 @@ def test_console_end_to_end(
     assert same_page(drv), "the overview reloaded instead of receiving events"
     shot(drv, "02-overview-after-run")
 
+    # --- its alert appeared on the alerts tab without a reload
+    drv.switch_to.window(alerts_tab)
+    alert_row = wait.until(
+        ec.presence_of_element_located((By.CSS_SELECTOR, 'tbody[data-live="alert"] tr:not(.none)'))
+    )
+    assert same_page(drv), "the alerts page reloaded instead of receiving events"
+    assert "bruteforce.ssh" in alert_row.text and "192.168.56.1" in alert_row.text
+    assert drv.find_element(By.CSS_SELECTOR, "caption .count").text == "1"
+    shot(drv, "03a-alert-arrived-live")
+
     # --- the decision the run led to appeared on the first tab without a reload
     drv.switch_to.window(decisions_tab)
     row = wait.until(
@@ -223,7 +241,7 @@ def test_console_end_to_end(
         "approval" in drv.find_element(By.ID, "live").text
         or decision in drv.find_element(By.ID, "live").text
     )
-    shot(drv, "03-decision-arrived-live")
+    shot(drv, "03b-decision-arrived-live")
 
     # --- open the incident: timeline, entity graph, ATT&CK names, evidence, the decision
     row.find_element(By.LINK_TEXT, incident).click()
