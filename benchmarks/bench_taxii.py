@@ -255,7 +255,7 @@ def run_scenario(base: str, auth: str, s: dict[str, Any]) -> dict[str, Any]:
     count = [0]
 
     def worker(k: int) -> None:
-        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=5)
         headers = {"Accept": TAXII, "Authorization": auth}
         i = k
         path = paths[k % len(paths)]
@@ -466,7 +466,8 @@ def main() -> None:
                 _, body = get(
                     server.base, coll + "?" + urlencode({"limit": 100, "added_after": p}), auth
                 )
-                tokens.append(json.loads(body)["next"])
+                if nxt := json.loads(body).get("next"):  # none near the end of a small collection
+                    tokens.append(nxt)
             common = {
                 "connections": args.connections,
                 "seconds": args.seconds,
@@ -493,30 +494,20 @@ def main() -> None:
                 },
                 {"name": "mamori discovery", "mode": "cycle", "paths": ["/taxii2/"]},
             ]
-            res["load_during_mamori"] = loadavg()
-            res["mamori"] = drive(
-                server.base, auth, [{**common, **s} for s in scen], server.proc.pid
-            )
-            for r in res["mamori"]:
-                print("mamori", json.dumps(r), flush=True)
-            res["load_after_mamori"] = loadavg()
-
-            # medallion's discovery endpoint, same client, same run
+            # medallion's discovery endpoint, same client, same run: measured just before and
+            # just after mamori's scenarios (the machine's load moves; the bar is the higher)
+            disc = {**common, "name": "medallion discovery", "mode": "cycle", "paths": ["/taxii2/"]}
             with medallion_server(work / "medallion", []) as root:
-                mbase = root.split("/api1/")[0]
-                res["medallion"] = drive(
-                    mbase,
-                    basic(*MEDALLION_USER),
-                    [
-                        {
-                            **common,
-                            "name": "medallion discovery",
-                            "mode": "cycle",
-                            "paths": ["/taxii2/"],
-                        }
-                    ],
-                    child_pid("medallion"),
+                mbase, mauth, mpid = root.split("/api1/")[0], basic(*MEDALLION_USER), 0
+                mpid = child_pid("medallion")
+                res["medallion"] = drive(mbase, mauth, [{**disc, "name": "before"}], mpid)
+                res["load_during_mamori"] = loadavg()
+                res["mamori"] = drive(
+                    server.base, auth, [{**common, **s} for s in scen], server.proc.pid
                 )
+                for r in res["mamori"]:
+                    print("mamori", json.dumps(r), flush=True)
+                res["medallion"] += drive(mbase, mauth, [{**disc, "name": "after"}], mpid)
             print("medallion", json.dumps(res["medallion"]), flush=True)
             res["load_after_medallion"] = loadavg()
 
@@ -564,8 +555,7 @@ def pull_all(base: str, secret: str, per_request: int, want: set[str]) -> dict[s
 
 
 def report(res: dict[str, Any]) -> str:
-    disc = res["medallion"][0]
-    bar = disc.get("rps") or 0
+    bar = max(d.get("rps") or 0 for d in res["medallion"])
     lines = [
         "| request | median ms | p95 ms | req/s | server CPU ms/req | load avg |"
         " median < 10 ms | req/s ≥ medallion discovery |",
@@ -581,10 +571,12 @@ def report(res: dict[str, Any]) -> str:
             f"| {r['name']} | {med} | {r.get('p95_ms')} | {rps} | {r['server_cpu_ms']} |"
             f" {r['load'].split()[0]} | {ok1} | {ok2} |"
         )
-    lines.append(
-        f"| medallion discovery (the bar) | {disc.get('median_ms')} | {disc.get('p95_ms')} |"
-        f" {bar} | {disc['server_cpu_ms']} | {disc['load'].split()[0]} | | |"
-    )
+    for d in res["medallion"]:
+        lines.append(
+            f"| medallion discovery, {d['name']} mamori's | {d.get('median_ms')} |"
+            f" {d.get('p95_ms')} | {d.get('rps')} | {d['server_cpu_ms']} |"
+            f" {d['load'].split()[0]} | | |"
+        )
     p = res["taxii2_client"]
     lines += [
         "",
