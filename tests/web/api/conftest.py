@@ -9,17 +9,19 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+import web.console.conftest as _console
 from mamori.respond.ledger import Ledger
 from mamori.respond.policy import load_policy
-from web.console.conftest import (  # the same run and settings the console's tests use
-    app,
-    patrolled,
-    policy_file,
-    runs_dir,
-    signing_key,
-)
 
-__all__ = ["app", "patrolled", "policy_file", "runs_dir", "signing_key"]
+# Every fixture of the console's conftest (the same run and settings its tests use), whatever they
+# are named: pytest finds fixtures among a conftest's globals.
+globals().update(
+    {
+        name: obj
+        for name, obj in vars(_console).items()
+        if type(obj).__name__ == "FixtureFunctionDefinition" and name not in ("store", "client")
+    }
+)
 
 
 @pytest.fixture

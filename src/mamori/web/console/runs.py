@@ -134,7 +134,7 @@ class Runs:
             raise RunError("name a capture file on this server")
         try:
             path = path.resolve(strict=True)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a NUL byte in the name
             raise RunError(f"{text}: no such file on this server") from None
         if not path.is_file():
             raise RunError(f"{text}: not a file")
