@@ -110,9 +110,25 @@ def test_every_stage_door_is_mounted() -> None:
     """Each stage's command group answers through the one ``mamori`` command."""
     groups = [
         ["intel"], ["respond"], ["respond", "points"], ["respond", "audit"], ["case"],
-        ["evidence"], ["keys"], ["report"], ["share"], ["share", "partner"], ["serve"],
+        ["evidence"], ["keys"], ["report"], ["share"], ["share", "partner"], ["serve"], ["user"],
     ]  # fmt: skip
     for words in groups:
         result = runner.invoke(app, [*words, "--help"])
         assert result.exit_code == 0, (words, result.output)
         assert "Usage" in result.output
+
+
+def test_the_main_job_does_not_load_other_stages_doors() -> None:
+    """`mamori ingest` and `mamori patrol` start without importing the web, state-database and
+    sharing stacks (several seconds on a loaded machine); a stage's group loads when named."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from mamori.cli import app, STAGES; "
+        "from typer.main import get_command; get_command(app).get_command(None, 'ingest'); "
+        "print(sorted(m for m in ('fastapi', 'sqlalchemy', 'stix2', 'weasyprint', "
+        "'mamori.respond.cli', 'mamori.share.cli') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

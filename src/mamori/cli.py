@@ -6,21 +6,63 @@ line naming the file, the record and the reason, never as a traceback.
 
 from __future__ import annotations
 
+import importlib
 import sys
 import time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
+import typer.main
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
+from typer.core import TyperGroup
 
 from mamori import __version__
 from mamori.config import load_settings
 
+# Stage-owned command groups: (module, Typer app attribute, help). Each stage ships its own Typer
+# app; the door mounts it only when its name is typed (or help lists every command), so
+# `mamori ingest` does not pay for importing the web, database and sharing stacks.
+STAGES: dict[str, tuple[str, str, str]] = {
+    "intel": ("mamori.intel.cli", "app", "Threat intelligence: import indicators, list them."),
+    "respond": ("mamori.respond.cli", "app", "Plan, judge, approve and expire responses."),
+    "case": ("mamori.cases.cli", "app", "Cases opened from a patrol's incidents."),
+    "evidence": ("mamori.cases.cli", "evidence_app", "Build and verify evidence packages."),
+    "keys": ("mamori.cases.cli", "keys_app", "The operator's signing keys."),
+    "report": (
+        "mamori.cases.cli",
+        "report_app",
+        "Incident, referral, attribution, regulator reports.",
+    ),
+    "share": ("mamori.share.cli", "app", "STIX 2.1 export, TAXII 2.1 partners, TLP."),
+    "user": ("mamori.web.users_cli", "app", "Console and API users, roles and tokens."),
+}
+
+
+class _Door(TyperGroup):
+    """The root group: built-in commands, plus each stage's group loaded on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*super().list_commands(ctx), *STAGES]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in STAGES:
+            return super().get_command(ctx, name)
+        module, attr, help_text = STAGES[name]
+        sub = getattr(importlib.import_module(module), attr)
+        command = typer.main.get_command(sub)
+        command.name = name
+        command.help = command.help or help_text
+        command.short_help = help_text
+        return command
+
+
 app = typer.Typer(
+    cls=_Door,
     help="mamori (守り): active cyber defence for the networks you own.",
     no_args_is_help=True,
     add_completion=False,
@@ -30,30 +72,16 @@ console = Console(stderr=True, soft_wrap=True)  # one message, one line: never w
 out = Console()
 
 
-def _add_subcommands() -> None:
-    """Stage-owned command groups (each stage ships its own Typer app; the door only mounts it)."""
-    from mamori.cases.cli import app as case_app
-    from mamori.cases.cli import evidence_app, keys_app, report_app
-    from mamori.intel.cli import app as intel_app
-    from mamori.respond.cli import app as respond_app
-    from mamori.share.cli import app as share_app
-    from mamori.web.cli import serve
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+) -> None:
+    """Serve the console, the REST API, TAXII 2.1 and the CrowdSec decision stream."""
+    from mamori.web.cli import serve as run
 
-    app.add_typer(
-        intel_app, name="intel", help="Threat intelligence: import indicators, list them."
-    )
-    app.add_typer(respond_app, name="respond", help="Plan, judge, approve and expire responses.")
-    app.add_typer(case_app, name="case", help="Cases opened from a patrol's incidents.")
-    app.add_typer(evidence_app, name="evidence", help="Build and verify evidence packages.")
-    app.add_typer(keys_app, name="keys", help="The operator's signing keys.")
-    app.add_typer(
-        report_app, name="report", help="Incident, referral, attribution, regulator reports."
-    )
-    app.add_typer(share_app, name="share", help="STIX 2.1 export, TAXII 2.1 partners, TLP.")
-    app.command("serve")(serve)
+    run(host=host, port=port)
 
-
-_add_subcommands()
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".dmp", ".gz", ".trace")
 
