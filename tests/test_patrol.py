@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import polars as pl
 from typer.testing import CliRunner
 
 from mamori.cli import app
@@ -54,6 +55,11 @@ def test_patrol_on_the_ssh_guessing_trace(tmp_path: Path, data_dir: Path) -> Non
     html = (out / "report.html").read_text()
     assert inc["title"] in html and "<svg" in html
     assert (out / "lake" / "alerts").is_dir()  # alerts are a lake table too
+    # The report says where the records behind its evidence uids are.
+    assert Path(report["lake"]) == (out / "lake").resolve()
+    uids = set(inc["alerts"][0]["evidence"]["uids"])
+    ssh = pl.read_parquet(Path(report["lake"]) / "ssh" / "*" / "*.parquet")
+    assert uids <= set(ssh["uid"])
     assert "T1110.001" in res.output and "1 incidents" in res.output  # the terminal summary
 
 

@@ -55,7 +55,9 @@ def patrol(
     with LakeWriter(lake) as writer:
         writer.write("alerts", run.alerts.to_arrow())
     incidents = correlate(run.alerts, indicators=_indicators(params))
-    report = build_report(stats, frames["conn"], run.alerts, incidents, run.failed, started)
+    report = build_report(
+        stats, frames["conn"], run.alerts, incidents, run.failed, started, lake=lake
+    )
     out.mkdir(parents=True, exist_ok=True)
     json_path, html_path = out / "report.json", out / "report.html"
     write_json(report, json_path)
@@ -81,6 +83,7 @@ def build_report(
     incidents: list[Incident],
     failed: dict[str, str],
     started: datetime,
+    lake: Path | None = None,
 ) -> dict[str, object]:
     """The report's content (the JSON is the contract; the HTML renders the same dict)."""
     traffic = _traffic(conn)
@@ -93,6 +96,8 @@ def build_report(
         "mamori_version": __version__,
         "generated": datetime.now(UTC).isoformat(),
         "started": started.isoformat(),
+        # Where the records behind the evidence uids are (cases and evidence packages read them).
+        "lake": str(Path(lake).resolve()) if lake is not None else None,
         "inputs": [
             {
                 "path": s.path,

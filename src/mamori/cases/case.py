@@ -195,7 +195,9 @@ def open_case(
     if not chosen:
         raise CaseError(f"{report}: the report has no incidents to open a case from")
     if lake is None:
-        lake = report.parent / "lake"
+        # The report names its lake (mamori patrol's --lake); older reports sat beside it.
+        named = data.get("lake")
+        lake = Path(named) if isinstance(named, str) and named else report.parent / "lake"
     lake_path = str(lake.resolve()) if lake.is_dir() else None
     actor = _text(str(report), "actor", actor or operator())
     owner = _text(str(report), "owner", owner or actor)
