@@ -195,17 +195,19 @@ def lake_indicators(frames: dict[str, pl.DataFrame], n: int, seed: int) -> pl.Da
         frames["conn"]["resp_h"].filter(~frames["conn"]["resp_h"].str.starts_with("10."))
     )
     k = min(n_ip // 100, seen_ips.len())
-    plen = rng.choice([32, 32, 32, 24, 28, 16], n_ip - k)
+    plen = rng.choice([32, 32, 32, 24, 28, 30], n_ip - k)  # /16s would cover the Internet
     addr = rng.integers(0, 2**32, n_ip - k, dtype=np.uint64)
     cidr = pl.select(pl.format("{}/{}", _dotted(addr), pl.Series(plen))).to_series()
     cidr = pl.select(pl.when(pl.Series(plen) == 32).then(_dotted(addr)).otherwise(cidr)).to_series()
     ips = pl.concat([cidr, seen_ips.sample(k, seed=seed)])
     ip_type = pl.Series(np.r_[np.where(plen == 32, "ip", "cidr"), np.full(k, "ip")])
-    seen_names = rare(frames["dns"]["query"].drop_nulls())
+    # parents (a name minus its first label) that few lookups fall under: a listed domain then
+    # matches its subdomains too, without listing what everyone resolves
+    seen_names = rare(frames["dns"]["query"].drop_nulls().str.replace(r"^[^.]+\.", ""))
     kd = min(n_dom // 100, seen_names.len())
     words = pl.select(pl.format("bad{}", pl.Series(rng.integers(0, 2**40, n_dom - kd)))).to_series()
     tlds = pl.Series(["com", "net", "ru", "top", "xyz"]).gather(rng.integers(0, 5, n_dom - kd))
-    parents = seen_names.sample(kd, seed=seed).str.replace(r"^[^.]+\.", "")  # listed parents
+    parents = seen_names.sample(kd, seed=seed)
     doms = pl.concat([pl.select(pl.format("{}.{}", words, tlds)).to_series(), parents])
     urls = pl.select(pl.format("bad{}.com/x/{}.exe", pl.Series(rng.integers(0, 2**30, n_url)),
                                pl.Series(rng.integers(0, 999, n_url)))).to_series()  # fmt: skip
