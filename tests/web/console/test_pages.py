@@ -239,6 +239,14 @@ def test_case_evidence_package_downloads_and_verifies(
     (tmp_path / "pkg.zip").write_bytes(z.content)
     assert verify(tmp_path / "pkg.zip").ok
     assert client.get(f"{case_url}/packages/1.zip").status_code == 404
+    note = "Called the host owner <b>at 10:02</b>"
+    r = client.post(f"{case_url}/notes", data={"text": note, "csrf_token": csrf})
+    assert r.status_code == 200 and "analyst</strong>" in r.text
+    assert "Called the host owner &lt;b&gt;at 10:02&lt;/b&gt;" in r.text
+    assert "case.note" in r.text  # in the custody log too
+    assert (
+        client.post(f"{case_url}/notes", data={"text": " ", "csrf_token": csrf}).status_code == 400
+    )
     report = client.get(f"{case_url}/reports/technical.html")
     assert report.status_code == 200 and inc["id"] in report.text
 

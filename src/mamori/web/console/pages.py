@@ -471,6 +471,19 @@ def case_page(case_id: str, request: Request, user: Analyst) -> HTMLResponse:
     )
 
 
+@router.post("/cases/{case_id}/notes")
+def case_note(
+    case_id: str, request: Request, user: Analyst, text: Annotated[str, Form()] = ""
+) -> Response:
+    from mamori.cases.case import CaseError, add_note
+
+    try:
+        add_note(request.app.state.store, case_id, text, author=user.name)
+    except CaseError as exc:
+        return render(request, "error.html", user, 400, message=str(exc), back=f"/cases/{case_id}")
+    return RedirectResponse(f"/cases/{case_id}#notes-h", status_code=303)
+
+
 @router.post("/cases/{case_id}/evidence")
 def build_evidence(case_id: str, request: Request, user: Analyst) -> Response:
     from mamori.cases.evidence import EvidenceError, build
