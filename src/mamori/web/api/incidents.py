@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from mamori.web.api.deps import PROTECTED, Analyst, run_or_404, runs
-from mamori.web.console.runs import alert_row, incident_row
+from mamori.web.console.runs import Run, alert_row, incident_row
 
 router = APIRouter(prefix="/api", tags=["incidents"], responses=PROTECTED)
 
@@ -18,14 +18,15 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0)]
 
 
-def _incidents(request: Request, run_id: str | None) -> list[tuple[str, dict[str, Any]]]:
+def _incidents(request: Request, run_id: str | None) -> list[tuple[Run, dict[str, Any]]]:
+    # The registry's merged list as it is (no copy: a page of 10,000 must not cost a pass).
     if run_id is None:
-        return [(run.id, inc) for run, inc in runs(request).incidents()]
+        return runs(request).incidents()
     run = run_or_404(request, run_id)
     report = runs(request).report(run) if run.state == "done" else None
     if report is None:
         raise HTTPException(409, f"run {run_id} is {run.state}; it has no report yet")
-    return [(run.id, inc) for inc in report.get("incidents", [])]
+    return [(run, inc) for inc in report.get("incidents", [])]
 
 
 @router.get("/incidents", responses={404: {}, 409: {}})
@@ -42,7 +43,7 @@ def list_incidents(
     if severity is not None:
         rows = [(r, inc) for r, inc in rows if inc.get("severity") == severity]
     page = rows[offset : offset + limit]
-    return {"total": len(rows), "items": [incident_row(inc) | {"run": r} for r, inc in page]}
+    return {"total": len(rows), "items": [incident_row(inc) | {"run": r.id} for r, inc in page]}
 
 
 @router.get("/incidents/{incident_id}", responses={404: {}, 409: {}})
@@ -57,7 +58,7 @@ def get_incident(
         return found[1] | {"run": found[0].id}
     for r, inc in _incidents(request, run):
         if inc["id"] == incident_id:
-            return inc | {"run": r}
+            return inc | {"run": r.id}
     raise HTTPException(404, f"no incident {incident_id!r} in run {run}")
 
 
@@ -74,7 +75,7 @@ def list_alerts(
 ) -> dict[str, Any]:
     """Alerts of the incidents (``{"total", "items"}``), filtered by incident, detector, severity."""
     rows = [
-        alert_row(a, inc["id"]) | {"run": r}
+        alert_row(a, inc["id"]) | {"run": r.id}
         for r, inc in _incidents(request, run)
         if incident is None or inc["id"] == incident
         for a in inc.get("alerts", [])
