@@ -52,7 +52,8 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, Security
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from mamori.store import Store
@@ -384,7 +385,19 @@ async def _csrf_ok(request: Request, expected: str) -> bool:
     return sent is not None and hmac.compare_digest(sent.encode(), expected.encode())
 
 
-async def optional_user(request: Request) -> User | None:
+# Declared only so that the OpenAPI schema names the two ways in (``components.securitySchemes``);
+# ``optional_user`` reads the header and cookie itself, with its own errors.
+_bearer_scheme = HTTPBearer(auto_error=False, description="An API token: mamori user token NAME")
+_cookie_scheme = APIKeyCookie(
+    name=SESSION_COOKIE, auto_error=False, description="A console session (POST /api/auth/login)"
+)
+
+
+async def optional_user(
+    request: Request,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer_scheme)] = None,
+    _cookie: Annotated[str | None, Security(_cookie_scheme)] = None,
+) -> User | None:
     """The caller, or None when the request carries no credentials at all.
 
     Bad credentials are still 401 and a cookie-authenticated state change without its CSRF token
@@ -519,9 +532,7 @@ async def logout_route(
 
 
 @router.get("/me", response_model=Me, responses={401: {}})
-async def me_route(
-    request: Request, user: Annotated[User, Depends(require(Role.ANALYST))]
-) -> Me:
+async def me_route(request: Request, user: Annotated[User, Depends(require(Role.ANALYST))]) -> Me:
     """Who the credentials belong to (and, for a session, its CSRF token)."""
     return Me(
         name=user.name,

@@ -243,3 +243,10 @@ def test_intel_import_and_list(client: TestClient, accounts: Accounts) -> None:
         headers=accounts.headers("responder"),
     )
     assert bad.status_code == 400
+
+
+@pytest.mark.parametrize("bad", ["%00", "a%00b", "..", ".hidden", "a%2Fb"])
+def test_odd_run_ids_are_404_not_500(client: TestClient, accounts: Accounts, bad: str) -> None:
+    h = accounts.headers("analyst")
+    assert client.get(f"/api/incidents?run={bad}", headers=h).status_code == 404
+    assert client.get(f"/api/runs/{bad}", headers=h).status_code == 404

@@ -82,7 +82,7 @@ class Runs:
         folder = self.folder / run_id
         try:
             status = json.loads((folder / "status.json").read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+        except (OSError, ValueError):  # ValueError: bad JSON, or a NUL byte in the id
             return None
         return Run(run_id, folder, status)
 
