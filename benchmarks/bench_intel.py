@@ -13,6 +13,10 @@ domains, URLs; up to 1 % drawn from what the lake saw rarely) against every reco
 plain Python matcher on a slice.
 
     python benchmarks/bench_intel.py --lake benchmarks/work/synth-lake-10000000-1
+
+``--before REV`` times the kernels of commit REV beside the working tree's, alternately:
+
+    python benchmarks/bench_intel.py --before 00f574a
 """
 
 from __future__ import annotations
@@ -296,6 +300,43 @@ def lake_mode(a: argparse.Namespace) -> None:
     )
 
 
+def before_after(a: argparse.Namespace) -> None:
+    """The kernels of an earlier commit beside the current ones, alternating, same workload."""
+    import importlib.util
+    import subprocess
+    import tempfile
+
+    src = subprocess.run(
+        ["git", "show", f"{a.before}:src/mamori/intel/match.py"],
+        check=True, capture_output=True, text=True, cwd=Path(__file__).parent,
+    ).stdout  # fmt: skip
+    path = Path(tempfile.mkdtemp()) / "match_before.py"
+    path.write_text(src)
+    spec = importlib.util.spec_from_file_location("match_before", path)
+    old = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(old)  # type: ignore[union-attr]
+    cidrs, addrs, doms, names = workload(a.indicators, a.records, a.seed)
+    oc, nc = old.CidrIndex.build(cidrs), CidrIndex.build(cidrs)
+    od, nd = old.DomainIndex.build(doms), DomainIndex.build(doms)
+    oc.lookup(addrs[:1000])
+    od.lookup(names[:1000])
+    print(f"{a.before} against the working tree; load {os.getloadavg()[0]:.1f}")
+    for _ in range(a.repeat):
+        row = []
+        for name, f in (
+            ("cidr before", lambda: oc.lookup(addrs)), ("cidr after", lambda: nc.lookup(addrs)),
+            ("domains before", lambda: od.lookup(names)), ("domains after", lambda: nd.lookup(names)),
+        ):  # fmt: skip
+            t = time.perf_counter()
+            f()
+            row.append(f"{name} {time.perf_counter() - t:.2f} s")
+        print(" | ".join(row), flush=True)
+    assert np.array_equal(oc.lookup(addrs), nc.lookup(addrs)), "CIDR labels differ"
+    (r1, v1), (r2, v2) = od.lookup(names), nd.lookup(names)
+    assert np.array_equal(r1, r2) and np.array_equal(v1, v2), "domain hits differ"
+    print(f"same labels and hits; load {os.getloadavg()[0]:.1f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=10_000_000)
@@ -308,8 +349,14 @@ def main() -> None:
         type=Path,
         help="match() over this lake (bench_detect.py writes work/synth-lake-*)",
     )
+    ap.add_argument("--before", help="also time the kernels of this commit (e.g. 00f574a)")
     a = ap.parse_args()
-    lake_mode(a) if a.lake else kernels(a)
+    if a.before:
+        before_after(a)
+    elif a.lake:
+        lake_mode(a)
+    else:
+        kernels(a)
 
 
 if __name__ == "__main__":
