@@ -150,9 +150,20 @@ def _aware(value: datetime) -> datetime:
 # --- users --------------------------------------------------------------------------------------
 
 
+def _name_ok(name: str) -> bool:
+    return bool(name) and len(name) <= 64 and set(name) <= NAME_CHARS
+
+
 def _check_name(name: str) -> None:
-    if not name or len(name) > 64 or not set(name) <= NAME_CHARS:
+    if not _name_ok(name):
         raise AuthError(f"bad user name {name!r}: use 1-64 letters, digits and . _ @ -")
+
+
+def _known_name(name: str) -> None:
+    # A name no user can have is not looked up: PostgreSQL refuses a NUL byte in a parameter
+    # with an error, where the answer is simply "no such user".
+    if not _name_ok(name):
+        raise AuthError(f"no user {name!r}")
 
 
 def _role(role: str) -> Role:
@@ -180,6 +191,7 @@ def add_user(store: Store, name: str, role: str, password: str) -> User:
 
 def set_password(store: Store, name: str, password: str) -> None:
     """Change a password and end the user's sessions (a changed password logs everyone out)."""
+    _known_name(name)
     hashed = hash_password(password)
     with store.begin() as conn:
         done = conn.execute(t.users.update().where(t.users.c.name == name).values(password=hashed))
@@ -190,6 +202,7 @@ def set_password(store: Store, name: str, password: str) -> None:
 
 def remove_user(store: Store, name: str) -> None:
     """Delete a user with their sessions and tokens."""
+    _known_name(name)
     with store.begin() as conn:
         conn.execute(t.sessions.delete().where(t.sessions.c.user == name))
         conn.execute(t.tokens.delete().where(t.tokens.c.user == name))
@@ -198,6 +211,8 @@ def remove_user(store: Store, name: str) -> None:
 
 
 def get_user(store: Store, name: str) -> User | None:
+    if not _name_ok(name):
+        return None
     with store.begin() as conn:
         row = conn.execute(sa.select(t.users.c.role).where(t.users.c.name == name)).first()
     return User(name, Role(row.role)) if row else None
@@ -222,10 +237,12 @@ def list_users(store: Store) -> list[dict[str, Any]]:
 
 def verify_password(store: Store, name: str, password: str) -> User | None:
     """The user if ``password`` is theirs, else None (same cost whether or not the name exists)."""
-    with store.begin() as conn:
-        row = conn.execute(
-            sa.select(t.users.c.role, t.users.c.password).where(t.users.c.name == name)
-        ).first()
+    row = None
+    if _name_ok(name):
+        with store.begin() as conn:
+            row = conn.execute(
+                sa.select(t.users.c.role, t.users.c.password).where(t.users.c.name == name)
+            ).first()
     try:
         _hasher.verify(row.password if row else _dummy_hash(), password)
     except (VerificationError, InvalidHashError):
@@ -247,6 +264,7 @@ def verify_password(store: Store, name: str, password: str) -> User | None:
 
 def new_token(store: Store, name: str, label: str | None = None) -> str:
     """A new bearer token for ``name``; the only time it is seen in clear is this return value."""
+    _known_name(name)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with store.begin() as conn:
         if not conn.execute(sa.select(t.users.c.name).where(t.users.c.name == name)).first():
@@ -261,6 +279,8 @@ def new_token(store: Store, name: str, label: str | None = None) -> str:
 
 def revoke_tokens(store: Store, name: str) -> int:
     """Revoke every API token of ``name``; how many there were."""
+    if not _name_ok(name):
+        return 0
     with store.begin() as conn:
         return conn.execute(t.tokens.delete().where(t.tokens.c.user == name)).rowcount
 

@@ -250,3 +250,9 @@ def test_odd_run_ids_are_404_not_500(client: TestClient, accounts: Accounts, bad
     h = accounts.headers("analyst")
     assert client.get(f"/api/incidents?run={bad}", headers=h).status_code == 404
     assert client.get(f"/api/runs/{bad}", headers=h).status_code == 404
+
+
+@pytest.mark.parametrize("path", ["/api/intel", "/api/incidents", "/api/alerts"])
+def test_huge_offsets_are_422_not_500(client: TestClient, accounts: Accounts, path: str) -> None:
+    r = client.get(path, params={"offset": 2**63}, headers=accounts.headers("analyst"))
+    assert r.status_code == 422

@@ -15,7 +15,7 @@ router = APIRouter(prefix="/api", tags=["incidents"], responses=PROTECTED)
 Severity = Literal["critical", "high", "medium", "low"]
 RunQ = Annotated[str | None, Query(description="A run id (default: every finished run).")]
 Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
 
 
 def _incidents(request: Request, run_id: str | None) -> list[tuple[Run, dict[str, Any]]]:

@@ -32,7 +32,7 @@ def list_intel(
     type: str | None = None,
     source: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> dict[str, Any]:
     """Indicators (``{"total", "by_source", "items"}``), optionally of one type or source."""
     if type is not None and type not in TYPES:
