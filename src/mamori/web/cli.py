@@ -1,4 +1,4 @@
-"""``mamori serve``: the web door (TAXII 2.1 now; the REST API and console grow the same app)."""
+"""``mamori serve``: one process for the console, the REST API, TAXII 2.1 and the decision stream."""
 
 import typer
 
@@ -7,7 +7,8 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8080, help="Port to listen on."),
 ) -> None:
-    """Serve the TAXII 2.1 API (and, later, the console) from this process."""
+    """Serve the console (/), the REST API (/api/), TAXII 2.1 (/taxii2/) and the CrowdSec
+    decision stream (/v1/) from this process."""
     import uvicorn
 
     from mamori.web.app import create_app
