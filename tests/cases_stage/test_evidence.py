@@ -394,7 +394,9 @@ def test_a_case_over_two_captures_cuts_each_source(data_dir: Path, tmp_path: Pat
 def test_build_names_a_missing_lake_or_capture(package: Package, tmp_path: Path) -> None:
     report = tmp_path / "r" / "report.json"
     report.parent.mkdir()
-    shutil.copy(package.report, report)  # a report without its lake beside it
+    data = json.loads(Path(package.report).read_text())
+    data["lake"] = str(tmp_path / "gone")  # the lake the report names has been removed
+    report.write_text(json.dumps(data))  # and none lies beside the report either
     case = open_case(package.store, report)
     with pytest.raises(EvidenceError, match="lake is not available"):
         build(package.store, case.id, tmp_path / "a", key_path=package.key.private_path)
