@@ -123,6 +123,25 @@ class Case:
         """The capture files the patrol read (report ``inputs[].path``)."""
         return [str(i["path"]) for i in self.inputs if i.get("path")]
 
+    def record(self) -> dict[str, Any]:
+        """The case's own fields as JSON values (the CLI and evidence packages add their views
+        of incidents and decisions)."""
+        return {
+            "id": self.id,
+            "title": self.title,
+            "status": self.status.value,
+            "owner": self.owner,
+            "opened_at": self.opened_at.isoformat(),
+            "closed_at": self.closed_at.isoformat() if self.closed_at else None,
+            "close_reason": self.close_reason,
+            "report": {"path": self.report_path, "sha256": self.report_sha256},
+            "lake": self.lake_path,
+            "captures": self.captures,
+            "notes": [
+                {"at": n.at.isoformat(), "author": n.author, "text": n.text} for n in self.notes
+            ],
+        }
+
 
 def operator() -> str:
     """Who is acting: ``MAMORI_USER`` if set (a person's name for the custody log), else the

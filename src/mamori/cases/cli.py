@@ -114,22 +114,9 @@ def case_show(
     if as_json:
         out.print_json(
             json.dumps(
-                {
-                    "id": case.id,
-                    "title": case.title,
-                    "status": case.status.value,
-                    "owner": case.owner,
-                    "opened_at": case.opened_at.isoformat(),
-                    "closed_at": case.closed_at.isoformat() if case.closed_at else None,
-                    "close_reason": case.close_reason,
-                    "report": {"path": case.report_path, "sha256": case.report_sha256},
-                    "lake": case.lake_path,
-                    "captures": case.captures,
+                case.record()
+                | {
                     "incidents": case.incidents,
-                    "notes": [
-                        {"at": n.at.isoformat(), "author": n.author, "text": n.text}
-                        for n in case.notes
-                    ],
                     "decisions": [
                         {"id": d.decision_id, "at": d.linked_at.isoformat(), "by": d.linked_by}
                         for d in case.decisions
