@@ -208,30 +208,45 @@ def all_partners(store: Store) -> list[Partner]:
 
 
 _BY_NAME = sa.select(t.partners).where(t.partners.c.name == sa.bindparam("name"))
+# What a request needs of the partner's row: read on the driver's cursor (rawsql).
+_CREDENTIAL = sa.select(t.partners.c.secret_hash, t.partners.c.revoked.is_not(None)).where(
+    t.partners.c.name == sa.bindparam("name")
+)
 _known: dict[tuple[str, str, str], Partner] = {}
 
 
-def authenticate(store: Store, name: str, secret: str) -> Partner | None:
+def authenticate(
+    store: Store, name: str, secret: str, conn: sa.Connection | None = None
+) -> Partner | None:
     """The active partner these credentials belong to, or None.
 
-    One indexed read of the partner's row per call (so revocation is immediate); its grants are
-    remembered under the row's credential hash, which changes whenever the partner is revoked or
-    added anew (grants are only ever set when a partner is added).
+    One indexed read of the partner's row per call (so revocation is immediate), on ``conn`` when
+    the caller has a connection open for the rest of its request; its grants are remembered
+    under the row's credential hash, which changes whenever the partner is revoked or added anew
+    (grants are only ever set when a partner is added).
     """
-    with store.begin() as conn:
-        row = conn.execute(_BY_NAME, {"name": name}).first()
-        if row is None or row.revoked is not None:
+    if conn is None:
+        with store.begin() as own:
+            return authenticate(store, name, secret, own)
+    from mamori.share.taxii.rawsql import raw_rows
+
+    found = raw_rows(conn, "partner-credential", _CREDENTIAL, {"name": name})
+    if not found or found[0][1]:  # unknown, or revoked
+        return None
+    secret_hash = found[0][0]
+    key = (store.url, name)
+    fingerprint = hashlib.sha256(secret.encode()).digest()
+    if _verified.get(key) != (secret_hash, fingerprint):
+        if not verify_secret(secret, secret_hash):
             return None
-        key = (store.url, name)
-        fingerprint = hashlib.sha256(secret.encode()).digest()
-        if _verified.get(key) != (row.secret_hash, fingerprint):
-            if not verify_secret(secret, row.secret_hash):
-                return None
-            _verified[key] = (row.secret_hash, fingerprint)
-        known = (store.url, name, row.secret_hash)
-        if known not in _known:
-            _known[known] = _partner(conn, row)
-        return _known[known]
+        _verified[key] = (secret_hash, fingerprint)
+    known = (store.url, name, secret_hash)
+    if known not in _known:
+        row = conn.execute(_BY_NAME, {"name": name}).first()
+        if row is None or row.secret_hash != secret_hash:
+            return None
+        _known[known] = _partner(conn, row)
+    return _known[known]
 
 
 def set_last_pull(store: Store, name: str, stamp: str) -> None:

@@ -14,7 +14,7 @@ import binascii
 import json
 import logging
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -157,7 +157,9 @@ def _policy(request: Request) -> ReleasePolicy:
     return getattr(request.app.state, "share_policy", None) or DEFAULT_POLICY
 
 
-def authenticate(request: Request) -> reg.Partner:
+def authenticate(request: Request, conn: sa.Connection | None = None) -> reg.Partner:
+    """The partner the request's HTTP Basic credentials belong to (read on ``conn``, the
+    request's own connection, when it has one)."""
     challenge = {"WWW-Authenticate": 'Basic realm="mamori TAXII 2.1", charset="UTF-8"'}
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
@@ -169,15 +171,15 @@ def authenticate(request: Request) -> reg.Partner:
         name, _, secret = base64.b64decode(value.strip(), validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
         raise TaxiiError(401, "malformed Basic credentials", challenge) from None
-    partner = reg.authenticate(_store(request), name, secret)
+    partner = reg.authenticate(_store(request), name, secret, conn)
     if partner is None:
         raise TaxiiError(401, "unknown partner, wrong credential, or revoked", challenge)
     return partner
 
 
-def begin(request: Request) -> reg.Partner:
+def begin(request: Request, conn: sa.Connection | None = None) -> reg.Partner:
     """Authentication first (who is asking), then content negotiation."""
-    partner = authenticate(request)
+    partner = authenticate(request, conn)
     check_accept(request)
     return partner
 
@@ -285,25 +287,39 @@ def _respond(
     return Response(text, status_code=status, media_type=MEDIA_TAXII, headers=headers)
 
 
-def _page_headers(rows: list[sa.Row[Any]]) -> dict[str, str]:
+Row = Sequence[Any]
+# Every page is read with these columns first (after storage's pk, date_added_us, reaches and
+# audience), then what the endpoint serves: rows are read by position.
+LEAD = (t.objects.c.object_id, t.objects.c.tlp, t.objects.c.provenance)
+OID, TLP, PROV, EXTRA = (
+    storage.COLUMNS,
+    storage.COLUMNS + 1,
+    storage.COLUMNS + 2,
+    storage.COLUMNS + 3,
+)
+
+
+def _page_headers(rows: list[Row]) -> dict[str, str]:
     if not rows:
         return {}
     return {
-        "X-TAXII-Date-Added-First": format_us(rows[0].date_added_us),
-        "X-TAXII-Date-Added-Last": format_us(rows[-1].date_added_us),
+        "X-TAXII-Date-Added-First": format_us(rows[0][storage.ADDED]),
+        "X-TAXII-Date-Added-Last": format_us(rows[-1][storage.ADDED]),
     }
 
 
 def released_rows(
     conn: sa.Connection, pg: storage.Page, partner: str, policy: ReleasePolicy
-) -> list[sa.Row[Any]]:
+) -> list[Row]:
     """The page's rows that tlp.may_release lets go, each with everything it reaches (all of
-    them, unless the SQL rule and tlp.py disagree, which is logged as the bug it would be)."""
+    them, unless the SQL rule and tlp.py disagree, which is logged as the bug it would be).
+
+    Why again, when the SQL already applied the rule: it is the one rule of share/tlp.py, and a
+    second, independent reading of it costs a dictionary look-up per row (a page holds few
+    distinct markings) and one primary-key read per row that references anything."""
     if not pg.rows:
         return []
-    fields = pg.rows[0]._fields
-    i_tlp, i_prov = fields.index("tlp"), fields.index("provenance")
-    reached = storage.reached_rows(conn, [r[0] for r in pg.rows if r[2]])  # pk, reaches
+    reached = storage.reached_rows(conn, [r[0] for r in pg.rows if r[storage.REACHES]])
     memo: dict[tuple[str, str, str | None], tuple[bool, str]] = {}
 
     def ok(tlp: str, provenance: str, named: str | None) -> tuple[bool, str]:
@@ -319,24 +335,22 @@ def released_rows(
         return memo[key]
 
     out = []
-    for r in pg.rows:  # by position: a Row's attribute lookup costs more than the rule itself
-        good, why = ok(r[i_tlp], r[i_prov], r[3])  # storage puts the audience 4th
-        bad = None if good else (r.object_id, why)
-        for x in reached.get(r[0], ()) if good and r[2] else ():
-            good, why = ok(x.tlp, x.provenance, x.audience)
+    for r in pg.rows:
+        good, why = ok(r[TLP], r[PROV], r[storage.AUDIENCE])
+        bad = None if good else (r[OID], why)
+        for x in reached.get(r[0], ()) if good and r[storage.REACHES] else ():
+            good, why = ok(x[2], x[3], x[4])  # pk, object_id, tlp, provenance, audience
             if not good:
-                bad = (x.object_id, why)
+                bad = (x[1], why)
                 break
         if bad is None:
             out.append(r)
         else:  # the SQL rule let it through: a bug, never a leak
-            log.error("TAXII: withheld %s from %s (%s: %s)", r.object_id, partner, *bad)
+            log.error("TAXII: withheld %s from %s (%s: %s)", r[OID], partner, *bad)
     return out
 
 
-def _envelope(
-    rows: list[sa.Row[Any]], more: bool, nxt: str | None, key: str, items: list[str]
-) -> str:
+def _envelope(rows: list[Row], more: bool, nxt: str | None, key: str, items: list[str]) -> str:
     head = '{"more":' + ("true" if more else "false")
     if more and nxt:
         head += ',"next":' + json.dumps(nxt)
@@ -348,7 +362,7 @@ def _envelope(
 def _next_token(pg: storage.Page) -> str | None:
     if not pg.more or not pg.rows:
         return None
-    return encode_next(pg.rows[-1].date_added_us, pg.rows[-1].pk)
+    return encode_next(pg.rows[-1][storage.ADDED], pg.rows[-1][storage.PK])
 
 
 # --- server information (section 4) -------------------------------------------------------------
@@ -437,8 +451,10 @@ def collection(request: Request, api_root: str, collection_id: str) -> Response:
         return _respond(_collection_resource(conn, cid, grant))
 
 
-def _readable(request: Request, api_root: str, collection_id: str) -> tuple[reg.Partner, str]:
-    partner = begin(request)
+def _readable(
+    request: Request, conn: sa.Connection, api_root: str, collection_id: str
+) -> tuple[reg.Partner, str]:
+    partner = begin(request, conn)
     check_root(api_root)
     cid, grant = collection_for(request, partner, collection_id)
     if not grant.can_read:
@@ -446,28 +462,28 @@ def _readable(request: Request, api_root: str, collection_id: str) -> tuple[reg.
     return partner, cid
 
 
+def _read(request: Request) -> Any:
+    """One connection for a whole read (the partner's row, the page, what its rows reach):
+    a read needs no commit, and one pool checkout costs less than two."""
+    return _store(request).engine.connect()
+
+
 @bare_get("/{api_root}/collections/{collection_id}/manifest/")
 def manifest(request: Request, api_root: str, collection_id: str) -> Response:
-    partner, cid = _readable(request, api_root, collection_id)
-    q = parse_query(request, ("id", "type", "version", "spec_version"))
-    reader, policy = reader_for(partner, _policy(request))
     OBJ = t.objects.c
-    with _store(request).begin() as conn:
-        pg = storage.page(
-            conn,
-            cid,
-            q,
-            reader,
-            [OBJ.object_id, OBJ.version, OBJ.spec_version, OBJ.tlp, OBJ.provenance],
-        )
+    with _read(request) as conn:
+        partner, cid = _readable(request, conn, api_root, collection_id)
+        q = parse_query(request, ("id", "type", "version", "spec_version"))
+        reader, policy = reader_for(partner, _policy(request))
+        pg = storage.page(conn, cid, q, reader, [*LEAD, OBJ.version, OBJ.spec_version])
         rows = released_rows(conn, pg, partner.name, policy)
     items = [
         json.dumps(
             {
-                "id": r.object_id,
-                "date_added": format_us(r.date_added_us),
-                "version": r.version,
-                "media_type": f"application/stix+json;version={r.spec_version}",
+                "id": r[OID],
+                "date_added": format_us(r[storage.ADDED]),
+                "version": r[EXTRA],
+                "media_type": f"application/stix+json;version={r[EXTRA + 1]}",
             }
         )
         for r in rows
@@ -477,21 +493,22 @@ def manifest(request: Request, api_root: str, collection_id: str) -> Response:
     )
 
 
-def _objects_page(request: Request, cid: str, partner: reg.Partner, q: storage.Query) -> Response:
+def _objects_page(
+    request: Request, conn: sa.Connection, cid: str, partner: reg.Partner, q: storage.Query
+) -> Response:
     reader, policy = reader_for(partner, _policy(request))
-    OBJ = t.objects.c
-    with _store(request).begin() as conn:
-        pg = storage.page(conn, cid, q, reader, [OBJ.object_id, OBJ.tlp, OBJ.provenance, OBJ.body])
-        rows = released_rows(conn, pg, partner.name, policy)
-    body = _envelope(rows, pg.more, _next_token(pg), "objects", [r[-1] for r in rows])  # body
+    pg = storage.page(conn, cid, q, reader, [*LEAD, t.objects.c.body])
+    rows = released_rows(conn, pg, partner.name, policy)
+    body = _envelope(rows, pg.more, _next_token(pg), "objects", [r[EXTRA] for r in rows])
     return _respond(body, headers=_page_headers(rows))
 
 
 @bare_get("/{api_root}/collections/{collection_id}/objects/")
 def get_objects(request: Request, api_root: str, collection_id: str) -> Response:
-    partner, cid = _readable(request, api_root, collection_id)
-    q = parse_query(request, ("id", "type", "version", "spec_version"))
-    return _objects_page(request, cid, partner, q)
+    with _read(request) as conn:
+        partner, cid = _readable(request, conn, api_root, collection_id)
+        q = parse_query(request, ("id", "type", "version", "spec_version"))
+        return _objects_page(request, conn, cid, partner, q)
 
 
 @router.post("/{api_root}/collections/{collection_id}/objects/")
@@ -584,10 +601,11 @@ def _default_intel() -> Path:
 
 @router.get("/{api_root}/collections/{collection_id}/objects/{object_id}/")
 def get_object(request: Request, api_root: str, collection_id: str, object_id: str) -> Response:
-    partner, cid = _readable(request, api_root, collection_id)
-    q = parse_query(request, ("version", "spec_version"))
-    q = storage.Query(**{**q.__dict__, "ids": (object_id,)})
-    resp = _objects_page(request, cid, partner, q)
+    with _read(request) as conn:
+        partner, cid = _readable(request, conn, api_root, collection_id)
+        q = parse_query(request, ("version", "spec_version"))
+        q = storage.Query(**{**q.__dict__, "ids": (object_id,)})
+        resp = _objects_page(request, conn, cid, partner, q)
     if resp.body == b'{"more":false}' and q.after is None:
         raise TaxiiError(404, f"no object {object_id!r} in collection {collection_id!r}")
     return resp
@@ -605,34 +623,30 @@ def delete_object(request: Request, api_root: str, collection_id: str, object_id
     q = parse_query(request, ("version", "spec_version"), default_version="all")
     q = storage.Query(**{**q.__dict__, "ids": (object_id,), "limit": 10_000, "after": None})
     reader, policy = reader_for(partner, _policy(request))
-    OBJ = t.objects.c
     with _store(request).begin() as conn:
-        pg = storage.page(conn, cid, q, reader, [OBJ.object_id, OBJ.tlp, OBJ.provenance])
+        pg = storage.page(conn, cid, q, reader, list(LEAD))
         rows = released_rows(conn, pg, partner.name, policy)
         if not rows:
             raise TaxiiError(404, f"no object {object_id!r} in collection {collection_id!r}")
-        if any(r.provenance != f"partner:{partner.name}" for r in rows):
+        if any(r[PROV] != f"partner:{partner.name}" for r in rows):
             raise TaxiiError(403, f"{partner.name!r} may delete only objects it added")
-        storage.delete(conn, cid, [r.pk for r in rows])
+        storage.delete(conn, cid, [r[storage.PK] for r in rows])
     return Response(status_code=200, media_type=MEDIA_TAXII)
 
 
 @router.get("/{api_root}/collections/{collection_id}/objects/{object_id}/versions/")
 def versions(request: Request, api_root: str, collection_id: str, object_id: str) -> Response:
-    partner, cid = _readable(request, api_root, collection_id)
-    q = parse_query(request, ("spec_version",), default_version="all")
-    q = storage.Query(**{**q.__dict__, "ids": (object_id,)})
-    reader, policy = reader_for(partner, _policy(request))
-    OBJ = t.objects.c
-    with _store(request).begin() as conn:
-        pg = storage.page(
-            conn, cid, q, reader, [OBJ.object_id, OBJ.version, OBJ.tlp, OBJ.provenance]
-        )
+    with _read(request) as conn:
+        partner, cid = _readable(request, conn, api_root, collection_id)
+        q = parse_query(request, ("spec_version",), default_version="all")
+        q = storage.Query(**{**q.__dict__, "ids": (object_id,)})
+        reader, policy = reader_for(partner, _policy(request))
+        pg = storage.page(conn, cid, q, reader, [*LEAD, t.objects.c.version])
         rows = released_rows(conn, pg, partner.name, policy)
     if not rows and q.after is None:
         raise TaxiiError(404, f"no object {object_id!r} in collection {collection_id!r}")
     body = _envelope(
-        rows, pg.more, _next_token(pg), "versions", [json.dumps(r.version) for r in rows]
+        rows, pg.more, _next_token(pg), "versions", [json.dumps(r[EXTRA]) for r in rows]
     )
     return _respond(body, headers=_page_headers(rows))
 

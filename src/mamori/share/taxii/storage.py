@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from mamori.share import tables as t
+from mamori.share.taxii.rawsql import raw_rows
 from mamori.share.taxii.timestamps import format_us, now_us, parse_us
 
 OBJ = t.objects.c
@@ -84,18 +85,25 @@ class Query:
     after: tuple[int, int] | None = None  # (date_added_us, pk) of the previous page's last row
 
 
+# Positions of the leading columns of every page row (the caller's ``columns`` follow them).
+PK, ADDED, REACHES, AUDIENCE, COLUMNS = 0, 1, 2, 3, 4
+
+
 @dataclass
 class Page:
-    rows: list[sa.Row[Any]]
+    """Rows as plain tuples: ``pk, date_added_us, reaches, audience, *columns`` (read by
+    position: building a named row per object cost more than the TLP rule applied to it)."""
+
+    rows: list[Sequence[Any]]
     more: bool
 
     @property
     def first_added(self) -> int | None:
-        return self.rows[0].date_added_us if self.rows else None
+        return self.rows[0][ADDED] if self.rows else None
 
     @property
     def last_added(self) -> int | None:
-        return self.rows[-1].date_added_us if self.rows else None
+        return self.rows[-1][ADDED] if self.rows else None
 
 
 @dataclass(frozen=True)
@@ -195,7 +203,10 @@ def page(
     if reader is not None:
         params["partner"] = reader.partner
         params["provenance"] = f"partner:{reader.partner}"
-    rows = list(conn.execute(_statement(shape), params).all())
+    if shape.stamps or shape.ids or shape.types or shape.specs:  # expanding IN lists
+        rows: list[Sequence[Any]] = list(conn.execute(_statement(shape), params).all())
+    else:
+        rows = raw_rows(conn, shape, _statement(shape), params)
     return Page(rows[: q.limit], len(rows) > q.limit)
 
 
@@ -218,12 +229,13 @@ _REACHED = (
 )
 
 
-def reached_rows(conn: sa.Connection, pks: Sequence[int]) -> dict[int, list[sa.Row[Any]]]:
-    """For each row, the stored rows (every version) of the ids it reaches, with their audience.
+def reached_rows(conn: sa.Connection, pks: Sequence[int]) -> dict[int, list[Sequence[Any]]]:
+    """For each row, the stored rows (every version) of the ids it reaches, with their audience:
+    tuples ``pk, object_id, tlp, provenance, audience``.
 
     One cached statement per row (few rows of a page reach anything) rather than an expanding
     ``IN`` list whose SQL would be rendered anew each time."""
-    return {pk: conn.execute(_REACHED, {"pk": pk}).all() for pk in pks}
+    return {pk: raw_rows(conn, "reached", _REACHED, {"pk": pk}) for pk in pks}
 
 
 # --- writing ------------------------------------------------------------------------------------
