@@ -11,7 +11,7 @@ import sys
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import click
 import typer
@@ -23,6 +23,9 @@ from typer.core import TyperGroup
 
 from mamori import __version__
 from mamori.config import load_settings
+
+if TYPE_CHECKING:
+    from mamori.sensors.inputs import Input
 
 # Stage-owned command groups: (module, Typer app attribute, help). Each stage ships its own Typer
 # app; the door mounts it only when its name is typed (or help lists every command), so
@@ -83,9 +86,6 @@ def serve(
     run(host=host, port=port)
 
 
-CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".dmp", ".gz", ".trace")
-
-
 class TableName(StrEnum):
     conn = "conn"
     dns = "dns"
@@ -108,27 +108,21 @@ class SqlFormat(StrEnum):
     json = "json"
 
 
-def _captures(inputs: list[Path]) -> list[Path]:
-    """Files as given; folders expanded to the captures inside them (sorted, recursive)."""
-    found: list[Path] = []
-    for p in inputs:
-        if p.is_dir():
-            found.extend(
-                sorted(
-                    f
-                    for f in p.rglob("*")
-                    if f.is_file() and f.name.lower().endswith(CAPTURE_SUFFIXES)
-                )
-            )
-        elif p.exists():
-            found.append(p)
-        else:
-            console.print(f"[red]error[/]: {p}: no such file or folder")
-            raise typer.Exit(2)
-    if not found:
-        console.print("[red]error[/]: no captures found in the given inputs")
+def _inputs(paths: list[Path], captures_only: bool = False) -> list[Input]:
+    """Files as given, folders expanded, each recognised by its content (capture or log)."""
+    from mamori.sensors.inputs import CAPTURE, discover
+
+    found = discover(paths)
+    for err in found.errors:
+        console.print(f"[red]error[/]: {err}")
+    if found.errors:
         raise typer.Exit(2)
-    return found
+    chosen = [i for i in found.inputs if i.kind == CAPTURE or not captures_only]
+    if not chosen:
+        what = "captures" if captures_only else "captures or logs"
+        console.print(f"[red]error[/]: no {what} found in the given inputs")
+        raise typer.Exit(2)
+    return chosen
 
 
 def _version(value: bool) -> None:
@@ -148,20 +142,27 @@ def main(
 
 @app.command()
 def ingest(
-    inputs: Annotated[list[Path], typer.Argument(help="Capture files or folders of captures.")],
+    inputs: Annotated[list[Path], typer.Argument(help="Captures, log files, or folders of them.")],
     lake: Annotated[Path, typer.Option("--lake", help="Lake folder to write the tables into.")],
     config: Annotated[Path | None, typer.Option(help="Settings file (TOML).")] = None,
 ) -> None:
-    """Turn captures into every table (conn, dns, http, ssl, ssh, ftp, smtp) in the lake."""
+    """Turn captures (conn, dns, http, ssl, ssh, ftp, smtp) and logs (winevt, syslog, auth, …)
+    into the lake's tables."""
     from mamori.flows.workers import LakeIngest
+    from mamori.lake.writer import LakeWriter
+    from mamori.sensors.inputs import CAPTURE
+    from mamori.sensors.logingest import ingest_log
+    from mamori.sensors.registry import registered_sensors
 
     settings = load_settings(config)
-    captures = _captures(inputs)
-    total = sum(p.stat().st_size for p in captures)
+    chosen = _inputs(inputs)
+    total = sum(i.path.stat().st_size for i in chosen)
     started = time.perf_counter()
     done = 0
+    stats: list = []
     with (
         LakeIngest(settings, lake) as ingester,
+        LakeWriter(lake) as writer,
         Progress(
             TextColumn("[bold]ingest[/] {task.description}"),
             BarColumn(),
@@ -172,15 +173,19 @@ def ingest(
         ) as progress,
     ):
         task = progress.add_task("", total=total)
-        stats = []
-        for path in captures:
+        sensors = registered_sensors() if any(i.kind != CAPTURE for i in chosen) else {}
+        for item in chosen:
+            path = item.path
             progress.update(task, description=path.name)
             base = done
 
             def advance(nbytes: int, base: int = base, size: int = path.stat().st_size) -> None:
                 progress.update(task, completed=base + min(nbytes, size))
 
-            stats.append(ingester.capture(path, advance))
+            if item.kind == CAPTURE:
+                stats.append(ingester.capture(path, advance))
+            else:
+                stats.append(ingest_log(path, sensors[item.kind], writer))
             done += path.stat().st_size
             progress.update(task, completed=done)
     elapsed = time.perf_counter() - started
@@ -190,21 +195,21 @@ def ingest(
 
 
 def _report(stats: list, elapsed: float) -> None:
-    from mamori.schema import TABLES
+    from mamori.schema import NETWORK_TABLES, TABLES
 
-    for s in stats:
-        if s.error:
-            console.print(f"[red]error[/]: {s.error}")
-        elif s.problem:
-            console.print(f"[yellow]warning[/]: {s.problem} (kept {s.packets} packets before it)")
+    _problems(stats)
     packets = sum(s.packets for s in stats)
     nbytes = sum(s.bytes for s in stats)
-    table = Table(title=f"{len(stats)} capture(s), {packets:,} packets in {elapsed:.2f} s")
+    logs = sum(1 for s in stats if hasattr(s, "sensor"))
+    what = f"{len(stats) - logs} capture(s)" + (f", {logs} log file(s)" if logs else "")
+    table = Table(title=f"{what}, {packets:,} packets in {elapsed:.2f} s")
     table.add_column("table")
     table.add_column("records", justify="right")
     table.add_column("records/s", justify="right")
     for name in TABLES:
         n = sum(s.rows.get(name, 0) for s in stats)
+        if name == "alerts" or (n == 0 and name not in NETWORK_TABLES):
+            continue
         table.add_row(name, f"{n:,}", f"{n / elapsed:,.0f}" if elapsed > 0 else "-")
     table.caption = (
         f"{packets / elapsed:,.0f} packets/s, {nbytes / elapsed / 1e6:,.1f} MB/s"
@@ -214,9 +219,28 @@ def _report(stats: list, elapsed: float) -> None:
     console.print(table)
 
 
+def _problems(stats: list) -> None:
+    """One line per input that could not be read whole: captures and logs alike."""
+    for s in stats:
+        if s.error:
+            console.print(f"[red]error[/]: {s.error}")
+        elif s.problem:
+            kept = (
+                f"kept {s.records:,} records before it"
+                if hasattr(s, "sensor")
+                else f"kept {s.packets} packets before it"
+            )
+            console.print(f"[yellow]warning[/]: {s.problem} ({kept})")
+        for warning in getattr(s, "warnings", [])[:5]:
+            console.print(f"[yellow]skipped[/]: {warning}")
+        more = getattr(s, "skipped", 0) - len(getattr(s, "warnings", [])[:5])
+        if more > 0:
+            console.print(f"[yellow]skipped[/]: {s.path}: {more:,} more unreadable records")
+
+
 @app.command()
 def patrol(
-    inputs: Annotated[list[Path], typer.Argument(help="Capture files or folders of captures.")],
+    inputs: Annotated[list[Path], typer.Argument(help="Captures, log files, or folders of them.")],
     out: Annotated[
         Path, typer.Option("--out", help="Folder for report.json and report.html.")
     ] = Path("patrol-report"),
@@ -228,18 +252,19 @@ def patrol(
     ] = None,
     config: Annotated[Path | None, typer.Option(help="Settings file (TOML).")] = None,
 ) -> None:
-    """The main job: ingest captures, run every detector, correlate incidents, write the report."""
+    """The main job: ingest captures and logs, run every detector, correlate incidents, write the
+    report."""
     from mamori.detect.base import DetectorConfigError, load_params
     from mamori.patrol import patrol as run_patrol
 
     settings = load_settings(config)
-    captures = _captures(inputs)
+    found = _inputs(inputs)
     try:
         chosen = load_params(params)
     except DetectorConfigError as exc:
         console.print(f"[red]error[/]: {exc}")
         raise typer.Exit(2) from None
-    total = sum(p.stat().st_size for p in captures)
+    total = sum(i.path.stat().st_size for i in found)
     done: dict[Path, int] = {}
     started = time.perf_counter()
     with Progress(
@@ -256,16 +281,15 @@ def patrol(
             done[path] = min(nbytes, path.stat().st_size)
             progress.update(task, completed=sum(done.values()), description=path.name)
 
-        result = run_patrol(captures, lake or out / "lake", out, settings, chosen, advance)
+        result = run_patrol(found, lake or out / "lake", out, settings, chosen, advance)
     elapsed = time.perf_counter() - started
-    for s in result.captures:
-        if s.error:
-            console.print(f"[red]error[/]: {s.error}")
-        elif s.problem:
-            console.print(f"[yellow]warning[/]: {s.problem} (kept {s.packets} packets before it)")
+    _problems([*result.captures, *result.logs])
     for det, err in result.failed_detectors.items():
         console.print(f"[red]detector failed[/]: {det}: {err}")
-    table = Table(title=f"patrol: {len(result.captures)} capture(s) in {elapsed:.1f} s")
+    what = f"{len(result.captures)} capture(s)" + (
+        f", {len(result.logs)} log file(s)" if result.logs else ""
+    )
+    table = Table(title=f"patrol: {what} in {elapsed:.1f} s")
     for col in ("severity", "incident", "techniques", "attackers", "victims"):
         table.add_column(col)
     for inc in result.incidents:
@@ -279,10 +303,11 @@ def patrol(
     summary = result.report["summary"]
     table.caption = (
         f"{summary['packets']:,} packets, {summary['connections']:,} connections, "  # type: ignore[index]
+        f"{summary['log_records']:,} log records, "  # type: ignore[index]
         f"{summary['alerts']} alerts, {summary['incidents']} incidents → {result.html_path}"  # type: ignore[index]
     )
     console.print(table)
-    if all(s.error for s in result.captures):
+    if all(s.error for s in [*result.captures, *result.logs]):
         raise typer.Exit(1)
 
 
@@ -306,7 +331,7 @@ def flows(
     from mamori.schema import schema_of
 
     settings = load_settings(config)
-    [path] = _captures([capture])
+    [path] = [i.path for i in _inputs([capture], captures_only=True)]
     tables, stats = tables_of([path], settings)
     for s in stats:
         if s.error:

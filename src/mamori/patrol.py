@@ -1,4 +1,4 @@
-"""The main job: captures in, a report out (ingest → detect → correlate → report).
+"""The main job: captures and logs in, a report out (ingest → detect → correlate → report).
 
 One function the CLI and, later, the web console call; it only sequences the stages, each of which
 reads the tables of the one before.
@@ -22,6 +22,9 @@ from mamori.flows.pipeline import CaptureStats
 from mamori.flows.workers import LakeIngest
 from mamori.lake.writer import LakeWriter
 from mamori.report.patrol import write_html, write_json
+from mamori.sensors.inputs import CAPTURE, Input, kind_of
+from mamori.sensors.logingest import LogStats, ingest_log
+from mamori.sensors.registry import registered_sensors
 
 
 @dataclass
@@ -33,10 +36,11 @@ class PatrolResult:
     report: dict[str, object]
     json_path: Path
     html_path: Path
+    logs: list[LogStats]
 
 
 def patrol(
-    inputs: Iterable[Path],
+    inputs: Iterable[Path | Input],
     lake: Path,
     out: Path,
     settings: Settings,
@@ -44,11 +48,21 @@ def patrol(
     progress: Callable[[Path, int], None] | None = None,
 ) -> PatrolResult:
     started = datetime.now(UTC)
+    chosen = [i if isinstance(i, Input) else Input(i, kind_of(i) or CAPTURE) for i in inputs]
     stats: list[CaptureStats] = []
+    logs: list[LogStats] = []
     with LakeIngest(settings, lake) as ingester:
-        for path in inputs:
-            cb = (lambda n, p=path: progress(p, n)) if progress else None
-            stats.append(ingester.capture(path, cb))
+        for item in chosen:
+            if item.kind == CAPTURE:
+                cb = (lambda n, p=item.path: progress(p, n)) if progress else None
+                stats.append(ingester.capture(item.path, cb))
+    sensors = registered_sensors()
+    with LakeWriter(lake) as writer:
+        for item in chosen:
+            if item.kind != CAPTURE:
+                logs.append(ingest_log(item.path, sensors[item.kind], writer))
+                if progress:
+                    progress(item.path, logs[-1].bytes)
     tables = sorted({t for d in registered().values() for t in d.reads} | {"conn"})
     frames = lake_frames(lake, tables)
     run = run_detectors(frames, params)
@@ -56,13 +70,15 @@ def patrol(
         writer.write("alerts", run.alerts.to_arrow())
     incidents = correlate(run.alerts, indicators=_indicators(params))
     report = build_report(
-        stats, frames["conn"], run.alerts, incidents, run.failed, started, lake=lake
+        stats, frames["conn"], run.alerts, incidents, run.failed, started, lake=lake, logs=logs
     )
     out.mkdir(parents=True, exist_ok=True)
     json_path, html_path = out / "report.json", out / "report.html"
     write_json(report, json_path)
     write_html(report, html_path)
-    return PatrolResult(stats, run.alerts, incidents, run.failed, report, json_path, html_path)
+    return PatrolResult(
+        stats, run.alerts, incidents, run.failed, report, json_path, html_path, logs
+    )
 
 
 def _indicators(params: dict[str, Params] | None) -> pl.DataFrame | None:
@@ -84,6 +100,7 @@ def build_report(
     failed: dict[str, str],
     started: datetime,
     lake: Path | None = None,
+    logs: list[LogStats] | None = None,
 ) -> dict[str, object]:
     """The report's content (the JSON is the contract; the HTML renders the same dict)."""
     traffic = _traffic(conn)
@@ -101,6 +118,7 @@ def build_report(
         "inputs": [
             {
                 "path": s.path,
+                "kind": CAPTURE,
                 "packets": s.packets,
                 "bytes": s.bytes,
                 "records": s.rows,
@@ -108,9 +126,23 @@ def build_report(
                 "error": s.error,
             }
             for s in stats
+        ]
+        + [
+            {
+                "path": s.path,
+                "kind": s.sensor,
+                "packets": 0,
+                "bytes": s.bytes,
+                "records": s.rows,
+                "problem": s.problem,
+                "error": s.error,
+                "skipped_records": s.skipped,
+            }
+            for s in logs or []
         ],
         "summary": {
             "packets": sum(s.packets for s in stats),
+            "log_records": sum(s.records for s in logs or []),
             "connections": traffic["connections"],
             "alerts": alerts.height,
             "incidents": len(incidents),

@@ -7,7 +7,9 @@ import importlib
 import pyarrow as pa
 
 SCHEMA_VERSION = 1
-TABLES: tuple[str, ...] = ("conn", "dns", "http", "ssl", "ssh", "ftp", "smtp", "alerts")
+NETWORK_TABLES: tuple[str, ...] = ("conn", "dns", "http", "ssl", "ssh", "ftp", "smtp")
+LOG_TABLES: tuple[str, ...] = ("winevt", "syslog", "auth", "honeypot", "jsonlog", "eve_alert")
+TABLES: tuple[str, ...] = (*NETWORK_TABLES, *LOG_TABLES, "alerts")
 
 
 def schema_of(table: str) -> pa.Schema:
