@@ -42,6 +42,7 @@ STAGES: dict[str, tuple[str, str, str]] = {
         "Incident, referral, attribution, regulator reports.",
     ),
     "share": ("mamori.share.cli", "app", "STIX 2.1 export, TAXII 2.1 partners, TLP."),
+    "sigma": ("mamori.detect.sigma.cli", "app", "Sigma rules: check what compiles, run them."),
     "user": ("mamori.web.users_cli", "app", "Console and API users, roles and tokens."),
 }
 

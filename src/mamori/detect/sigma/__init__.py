@@ -1,0 +1,1 @@
+"""Sigma rules over the lake's log tables, compiled to vectorised expressions."""
