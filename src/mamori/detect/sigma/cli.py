@@ -14,6 +14,11 @@ app = typer.Typer(
 console = Console(stderr=True, soft_wrap=True)
 
 
+@app.callback()
+def main() -> None:
+    """Sigma rules: check what compiles, run them over logs."""
+
+
 @app.command()
 def check(
     rules: Annotated[list[Path], typer.Argument(help="Sigma rule files or folders of them.")],
