@@ -255,6 +255,7 @@ def patrol(
 ) -> None:
     """The main job: ingest captures and logs, run every detector, correlate incidents, write the
     report."""
+    from mamori.correlate.incidents import host_aliases
     from mamori.detect.base import DetectorConfigError, load_params
     from mamori.patrol import patrol as run_patrol
 
@@ -262,7 +263,8 @@ def patrol(
     found = _inputs(inputs)
     try:
         chosen = load_params(params)
-    except DetectorConfigError as exc:
+        host_aliases(settings.host_addresses)
+    except (DetectorConfigError, ValueError) as exc:
         console.print(f"[red]error[/]: {exc}")
         raise typer.Exit(2) from None
     total = sum(i.path.stat().st_size for i in found)

@@ -78,6 +78,10 @@ class Settings:
     workers: int = 0
     # Captures smaller than this are read by one process: starting a worker costs about a second.
     parallel_min_bytes: int = 64 * 1024 * 1024
+    # Names hosts have in logs, and their addresses ("pc01.example.corp=10.0.0.5"): a Windows
+    # computer or syslog host name and the IP the network records know it by are one entity, so
+    # incidents join host and network evidence about it.
+    host_addresses: tuple[str, ...] = ()
     # Where shared test data lives (tests and benchmarks only).
     data_dir: Path = field(default=Path("../shared/data"))
 

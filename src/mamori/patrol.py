@@ -15,7 +15,7 @@ import polars as pl
 
 from mamori import __version__
 from mamori.config import Settings
-from mamori.correlate.incidents import Incident, correlate
+from mamori.correlate.incidents import Incident, correlate, host_aliases
 from mamori.detect.base import Params, registered
 from mamori.detect.engine import lake_frames, run_detectors
 from mamori.flows.pipeline import CaptureStats
@@ -68,7 +68,11 @@ def patrol(
     run = run_detectors(frames, params)
     with LakeWriter(lake) as writer:
         writer.write("alerts", run.alerts.to_arrow())
-    incidents = correlate(run.alerts, indicators=_indicators(params))
+    incidents = correlate(
+        run.alerts,
+        indicators=_indicators(params),
+        aliases=host_aliases(settings.host_addresses),
+    )
     report = build_report(
         stats, frames["conn"], run.alerts, incidents, run.failed, started, lake=lake, logs=logs
     )

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 
 from mamori.correlate.attack import technique_name
-from mamori.correlate.incidents import correlate
+from mamori.correlate.incidents import correlate, host_aliases
 from mamori.detect.base import empty_alerts
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -135,3 +135,31 @@ def test_incident_domains_are_its_alerts_domains(data_dir) -> None:
     [incident] = correlate(alerts)
     assert incident.domains == ["ostrykebs.pl"]
     assert all(a["domains"] == ["ostrykebs.pl"] for a in incident.to_json()["alerts"])
+
+
+def test_host_names_in_logs_join_the_addresses_in_network_records() -> None:
+    """A Windows logon brute force names the computer; the network scan names its address."""
+    rows = [
+        _a("scan.trw", "T1046", "low", 0.5, "203.0.113.9", "10.0.0.5", 0),
+        _a("auth.bruteforce", "T1110.001", "medium", 0.7, "198.51.100.7", "PC01.example.corp", 20),
+        _a("win.log_cleared", "T1070.001", "high", 0.8, None, "pc01", 30),
+    ]
+    apart = correlate(_df(rows))
+    assert len(apart) == 3  # without knowing the names, nothing links them
+    aliases = host_aliases(["pc01.example.corp=10.0.0.5"])
+    [inc] = correlate(_df(rows), aliases=aliases)
+    assert inc.victims == ["10.0.0.5"]
+    assert inc.attackers == ["198.51.100.7", "203.0.113.9"]
+    # The alerts keep the names their logs used: the analyst sees what the evidence says.
+    assert {a["dst"] for a in inc.alerts} == {"10.0.0.5", "PC01.example.corp", "pc01"}
+
+
+def test_host_aliases_reject_what_is_not_name_equals_address() -> None:
+    import pytest
+
+    assert host_aliases(["DC1.corp.example=10.0.0.1"]) == {
+        "dc1.corp.example": "10.0.0.1",
+        "dc1": "10.0.0.1",
+    }
+    with pytest.raises(ValueError, match="not name=address"):
+        host_aliases(["dc1"])

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -23,6 +25,7 @@ from mamori.correlate.attribution import hypotheses
 from mamori.schema.alerts import SEVERITIES
 
 GAP = timedelta(hours=1)
+_ADDRESS = re.compile(r"^[0-9.]+$|:")  # IPv4 dotted quad, or anything with a colon (IPv6)
 MAX_CONFIDENCE = 0.99  # never certainty from inference alone
 
 
@@ -81,16 +84,51 @@ class _Sets:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
+def host_aliases(pairs: Iterable[str]) -> dict[str, str]:
+    """``name=address`` settings as a lookup from lower-case host name to address.
+
+    A fully qualified name also answers for its first label (``pc01.example.corp`` for ``PC01``),
+    the way Windows logs and syslog often name the same machine differently.
+    """
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, address = pair.partition("=")
+        if not sep or not name.strip() or not address.strip():
+            raise ValueError(f"host_addresses: {pair!r} is not name=address")
+        name = name.strip().lower().rstrip(".")
+        out[name] = address.strip()
+        out.setdefault(name.split(".", 1)[0], address.strip())
+    return out
+
+
+def canonical(entity: object, aliases: Mapping[str, str]) -> str | None:
+    """The entity alerts are linked by: an address as is, a host name through ``aliases``."""
+    if entity is None:
+        return None
+    text = str(entity)
+    if not aliases or _ADDRESS.match(text):
+        return text
+    name = text.lower().rstrip(".")
+    return aliases.get(name) or aliases.get(name.split(".", 1)[0]) or name
+
+
 def correlate(
-    alerts: pl.DataFrame, gap: timedelta = GAP, indicators: pl.DataFrame | None = None
+    alerts: pl.DataFrame,
+    gap: timedelta = GAP,
+    indicators: pl.DataFrame | None = None,
+    aliases: Mapping[str, str] | None = None,
 ) -> list[Incident]:
-    """Incidents from alerts; ``indicators`` (the intel store) lets them carry attribution."""
+    """Incidents from alerts; ``indicators`` (the intel store) lets them carry attribution, and
+    ``aliases`` (host name -> address) joins host logs' names with network records' addresses."""
+    aliases = aliases or {}
     rows = alerts.sort("first_seen").to_dicts()
+    for a in rows:
+        a["_src"], a["_dst"] = canonical(a["src"], aliases), canonical(a["dst"], aliases)
     sets = _Sets(len(rows))
     # For each host, alerts naming it, in time order: link neighbours that are close in time.
     by_host: dict[str, list[int]] = {}
     for i, a in enumerate(rows):
-        for host in {a["src"], a["dst"]} - {None}:
+        for host in {a["_src"], a["_dst"]} - {None}:
             by_host.setdefault(str(host), []).append(i)
     for idxs in by_host.values():
         end = rows[idxs[0]]["last_seen"]
@@ -116,8 +154,8 @@ def _incident(group: list[dict[str, object]]) -> Incident:
     techniques = sorted(
         {t for a in group for t in a["techniques"]}, key=lambda t: (stage_rank(t), t)
     )  # type: ignore[attr-defined]
-    attackers = sorted({str(a["src"]) for a in group if a["src"]})
-    victims = sorted({str(a["dst"]) for a in group if a["dst"]} - set(attackers))
+    attackers = sorted({str(a["_src"]) for a in group if a["_src"]})
+    victims = sorted({str(a["_dst"]) for a in group if a["_dst"]} - set(attackers))
     first = min(a["first_seen"] for a in group)  # type: ignore[type-var]
     last = max(a["last_seen"] for a in group)  # type: ignore[type-var]
     digest = hashlib.sha256("|".join(sorted(str(a["key"]) for a in group)).encode()).hexdigest()
@@ -147,7 +185,7 @@ def _title(techniques: list[str], group: list[dict[str, object]], victims: list[
     """The latest-stage technique, by the sources of *that* technique's alerts, against the victims."""
     what = technique_name(techniques[-1]) if techniques else "Suspicious activity"
     lead = [a for a in group if techniques and techniques[-1] in a["techniques"]]  # type: ignore[operator]
-    attackers = sorted({str(a["src"]) for a in lead if a["src"]})
+    attackers = sorted({str(a["_src"]) for a in lead if a["_src"]})
     who = (
         attackers[0] if len(attackers) == 1 else f"{len(attackers)} sources" if attackers else None
     )
