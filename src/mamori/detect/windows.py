@@ -12,6 +12,8 @@ from datetime import timedelta
 
 import polars as pl
 
+_WINDOW = "__window"
+
 
 def threshold(
     obs: pl.LazyFrame,
@@ -22,21 +24,61 @@ def threshold(
     distinct: str | None = None,
     ts: str = "ts",
     uid: str = "uid",
+    extra: Sequence[pl.Expr] = (),
+    where: pl.Expr | None = None,
+    sparse: bool = False,
 ) -> pl.LazyFrame:
     """Keys whose observations in a tumbling ``window`` reach ``at_least`` (distinct values of
     ``distinct`` if given, else rows). Returns key columns, ``window``, ``n`` (rows), ``distinct_n``,
-    ``first_seen``, ``last_seen`` and ``uids``."""
+    ``first_seen``, ``last_seen`` and ``uids`` (in time order; ties keep the input's order).
+
+    ``extra`` aggregates more columns over the same windows (packets, bytes, ports) and ``where``
+    is a further test on the counted row (it may use the columns above but ``uids``, and the
+    extras'); both are applied before the evidence lists are built.
+
+    ``sparse``: few of many windows will pass (a day of traffic has millions of (key, window)
+    groups and a handful of attacks), so count first in a flat aggregation, then build evidence
+    lists only for the windows that passed (reading ``obs`` twice, cached). Otherwise one pass
+    builds them for every window, which is cheaper when ``obs`` is small or mostly passes.
+    """
+    key = list(key)
     every = f"{int(window.total_seconds() * 1_000_000)}us"
-    counted = (
-        obs.sort(ts)
-        .group_by_dynamic(ts, every=every, group_by=list(key), label="left")
-        .agg(
-            n=pl.len(),
-            distinct_n=pl.col(distinct).n_unique() if distinct else pl.len(),
-            first_seen=pl.col(ts).min(),
-            last_seen=pl.col(ts).max(),
-            uids=pl.col(uid),
+    groups = [*key, _WINDOW]
+    aggs = [
+        pl.len().alias("n"),
+        (pl.col(distinct).n_unique() if distinct else pl.len()).alias("distinct_n"),
+        pl.col(ts).min().alias("first_seen"),
+        pl.col(ts).max().alias("last_seen"),
+        *extra,
+    ]
+    obs = obs.with_columns(pl.col(ts).dt.truncate(every).alias(_WINDOW))
+    names = [e.meta.output_name() for e in extra]
+    columns = [*key, "window", "n", "distinct_n", "first_seen", "last_seen", "uids", *names]
+    if not sparse:
+        every_window = (
+            obs.sort(ts, maintain_order=True)
+            .group_by(groups, maintain_order=True)
+            .agg(*aggs, uids=pl.col(uid))
+            .filter(pl.col("distinct_n") >= at_least)
         )
-        .rename({ts: "window"})
+        if where is not None:
+            every_window = every_window.filter(where)
+        return every_window.rename({_WINDOW: "window"}).select(columns)
+    obs = obs.cache()  # read twice: counted, then the evidence of what passed
+    counted = obs.group_by(groups).agg(*aggs).filter(pl.col("distinct_n") >= at_least)
+    if where is not None:
+        counted = counted.filter(where)
+    counted = counted.cache()
+    uids = (
+        obs.join(
+            counted.select(groups), on=groups, how="semi", nulls_equal=True, maintain_order="left"
+        )
+        .sort(ts, maintain_order=True)
+        .group_by(groups, maintain_order=True)
+        .agg(uids=pl.col(uid))
     )
-    return counted.filter(pl.col("distinct_n") >= at_least)
+    return (
+        counted.join(uids, on=groups, how="left", nulls_equal=True)
+        .rename({_WINDOW: "window"})
+        .select(columns)
+    )

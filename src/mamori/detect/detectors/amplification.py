@@ -89,6 +89,7 @@ def responses(conn: pl.LazyFrame) -> pl.LazyFrame:
 )
 def amplification(conn: pl.LazyFrame, p: AmplificationParams) -> pl.LazyFrame:
     """Victims of UDP reflection: many reflectors, unsolicited or highly amplified responses."""
+    ratio = pl.col("bytes") / pl.max_horizontal(pl.col("req_bytes"), pl.lit(1))
     hits = windowed(
         responses(conn),
         key=("victim", "port"),
@@ -101,17 +102,9 @@ def amplification(conn: pl.LazyFrame, p: AmplificationParams) -> pl.LazyFrame:
             pl.col("req_bytes").sum().alias("req_bytes"),
             (pl.col("req_pkts") == 0).mean().alias("unsolicited"),
         ),
-    ).with_columns(
-        ratio=pl.col("bytes") / pl.max_horizontal(pl.col("req_bytes"), pl.lit(1)),
-        mbps=pl.col("bytes") * 8 / pl.col("span_s") / 1e6,
-    )
-    hits = hits.filter(
-        (pl.col("bytes") >= p.min_response_bytes)
-        & (
-            (pl.col("unsolicited") >= p.min_unsolicited_share)
-            | (pl.col("ratio") >= p.min_byte_ratio)
-        )
-    )
+        where=(pl.col("bytes") >= p.min_response_bytes)
+        & ((pl.col("unsolicited") >= p.min_unsolicited_share) | (ratio >= p.min_byte_ratio)),
+    ).with_columns(ratio=ratio, mbps=pl.col("bytes") * 8 / pl.col("span_s") / 1e6)
     service = pl.col("port").replace_strict(SERVICES, return_dtype=pl.String)
     scale = pl.col("distinct_n") / p.min_reflectors
     return alerts(

@@ -62,16 +62,27 @@ class BeaconingParams(Params):
             raise ValueError("need 0 < score_threshold <= 1, full_connections >= 1, window > 0")
 
 
-def _spread(x: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+def _spread(q1: pl.Expr, med: pl.Expr, q3: pl.Expr, mad: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
     """(1 - |Bowley skew|, 1 - 2·MAD/median), each in [0, 1]: symmetric, tight values score 1.
     Twice the MAD: at half the median (exponential gaps, i.e. random arrivals) nothing is left.
     Skew is only read off a material spread (IQR >= 5 % of the median): a clock rounded to the
-    millisecond (5.187, 5.188, ...) would otherwise have a Bowley skew of ±1."""
-    q1, med, q3 = x.quantile(0.25, "linear"), x.median(), x.quantile(0.75, "linear")
+    millisecond (5.187, 5.188, ...) would otherwise have a Bowley skew of ±1.
+
+    Takes the quartiles and the median absolute deviation as already aggregated columns: flat
+    aggregations over a whole frame run as one vectorised pass, where nested expressions inside a
+    ``group_by().agg`` would be evaluated group by group."""
     bowley = (q3 + q1 - 2 * med) / pl.max_horizontal(q3 - q1, 0.05 * med.abs(), pl.lit(1e-9))
-    mad = (x - med).abs().median()
     madm = pl.when(med > 0).then(1 - 2 * mad / med).when(mad == 0).then(1.0).otherwise(0.0)
     return (1 - bowley.abs()).clip(0.0, 1.0), madm.clip(0.0, 1.0)
+
+
+def _quartiles(col: str) -> list[pl.Expr]:
+    c = pl.col(col)
+    return [
+        c.quantile(0.25, "linear").alias(f"{col}_q1"),
+        c.median().alias(f"{col}_med"),
+        c.quantile(0.75, "linear").alias(f"{col}_q3"),
+    ]
 
 
 def _events(conn: pl.LazyFrame, http: pl.LazyFrame, ssl: pl.LazyFrame) -> pl.LazyFrame:
@@ -126,36 +137,63 @@ def beaconing(
     """Source/destination pairs whose check-ins are regular, steady and many enough."""
     every = f"{int(timedelta(hours=p.window_hours).total_seconds() * 1_000_000)}us"
     pair, order = ["orig_h", "kind", "dst", "window"], ["ts", "uid"]
-    gap = pl.col("ts").diff().dt.total_microseconds().over(pair, order_by=order) / 1e6
+    # One global sort puts each pair's events together and in time order, so "the previous event
+    # of the same pair" is simply the previous row when the pair columns did not change.
+    same = pl.all_horizontal(pl.col(c).eq_missing(pl.col(c).shift(1)) for c in pair)
+    gap = pl.col("ts").diff().dt.total_microseconds() / 1e6
     ev = (
         _events(conn, http, ssl)
         .filter(_wanted(p))
-        .with_columns(window=pl.col("ts").dt.truncate(every))
-        .with_columns(checkin=gap.is_null() | (gap > p.burst_seconds))
-    )
-    first = ev.filter("checkin")  # a check-in's size is its first request's (the beacon's)
-    # Only pairs that can pass the count and span tests below are scored (the same tests, done
-    # first: scoring is a per-group evaluation, and most pairs of a day's traffic have a few
-    # check-ins; on 10 M connections this is most of the detector's time).
-    span = pl.col("ts").max().over(pair) - pl.col("ts").min().over(pair)
-    first = first.filter(
-        (pl.len().over(pair) >= p.min_connections) & (span >= timedelta(minutes=p.min_span_minutes))
-    )
-    iv = pl.col("ts").sort().diff().dt.total_microseconds().drop_nulls() / 1e6
-    skew, madm = _spread(iv)
-    size_skew, size_madm = _spread(pl.col("size").drop_nulls())
-    size = pl.when(pl.col("size").count() > 0).then((size_skew + size_madm) / 2).otherwise(0.5)
-    scored = (
-        first.group_by(pair)
-        .agg(
-            n=pl.len(),
-            hosts=pl.col("resp_h").unique(),
-            interval=iv.median(),
-            timing=(skew + madm) / 2,
-            steady=size,
-            first_seen=pl.col("ts").min(),
-            last_seen=pl.col("ts").max(),
+        .select(
+            "orig_h",
+            "kind",
+            "dst",
+            "ts",
+            "uid",
+            "resp_h",
+            "size",
+            window=pl.col("ts").dt.truncate(every),
         )
+        .sort([*pair, *order], nulls_last=True)
+        .with_columns(checkin=~same.fill_null(False) | (gap > p.burst_seconds))
+        .cache()  # check-ins and evidence both come from it
+    )
+    # A check-in's size is its first request's (the beacon's); its interval is the time since the
+    # pair's previous check-in (null for the pair's first).
+    first = ev.filter("checkin").with_columns(iv=pl.when(same.fill_null(False)).then(gap)).cache()
+    # Only pairs that can pass the count and span tests are scored (most pairs of a day's traffic
+    # have a few check-ins).
+    counted = (
+        first.group_by(pair)
+        .agg(n=pl.len(), first_seen=pl.col("ts").min(), last_seen=pl.col("ts").max())
+        .filter(
+            (pl.col("n") >= p.min_connections)
+            & (pl.col("last_seen") - pl.col("first_seen") >= timedelta(minutes=p.min_span_minutes))
+        )
+    )
+    judged = first.join(counted.select(pair), on=pair, how="semi", nulls_equal=True).cache()
+    quartiles = judged.group_by(pair).agg(
+        *_quartiles("iv"),
+        *_quartiles("size"),
+        sizes=pl.col("size").count(),
+        hosts=pl.col("resp_h").unique(),
+    )
+    # The median absolute deviations need the medians first: a second flat aggregation.
+    mads = (
+        judged.join(quartiles.select(*pair, "iv_med", "size_med"), on=pair, nulls_equal=True)
+        .group_by(pair)
+        .agg(
+            iv_mad=(pl.col("iv") - pl.col("iv_med")).abs().median(),
+            size_mad=(pl.col("size") - pl.col("size_med")).abs().median(),
+        )
+    )
+    skew, madm = _spread(*(pl.col(f"iv_{s}") for s in ("q1", "med", "q3", "mad")))
+    size_skew, size_madm = _spread(*(pl.col(f"size_{s}") for s in ("q1", "med", "q3", "mad")))
+    size = pl.when(pl.col("sizes") > 0).then((size_skew + size_madm) / 2).otherwise(0.5)
+    scored = (
+        counted.join(quartiles, on=pair, nulls_equal=True)
+        .join(mads, on=pair, nulls_equal=True)
+        .with_columns(interval=pl.col("iv_med"), timing=(skew + madm) / 2, steady=size)
         .with_columns(
             # Rounded: parallel aggregation may sum in a different order from run to run, and the
             # last bit must not decide whether two runs agree (or whether a threshold is crossed).
@@ -165,11 +203,7 @@ def beaconing(
                 + 0.2 * pl.min_horizontal(pl.lit(1.0), pl.col("n") / p.full_connections)
             ).round(6)
         )
-        .filter(
-            (pl.col("n") >= p.min_connections)
-            & (pl.col("last_seen") - pl.col("first_seen") >= timedelta(minutes=p.min_span_minutes))
-            & (pl.col("score") >= p.score_threshold)
-        )
+        .filter(pl.col("score") >= p.score_threshold)
     )
     # Sorted inside the aggregation: a group_by does not promise to keep the frame's row order.
     uids = (

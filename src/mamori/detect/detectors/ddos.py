@@ -39,6 +39,12 @@ class FloodParams(Params):
     udp_one_way_ports: tuple[int, ...] = (162, 514, 2055, 4739, 6343, 9995, 9996)
 
 
+# The observed span of a counted window in seconds, at least 1 (a rate's denominator).
+SPAN_S = pl.max_horizontal(
+    pl.lit(1.0), (pl.col("last_seen") - pl.col("first_seen")).dt.total_microseconds() / 1e6
+)
+
+
 def windowed(
     obs: pl.LazyFrame,
     *,
@@ -47,20 +53,25 @@ def windowed(
     at_least: int,
     distinct: str,
     extra: Sequence[pl.Expr],
+    where: pl.Expr | None = None,
 ) -> pl.LazyFrame:
-    """:func:`threshold` plus ``extra`` aggregates (packets, bytes, ports) over the same windows.
+    """:func:`threshold` with ``extra`` aggregates (packets, bytes, ports) over the same windows,
+    plus ``span_s`` (:data:`SPAN_S`).
 
-    ``threshold`` counts rows and distinct values only; floods are judged by packets and bytes
-    too, so the extras are aggregated on the same tumbling windows and joined back.
+    Floods are judged by packets and bytes too, so the extras are aggregated with the counts, and
+    ``where`` (the detector's own test, which may use :data:`SPAN_S`) is applied before evidence
+    lists are built: a day of traffic has millions of (victim, window) groups and a few floods.
     """
-    every = f"{int(window.total_seconds() * 1_000_000)}us"
-    sums = obs.group_by(*key, pl.col("ts").dt.truncate(every).alias("window")).agg(*extra)
-    hits = threshold(obs, key=key, window=window, at_least=at_least, distinct=distinct)
-    return hits.join(sums, on=[*key, "window"], how="left").with_columns(
-        span_s=pl.max_horizontal(
-            pl.lit(1.0), (pl.col("last_seen") - pl.col("first_seen")).dt.total_microseconds() / 1e6
-        ),
-    )
+    return threshold(
+        obs,
+        key=key,
+        window=window,
+        at_least=at_least,
+        distinct=distinct,
+        extra=extra,
+        where=where,
+        sparse=True,
+    ).with_columns(span_s=SPAN_S)
 
 
 _VECTORS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -109,6 +120,9 @@ def flood_obs(conn: pl.LazyFrame, p: FloodParams) -> pl.LazyFrame:
 )
 def flood(conn: pl.LazyFrame, p: FloodParams) -> pl.LazyFrame:
     """Victims of SYN, UDP or ICMP floods: many sources, or a high rate on few ports, unanswered."""
+    pps = pl.col("pkts") / SPAN_S
+    many = (pl.col("distinct_n") >= p.min_sources) & (pl.col("pkts") >= p.min_packets)
+    fast = (pps >= p.min_pps) & (pl.col("ports") <= p.max_ports_few_sources)
     hits = windowed(
         flood_obs(conn, p),
         key=("resp_h", "vector"),
@@ -120,10 +134,8 @@ def flood(conn: pl.LazyFrame, p: FloodParams) -> pl.LazyFrame:
             pl.col("orig_ip_bytes").fill_null(0).sum().alias("bytes"),
             pl.col("resp_p").n_unique().alias("ports"),
         ),
+        where=many | fast,
     ).with_columns(pps=pl.col("pkts") / pl.col("span_s"))
-    many = (pl.col("distinct_n") >= p.min_sources) & (pl.col("pkts") >= p.min_packets)
-    fast = (pl.col("pps") >= p.min_pps) & (pl.col("ports") <= p.max_ports_few_sources)
-    hits = hits.filter(many | fast)
     scale = pl.max_horizontal(pl.col("distinct_n") / p.min_sources, pl.col("pps") / p.min_pps)
     parts = [
         alerts(

@@ -26,6 +26,7 @@ import polars as pl
 from mamori.detect.base import EVIDENCE_MAX, Params, alerts, detector
 
 _TARGET = ("resp_h", "resp_p", "proto")
+_MULTICAST4 = [f"{octet}." for octet in range(224, 240)]
 
 
 @dataclass(frozen=True)
@@ -62,10 +63,15 @@ def answered() -> pl.Expr:
 
 def unicast() -> pl.Expr:
     """Multicast and broadcast destinations never answer as a connection (mDNS, SSDP, LLMNR,
-    NetBIOS): counting them would make every Windows desktop a scanner."""
-    h = pl.col("resp_h").str.to_lowercase()
-    first_octet = h.str.extract(r"^(\d+)\.\d+\.\d+\.\d+$").cast(pl.Int32)
-    return ~(first_octet.is_between(224, 239) | h.str.ends_with(".255") | h.str.starts_with("ff"))
+    NetBIOS): counting them would make every Windows desktop a scanner.
+
+    Read off the text's first characters, not a regular expression: the lake holds canonical
+    addresses (dotted quads without leading zeros, lower-case IPv6), so an IPv4 multicast address
+    is exactly one starting "224." to "239.", and this runs on every destination of the day."""
+    h = pl.col("resp_h")
+    multicast4 = h.str.head(4).is_in(_MULTICAST4)
+    multicast6 = h.str.head(2).str.to_lowercase() == "ff"
+    return ~(multicast4 | h.str.ends_with(".255") | multicast6)
 
 
 @detector("scan.trw", reads="conn", key=("orig_h",), attack=("T1046",), params=ScanTrwParams)
@@ -76,50 +82,59 @@ def scan_trw(conn: pl.LazyFrame, p: ScanTrwParams) -> pl.LazyFrame:
     on_fail = math.log((1 - p.theta_scanner) / (1 - p.theta_benign))
     on_success = math.log(p.theta_scanner / p.theta_benign)
     every = f"{int(timedelta(minutes=p.window_minutes).total_seconds() * 1_000_000)}us"
-    walk = ("orig_h", "window")
+    walk = ["orig_h", "window"]
     order = ["ts", "uid"]  # uid breaks ties: the walk must not depend on row order
+    # One global sort puts every walk's first contacts together and in order; the walk itself is
+    # then running counts over the whole frame, restarted where a walk begins. The log-likelihood
+    # is a·on_success + f·on_fail for a answered and f unanswered contacts so far: integer counts,
+    # so the crossing does not depend on how a float sum was rounded.
     first = (
         conn.filter(pl.col("proto").is_in(["tcp", "udp"]) & unicast())
-        .with_columns(window=pl.col("ts").dt.truncate(every), ok=answered())
-        .sort(order)
-        .unique(subset=[*walk, *_TARGET], keep="first", maintain_order=True)
-        .with_columns(
-            llr=pl.when("ok")
-            .then(on_success)
-            .otherwise(on_fail)
-            .cum_sum()
-            .over(walk, order_by=order),
-            n=pl.int_range(1, pl.len() + 1).over(walk, order_by=order),
+        .select(
+            *_TARGET, "ts", "uid", "orig_h", window=pl.col("ts").dt.truncate(every), ok=answered()
         )
+        .sort([*walk, *order], nulls_last=True)
+        .filter(pl.struct(*walk, *_TARGET).is_first_distinct())
+        .cache()  # the walk and the details below read it: sort once
     )
-    found = (
-        first.group_by(walk)
+    row = pl.int_range(pl.len(), dtype=pl.Int64)
+    starts = (row == 0) | pl.any_horizontal(pl.col(c).ne_missing(pl.col(c).shift(1)) for c in walk)
+    fails = (~pl.col("ok")).cast(pl.Int64)
+    steps = (
+        first.with_columns(start=starts, fails=fails.cum_sum(), row=row)
+        .with_columns(
+            n=pl.col("row") - pl.when("start").then(pl.col("row")).forward_fill() + 1,
+            f=pl.col("fails") - pl.when("start").then(pl.col("fails") - fails).forward_fill(),
+        )
+        .cache()
+    )
+    llr = (pl.col("n") - pl.col("f")) * on_success + pl.col("f") * on_fail
+    # Wald's test stops at the first bound crossed: a walk is a scanner's when that is the upper.
+    crossed = (
+        steps.filter((llr >= up) | (llr <= down))
+        .filter(pl.struct(walk).is_first_distinct())
+        .filter(llr >= up)
+        .select(*walk, hit="n")
+    )
+    ends = steps.filter(pl.col("start").shift(-1, fill_value=True)).select(*walk, targets="n")
+    found = crossed.join(ends, on=walk, nulls_equal=True).filter(pl.col("targets") >= p.min_targets)
+    # Only the walks that crossed get their details and evidence lists.
+    found = found.join(
+        first.join(found.select(walk), on=walk, how="semi", nulls_equal=True)
+        .group_by(walk)
         .agg(
-            hit=pl.col("n").filter(pl.col("llr") >= up).min(),
-            clear=pl.col("n").filter(pl.col("llr") <= down).min(),
-            targets=pl.len(),
             failed=(~pl.col("ok")).sum(),
             hosts=pl.col("resp_h").n_unique(),
             ports=pl.col("resp_p").n_unique(),
-            host=pl.col("resp_h").first(),
-            port=pl.col("resp_p").first(),
+            host=pl.col("resp_h").sort_by(order).first(),
+            port=pl.col("resp_p").sort_by(order).first(),
             first_seen=pl.col("ts").min(),
             last_seen=pl.col("ts").max(),
-        )
-        .filter(
-            pl.col("hit").is_not_null()
-            & (pl.col("clear").is_null() | (pl.col("hit") < pl.col("clear")))
-            & (pl.col("targets") >= p.min_targets)
-        )
+            uids=pl.col("uid").sort_by(order),
+        ),
+        on=walk,
+        nulls_equal=True,
     )
-    # Evidence lists only for the walks that crossed (a list per walk of every source would hold
-    # every first contact of the day).
-    uids = (
-        first.join(found.select(walk), on=walk, how="semi", nulls_equal=True)
-        .group_by(walk)
-        .agg(uids=pl.col("uid").sort_by(order))
-    )
-    found = found.join(uids, on=walk, how="left", nulls_equal=True)
     src, n, failed = pl.col("orig_h"), pl.col("targets"), pl.col("failed")
     port_scan = pl.col("hosts") == 1
     shape = (
