@@ -18,7 +18,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mamori.intel import misp, plain, stix
+from mamori.intel import honeypot, misp, plain, stix
 from mamori.intel.common import read_json
 from mamori.intel.schema import (
     DEFAULT_CONFIDENCE,
@@ -32,7 +32,10 @@ TABLE = "indicators.parquet"
 
 
 def detect_format(path: Path) -> str:
-    """``stix``, ``misp`` or ``list``: JSON files by their shape, anything else is a list."""
+    """``stix``, ``misp``, ``honeypot`` or ``list``: honeypot logs and JSON files by their
+    content, anything else is a list."""
+    if honeypot.is_honeypot_log(Path(path)):
+        return "honeypot"
     if Path(path).suffix.lower() != ".json":
         return "list"
     data = read_json(path)
@@ -48,7 +51,12 @@ def load_file(path: Path, default_tlp: str) -> ImportResult:
     if not Path(path).is_file():
         raise IntelFormatError(f"{path}: no such file")
     fmt = detect_format(path)
-    loader = {"stix": stix.load, "misp": misp.load, "list": plain.load}[fmt]
+    loader = {
+        "stix": stix.load,
+        "misp": misp.load,
+        "list": plain.load,
+        "honeypot": honeypot.load,
+    }[fmt]
     return loader(Path(path), default_tlp)
 
 
@@ -59,7 +67,8 @@ def expand(paths: Iterable[Path]) -> list[Path]:
         if p.is_dir():
             out.extend(
                 f for f in sorted(p.rglob("*")) if f.is_file() and f.name != "manifest.json"
-                and f.suffix.lower() in (".json", ".txt", ".csv", ".list")
+                and (f.suffix.lower() in (".json", ".txt", ".csv", ".list")
+                     or honeypot.is_honeypot_log(f))
             )  # fmt: skip
         else:
             out.append(p)
