@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mamori.sensors.logingest import ingest_log
+from mamori.sensors.logs import evtx
+from mamori.sensors.logs._lines import parse_times
 from mamori.sensors.registry import registered_sensors
 
 
@@ -79,7 +85,9 @@ def test_truncated_evtx_keeps_records_before_the_cut(
     data_dir: Path, tmp_path: Path, chunks: int
 ) -> None:
     """Cut inside a 64 KiB chunk: every whole chunk before it is read, in order."""
-    src = data_dir / "evtx-attack-samples/AutomatedTestingTools/PanacheSysmon_vs_AtomicRedTeam01.evtx"
+    src = (
+        data_dir / "evtx-attack-samples/AutomatedTestingTools/PanacheSysmon_vs_AtomicRedTeam01.evtx"
+    )
     whole, _ = _read(src)
     part = tmp_path / "cut.evtx"
     part.write_bytes(src.read_bytes()[: 4096 + 65536 * chunks + 30_000])
@@ -89,3 +97,28 @@ def test_truncated_evtx_keeps_records_before_the_cut(
     assert stats.problem is not None and "truncated" in stats.problem
     # Whatever was read is exactly the start of the whole file's events.
     assert got["record_id"].to_list() == whole["winevt"]["record_id"].to_list()[: got.height]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2100, 1, 1)).map(
+            lambda d: d.strftime("%Y-%m-%dT%H:%M:%S.%f")
+        ),
+        min_size=1,
+        max_size=20,
+    ),
+    st.integers(min_value=1, max_value=9),
+    st.booleans(),
+)
+def test_system_time_fast_path_agrees_with_general_parser(
+    stamps: list[str], digits: int, odd_one: bool
+) -> None:
+    """Arrow's cast (every record in evtx's shape) gives what the general parser gives."""
+    when = [f"{s[:20]}{s[20:].ljust(9, '7')[:digits]}Z" for s in stamps]
+    if odd_one:  # one record in another shape sends the batch through the general parser
+        when.append(stamps[0].replace("T", " ") + " UTC")
+    got = evtx._times(pa.array(when))
+    general = pl.select(parse_times(pl.lit(pl.Series(when)).str.replace(r" UTC$", ""))).to_series()
+    assert got.to_list() == general.to_list()
+    assert got.null_count() == 0
