@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -64,17 +65,302 @@ def _threads_for(n: int) -> Iterator[None]:
         nb.set_num_threads(before)
 
 
-def _arrow_strings(series: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-    """(int64 offsets, uint8 bytes) of a string column, nulls as empty strings (zero copy where
-    Arrow allows)."""
-    arr = series.fill_null("").to_arrow()
-    arr = pc.cast(arr, pa.large_string())
+def _views(series: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A string column as Arrow string views, without copying the column: (views as (n, 2)
+    uint64, byte length per row with -1 for null, the data buffers concatenated, each buffer's
+    start in them). Polars keeps strings as views, so this is only pointers; strings of up to 12
+    bytes live inside their view, longer ones in a data buffer (the one part that is copied)."""
+    if series.n_chunks() > 1:
+        series = series.rechunk()
+    arr = series.cast(pl.String).to_arrow(compat_level=pl.CompatLevel.newest())
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
+    if not pa.types.is_string_view(arr.type):
+        arr = pc.cast(arr, pa.string_view())
+    n = len(arr)
     bufs = arr.buffers()
-    offsets = np.frombuffer(bufs[1], dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
-    data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(1, np.uint8)
-    return offsets, data
+    views = (
+        np.frombuffer(bufs[1], np.uint64).reshape(-1, 2)[arr.offset : arr.offset + n]
+        if n
+        else np.zeros((0, 2), np.uint64)
+    )
+    lens = (views[:, 0] & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    if arr.null_count:
+        lens[~np.asarray(arr.is_valid())] = -1
+    data_bufs = [np.frombuffer(b, np.uint8) for b in bufs[2:] if b is not None]
+    base = np.zeros(len(data_bufs) + 1, np.int64)
+    np.cumsum([len(b) for b in data_bufs], out=base[1:])
+    # whole words, and one more, so ``_word`` can read any 8 bytes with two aligned reads
+    data = np.zeros((int(base[-1]) // 8 + 2) * 8, np.uint8)
+    for buf, start in zip(data_bufs, base, strict=False):
+        data[start : start + len(buf)] = buf
+    return views, lens, data, base
+
+
+@nb.njit(cache=True, inline="always")
+def _view_start(views, data_base, i):  # type: ignore[no-untyped-def]
+    """Where the bytes of long string ``i`` start in the concatenated data buffers."""
+    w1 = views[i, 1]
+    return data_base[np.int64(w1 & np.uint64(0xFFFFFFFF))] + np.int64(w1 >> np.uint64(32))
+
+
+@nb.njit(parallel=True, cache=True)
+def _copy_views(views, lens, data, data_base, offsets, out):  # type: ignore[no-untyped-def]
+    """The bytes of every string, end to end (nulls empty): Arrow offsets for the kernels."""
+    v8 = views.view(np.uint8)
+    for i in nb.prange(lens.shape[0]):
+        n = lens[i]
+        o = offsets[i]
+        if n <= 12:
+            for k in range(max(n, 0)):
+                out[o + k] = v8[i, 4 + k]
+        else:
+            s = _view_start(views, data_base, i)
+            for k in range(n):
+                out[o + k] = data[s + k]
+
+
+def _arrow_strings(series: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 offsets, uint8 bytes) of a string column, nulls as empty strings. Copied from the
+    views in one parallel pass (a cast to Arrow's large strings costs ~4x more)."""
+    views, lens, data, base = _views(series)
+    offsets = np.zeros(len(lens) + 1, np.int64)
+    np.cumsum(np.maximum(lens, 0), out=offsets[1:])
+    out = np.empty(max(int(offsets[-1]), 1), np.uint8)
+    with _threads_for(len(lens)):
+        _copy_views(views, lens, data, base, offsets, out)
+    return offsets, out
+
+
+# ---------------------------------------------------------------------------------------------
+# Distinct values: one code per record, so each value is looked up once
+
+
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+@nb.njit(cache=True, inline="always")
+def _fmix(h):  # type: ignore[no-untyped-def]
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xFF51AFD7ED558CCD)
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xC4CEB9FE1A85EC53)
+    return h ^ (h >> np.uint64(33))
+
+
+@nb.njit(cache=True, inline="always")
+def _inline_words(views, lens, i):  # type: ignore[no-untyped-def]
+    """The two words of an inline view (<= 12 bytes) with any byte past the string cleared, so
+    equal strings have equal words whatever the writer left in the padding."""
+    n = lens[i]
+    w0 = views[i, 0]
+    w1 = views[i, 1]
+    if n < 4:
+        w0 &= (np.uint64(1) << np.uint64(32 + 8 * n)) - np.uint64(1)
+        w1 = np.uint64(0)
+    elif n < 12:
+        w1 &= (np.uint64(1) << np.uint64(8 * (n - 4))) - np.uint64(1)
+    return w0, w1
+
+
+@nb.njit(cache=True, inline="always")
+def _word(d64, p, k):  # type: ignore[no-untyped-def]
+    """Bytes p to p + k (k <= 8) of the data as a little-endian word, from two aligned reads of
+    the data seen as words (``_views`` pads it so the second read stays inside)."""
+    q = p >> 3
+    r = np.uint64(8 * (p & 7))
+    w = d64[q] >> r
+    if r:
+        w |= d64[q + 1] << (np.uint64(64) - r)
+    if k < 8:
+        w &= (np.uint64(1) << np.uint64(8 * k)) - np.uint64(1)
+    return w
+
+
+@nb.njit(cache=True)
+def _view_hash(views, lens, d64, data_base, i):  # type: ignore[no-untyped-def]
+    n = lens[i]
+    if n <= 12:
+        w0, w1 = _inline_words(views, lens, i)
+        return _fmix((w0 * _MIX) ^ w1)
+    s = _view_start(views, data_base, i)
+    h = np.uint64(n)
+    p = 0
+    while p + 8 <= n:
+        h = (h ^ _word(d64, s + p, 8)) * _MIX
+        h ^= h >> np.uint64(29)
+        p += 8
+    if p < n:
+        h = (h ^ _word(d64, s + p, n - p)) * _MIX
+    return _fmix(h)
+
+
+@nb.njit(cache=True)
+def _view_equal(views, lens, data, data_base, i, j):  # type: ignore[no-untyped-def]
+    n = lens[i]
+    if n != lens[j]:
+        return False
+    if n <= 12:
+        a0, a1 = _inline_words(views, lens, i)
+        b0, b1 = _inline_words(views, lens, j)
+        return a0 == b0 and a1 == b1
+    if views[i, 0] != views[j, 0]:  # length and the first four bytes
+        return False
+    si = _view_start(views, data_base, i)
+    sj = _view_start(views, data_base, j)
+    for k in range(n):  # noqa: SIM110 (a loop, for Numba)
+        if data[si + k] != data[sj + k]:
+            return False
+    return True
+
+
+@nb.njit(cache=True, inline="always")
+def _key(views, lens, d64, data_base, i):  # type: ignore[no-untyped-def]
+    """(hash, word a, word b) of row ``i``: for up to 16 bytes the words are the string itself
+    (so equal keys are equal strings: every address, most fingerprints); beyond, the words are
+    the length with the first four bytes, and the hash is of every byte (``_verify`` checks)."""
+    n = lens[i]
+    if n <= 12:
+        w0, w1 = _inline_words(views, lens, i)
+        a = (w0 >> np.uint64(32)) | (w1 << np.uint64(32))
+        b = (w1 >> np.uint64(32)) | (np.uint64(n) << np.uint64(56))
+        return _fmix((a * _MIX) ^ b), a, b
+    s = _view_start(views, data_base, i)
+    if n <= 16:
+        a = _word(d64, s, 8)
+        b = _word(d64, s + 8, n - 8) | (np.uint64(n) << np.uint64(56))
+        return _fmix((a * _MIX) ^ b), a, b
+    h = np.uint64(n)
+    p = 0
+    while p + 8 <= n:
+        h = (h ^ _word(d64, s + p, 8)) * _MIX
+        h ^= h >> np.uint64(29)
+        p += 8
+    if p < n:
+        h = (h ^ _word(d64, s + p, n - p)) * _MIX
+    return _fmix(h), views[i, 0], np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+@nb.njit(cache=True, nogil=True)
+def _distinct(views, lens, d64, data_base, codes):  # type: ignore[no-untyped-def]
+    """Dense codes by key (see ``_key``) into ``codes`` (-1 for null and empty); returns the
+    first row of each code. Each slot holds a whole key beside its code (half a cache line), so
+    a repeated value costs one read of the table. Single-threaded and free of the GIL: several
+    columns run at once on Python threads."""
+    cap = 1 << 12
+    table = np.zeros((cap, 4), np.uint64)  # hash, word a, word b, code + 1 (0: empty)
+    first = np.empty(cap // 2, np.int64)
+    k = 0
+    for i in range(lens.shape[0]):
+        if lens[i] <= 0:
+            codes[i] = -1
+            continue
+        h, wa, wb = _key(views, lens, d64, data_base, i)
+        mask = np.uint64(cap - 1)
+        slot = h & mask
+        while True:
+            if table[slot, 3] == 0:
+                table[slot, 0] = h
+                table[slot, 1] = wa
+                table[slot, 2] = wb
+                table[slot, 3] = k + 1
+                first[k] = i
+                codes[i] = k
+                k += 1
+                break
+            if table[slot, 0] == h and table[slot, 1] == wa and table[slot, 2] == wb:
+                codes[i] = np.int64(table[slot, 3]) - 1
+                break
+            slot = (slot + np.uint64(1)) & mask
+        if 2 * k >= cap:  # keep the table at most half full
+            old = table
+            cap *= 2
+            mask = np.uint64(cap - 1)
+            table = np.zeros((cap, 4), np.uint64)
+            for r in range(old.shape[0]):
+                if old[r, 3] != 0:
+                    slot = old[r, 0] & mask
+                    while table[slot, 3] != 0:
+                        slot = (slot + np.uint64(1)) & mask
+                    table[slot] = old[r]
+            grown = np.empty(cap // 2, np.int64)
+            grown[:k] = first[:k]
+            first = grown
+    return first[:k].copy()
+
+
+@nb.njit(cache=True, nogil=True)
+def _verify(views, lens, data, data_base, codes, first):  # type: ignore[no-untyped-def]
+    """Rows of more than 16 bytes whose bytes differ from their code's first row (a hash
+    collision: about never, but then the caller falls back to an exact comparison)."""
+    bad = 0
+    for i in range(lens.shape[0]):
+        if lens[i] > 16 and not _view_equal(views, lens, data, data_base, i, first[codes[i]]):
+            bad += 1
+    return bad
+
+
+@nb.njit(cache=True, nogil=True)
+def _distinct_exact(views, lens, data, d64, data_base, codes):  # type: ignore[no-untyped-def]
+    """The slow exact fallback: a byte comparison at every probe."""
+    cap = 1 << 12
+    table = np.full(cap, -1, np.int64)
+    hashes = np.empty(cap // 2, np.uint64)
+    first = np.empty(cap // 2, np.int64)
+    k = 0
+    for i in range(lens.shape[0]):
+        if lens[i] <= 0:
+            codes[i] = -1
+            continue
+        h = _view_hash(views, lens, d64, data_base, i)
+        mask = np.uint64(cap - 1)
+        slot = h & mask
+        while True:
+            c = table[slot]
+            if c == -1:
+                table[slot] = k
+                hashes[k] = h
+                first[k] = i
+                codes[i] = k
+                k += 1
+                break
+            if hashes[c] == h and _view_equal(views, lens, data, data_base, i, first[c]):
+                codes[i] = c
+                break
+            slot = (slot + np.uint64(1)) & mask
+        if 2 * k >= cap:
+            cap *= 2
+            mask = np.uint64(cap - 1)
+            table = np.full(cap, -1, np.int64)
+            for c in range(k):
+                slot = hashes[c] & mask
+                while table[slot] != -1:
+                    slot = (slot + np.uint64(1)) & mask
+                table[slot] = c
+            hashes = np.concatenate((hashes, np.empty(cap // 2 - hashes.shape[0], np.uint64)))
+            first = np.concatenate((first, np.empty(cap // 2 - first.shape[0], np.int64)))
+    return first[:k].copy()
+
+
+def _distinct_rows(
+    views: np.ndarray, lens: np.ndarray, data: np.ndarray, base: np.ndarray, codes: np.ndarray
+) -> np.ndarray:
+    """``_distinct`` over some rows, made exact: a collision among strings over 16 bytes (hash,
+    length and first four bytes alike) sends the rows to the comparing kernel."""
+    d64 = data.view(np.uint64)
+    first = _distinct(views, lens, d64, base, codes)
+    if (lens > 16).any() and _verify(views, lens, data, base, codes, first):
+        first = _distinct_exact(views, lens, data, d64, base, codes)
+    return first
+
+
+def distinct_codes(series: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(code per row, first row of each code): rows with equal text share a code; null and
+    empty rows get -1. ``series.gather(first)`` are the distinct values, in order of first sight.
+    Holds no GIL in the kernel, so callers code several columns at once on Python threads."""
+    views, lens, data, base = _views(series)
+    codes = np.empty(len(lens), np.int32)
+    return codes, _distinct_rows(views, lens, data, base, codes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -540,143 +826,234 @@ class DomainIndex:
 # ---------------------------------------------------------------------------------------------
 # Records against the indicator table
 
-_RECORD = ("table", "uid", "ts", "orig_h", "resp_h", "where", "seen")
 HITS_SCHEMA = {
     "table": pl.String, "uid": pl.String, "ts": pl.Datetime("us", "UTC"), "orig_h": pl.String,
     "resp_h": pl.String, "where": pl.String, "seen": pl.String, "indicator": pl.String,
 }  # fmt: skip
 
+# At most this many indicators per observed value (the most specific first, then the most
+# confident): a value listed by hundreds of feeds, or a name under many listed parents, still
+# gives a bounded number of rows per record.
+PER_VALUE = 16
 
-def _observed(frames: dict[str, pl.LazyFrame]) -> dict[str, pl.DataFrame]:
-    """Every observable of the lake as (table, uid, ts, orig_h, resp_h, where, seen), by kind."""
-    base = [pl.col("uid"), pl.col("ts"), pl.col("orig_h"), pl.col("resp_h")]
+_RECORD_COLS = ("uid", "ts", "orig_h", "resp_h", "resp_p")
+_FINGERPRINTS = ("ja3", "ja3s", "ja4")
 
-    def obs(table: str, where: str, seen: pl.Expr) -> pl.LazyFrame:
-        return frames[table].select(
-            pl.lit(table).alias("table"), *base, pl.lit(f"{table}.{where}").alias("where"),
-            seen.cast(pl.String).alias("seen"),
-        ).filter(pl.col("seen").is_not_null() & (pl.col("seen") != ""))  # fmt: skip
 
-    addr: list[pl.LazyFrame] = []
-    names: list[pl.LazyFrame] = []
-    urls: list[pl.LazyFrame] = []
-    prints: list[pl.LazyFrame] = []
-    if "conn" in frames:
-        addr += [obs("conn", "orig_h", pl.col("orig_h")), obs("conn", "resp_h", pl.col("resp_h"))]
-    if "dns" in frames:
-        names.append(obs("dns", "query", pl.col("query")))
-        answers = frames["dns"].select(
-            pl.lit("dns").alias("table"), *base, pl.lit("dns.answers").alias("where"),
-            pl.col("answers").alias("seen"),
-        ).explode("seen", keep_nulls=False, empty_as_null=False)  # fmt: skip
-        addr.append(answers.filter(pl.col("seen").str.contains(r"^[0-9a-fA-F.:]+$")))
-    if "http" in frames:
+@dataclass(frozen=True)
+class _Source:
+    """One observable column of a lake table and the kind of indicator it is matched against."""
+
+    table: str
+    where: str  # the column as reported (``conn.resp_h``)
+    kind: str  # addr | name | url | ja3 | ja3s | ja4
+    columns: tuple[str, ...]  # what it reads from the table
+
+
+_SOURCES = (
+    _Source("conn", "orig_h", "addr", ("orig_h",)),
+    _Source("conn", "resp_h", "addr", ("resp_h",)),
+    _Source("dns", "query", "name", ("query",)),
+    _Source("dns", "answers", "addr", ("answers",)),
+    _Source("http", "host", "name", ("host",)),
+    _Source("http", "url", "url", ("host", "uri")),
+    _Source("ssl", "server_name", "name", ("server_name",)),
+    *(_Source("ssl", f, f, (f,)) for f in _FINGERPRINTS),
+)
+
+
+def _kinds(types: set[str]) -> set[str]:
+    """Observable kinds that indicator types are matched on."""
+    out = {"addr"} if types & {"ip", "cidr"} else set()
+    out |= {"name"} if "domain" in types else set()
+    out |= {"url"} if "url" in types else set()
+    return out | (types & set(_FINGERPRINTS))
+
+
+def _raw(source: _Source, df: pl.DataFrame) -> tuple[pl.Series, np.ndarray | None]:
+    """The source's values, one per row, and the record of each row when rows are not records
+    (a DNS reply's answers, one row each)."""
+    if source.where == "answers":
+        rows = df.select(
+            pl.int_range(pl.len(), dtype=pl.UInt32).alias("_r"), pl.col("answers")
+        ).explode("answers", keep_nulls=False, empty_as_null=False)
+        return rows["answers"], rows["_r"].to_numpy()
+    if source.kind == "url":
         host = pl.col("host").str.to_lowercase().str.strip_chars_end(".")
-        names.append(obs("http", "host", host.str.replace(r":\d+$", "")))
-        uri = pl.col("uri").fill_null("/")
-        urls.append(obs("http", "url", host + uri))
-        urls.append(obs("http", "url", host + uri.str.replace(r"\?.*$", "")))
-    if "ssl" in frames:
-        names.append(obs("ssl", "server_name", pl.col("server_name")))
-        for col in ("ja3", "ja3s", "ja4"):
-            prints.append(
-                obs("ssl", col, pl.col(col).str.to_lowercase()).with_columns(kind=pl.lit(col))
-            )
+        return df.select((host + pl.col("uri").fill_null("/")).alias("url"))["url"], None
+    return df[source.columns[0]], None
 
-    def cat(parts: list[pl.LazyFrame]) -> pl.DataFrame:
-        return (
-            pl.concat(parts, how="vertical").collect()
-            if parts
-            else pl.DataFrame(schema={k: v for k, v in HITS_SCHEMA.items() if k != "indicator"})
+
+def _seen(source: _Source, values: pl.Series) -> pl.DataFrame:
+    """(code, seen) of each distinct raw value: the spelling that is matched and reported (a
+    host without port, a URL also without its query, a fingerprint in lower case)."""
+    frame = pl.DataFrame({"code": pl.int_range(values.len(), dtype=pl.Int32, eager=True)})
+    s = pl.col("seen")
+    if source.where == "answers":  # names (CNAMEs) are not addresses
+        return frame.with_columns(seen=values).filter(s.str.contains(r"^[0-9a-fA-F.:]+$"))
+    if source.where == "host":
+        norm = s.str.to_lowercase().str.strip_chars_end(".").str.replace(r":\d+$", "")
+        return frame.with_columns(seen=values).with_columns(norm)
+    if source.kind == "url":
+        full = frame.with_columns(seen=values)
+        bare = full.with_columns(s.str.replace(r"\?.*$", ""))
+        return pl.concat([full, bare.filter(pl.col("seen") != values.gather(bare["code"]))])
+    if source.kind in _FINGERPRINTS:
+        return frame.with_columns(seen=values.str.to_lowercase())
+    return frame.with_columns(seen=values)
+
+
+@dataclass
+class _Matcher:
+    """The indicators of one ``match()`` call, indexed once, matched against distinct values."""
+
+    ind: pl.DataFrame  # id, type, value, port, confidence, _i (row)
+    cidr: CidrIndex | None
+    domains: DomainIndex | None
+
+    @classmethod
+    def build(cls, ind: pl.DataFrame, kinds: set[str]) -> _Matcher:
+        cidrs = ind.filter(pl.col("type") == "cidr")["value"]
+        doms = ind.filter(pl.col("type") == "domain")["value"]
+        return cls(
+            ind,
+            CidrIndex.build(cidrs) if "addr" in kinds and cidrs.len() else None,
+            DomainIndex.build(doms) if "name" in kinds and doms.len() else None,
         )
 
-    return {"addr": cat(addr), "name": cat(names), "url": cat(urls), "print": cat(prints)}
+    def _exact(self, seen: pl.DataFrame, types: list[str], spec: int) -> pl.DataFrame:
+        listed = self.ind.filter(pl.col("type").is_in(types)).select("value", "_i")
+        return seen.join(listed, left_on="seen", right_on="value").with_columns(
+            _spec=pl.lit(spec, pl.Int32)
+        )
+
+    def hits(self, kind: str, seen: pl.DataFrame) -> pl.DataFrame:
+        """(code, seen, _i, _spec) of every distinct value that names an indicator; ``_spec`` says
+        how specific the match is (longer prefixes and parent domains rank first)."""
+        parts: list[pl.DataFrame] = []
+        if kind == "addr":
+            parts.append(self._exact(seen, ["ip"], 1000))
+            if self.cidr is not None:
+                label = self.cidr.lookup(seen["seen"])
+                hit = np.flatnonzero(label >= 0)
+                found = seen[hit].with_columns(network=self.cidr.networks.gather(label[hit]))
+                listed = self.ind.filter(pl.col("type") == "cidr").select("value", "_i")
+                parts.append(
+                    found.join(listed, left_on="network", right_on="value")
+                    .with_columns(_spec=pl.col("network").str.extract(r"/(\d+)$").cast(pl.Int32))
+                    .drop("network")
+                )
+        elif kind == "name" and self.domains is not None:
+            rec, lab = self.domains.lookup(seen["seen"])
+            found = seen[rec].with_columns(domain=self.domains.domains.gather(lab))
+            # the index holds values as it compares them (lower case, no root dot): join on the same
+            listed = self.ind.filter(pl.col("type") == "domain").select(
+                pl.col("value").str.to_lowercase().str.strip_chars_end(".").alias("_norm"), "_i"
+            )
+            parts.append(
+                found.join(listed, left_on="domain", right_on="_norm")
+                .with_columns(_spec=pl.col("domain").str.len_bytes().cast(pl.Int32))
+                .drop("domain")
+            )
+        elif kind == "url":
+            parts.append(self._exact(seen, ["url"], 1000))
+        elif kind in _FINGERPRINTS:
+            parts.append(self._exact(seen, [kind], 1000))
+        if not parts:
+            return pl.DataFrame(
+                schema={"code": pl.Int32, "seen": pl.String, "_i": pl.UInt32, "_spec": pl.Int32}
+            )
+        return pl.concat([h.select("code", "seen", "_i", "_spec") for h in parts])
 
 
-def match(indicators: pl.DataFrame, frames: dict[str, pl.LazyFrame]) -> pl.DataFrame:
+def _capped(hits: pl.DataFrame, ind: pl.DataFrame, per_value: int) -> pl.DataFrame:
+    """At most ``per_value`` indicators per distinct value: most specific, most confident, then
+    in the order of the indicator table."""
+    conf = ind.select("_i", pl.col("confidence").cast(pl.Int32).fill_null(0).alias("_conf"))
+    return (
+        hits.join(conf, on="_i", how="left")
+        .sort(["code", "_spec", "_conf", "_i"], descending=[False, True, True, False])
+        .filter(pl.int_range(pl.len()).over("code") < per_value)
+        .drop("_spec", "_conf")
+    )
+
+
+def _records(frames: dict[str, pl.LazyFrame], kinds: set[str]) -> dict[str, pl.DataFrame]:
+    """The columns matching needs from each table, read once (the tables' other columns are
+    never loaded)."""
+    wanted: dict[str, list[str]] = {}
+    for s in _SOURCES:
+        if s.kind in kinds and s.table in frames:
+            wanted.setdefault(s.table, list(_RECORD_COLS))
+            wanted[s.table] += [c for c in s.columns if c not in wanted[s.table]]
+    tables = list(wanted)
+    collected = pl.collect_all([frames[t].select(wanted[t]) for t in tables])
+    return dict(zip(tables, collected, strict=True))
+
+
+def match(
+    indicators: pl.DataFrame, frames: dict[str, pl.LazyFrame], per_value: int = PER_VALUE
+) -> pl.DataFrame:
     """Every (record, indicator) hit: the record's table, uid, ts, hosts, where it matched, what
     it saw, and the indicator id. Port constraints (STIX network-traffic, MISP ip-dst|port) are
-    checked against ``resp_p`` where the record has one."""
+    checked against the record's ``resp_p``.
+
+    Each observable column is coded by distinct value first (a lake repeats its addresses and
+    names: 10 M connections hold a few hundred thousand), the indicators are looked up once per
+    distinct value, and rows are built only for the records whose value hit: memory follows the
+    hits, not the records. At most ``per_value`` indicators are kept per observed value (the most
+    specific, then the most confident), so a value listed by many feeds or a name under many
+    listed parents does not multiply the rows."""
     if indicators.height == 0:
         return pl.DataFrame(schema=HITS_SCHEMA)
-    obs = _observed(frames)
-    ind = indicators.select("id", "type", "value", "port")
+    ind = indicators.select("id", "type", "value", "port", "confidence").with_row_index("_i")
+    kinds = _kinds(set(ind["type"].unique().to_list()))
+    sources = [s for s in _SOURCES if s.kind in kinds and s.table in frames]
+    if not sources:
+        return pl.DataFrame(schema=HITS_SCHEMA)
+    records = _records(frames, kinds)
+
+    def coded(source: _Source) -> tuple[pl.Series, np.ndarray | None, np.ndarray, np.ndarray]:
+        raw, rec = _raw(source, records[source.table])
+        return (raw, rec, *distinct_codes(raw))
+
     out: list[pl.DataFrame] = []
-    cols = [*_RECORD, "indicator", "port"]
-
-    addr = obs["addr"].with_row_index("_r")
-    ips = ind.filter(pl.col("type") == "ip")
-    if ips.height and addr.height:
-        out.append(
-            addr.join(ips, left_on="seen", right_on="value")
-            .rename({"id": "indicator"})
-            .select(*cols, "_r")
-        )
-    cidrs = ind.filter(pl.col("type") == "cidr")
-    if cidrs.height and addr.height:
-        index = CidrIndex.build(cidrs["value"])
-        label = index.lookup(addr["seen"])
-        hit = np.flatnonzero(label >= 0)
-        found = addr[hit].with_columns(network=index.networks.gather(label[hit]))
-        out.append(
-            found.join(cidrs, left_on="network", right_on="value")
-            .rename({"id": "indicator"})
-            .select(*cols, "_r")
-        )
-
-    names = obs["name"]
-    doms = ind.filter(pl.col("type") == "domain")
-    if doms.height and names.height:
-        index_d = DomainIndex.build(doms["value"])
-        rec, lab = index_d.lookup(names["seen"])
-        found = names[rec].with_columns(domain=index_d.domains.gather(lab))
-        # the index holds values as it compares them (lower case, no root dot): join on the same
-        norm = pl.col("value").str.to_lowercase().str.strip_chars_end(".")
-        out.append(
-            found.join(doms.with_columns(norm.alias("_norm")), left_on="domain", right_on="_norm")
-            .rename({"id": "indicator"})
-            .select(*cols)
-            .with_columns(_r=pl.lit(None, pl.UInt32))
-        )
-
-    urls = ind.filter(pl.col("type") == "url")
-    if urls.height and obs["url"].height:
-        out.append(
-            obs["url"]
-            .unique()
-            .join(urls, left_on="seen", right_on="value")
-            .rename({"id": "indicator"})
-            .select(*cols)
-            .with_columns(_r=pl.lit(None, pl.UInt32))
-        )
-
-    prints = ind.filter(pl.col("type").is_in(["ja3", "ja3s", "ja4"]))
-    if prints.height and obs["print"].height:
-        out.append(
-            obs["print"].join(prints, left_on=["kind", "seen"], right_on=["type", "value"])
-            .rename({"id": "indicator"}).select(*cols).with_columns(_r=pl.lit(None, pl.UInt32))
-        )  # fmt: skip
+    with ThreadPoolExecutor(2) as pool:  # code columns (GIL-free) while indexes are built
+        jobs = [pool.submit(coded, s) for s in sources]
+        matcher = _Matcher.build(ind, kinds)
+        for source, job in zip(sources, jobs, strict=True):
+            raw, rec, codes, first = job.result()
+            hits = matcher.hits(source.kind, _seen(source, raw.gather(first)))
+            if hits.height == 0:
+                continue
+            hits = _capped(hits, ind, per_value)
+            hit = np.zeros(len(first) + 1, bool)  # the last entry answers code -1
+            hit[hits["code"].to_numpy()] = True
+            rows = np.flatnonzero(hit[codes])
+            at = pl.DataFrame({
+                "_rec": (rows if rec is None else rec[rows]).astype(np.uint32),
+                "code": codes[rows],
+            })  # fmt: skip
+            table = records[source.table]
+            found = at.join(hits, on="code").drop("code")
+            out.append(
+                found.with_columns(
+                    table=pl.lit(source.table),
+                    where=pl.lit(f"{source.table}.{source.where}"),
+                    **{c: table[c].gather(found["_rec"]) for c in _RECORD_COLS},
+                )
+            )
     if not out:
         return pl.DataFrame(schema=HITS_SCHEMA)
-    hits = pl.concat([h.with_columns(pl.col("_r").cast(pl.UInt32)) for h in out], how="vertical")
-    with_port = hits.filter(pl.col("port").is_not_null())
-    if with_port.height:
-        ports = (
-            pl.concat(
-                [
-                    frames[t].select("uid", pl.col("resp_p").cast(pl.Int64))
-                    for t in ("conn", "dns", "http", "ssl")
-                    if t in frames
-                ],
-                how="vertical",
-            )
-            .unique("uid")
-            .collect()
-        )
-        ok = with_port.join(ports, on="uid", how="left").filter(
-            pl.col("resp_p").cast(pl.Int64) == pl.col("port").cast(pl.Int64)
-        )
-        hits = pl.concat(
-            [hits.filter(pl.col("port").is_null()), ok.select(hits.columns)], how="vertical"
-        )
-    return hits.select(*HITS_SCHEMA).cast(HITS_SCHEMA).unique(maintain_order=True)  # type: ignore[arg-type]
+    hits = pl.concat(out, how="vertical_relaxed")
+    hits = hits.with_columns(
+        indicator=ind["id"].gather(hits["_i"]), port=ind["port"].gather(hits["_i"])
+    ).filter(
+        pl.col("port").is_null()
+        | (pl.col("resp_p").cast(pl.Int64) == pl.col("port").cast(pl.Int64))
+    )
+    return (
+        hits.unique(["where", "_rec", "_i", "seen"], maintain_order=True)
+        .select(*HITS_SCHEMA)
+        .cast(HITS_SCHEMA)  # type: ignore[arg-type]
+    )
