@@ -412,7 +412,7 @@ def test_build_names_a_capture_that_has_moved(data_dir: Path, tmp_path: Path) ->
     key = keys.generate(tmp_path / "op.pem")
     case = open_case(store, result.json_path)
     capture.unlink()
-    with pytest.raises(EvidenceError, match=r"source capture .*moving\.pcap not found"):
+    with pytest.raises(EvidenceError, match=r"source file .*moving\.pcap not found"):
         build(store, case.id, tmp_path / "pkg", key_path=key.private_path)
     assert not (tmp_path / "pkg").exists()  # no half package left behind
 
@@ -437,3 +437,38 @@ def test_any_changed_byte_of_any_file_is_caught(
     v = verify(folder)
     assert not v.ok, (name, offset, bit)
     assert any(p.path == name or p.what == "signature" for p in v.problems), v.problems
+
+
+def test_log_evidence_carries_the_original_log_file_and_its_cited_records(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """A honeypot incident's package: the Cowrie log copied whole, the cited records, verified."""
+    from mamori.config import Settings
+    from mamori.patrol import patrol
+
+    log = Path(shutil.copy(data_dir / "logs/cowrie-honeypot/cowrie.json.2018-05-06", tmp_path))
+    result = patrol([log], tmp_path / "p" / "lake", tmp_path / "p", Settings())
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    key = keys.generate(tmp_path / "op.pem")
+    case = open_case(store, result.json_path)
+    built = build(store, case.id, tmp_path / "pkg", key_path=key.private_path)
+    m = _manifest(built.folder)
+    assert [s["path"] for s in m["sources"]] == [str(log.resolve())]
+    [copy] = [f for f in m["files"] if f["path"].startswith("logs/")]
+    assert (built.folder / copy["path"]).read_bytes() == log.read_bytes()
+    cited = [
+        json.loads(x) for x in (built.folder / "records/honeypot.jsonl").read_text().splitlines()
+    ]
+    assert cited and {r["uid"] for r in cited} == set(case_uids(get_case(store, case.id)))
+    assert copy["records"] == sorted({r["record"] for r in cited})
+    lines = log.read_text().splitlines()
+    for r in cited:  # each cited record is the line of the original file it says it is
+        assert json.loads(lines[r["record"] - 1])["eventid"] == r["event"]
+    assert m["connections_missing"] == []
+    assert verify(built.zip_path, fingerprint=key.fingerprint).ok
+    tampered = _copy(
+        Package(store, case, built.folder, built.zip_path, key, result.json_path), tmp_path
+    )
+    _tamper_byte(tampered / copy["path"], 10)
+    problems = verify(tampered).problems
+    assert any(p.path == copy["path"] for p in problems)

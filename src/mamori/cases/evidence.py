@@ -4,8 +4,12 @@ The package is a folder (and its zip) that a court's expert can check without tr
 
 - ``packets/*.pcap`` — the original capture records of the case's connections, cut byte for byte
   from each source capture (mamori.cases.cut);
-- ``records/*.jsonl`` — the lake rows of those connections (conn, dns, http, ssl, …), the alerts
-  that named them and the incidents as the patrol reported them;
+- ``records/*.jsonl`` — the lake rows of those connections (conn, dns, http, ssl, …) and of the
+  log records the alerts cite (winevt, syslog, auth, honeypot, …), the alerts that named them and
+  the incidents as the patrol reported them;
+- ``logs/*`` — each original log file a cited log record came from, copied byte for byte (a log
+  record is only as good as the file it can be checked against); the manifest lists the record
+  numbers cited in each;
 - ``intel/matches.jsonl`` — the indicators from the intel store those records match, with the
   record and field that matched;
 - ``case.json`` — the case: who owns it, its notes and linked decisions, where it came from;
@@ -52,6 +56,8 @@ from mamori.store import Store
 
 MANIFEST_SCHEMA = "mamori.evidence.manifest/1"
 RECORD_TABLES = ("conn", "dns", "http", "ssl", "ssh", "ftp", "smtp")
+# Log tables: rows name their original ``file`` and ``record`` (line or EVTX record number).
+LOG_RECORD_TABLES = ("winevt", "syslog", "auth", "honeypot", "jsonlog", "eve_alert")
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 PUBLIC_KEY = "public-key.pem"
@@ -117,7 +123,25 @@ def _frames(lake: Path | None) -> dict[str, pl.LazyFrame]:
 
     if lake is None or not lake.is_dir():
         return {}
-    return lake_frames(lake, (*RECORD_TABLES, "alerts"))
+    return lake_frames(lake, (*RECORD_TABLES, *LOG_RECORD_TABLES, "alerts"))
+
+
+def _log_records(frames: dict[str, pl.LazyFrame], wanted: list[str]) -> dict[str, pl.DataFrame]:
+    """The cited rows of each log table, and the rows ``auth`` records were normalised from."""
+    found: dict[str, pl.DataFrame] = {}
+    for table in LOG_RECORD_TABLES:
+        rows = frames[table].filter(pl.col("uid").is_in(wanted)).collect()
+        if rows.height:
+            found[table] = rows
+    if "auth" in found:
+        # An auth row stands for a syslog line or a Windows event: cite that original too.
+        for table, uids in found["auth"].group_by("source").agg(pl.col("source_uid")).iter_rows():
+            if table in frames and table != "auth":
+                rows = frames[table].filter(pl.col("uid").is_in(uids)).collect()
+                if table in found:
+                    rows = pl.concat([found[table], rows]).unique("uid")
+                found[table] = rows
+    return {t: f.sort("ts", "uid") for t, f in found.items() if f.height}
 
 
 def _resolve_source(source: str, case: Case) -> Path:
@@ -129,7 +153,7 @@ def _resolve_source(source: str, case: Case) -> Path:
     for c in candidates:
         if c.is_file():
             return c.resolve()
-    raise EvidenceError(f"source capture {source} not found (moved? it must be readable here)")
+    raise EvidenceError(f"source file {source} not found (moved? it must be readable here)")
 
 
 def _write_jsonl(frame: pl.DataFrame, path: Path) -> None:
@@ -206,7 +230,9 @@ def _build(
         rows = frames[table].filter(pl.col("uid").is_in(wanted)).collect().sort("ts", "uid")
         records[table] = rows
     conn = records["conn"]
-    missing = sorted(set(uids) - set(conn["uid"].to_list()))
+    logs = _log_records(frames, wanted)
+    found = set(conn["uid"].to_list()).union(*(set(f["uid"].to_list()) for f in logs.values()))
+    missing = sorted(set(uids) - found)
 
     # --- sources: acquire (hash) and cut ------------------------------------------------------
     sources: list[dict[str, Any]] = []
@@ -265,13 +291,56 @@ def _build(
         )
     connections = pl.concat(per_conn) if per_conn else pl.DataFrame()
 
+    # --- original log files: acquire (hash) and copy whole -----------------------------------
+    cited = pl.concat([f.select("file", "record") for f in logs.values()]) if logs else None
+    for n, source in enumerate(
+        sorted(cited["file"].unique().to_list()) if cited is not None else [], 1
+    ):
+        path = _resolve_source(source, case)
+        acquired = now()
+        digest = sha256_file(path)
+        size = path.stat().st_size
+        record_event(
+            store,
+            case.id,
+            "evidence.acquire",
+            {"source": str(path), "sha256": digest, "size": size},
+            actor=actor,
+            at=acquired,
+        )
+        rel = f"logs/{n:02d}-{path.name}"
+        (out / "logs").mkdir(exist_ok=True)
+        shutil.copyfile(path, out / rel)
+        if sha256_file(out / rel) != digest:
+            raise EvidenceError(f"{path}: changed while it was being copied")
+        numbers = sorted(set(cited.filter(pl.col("file") == source)["record"].to_list()))  # type: ignore[union-attr]
+        sources.append(
+            {
+                "path": str(path),
+                "recorded_as": source,
+                "sha256": digest,
+                "size": size,
+                "format": "log",
+                "acquired": acquired.isoformat(),
+            }
+        )
+        add(
+            rel,
+            f"original log file, copied unchanged; the case cites {len(numbers)} of its records",
+            source=str(path),
+            source_sha256=digest,
+            acquired=acquired.isoformat(),
+            records=numbers,
+        )
+    records.update(logs)
+
     acquired_records = now().isoformat()
     for table, rows in records.items():
         if rows.height:
             _write_jsonl(rows, out / "records" / f"{table}.jsonl")
             add(
                 f"records/{table}.jsonl",
-                f"{rows.height} {table} record(s) of the case's connections",
+                f"{rows.height} {table} record(s) the case's alerts cite",
                 source=case.lake_path,
                 acquired=acquired_records,
             )

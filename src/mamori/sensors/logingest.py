@@ -50,7 +50,8 @@ def ingest_log(
         stats.error = f"{path}: cannot read: {exc.strerror or exc}"
         return stats
     try:
-        for table, batch in sensor.read(path, ctx):
+        # The lake records the absolute path: evidence packages find the original file from it.
+        for table, batch in sensor.read(path.resolve(), ctx):
             if batch.num_rows == 0:
                 continue
             sink(table, batch.select(schema_of(table).names).cast(schema_of(table)))
