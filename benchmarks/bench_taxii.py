@@ -191,18 +191,29 @@ def load(url: str, objs, tlps, aud, batch: int = 50_000) -> tuple[str, float]:
 
 
 class MamoriServer:
-    """``mamori serve``'s app under uvicorn, in its own process (like medallion)."""
+    """``mamori serve``'s app under uvicorn, in its own process (like medallion); with
+    ``workers`` > 1 as ``mamori serve --workers N`` runs it (each worker builds the app from
+    ``MAMORI_STATE_URL``). No access log either way."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, workers: int = 1) -> None:
         from support.taxii_peers import free_port
 
         self.port = free_port()
-        code = (
-            "import uvicorn; from mamori.store import Store; from mamori.web.app import create_app;"
-            f"uvicorn.run(create_app(Store({url!r})), host='127.0.0.1', port={self.port},"
-            " log_level='warning', access_log=False)"
-        )
-        self.proc = subprocess.Popen([sys.executable, "-c", code])
+        if workers == 1:
+            code = (
+                "import uvicorn; from mamori.store import Store;"
+                " from mamori.web.app import create_app;"
+                f"uvicorn.run(create_app(Store({url!r})), host='127.0.0.1', port={self.port},"
+                " log_level='warning', access_log=False)"
+            )
+        else:
+            code = (
+                "from mamori.web.cli import serve_workers;"
+                f" serve_workers('127.0.0.1', {self.port}, {workers},"
+                " log_level='warning', access_log=False)"
+            )
+        env = {**os.environ, "MAMORI_STATE_URL": url}
+        self.proc = subprocess.Popen([sys.executable, "-c", code], env=env)
         self.base = f"http://127.0.0.1:{self.port}"
 
     def wait(self, auth: str) -> None:
@@ -339,9 +350,26 @@ def run_scenario(base: str, auth: str, s: dict[str, Any]) -> dict[str, Any]:
 
 
 def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds of a process and its live descendants so far (Linux
+    ``/proc``): a server with workers is the supervisor and its worker processes."""
+    parent: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parent[int(d.name)] = int(fields[1])
+            ticks[int(d.name)] = int(fields[11]) + int(fields[12])
+    total = 0
+    for p, t in ticks.items():
+        q = p
+        while q and q != pid:
+            q = parent.get(q, 0)
+        if q == pid:
+            total += t
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def child_pid(word: str) -> int:
@@ -395,6 +423,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=8.0, help="per scenario")
     ap.add_argument("--max-requests", type=int, default=5000, help="per scenario")
     ap.add_argument("--connections", type=int, default=2)
+    ap.add_argument(
+        "--workers",
+        type=lambda v: [int(x) for x in v.split(",")],
+        default=[1, 2],
+        help="server processes, one run of the scenarios each (mamori serve --workers N)",
+    )
     ap.add_argument("--points", type=int, default=200, help="added_after / deep-page start points")
     ap.add_argument("--per-request", type=int, default=1000, help="taxii2-client page size")
     ap.add_argument("--db", type=Path, help="keep the state database here (reused if it exists)")
@@ -459,81 +493,89 @@ def main() -> None:
         deep = [format_us(lo + (hi - lo) * f // 100) for f in (10, 25, 50, 75, 90, 99)]
 
         auth = basic(READER, secret)
-        server = MamoriServer(url)
-        try:
-            server.wait(auth)
-            coll = "/taxii2/mamori/collections/bench/objects/"
-            # deep `next` tokens: the `next` of an added_after page at each depth
-            tokens = []
-            for p in deep:
-                _, body = get(
-                    server.base, coll + "?" + urlencode({"limit": 100, "added_after": p}), auth
+        coll = "/taxii2/mamori/collections/bench/objects/"
+        common = {
+            "connections": args.connections,
+            "seconds": args.seconds,
+            "max": args.max_requests,
+        }
+        # medallion's discovery endpoint, same client, same run: measured before, between and
+        # after mamori's scenarios (the machine's load moves; the bar is the highest), each on a
+        # fresh medallion and at most MEDALLION_MAX requests: it answers every request with
+        # `Connection: close`, and on this machine stopped answering after ~960 of them
+        # (timeouts; see the README).
+        disc = {
+            **common,
+            "name": "medallion discovery",
+            "mode": "cycle",
+            "paths": ["/taxii2/"],
+            "max": min(args.max_requests, MEDALLION_MAX),
+        }
+
+        def medallion(when: str) -> dict[str, Any]:
+            with medallion_server(work / "medallion", []) as root:
+                mbase = root.split("/api1/")[0]
+                mauth = basic(*MEDALLION_USER)
+                r = drive(mbase, mauth, [{**disc, "name": when}], child_pid("medallion"))[0]
+                print("medallion", json.dumps(r), flush=True)
+                return r
+
+        res["medallion"] = [medallion("before")]
+        res["mamori"] = []
+        for n, workers in enumerate(args.workers):
+            server = MamoriServer(url, workers)
+            try:
+                server.wait(auth)
+                # deep `next` tokens: the `next` of an added_after page at each depth
+                tokens = []
+                for p in deep:
+                    _, body = get(
+                        server.base, coll + "?" + urlencode({"limit": 100, "added_after": p}), auth
+                    )
+                    if nxt := json.loads(body).get("next"):  # none near a small collection's end
+                        tokens.append(nxt)
+                nexts = [coll + "?" + urlencode({"limit": 100, "next": tk}) for tk in tokens]
+                scen = [
+                    {
+                        "name": "first page (limit=100)",
+                        "mode": "cycle",
+                        "paths": [coll + "?limit=100"],
+                    },
+                    {
+                        "name": "deep pages via next (10-99 % deep, limit=100)",
+                        "mode": "cycle",
+                        "paths": nexts,
+                    },
+                    {
+                        "name": "walk: next after next from 6 depths (limit=100)",
+                        "mode": "walk",
+                        "paths": nexts,
+                    },
+                    {
+                        "name": f"added_after at {len(points)} random points (limit=100)",
+                        "mode": "cycle",
+                        "paths": [
+                            coll + "?" + urlencode({"limit": 100, "added_after": p}) for p in points
+                        ],
+                    },
+                    {"name": "mamori discovery", "mode": "cycle", "paths": ["/taxii2/"]},
+                ]
+                runs = drive(server.base, auth, [{**common, **s} for s in scen], server.proc.pid)
+                for r in runs:
+                    r["workers"] = workers
+                    print("mamori", json.dumps(r), flush=True)
+                res["mamori"] += runs
+                last = n == len(args.workers) - 1
+                res["medallion"].append(
+                    medallion("after" if last else f"after {workers} worker(s)")
                 )
-                if nxt := json.loads(body).get("next"):  # none near the end of a small collection
-                    tokens.append(nxt)
-            common = {
-                "connections": args.connections,
-                "seconds": args.seconds,
-                "max": args.max_requests,
-            }
-            scen = [
-                {"name": "first page (limit=100)", "mode": "cycle", "paths": [coll + "?limit=100"]},
-                {
-                    "name": "deep pages via next (10-99 % deep, limit=100)",
-                    "mode": "cycle",
-                    "paths": [coll + "?" + urlencode({"limit": 100, "next": tk}) for tk in tokens],
-                },
-                {
-                    "name": "walk: next after next from 6 depths (limit=100)",
-                    "mode": "walk",
-                    "paths": [coll + "?" + urlencode({"limit": 100, "next": tk}) for tk in tokens],
-                },
-                {
-                    "name": f"added_after at {len(points)} random points (limit=100)",
-                    "mode": "cycle",
-                    "paths": [
-                        coll + "?" + urlencode({"limit": 100, "added_after": p}) for p in points
-                    ],
-                },
-                {"name": "mamori discovery", "mode": "cycle", "paths": ["/taxii2/"]},
-            ]
-            # medallion's discovery endpoint, same client, same run: measured just before and
-            # just after mamori's scenarios (the machine's load moves; the bar is the higher),
-            # each on a fresh medallion and at most MEDALLION_MAX requests: it answers every
-            # request with `Connection: close`, and on this machine stopped answering after
-            # ~960 of them (timeouts; see the README).
-            disc = {
-                **common,
-                "name": "medallion discovery",
-                "mode": "cycle",
-                "paths": ["/taxii2/"],
-                "max": min(args.max_requests, MEDALLION_MAX),
-            }
-
-            def medallion(when: str) -> dict[str, Any]:
-                with medallion_server(work / "medallion", []) as root:
-                    mbase = root.split("/api1/")[0]
-                    mauth = basic(*MEDALLION_USER)
-                    return drive(mbase, mauth, [{**disc, "name": when}], child_pid("medallion"))[0]
-
-            res["medallion"] = [medallion("before")]
-            res["load_during_mamori"] = loadavg()
-            res["mamori"] = drive(
-                server.base, auth, [{**common, **s} for s in scen], server.proc.pid
-            )
-            for r in res["mamori"]:
-                print("mamori", json.dumps(r), flush=True)
-            res["medallion"].append(medallion("after"))
-            print("medallion", json.dumps(res["medallion"]), flush=True)
-            res["load_after_medallion"] = loadavg()
-
-            # the official client pages the whole collection
-            res["taxii2_client"] = pull_all(server.base, secret, args.per_request, want)
-            print("taxii2-client", json.dumps(res["taxii2_client"]), flush=True)
-            res["load_after_pull"] = loadavg()
-        finally:
-            server.stop()
-    out = HERE / "results" / f"taxii-{datetime.now(UTC):%Y-%m-%d}.json"
+                if last:  # the official client pages the whole collection
+                    res["taxii2_client"] = pull_all(server.base, secret, args.per_request, want)
+                    print("taxii2-client", json.dumps(res["taxii2_client"]), flush=True)
+                    res["load_after_pull"] = loadavg()
+            finally:
+                server.stop()
+    out = HERE / "results" / f"taxii-{datetime.now(UTC):%Y-%m-%dT%H%M}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(res, indent=2))
     print(report(res))
@@ -571,11 +613,12 @@ def pull_all(base: str, secret: str, per_request: int, want: set[str]) -> dict[s
 
 
 def report(res: dict[str, Any]) -> str:
+    """The Markdown table: the bar is the highest medallion discovery rate of the run."""
     bar = max(d.get("rps") or 0 for d in res["medallion"])
     lines = [
-        "| request | median ms | p95 ms | req/s | server CPU ms/req | load avg |"
-        " median < 10 ms | req/s ≥ medallion discovery |",
-        "|---|---:|---:|---:|---:|---:|:-:|:-:|",
+        "| request | workers | median ms | p95 ms | req/s | × medallion | server CPU ms/req |"
+        " load avg | median < 10 ms | req/s ≥ medallion discovery |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|:-:|:-:|",
     ]
     for r in res["mamori"]:
         med, rps = r.get("median_ms"), r.get("rps")
@@ -583,23 +626,25 @@ def report(res: dict[str, Any]) -> str:
         ok2 = "yes" if rps and rps >= bar else "**no**"
         if r["name"] == "mamori discovery":
             ok1 = ok2 = "(reference)"
+        ratio = f"{rps / bar:.2f}" if rps and bar else "-"
         lines.append(
-            f"| {r['name']} | {med} | {r.get('p95_ms')} | {rps} | {r['server_cpu_ms']} |"
-            f" {r['load'].split()[0]} | {ok1} | {ok2} |"
+            f"| {r['name']} | {r.get('workers', 1)} | {med} | {r.get('p95_ms')} | {rps} |"
+            f" {ratio} | {r['server_cpu_ms']} | {r['load'].split()[0]} | {ok1} | {ok2} |"
         )
     for d in res["medallion"]:
         lines.append(
-            f"| medallion discovery, {d['name']} mamori's | {d.get('median_ms')} |"
-            f" {d.get('p95_ms')} | {d.get('rps')} | {d['server_cpu_ms']} |"
+            f"| medallion discovery, {d['name']} | | {d.get('median_ms')} |"
+            f" {d.get('p95_ms')} | {d.get('rps')} | | {d['server_cpu_ms']} |"
             f" {d['load'].split()[0]} | | |"
         )
-    p = res["taxii2_client"]
-    lines += [
-        "",
-        f"taxii2-client `as_pages(get_objects, per_request={p['per_request']})`: {p['objects']:,}"
-        f" objects in {p['pages']:,} pages, {p['seconds']} s ({p['objects_per_s']:,} objects/s);"
-        f" exactly the readable set: {p['exactly_readable']} (of {res['readable']:,} readable).",
-    ]
+    if p := res.get("taxii2_client"):
+        lines += [
+            "",
+            f"taxii2-client `as_pages(get_objects, per_request={p['per_request']})`:"
+            f" {p['objects']:,} objects in {p['pages']:,} pages, {p['seconds']} s"
+            f" ({p['objects_per_s']:,} objects/s); exactly the readable set:"
+            f" {p['exactly_readable']} (of {res['readable']:,} readable).",
+        ]
     return "\n".join(lines)
 
 

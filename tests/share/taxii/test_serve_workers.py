@@ -1,0 +1,85 @@
+"""``mamori serve --workers 2`` (:func:`mamori.web.cli.serve`): several processes serve TAXII from one state database, and each
+of them sees a revocation at once (no process keeps serving a credential it remembered)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+import mamori
+from mamori.share import partners
+from mamori.share.taxii.ingest import publish
+from mamori.share.tlp import Tlp
+from mamori.store import Store
+from support.taxii_peers import TAXII, free_port
+
+OBJECTS = "/taxii2/mamori/collections/intel/objects/"
+
+
+def _get(base: str, path: str, auth: tuple[str, str], **params: str) -> httpx.Response:
+    # A new connection per request, so the kernel hands requests to either worker.
+    return httpx.get(
+        base + path, auth=auth, params=params, headers={"Accept": TAXII, "Connection": "close"}
+    )
+
+
+def test_workers_page_the_collection_and_all_see_a_revocation(tmp_path, examples):
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    store = Store(url)
+    secret = partners.add(store, "cert-w", ["intel"], can_read=True)
+    apt1 = examples("threat-reports/apt1.json")
+    publish(store, "intel", apt1, Tlp.GREEN)
+    store.close()
+
+    port = free_port()
+    src = str(Path(mamori.__file__).resolve().parents[1])
+    env = {
+        **os.environ,
+        "MAMORI_STATE_URL": url,
+        "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),
+    }
+    code = f"from mamori.web.cli import serve; serve(host='127.0.0.1', port={port}, workers=2)"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    auth = ("cert-w", secret)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, "mamori serve --workers 2 exited"
+            try:
+                if _get(base, "/taxii2/", auth).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "mamori serve --workers 2 did not come up"
+            time.sleep(0.2)
+
+        for _ in range(3):  # every worker pages the whole collection, each object once
+            ids: list[str] = []
+            params = {"limit": "7"}
+            while True:
+                r = _get(base, OBJECTS, auth, **params)
+                assert r.status_code == 200, r.text
+                body = r.json()
+                ids += [o["id"] for o in body.get("objects", [])]
+                if not body["more"]:
+                    break
+                params["next"] = body["next"]
+            assert sorted(ids) == sorted(o["id"] for o in apt1)
+
+        partners.revoke(Store(url), "cert-w")
+        refused = [_get(base, OBJECTS, auth, limit="5").status_code for _ in range(20)]
+        assert refused == [401] * 20
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
