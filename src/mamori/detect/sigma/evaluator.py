@@ -1,0 +1,170 @@
+"""Compiled Sigma rules over the lake's tables: one evaluation frame per source, all rules at once.
+
+Per source (Sysmon process creation, the Security channel, ...) the table's rows are filtered once
+on its typed columns, the JSON fields any of its rules names are decoded once (one ``json_decode``
+with a struct of exactly those fields), each used field is lowercased once, and then every rule's
+expression is evaluated over that frame in one ``select`` (Polars runs them in parallel). A rule's
+matches are the ``arg_true`` of its column: no Python work per event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import polars as pl
+
+from mamori.detect.sigma.compiler import TEXT, CompiledRule, CompiledRules, lower_name
+from mamori.detect.sigma.pipeline import Source, TableView
+from mamori.schema import schema_of
+
+RULES_PER_SELECT = 256  # rule columns evaluated together: bounds the mask frame's memory
+
+MATCH_SCHEMA = {
+    "rule_id": pl.String,
+    "title": pl.String,
+    "level": pl.String,
+    "techniques": pl.List(pl.String),
+    "table": pl.String,
+    "uid": pl.String,
+    "ts": pl.Datetime("us", "UTC"),
+    "host": pl.String,
+    "src": pl.String,
+    "dst": pl.String,
+}
+
+
+def empty_matches() -> pl.DataFrame:
+    return pl.DataFrame(schema=MATCH_SCHEMA)
+
+
+def _data_field(table: TableView, name: str) -> pl.Expr:
+    assert table.data is not None
+    quoted = name.replace("\\", "\\\\").replace("'", "\\'")
+    whole = pl.col(table.data).str.json_path_match(f"$['{quoted}']")
+    if "." not in name:
+        return whole
+    nested = "".join(f"['{p}']" for p in quoted.split("."))
+    return pl.coalesce(whole, pl.col(table.data).str.json_path_match(f"${nested}"))
+
+
+def _address(table: TableView, names: Sequence[str]) -> tuple[pl.Expr, set[str]]:
+    """The first non-empty of the named fields (``-`` is Windows' "none"), and the data fields
+    that requires."""
+    schema = schema_of(table.name)
+    exprs: list[pl.Expr] = []
+    fields: set[str] = set()
+    for n in names:
+        if table.data is None and n in schema.names:
+            exprs.append(pl.col(n).cast(pl.String))
+        elif table.data is not None:
+            fields.add(n)
+            exprs.append(pl.col(f"d:{n}"))
+    if not exprs:
+        return pl.lit(None, pl.String), fields
+    cleaned = [
+        pl.when(e.str.strip_chars().is_in(["", "-"])).then(None).otherwise(e.str.strip_chars())
+        for e in exprs
+    ]
+    return pl.coalesce(cleaned), fields
+
+
+def _where(source: Source) -> pl.Expr | None:
+    terms = [
+        pl.col(column).is_in(list(values)) if len(values) > 1 else pl.col(column) == values[0]
+        for column, values in source.where.items()
+    ]
+    return pl.all_horizontal(terms) if terms else None
+
+
+def evaluation_frame(
+    frame: pl.LazyFrame, source: Source, units: Sequence[CompiledRule]
+) -> pl.DataFrame:
+    """The source's rows with what its rules need: decoded fields, lowercase columns, text."""
+    table = source.table
+    schema = schema_of(table.name)
+    where = _where(source)
+    if where is not None:
+        frame = frame.filter(where)
+    src, src_fields = _address(table, table.src)
+    dst, dst_fields = _address(table, table.dst)
+    fields = sorted(set().union(*(u.data_fields for u in units), src_fields, dst_fields))
+    if fields and table.data is not None:
+        if table.decode == "struct":
+            decoded = pl.col(table.data).str.json_decode(pl.Struct({f: pl.String for f in fields}))
+            frame = frame.with_columns([decoded.struct.field(f).alias(f"d:{f}") for f in fields])
+        else:
+            frame = frame.with_columns([_data_field(table, f).alias(f"d:{f}") for f in fields])
+    if any(u.text for u in units):
+        assert table.text is not None
+        text = pl.col(table.text)
+        if table.text == table.data:  # JSON text: unescape, so keywords meet the values as logged
+            text = text.str.replace_all(r'\\(["\\/])', "$1")
+        frame = frame.with_columns(text.alias(TEXT))
+    lower = sorted(set().union(*(u.lower for u in units)))
+    frame = frame.with_columns(
+        [pl.col(c).cast(pl.String).str.to_lowercase().alias(lower_name(c)) for c in lower]
+    )
+    host = pl.col("host") if "host" in schema.names else pl.lit(None, pl.String)
+    return frame.with_columns(
+        __src=src, __dst=dst, __host=host.cast(pl.String), __ts=pl.col("ts")
+    ).collect()
+
+
+@dataclass(frozen=True)
+class _Group:
+    source: Source
+    units: list[CompiledRule]
+
+
+def evaluate(
+    compiled: CompiledRules, frames: Mapping[str, pl.LazyFrame | pl.DataFrame]
+) -> pl.DataFrame:
+    """Every match of every compiled rule: one row per (rule, event), ``MATCH_SCHEMA``.
+
+    A table missing from ``frames`` is a source with no events, not an error.
+    """
+    groups: dict[str, _Group] = {}
+    for unit in compiled.compiled:
+        groups.setdefault(unit.source.id, _Group(unit.source, [])).units.append(unit)
+    found: list[pl.DataFrame] = []
+    for group in groups.values():
+        table = group.source.table.name
+        if table not in frames:
+            continue
+        frame = evaluation_frame(frames[table].lazy(), group.source, group.units)
+        if frame.height == 0:
+            continue
+        head = frame.select(
+            table=pl.lit(table),
+            uid=pl.col("uid"),
+            ts=pl.col("__ts"),
+            host=pl.col("__host"),
+            src=pl.col("__src"),
+            dst=pl.col("__dst"),
+        )
+        for start in range(0, len(group.units), RULES_PER_SELECT):
+            chunk = group.units[start : start + RULES_PER_SELECT]
+            masks = frame.select([u.expr.alias(str(i)) for i, u in enumerate(chunk)])
+            for i, unit in enumerate(chunk):
+                rows = masks.get_column(str(i)).arg_true()
+                if len(rows) == 0:
+                    continue
+                r = unit.rule
+                found.append(
+                    head[rows].select(
+                        rule_id=pl.lit(r.id),
+                        title=pl.lit(r.title),
+                        level=pl.lit(r.level),
+                        techniques=pl.lit(list(r.techniques), dtype=pl.List(pl.String)),
+                        table=pl.col("table"),
+                        uid=pl.col("uid"),
+                        ts=pl.col("ts"),
+                        host=pl.col("host"),
+                        src=pl.col("src"),
+                        dst=pl.col("dst"),
+                    )
+                )
+    if not found:
+        return empty_matches()
+    return pl.concat(found).cast(MATCH_SCHEMA)  # type: ignore[arg-type]
