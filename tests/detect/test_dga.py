@@ -2,10 +2,12 @@
 properties, and silence on Zeek's benign traces (for both DNS detectors).
 
 Honest status of the goal (recall >= 0.95 at <= 1 % FP per held-out family): the false-positive
-side is met and asserted; the per-name recall side is NOT met for any family by this small
-linear model (docs/dga.md has the figures), so it is a strict xfail: it starts failing (and must
-be promoted to a plain assertion) the day a better model meets it. Floors below the measured
-recalls guard against regressions."""
+side is met and asserted, per name and per client. Per name, cryptolocker, ramdo and goz come
+near or above 0.95 but conficker (a quarter of its names are 5-7 random letters), pushdo
+(pronounceable syllables) and the rest do not; per client session (25 names, the detector's
+8-hit rule) every family but pushdo is >= 0.95. Both goals stay strict xfails (they must be
+promoted to plain assertions the day a model meets them); floors a little under the measured
+figures guard against regressions. docs/dga.md has the figures."""
 
 from __future__ import annotations
 
@@ -15,12 +17,14 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mamori.detect.base import registered
+from mamori.detect.dga_features import CharLM, char_matrix, load_model, score_labels
 from mamori.detect.engine import run_detectors
 from mamori.flows.pipeline import tables_of
 from support.golden import assert_key_sufficient
@@ -30,47 +34,106 @@ from dns_data import DNS
 
 ROOT = Path(__file__).resolve().parents[2]
 CASE = ROOT / "tests" / "cases" / "dga"
+MODEL = ROOT / "src" / "mamori" / "detect" / "detectors" / "dga_model.json"
 ID = "dns.dga"
-# Recall of a model trained without the family (reduced fit used here: 1500 names per family,
-# 150 epochs); floors sit a little under what that fit measured.
-FLOORS = {"conficker": 0.15, "cryptolocker": 0.4, "pushdo": 0.0, "ramdo": 0.1, "tinba": 0.3,
-          "goz": 0.6, "newgoz": 0.05, "others": 0.3}  # fmt: skip
+# Per-name recall of a model trained without the family (the reduced fit below: 1000 names per
+# family, 120 epochs, 10 000 held-out names scored); floors sit a little under what it measured
+# (conficker 0.67, cryptolocker 0.92, pushdo 0.10, ramdo 0.93, tinba 0.88, goz 1.0,
+# newgoz 0.52, others 0.79).
+FLOORS = {"conficker": 0.55, "cryptolocker": 0.85, "pushdo": 0.05, "ramdo": 0.85, "tinba": 0.8,
+          "goz": 0.95, "newgoz": 0.4, "others": 0.7}  # fmt: skip
+# The same per client session of 25 distinct names (measured: 1.0 but newgoz 0.96, pushdo 0.0).
+CLIENT_FLOORS = dict.fromkeys(FLOORS, 0.9) | {"pushdo": 0.0}
 
 
 @pytest.fixture(scope="module")
-def lofo(data_dir: Path) -> dict[str, dict[str, float]]:
+def train() -> object:
     spec = importlib.util.spec_from_file_location("train_dga", ROOT / "scripts" / "train_dga.py")
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
     sys.modules["train_dga"] = mod  # dataclasses look their module up while being defined
     spec.loader.exec_module(mod)
-    dga, benign = mod.load(data_dir / "dga-domains")
-    return mod.leave_one_family_out(dga, benign, per_family=1500, epochs=150)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def lofo(train: object, data_dir: Path) -> dict[str, dict[str, float]]:
+    dga, benign = train.load(data_dir / "dga-domains")  # type: ignore[attr-defined]
+    return train.leave_one_family_out(  # type: ignore[attr-defined,no-any-return]
+        dga, benign, per_family=1000, epochs=120, max_eval=10_000
+    )
 
 
 def test_heldout_benign_false_positive_rate_meets_goal(lofo: dict) -> None:  # type: ignore[type-arg]
     assert set(lofo) == set(FLOORS)
     for fam, r in lofo.items():
-        assert r["fpr"] <= 0.01, (fam, r)
+        assert r["fpr"] <= 0.01 and r["client_fpr"] <= 0.01, (fam, r)
 
 
 def test_heldout_recall_does_not_regress(lofo: dict) -> None:  # type: ignore[type-arg]
     for fam, r in lofo.items():
         assert r["recall"] >= FLOORS[fam], (fam, r)
+        assert r["client_recall"] >= CLIENT_FLOORS[fam], (fam, r)
 
 
 @pytest.mark.xfail(
     strict=True, reason="per-name recall on unseen families is below 0.95 (docs/dga.md)"
 )
 def test_heldout_recall_meets_goal(lofo: dict) -> None:  # type: ignore[type-arg]
-    assert all(r["recall"] >= 0.95 for r in lofo.values()), lofo
+    assert all(r["recall"] >= 0.95 and r["fpr"] <= 0.01 for r in lofo.values()), lofo
+
+
+@pytest.mark.xfail(strict=True, reason="pushdo per client session is below 0.95 (docs/dga.md)")
+def test_heldout_client_recall_meets_goal(lofo: dict) -> None:  # type: ignore[type-arg]
+    assert all(r["client_recall"] >= 0.95 and r["client_fpr"] <= 0.01 for r in lofo.values())
+
+
+def test_contaminated_band_is_what_it_is_said_to_be(train: object, data_dir: Path) -> None:
+    """The OpenDNS top-list ranks left out of the benign set hold far more Conficker-shaped
+    names (letters only, 5-11 long, Conficker TLDs) than the rest of the list: the reason they
+    are left out is a property of the data, not of the model."""
+    top = (data_dir / "dga-domains" / "dga_wordlists" / "opendns-top-domains.txt").read_text()
+    names = pl.Series(top.splitlines())
+    shaped = names.str.contains(r"^[a-z]{5,11}\.(cc|cn|ws|biz|info)$").to_numpy()
+    lo, hi = train.CONTAMINATED_TOP_RANKS  # type: ignore[attr-defined]
+    inside = np.zeros(len(names), bool)
+    inside[lo - 1 : hi] = True
+    assert shaped[inside].mean() > 10 * shaped[~inside].mean(), (shaped[inside].mean(),)
 
 
 def test_model_file_is_small_and_versioned() -> None:
-    path = ROOT / "src" / "mamori" / "detect" / "detectors" / "dga_model.json"
-    model = json.loads(path.read_text())
-    assert path.stat().st_size < 200_000 and model["version"] >= 1
+    model = json.loads(MODEL.read_text())
+    assert MODEL.stat().st_size < 1_000_000 and model["version"] >= 2
     assert model["features"]["buckets"] == len(model["weights"]["ngrams"])
+    assert len(model["features"]["numeric"]) == len(model["weights"]["numeric"])
+    assert model["features"]["lm"]["orders"] == [1, 2, 3, 4]
+
+
+def test_char_lm_round_trips_through_json() -> None:
+    lm = CharLM.train(np.array(["google", "wikipedia", "bbc", "example-shop", "news24"]))
+    again = CharLM.from_json(json.loads(json.dumps(lm.to_json())))
+    chars = char_matrix(np.array(["goggle", "xqzvkw", "news", ""]))
+    (a, va), (b, vb) = lm.logprob(chars), again.logprob(chars)
+    assert np.array_equal(va, vb) and np.allclose(a, b)
+    # A label made of the training names' n-grams is likelier than random letters.
+    per_char = (np.where(va, a, 0).sum(axis=1) / np.maximum(va.sum(axis=1), 1))[:2]
+    assert per_char[0] > per_char[1]
+
+
+LABELS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_", min_size=0, max_size=70)
+
+
+@settings(max_examples=40, deadline=None)
+@given(labels=st.lists(LABELS, min_size=1, max_size=20), data=st.data())
+def test_a_label_scores_the_same_alone_or_in_any_batch(
+    labels: list[str], data: st.DataObject
+) -> None:
+    """Scores are vectorised over a batch; a label's score must not depend on its neighbours."""
+    model = load_model()
+    batch = score_labels(np.array(labels, dtype=object), model)
+    i = data.draw(st.integers(0, len(labels) - 1))
+    alone = score_labels(np.array([labels[i]], dtype=object), model)
+    assert np.all((batch >= 0) & (batch <= 1)) and np.isclose(batch[i], alone[0])
 
 
 def golden() -> pl.DataFrame:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,12 @@ NUMERIC = (
     "distinct_ratio",
     "digit_letter_switches",
 )
+# How plausible the label is under a character language model of *benign* names (see
+# :class:`CharLM`): the only features that do not depend on which DGA families were in training,
+# so they are what carries the score to a family the model never saw.
+LM_FEATURES = ("lm_mean_logp", "lm_min_logp", "lm_rare_share", "lm_total_logp")
+# A character whose interpolated probability is below this is "rare" for lm_rare_share.
+LM_RARE = 0.01
 
 
 @dataclass(frozen=True)
@@ -195,14 +201,140 @@ def numeric_features(chars: np.ndarray) -> np.ndarray:
     )
 
 
-def featurize(labels: np.ndarray, spec: dict[str, Any]) -> tuple[Sparse, np.ndarray]:
+def _gram_codes(chars: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of every character k-gram ending at each position of ``^label$`` (k-2 extra start
+    boundaries, so the first character has a full context), and which are real (no padding)."""
+    n = len(chars)
+    c = np.concatenate([np.full((n, k - 2), _BOUNDARY), chars], axis=1) if k > 2 else chars
+    width = c.shape[1]
+    code = np.zeros((n, max(width - k + 1, 0)), dtype=np.int64)
+    valid = np.ones_like(code, dtype=bool)
+    for j in range(k):  # a loop over offsets within the gram, not over names
+        part = c[:, j : width - k + 1 + j]
+        code = code * _RADIX + part
+        valid &= part > 0
+    return code, valid
+
+
+@dataclass(frozen=True)
+class CharLM:
+    """An interpolated character n-gram language model of benign labels (orders 1..4, fixed
+    mixing weights): P(c | previous 3) = sum_k lambda_k * count(k-gram) / count(its context).
+
+    Why: a classifier trained on DGA families learns *their* n-grams and misses a new generator;
+    "how unlike real names is this label" does not depend on the families seen. Counts are kept
+    as sorted (code, count) arrays per order, looked up with ``np.searchsorted``."""
+
+    orders: tuple[int, ...]
+    lambdas: tuple[float, ...]
+    codes: tuple[np.ndarray, ...]
+    counts: tuple[np.ndarray, ...]
+
+    @classmethod
+    def train(
+        cls,
+        labels: np.ndarray,
+        orders: tuple[int, ...] = (1, 2, 3, 4),
+        lambdas: tuple[float, ...] = (0.05, 0.15, 0.3, 0.5),
+    ) -> CharLM:
+        chars = char_matrix(labels)
+        codes, counts = [], []
+        for k in orders:
+            code, valid = _gram_codes(chars, k)
+            u, cnt = np.unique(code[valid], return_counts=True)
+            codes.append(u.astype(np.int64))
+            counts.append(cnt.astype(np.int64))
+        return cls(tuple(orders), tuple(lambdas), tuple(codes), tuple(counts))
+
+    def to_json(self) -> dict[str, Any]:
+        """Codes delta-encoded (sorted, so the deltas are small numbers): keeps the file small."""
+        return {
+            "orders": list(self.orders),
+            "lambdas": list(self.lambdas),
+            "code_deltas": [np.diff(c, prepend=0).tolist() for c in self.codes],
+            "counts": [c.tolist() for c in self.counts],
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> CharLM:
+        return cls(
+            tuple(int(k) for k in d["orders"]),
+            tuple(float(x) for x in d["lambdas"]),
+            tuple(np.cumsum(np.asarray(c, dtype=np.int64)) for c in d["code_deltas"]),
+            tuple(np.asarray(c, dtype=np.int64) for c in d["counts"]),
+        )
+
+    @cached_property
+    def _contexts(self) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+        """Per order: the sorted context codes and their total counts (the denominators)."""
+        out = []
+        for keys, cnt in zip(self.codes, self.counts, strict=True):
+            ctx, inv = np.unique(keys // _RADIX, return_inverse=True)
+            out.append((ctx, np.bincount(inv.ravel(), weights=cnt).astype(np.float64)))
+        return tuple(out)
+
+    @staticmethod
+    def _lookup(keys: np.ndarray, vals: np.ndarray, q: np.ndarray) -> np.ndarray:
+        if len(keys) == 0:
+            return np.zeros(q.shape)
+        i = np.minimum(np.searchsorted(keys, q), len(keys) - 1)
+        return np.where(keys[i] == q, vals[i], 0).astype(np.float64)
+
+    def logprob(self, chars: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Log-probability of each character (and the end boundary) given the ones before it,
+        (n, positions), with the mask of real positions."""
+        top = max(self.orders)
+        code, valid = _gram_codes(chars, top)
+        p = np.full(code.shape, 1e-4)  # floor: a character never seen after anything
+        parts = zip(self.orders, self.lambdas, self.codes, self.counts, self._contexts, strict=True)
+        for k, lam, keys, cnt, (ctx, ctx_n) in parts:
+            q = code % (_RADIX**k)
+            num = self._lookup(keys, cnt, q)
+            if k == 1:
+                den = np.full(q.shape, float(cnt.sum()))
+            else:
+                den = self._lookup(ctx, ctx_n, q // _RADIX)
+            p += lam * np.where(den > 0, num / np.maximum(den, 1.0), 0.0)
+        return np.log(p), valid
+
+
+def lm_features(chars: np.ndarray, lm: CharLM) -> np.ndarray:
+    """Mean and minimum per-character log-probability, share of rare characters and the total
+    log-probability (/10) of each label under the benign model, (n, len(LM_FEATURES))."""
+    lp, valid = lm.logprob(chars)
+    n = np.maximum(valid.sum(axis=1), 1)
+    s = np.where(valid, lp, 0.0)
+    return np.column_stack(
+        [
+            s.sum(axis=1) / n,
+            s.min(axis=1),
+            (s < np.log(LM_RARE)).sum(axis=1) / n,
+            s.sum(axis=1) / 10.0,
+        ]
+    )
+
+
+def dense_features(chars: np.ndarray, lm: CharLM | None) -> np.ndarray:
+    """The unstandardised dense features: label statistics, then the benign-LM ones if a model
+    has an LM."""
+    num = numeric_features(chars)
+    return num if lm is None else np.column_stack([num, lm_features(chars, lm)])
+
+
+def featurize(
+    labels: np.ndarray,
+    spec: dict[str, Any],
+    lm: CharLM | None = None,
+    dense: np.ndarray | None = None,
+) -> tuple[Sparse, np.ndarray]:
     """The model's inputs for an array of labels: hashed n-grams (sparse) and standardised
-    numeric features (dense), as ``spec`` (the model file's ``features`` block) defines them."""
+    dense features, as ``spec`` (the model file's ``features`` block) defines them. ``dense``
+    may be given precomputed (training uses out-of-fold LM features for benign names)."""
     chars = char_matrix(labels)
     grams = ngram_buckets(chars, tuple(spec["ngram_orders"]), int(spec["buckets"]))
-    num = numeric_features(chars)
-    mean = np.asarray(spec.get("numeric_mean", np.zeros(len(NUMERIC))))
-    std = np.asarray(spec.get("numeric_std", np.ones(len(NUMERIC))))
+    num = dense_features(chars, lm) if dense is None else dense
+    mean = np.asarray(spec.get("numeric_mean", np.zeros(num.shape[1])))
+    std = np.asarray(spec.get("numeric_std", np.ones(num.shape[1])))
     return grams, (num - mean) / std
 
 
@@ -219,6 +351,8 @@ def load_model(path: Path = MODEL_PATH) -> dict[str, Any]:
     model: dict[str, Any] = json.loads(path.read_text())
     model["_w_grams"] = np.asarray(model["weights"]["ngrams"], dtype=np.float64)
     model["_w_num"] = np.asarray(model["weights"]["numeric"], dtype=np.float64)
+    lm = model["features"].get("lm")
+    model["_lm"] = CharLM.from_json(lm) if lm else None
     return model
 
 
@@ -227,7 +361,7 @@ def score_labels(labels: np.ndarray, model: dict[str, Any] | None = None) -> np.
     m = model or load_model()
     if len(labels) == 0:
         return np.zeros(0)
-    grams, num = featurize(labels, m["features"])
+    grams, num = featurize(labels, m["features"], m.get("_lm"))
     z = logits(grams, num, m["_w_grams"], m["_w_num"], float(m["bias"]))
     return 1.0 / (1.0 + np.exp(-z))
 
