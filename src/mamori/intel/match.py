@@ -241,51 +241,64 @@ def _key(views, lens, d64, data_base, i):  # type: ignore[no-untyped-def]
     return _fmix(h), views[i, 0], np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
+_BATCH = 128  # rows keyed before their table reads
+
+
 @nb.njit(cache=True, nogil=True)
 def _distinct(views, lens, d64, data_base, codes):  # type: ignore[no-untyped-def]
     """Dense codes by key (see ``_key``) into ``codes`` (-1 for null and empty); returns the
-    first row of each code. Each slot holds a whole key beside its code (half a cache line), so
-    a repeated value costs one read of the table. Single-threaded and free of the GIL: several
-    columns run at once on Python threads."""
+    first row of each code. Each slot holds a whole key beside its code (half a cache line).
+    Rows go in batches: keys first (reading the column in order), then the table reads, in a
+    loop whose iterations rarely depend on each other, so their cache misses overlap. Single-
+    threaded and free of the GIL: several columns run at once on Python threads."""
     cap = 1 << 12
     table = np.zeros((cap, 4), np.uint64)  # hash, word a, word b, code + 1 (0: empty)
     first = np.empty(cap // 2, np.int64)
     k = 0
-    for i in range(lens.shape[0]):
-        if lens[i] <= 0:
-            codes[i] = -1
-            continue
-        h, wa, wb = _key(views, lens, d64, data_base, i)
-        mask = np.uint64(cap - 1)
-        slot = h & mask
-        while True:
-            if table[slot, 3] == 0:
-                table[slot, 0] = h
-                table[slot, 1] = wa
-                table[slot, 2] = wb
-                table[slot, 3] = k + 1
-                first[k] = i
-                codes[i] = k
-                k += 1
-                break
-            if table[slot, 0] == h and table[slot, 1] == wa and table[slot, 2] == wb:
-                codes[i] = np.int64(table[slot, 3]) - 1
-                break
-            slot = (slot + np.uint64(1)) & mask
-        if 2 * k >= cap:  # keep the table at most half full
-            old = table
-            cap *= 2
+    n = lens.shape[0]
+    bh = np.empty(_BATCH, np.uint64)
+    ba = np.empty(_BATCH, np.uint64)
+    bb = np.empty(_BATCH, np.uint64)
+    for lo in range(0, n, _BATCH):
+        hi = min(n, lo + _BATCH)
+        for i in range(lo, hi):
+            if lens[i] > 0:
+                bh[i - lo], ba[i - lo], bb[i - lo] = _key(views, lens, d64, data_base, i)
+        for i in range(lo, hi):
+            if lens[i] <= 0:
+                codes[i] = -1
+                continue
+            h, wa, wb = bh[i - lo], ba[i - lo], bb[i - lo]
             mask = np.uint64(cap - 1)
-            table = np.zeros((cap, 4), np.uint64)
-            for r in range(old.shape[0]):
-                if old[r, 3] != 0:
-                    slot = old[r, 0] & mask
-                    while table[slot, 3] != 0:
-                        slot = (slot + np.uint64(1)) & mask
-                    table[slot] = old[r]
-            grown = np.empty(cap // 2, np.int64)
-            grown[:k] = first[:k]
-            first = grown
+            slot = h & mask
+            while True:
+                if table[slot, 3] == 0:
+                    table[slot, 0] = h
+                    table[slot, 1] = wa
+                    table[slot, 2] = wb
+                    table[slot, 3] = k + 1
+                    first[k] = i
+                    codes[i] = k
+                    k += 1
+                    break
+                if table[slot, 0] == h and table[slot, 1] == wa and table[slot, 2] == wb:
+                    codes[i] = np.int64(table[slot, 3]) - 1
+                    break
+                slot = (slot + np.uint64(1)) & mask
+            if 2 * k >= cap:  # keep the table at most half full
+                old = table
+                cap *= 2
+                mask = np.uint64(cap - 1)
+                table = np.zeros((cap, 4), np.uint64)
+                for r in range(old.shape[0]):
+                    if old[r, 3] != 0:
+                        slot = old[r, 0] & mask
+                        while table[slot, 3] != 0:
+                            slot = (slot + np.uint64(1)) & mask
+                        table[slot] = old[r]
+                grown = np.empty(cap // 2, np.int64)
+                grown[:k] = first[:k]
+                first = grown
     return first[:k].copy()
 
 
@@ -907,22 +920,32 @@ def _seen(source: _Source, values: pl.Series) -> pl.DataFrame:
 class _Matcher:
     """The indicators of one ``match()`` call, indexed once, matched against distinct values."""
 
-    ind: pl.DataFrame  # id, type, value, port, confidence, _i (row)
+    by_type: dict[str, pl.DataFrame]  # type -> (value, _i: row of the indicator table)
     cidr: CidrIndex | None
     domains: DomainIndex | None
 
     @classmethod
     def build(cls, ind: pl.DataFrame, kinds: set[str]) -> _Matcher:
-        cidrs = ind.filter(pl.col("type") == "cidr")["value"]
-        doms = ind.filter(pl.col("type") == "domain")["value"]
+        by_type = {
+            str(k[0]): v.select("value", "_i")
+            for k, v in ind.partition_by("type", as_dict=True, include_key=False).items()
+        }
+        if "domain" in by_type:  # as the index compares them: lower case, no root dot
+            by_type["domain"] = by_type["domain"].with_columns(
+                pl.col("value").str.to_lowercase().str.strip_chars_end(".")
+            )
+        cidrs = by_type.get("cidr")
+        doms = by_type.get("domain")
         return cls(
-            ind,
-            CidrIndex.build(cidrs) if "addr" in kinds and cidrs.len() else None,
-            DomainIndex.build(doms) if "name" in kinds and doms.len() else None,
+            by_type,
+            CidrIndex.build(cidrs["value"]) if "addr" in kinds and cidrs is not None else None,
+            DomainIndex.build(doms["value"]) if "name" in kinds and doms is not None else None,
         )
 
-    def _exact(self, seen: pl.DataFrame, types: list[str], spec: int) -> pl.DataFrame:
-        listed = self.ind.filter(pl.col("type").is_in(types)).select("value", "_i")
+    def _exact(self, seen: pl.DataFrame, kind: str, spec: int) -> pl.DataFrame | None:
+        listed = self.by_type.get(kind)
+        if listed is None:
+            return None
         return seen.join(listed, left_on="seen", right_on="value").with_columns(
             _spec=pl.lit(spec, pl.Int32)
         )
@@ -930,48 +953,44 @@ class _Matcher:
     def hits(self, kind: str, seen: pl.DataFrame) -> pl.DataFrame:
         """(code, seen, _i, _spec) of every distinct value that names an indicator; ``_spec`` says
         how specific the match is (longer prefixes and parent domains rank first)."""
-        parts: list[pl.DataFrame] = []
+        parts: list[pl.DataFrame | None] = []
         if kind == "addr":
-            parts.append(self._exact(seen, ["ip"], 1000))
+            parts.append(self._exact(seen, "ip", 1000))
             if self.cidr is not None:
                 label = self.cidr.lookup(seen["seen"])
                 hit = np.flatnonzero(label >= 0)
                 found = seen[hit].with_columns(network=self.cidr.networks.gather(label[hit]))
-                listed = self.ind.filter(pl.col("type") == "cidr").select("value", "_i")
                 parts.append(
-                    found.join(listed, left_on="network", right_on="value")
+                    found.join(self.by_type["cidr"], left_on="network", right_on="value")
                     .with_columns(_spec=pl.col("network").str.extract(r"/(\d+)$").cast(pl.Int32))
                     .drop("network")
                 )
         elif kind == "name" and self.domains is not None:
             rec, lab = self.domains.lookup(seen["seen"])
             found = seen[rec].with_columns(domain=self.domains.domains.gather(lab))
-            # the index holds values as it compares them (lower case, no root dot): join on the same
-            listed = self.ind.filter(pl.col("type") == "domain").select(
-                pl.col("value").str.to_lowercase().str.strip_chars_end(".").alias("_norm"), "_i"
-            )
             parts.append(
-                found.join(listed, left_on="domain", right_on="_norm")
+                found.join(self.by_type["domain"], left_on="domain", right_on="value")
                 .with_columns(_spec=pl.col("domain").str.len_bytes().cast(pl.Int32))
                 .drop("domain")
             )
-        elif kind == "url":
-            parts.append(self._exact(seen, ["url"], 1000))
-        elif kind in _FINGERPRINTS:
-            parts.append(self._exact(seen, [kind], 1000))
-        if not parts:
+        elif kind == "url" or kind in _FINGERPRINTS:
+            parts.append(self._exact(seen, kind, 1000))
+        found_parts = [h.select("code", "seen", "_i", "_spec") for h in parts if h is not None]
+        if not found_parts:
             return pl.DataFrame(
                 schema={"code": pl.Int32, "seen": pl.String, "_i": pl.UInt32, "_spec": pl.Int32}
             )
-        return pl.concat([h.select("code", "seen", "_i", "_spec") for h in parts])
+        return pl.concat(found_parts)
 
 
 def _capped(hits: pl.DataFrame, ind: pl.DataFrame, per_value: int) -> pl.DataFrame:
     """At most ``per_value`` indicators per distinct value: most specific, most confident, then
-    in the order of the indicator table."""
-    conf = ind.select("_i", pl.col("confidence").cast(pl.Int32).fill_null(0).alias("_conf"))
+    in the order of the indicator table (sorted only when some value has more)."""
+    if hits.height == 0 or np.bincount(hits["code"].to_numpy()).max() <= per_value:
+        return hits.drop("_spec")
+    conf = ind["confidence"].gather(hits["_i"]).cast(pl.Int32).fill_null(0)
     return (
-        hits.join(conf, on="_i", how="left")
+        hits.with_columns(_conf=conf)
         .sort(["code", "_spec", "_conf", "_i"], descending=[False, True, True, False])
         .filter(pl.int_range(pl.len()).over("code") < per_value)
         .drop("_spec", "_conf")
