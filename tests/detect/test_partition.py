@@ -24,6 +24,8 @@ CASES = {
     "cleartext_credentials": "ftp", "ddos_synflood": "conn", "dga": "dns", "dns_tunnel": "dns",
     "exfiltration": "conn", "fingerprint": "ssl", "lateral_movement": "conn", "scan_trw": "conn",
     "ssh_bruteforce": "ssh",
+    "auth_bruteforce": "auth", "auth_spraying": "auth", "auth_success_after_failures": "auth",
+    "win_log_cleared": "winevt", "win_new_service": "winevt", "win_scheduled_task": "winevt",
 }  # fmt: skip
 
 
