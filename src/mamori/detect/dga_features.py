@@ -169,12 +169,10 @@ def numeric_features(chars: np.ndarray) -> np.ndarray:
     vowel = is_char & np.isin(body, vowel_codes)
     consonant = letter & ~vowel
     hyphen = is_char & (body == 37)
-    counts = np.zeros((len(body), _RADIX + 1), dtype=np.float64)
-    np.add.at(
-        counts,
-        (np.broadcast_to(np.arange(len(body))[:, None], body.shape)[is_char], body[is_char]),
-        1.0,
-    )
+    # Per-label character counts with one bincount over (row, code) pairs (np.add.at is slow).
+    flat = (np.arange(len(body))[:, None] * (_RADIX + 1) + body)[is_char]
+    counts = np.bincount(flat, minlength=len(body) * (_RADIX + 1)).astype(np.float64)
+    counts = counts.reshape(len(body), _RADIX + 1)
     p = counts / safe[:, None]
     with np.errstate(divide="ignore", invalid="ignore"):
         entropy = -np.where(p > 0, p * np.log2(p), 0.0).sum(axis=1)
@@ -265,37 +263,34 @@ class CharLM:
         )
 
     @cached_property
-    def _contexts(self) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
-        """Per order: the sorted context codes and their total counts (the denominators)."""
-        out = []
-        for keys, cnt in zip(self.codes, self.counts, strict=True):
-            ctx, inv = np.unique(keys // _RADIX, return_inverse=True)
-            out.append((ctx, np.bincount(inv.ravel(), weights=cnt).astype(np.float64)))
-        return tuple(out)
-
-    @staticmethod
-    def _lookup(keys: np.ndarray, vals: np.ndarray, q: np.ndarray) -> np.ndarray:
-        if len(keys) == 0:
-            return np.zeros(q.shape)
-        i = np.minimum(np.searchsorted(keys, q), len(keys) - 1)
-        return np.where(keys[i] == q, vals[i], 0).astype(np.float64)
+    def _table(self) -> np.ndarray:
+        """log P(last char | the others) for every possible top-order n-gram code, dense
+        (40^4 entries, 20 MB, built once per process): scoring is then one gather per character
+        instead of a binary search per order."""
+        top = max(self.orders)
+        if top > 4:
+            raise ValueError(f"character LM order {top} > 4 would need a table of {_RADIX**top}")
+        g = np.arange(_RADIX**top, dtype=np.int64)
+        p = np.full(len(g), 1e-4)  # floor: a character never seen after anything
+        for k, lam, keys, cnt in zip(
+            self.orders, self.lambdas, self.codes, self.counts, strict=True
+        ):
+            num = np.zeros(_RADIX**k)
+            num[keys] = cnt
+            q = g % (_RADIX**k)
+            if k == 1:
+                p += lam * num[q] / max(float(cnt.sum()), 1.0)
+                continue
+            den = num.reshape(-1, _RADIX).sum(axis=1)  # context counts, index = code // RADIX
+            d = den[q // _RADIX]
+            p += lam * np.where(d > 0, num[q] / np.maximum(d, 1.0), 0.0)
+        return np.log(p)
 
     def logprob(self, chars: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Log-probability of each character (and the end boundary) given the ones before it,
         (n, positions), with the mask of real positions."""
-        top = max(self.orders)
-        code, valid = _gram_codes(chars, top)
-        p = np.full(code.shape, 1e-4)  # floor: a character never seen after anything
-        parts = zip(self.orders, self.lambdas, self.codes, self.counts, self._contexts, strict=True)
-        for k, lam, keys, cnt, (ctx, ctx_n) in parts:
-            q = code % (_RADIX**k)
-            num = self._lookup(keys, cnt, q)
-            if k == 1:
-                den = np.full(q.shape, float(cnt.sum()))
-            else:
-                den = self._lookup(ctx, ctx_n, q // _RADIX)
-            p += lam * np.where(den > 0, num / np.maximum(den, 1.0), 0.0)
-        return np.log(p), valid
+        code, valid = _gram_codes(chars, max(self.orders))
+        return self._table[np.where(valid, code, 0)], valid
 
 
 def lm_features(chars: np.ndarray, lm: CharLM) -> np.ndarray:
