@@ -16,6 +16,7 @@ import logging
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -308,6 +309,21 @@ def _page_headers(rows: list[Row]) -> dict[str, str]:
     }
 
 
+@lru_cache(maxsize=4096)
+def _verdict(
+    tlp: str, provenance: str, named: str | None, partner: str, policy: ReleasePolicy
+) -> tuple[bool, str]:
+    """tlp.may_release for one stored row's marking, origin and AMBER audience, remembered: a
+    collection holds few distinct (TLP, origin, audience) triples and the rule is a pure
+    function of them, the partner and the site policy."""
+    audience = tuple(sorted(named.split(","))) if named else ()
+    origin = provenance.removeprefix("partner:") if provenance != "local" else None
+    verdict = may_release(
+        None if tlp == ingest.UNMARKED else tlp, partner, audience, policy, origin=origin
+    )
+    return bool(verdict), verdict.reason
+
+
 def released_rows(
     conn: sa.Connection, pg: storage.Page, partner: str, policy: ReleasePolicy
 ) -> list[Row]:
@@ -315,24 +331,14 @@ def released_rows(
     them, unless the SQL rule and tlp.py disagree, which is logged as the bug it would be).
 
     Why again, when the SQL already applied the rule: it is the one rule of share/tlp.py, and a
-    second, independent reading of it costs a dictionary look-up per row (a page holds few
-    distinct markings) and one primary-key read per row that references anything."""
+    second, independent reading of it costs a cache look-up per row (:func:`_verdict`) and one
+    primary-key read per row that references anything."""
     if not pg.rows:
         return []
     reached = storage.reached_rows(conn, [r[0] for r in pg.rows if r[storage.REACHES]])
-    memo: dict[tuple[str, str, str | None], tuple[bool, str]] = {}
 
     def ok(tlp: str, provenance: str, named: str | None) -> tuple[bool, str]:
-        amber = tlp in storage.AMBERS
-        key = (tlp, provenance, named if amber else None)
-        if key not in memo:  # a page holds few distinct (TLP, origin, audience) triples
-            audience = tuple(sorted(named.split(","))) if amber and named else ()
-            origin = provenance.removeprefix("partner:") if provenance != "local" else None
-            verdict = may_release(
-                None if tlp == ingest.UNMARKED else tlp, partner, audience, policy, origin=origin
-            )
-            memo[key] = (bool(verdict), verdict.reason)
-        return memo[key]
+        return _verdict(tlp, provenance, named if tlp in storage.AMBERS else None, partner, policy)
 
     out = []
     for r in pg.rows:
