@@ -1,7 +1,9 @@
 """The compiled matchers against a plain Python reference (``ipaddress`` and a parent-domain loop)
 on random indicators and records, edge cases drawn on purpose: nested and overlapping CIDRs,
 /0 and /32 (/128), IPv6 beside IPv4 in one index, IPv4-mapped IPv6, spellings ``ipaddress``
-refuses (leading zeros, junk), trailing root dots, empty labels and mixed case."""
+refuses (leading zeros, junk), trailing root dots, empty labels and mixed case. ``match()`` codes
+each column by distinct value first: that coding is checked against a dict, and ``match()`` on
+records that repeat their values (as a lake does) against the reference record by record."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mamori.intel.match as match_module
-from mamori.intel.match import CidrIndex, DomainIndex, match
+from mamori.intel.match import CidrIndex, DomainIndex, distinct_codes, match
 from mamori.intel.schema import SCHEMA
 from mamori.schema import TABLES, schema_of
 
@@ -247,3 +249,164 @@ def test_match_equals_reference(data: st.DataObject, nets: list[str]) -> None:
             if kind == "domain" and value.lower().rstrip(".") in found:
                 want.add((r["uid"], i, "dns.query"))
     assert got == want
+
+
+def test_match_with_broad_ranges_equals_reference() -> None:
+    """/0 and /1 beside narrow ranges: every record hits once per address (the longest range),
+    never once per covering range."""
+    nets = ["0.0.0.0/0", "128.0.0.0/1", "10.0.0.0/8", "10.1.0.0/16", "::/0", "2001:db8::/32"]
+    ind = _indicators([("cidr", n, None) for n in nets])
+    rng = np.random.default_rng(5)
+    addrs = [str(ipaddress.IPv4Address(int(a))) for a in rng.integers(0, 2**32, 40)]
+    addrs += ["10.1.2.3", "10.9.9.9", "2001:db8::1", "fe80::1", "x"]
+    conn = [_rec(f"C{i}", addrs[i % len(addrs)], addrs[(3 * i) % len(addrs)]) for i in range(300)]
+    hits = match(ind, _frames(conn=conn))
+    got = sorted(zip(hits["uid"], hits["where"], hits["indicator"], strict=True))
+    want = sorted(
+        (r["uid"], f"conn.{col}", f"i{nets.index(best)}")
+        for r in conn
+        for col in ("orig_h", "resp_h")
+        if (best := _reference_cidr(nets, r[col])) is not None
+    )
+    assert got == want
+
+
+# ---- distinct coding -------------------------------------------------------------------------
+
+texts = st.one_of(
+    st.none(),
+    st.sampled_from(["", "a", "1.2.3.4", "255.255.255.255", "x" * 12, "x" * 13, "y" * 16]),
+    st.text(max_size=3),
+    st.text("ab.", min_size=11, max_size=18),  # about the 12- and 16-byte edges of the keys
+    st.text(min_size=17, max_size=40),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(texts, max_size=80), st.integers(0, 5), st.booleans())
+def test_distinct_codes_equal_a_dict(values: list[str | None], skip: int, chunked: bool) -> None:
+    """Equal text, equal code; codes dense in order of first sight; null and empty -1; a slice
+    or a column of several chunks read in place."""
+    series = pl.Series([*([None] * skip), *values], dtype=pl.String).slice(skip)
+    if chunked and len(values) > 1:
+        half = len(values) // 2
+        series = pl.concat([series.slice(0, half), series.slice(half)], rechunk=False)
+    codes, first = distinct_codes(series)
+    seen: dict[str, int] = {}
+    want = [-1 if not v else seen.setdefault(v, len(seen)) for v in values]
+    assert codes.tolist() == want
+    assert series.gather(first).to_list() == list(seen)
+
+
+def test_distinct_codes_exact_fallback_agrees() -> None:
+    """The comparing kernel (used after a hash collision) codes as the fast one does."""
+    rng = np.random.default_rng(1)
+    words = [f"host{i}.example.org" for i in range(500)] + [f"10.0.{i}.1" for i in range(200)]
+    series = pl.Series([words[i] for i in rng.integers(0, len(words), 20_000)])
+    codes, first = distinct_codes(series)
+    views, lens, data, base = match_module._views(series)
+    again = np.empty(len(lens), np.int32)
+    first2 = match_module._distinct_exact(views, lens, data, data.view(np.uint64), base, again)
+    assert np.array_equal(codes, again) and np.array_equal(first, first2)
+    assert len(first) == len(set(series.to_list()))
+
+
+# ---- repeated values, every source, the cap per value -----------------------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data(), st.lists(networks, min_size=1, max_size=8, unique=True))
+def test_match_on_repeated_values_equals_reference(data: st.DataObject, nets: list[str]) -> None:
+    """Records drawn from a few values each (so most rows share a code), through conn, DNS
+    queries and answers, HTTP hosts with ports, and URLs with queries."""
+    listed = data.draw(st.lists(name, min_size=1, max_size=5))
+    pool_a = data.draw(st.lists(address_text(nets), min_size=1, max_size=6))
+    pool_q = data.draw(st.lists(query(listed), min_size=1, max_size=5))
+    exact = data.draw(st.lists(st.sampled_from(pool_a), max_size=3, unique=True))
+    urls = [f"{q.lower().rstrip('.')}/p" for q in pool_q[:2]]
+    rows = (
+        [("cidr", n, None) for n in nets]
+        + [("ip", a, None) for a in exact if a]
+        + [("domain", d, None) for d in listed]
+        + [("url", u, None) for u in urls]
+    )
+    ind = _indicators(rows)
+    pick = st.integers(0, 10_000)
+    n = data.draw(st.integers(1, 40))
+    conn = [
+        _rec(f"C{i}", pool_a[data.draw(pick) % len(pool_a)], pool_a[data.draw(pick) % len(pool_a)])
+        for i in range(n)
+    ]
+    dns = [
+        _rec(f"D{i}", "10.0.0.1", "10.0.0.53", 53, query=pool_q[i % len(pool_q)],
+             answers=[pool_a[(i + k) % len(pool_a)] for k in range(i % 3)])
+        for i in range(n)
+    ]  # fmt: skip
+    http = [
+        _rec(f"H{i}", "10.0.0.2", "192.0.2.1", 80,
+             host=pool_q[i % len(pool_q)] + (":8080" if i % 2 else ""),
+             uri="/p" + ("?q=1" if i % 3 else ""))
+        for i in range(n)
+    ]  # fmt: skip
+    hits = match(ind, _frames(conn=conn, dns=dns, http=http))
+    got = set(zip(hits["uid"], hits["indicator"], hits["where"], hits["seen"], strict=True))
+
+    ids = ind["id"].to_list()
+
+    def addr_hits(uid: str, where: str, seen: str) -> set[tuple[str, str, str, str]]:
+        if not seen:
+            return set()
+        best = _reference_cidr(nets, seen)
+        return {
+            (uid, i, where, seen)
+            for i, (kind, value, _) in zip(ids, rows, strict=True)
+            if (kind == "ip" and value == seen) or (kind == "cidr" and value == best)
+        }
+
+    def name_hits(uid: str, where: str, seen: str, q: str) -> set[tuple[str, str, str, str]]:
+        found = _reference_domains(listed, q)
+        return {
+            (uid, i, where, seen)
+            for i, (kind, value, _) in zip(ids, rows, strict=True)
+            if kind == "domain" and value.lower().rstrip(".") in found
+        }
+
+    want: set[tuple[str, str, str, str]] = set()
+    for r in conn:
+        want |= addr_hits(r["uid"], "conn.orig_h", r["orig_h"])
+        want |= addr_hits(r["uid"], "conn.resp_h", r["resp_h"])
+    for r in dns:
+        want |= name_hits(r["uid"], "dns.query", r["query"], r["query"])
+        for a in r["answers"]:
+            if a and all(c in "0123456789abcdefABCDEF.:" for c in a):
+                want |= addr_hits(r["uid"], "dns.answers", a)
+    for r in http:
+        host = r["host"].lower().rstrip(".")
+        bare = host.removesuffix(":8080")
+        want |= name_hits(r["uid"], "http.host", bare, bare)
+        for url in {host + r["uri"], host + r["uri"].split("?")[0]}:
+            want |= {
+                (r["uid"], i, "http.url", url)
+                for i, (kind, value, _) in zip(ids, rows, strict=True)
+                if kind == "url" and value == url
+            }
+    assert got == want
+
+
+def test_indicators_per_value_are_capped_most_specific_first() -> None:
+    """A value listed by many feeds, a name under many listed parents: at most ``per_value``
+    rows per record and observable, the longest parent and the most confident first."""
+    ind = _indicators(
+        [("ip", "203.0.113.9", None)] * 30
+        + [("domain", d, None) for d in ("e.x", "d.e.x", "c.d.e.x", "b.c.d.e.x")]
+    ).with_columns(confidence=pl.Series([*range(30), 50, 50, 50, 50], dtype=pl.UInt8))
+    frames = _frames(
+        conn=[_rec(f"C{i}", "10.0.0.1", "203.0.113.9") for i in range(50)],
+        dns=[_rec("D1", "10.0.0.1", "10.0.0.53", 53, query="a.b.c.d.e.x", answers=[])],
+    )
+    hits = match(ind, frames, per_value=3)
+    conn = hits.filter(pl.col("table") == "conn")
+    assert conn.height == 50 * 3
+    assert set(conn["indicator"]) == {"i29", "i28", "i27"}  # the most confident
+    assert sorted(hits.filter(pl.col("table") == "dns")["indicator"]) == ["i31", "i32", "i33"]
+    assert match(ind, frames, per_value=100).height == 50 * 30 + 4
