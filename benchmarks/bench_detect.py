@@ -81,7 +81,9 @@ def main() -> None:
     ap.add_argument("--lake", type=Path, default=HERE / "work" / "synth-lake")
     a = ap.parse_args()
 
-    lake_dir = a.lake.with_name(f"{a.lake.name}-{a.records}-{a.seed}")
+    from synth import VERSION
+
+    lake_dir = a.lake.with_name(f"{a.lake.name}-v{VERSION}-{a.records}-{a.seed}")
     if not (lake_dir / "done").exists():
         t = time.perf_counter()
         code = f"import bench_detect as b; b.build_lake(__import__('pathlib').Path({str(lake_dir)!r}), {a.records}, {a.seed})"

@@ -22,6 +22,9 @@ from mamori.schema import TABLES, schema_of
 
 T0 = datetime(2024, 3, 4, tzinfo=UTC)
 DAY_US = 86_400_000_000
+# Bumped whenever the generated lake changes, so a benchmark never reuses a stale one.
+# 2: the reflected DNS answers come from source port 53 (they came from random ports).
+VERSION = 2
 
 # who did what (for the report: which injected attacks the detectors found)
 ATTACKERS = {
@@ -178,7 +181,8 @@ def lake(n: int = 10_000_000, seed: int = 1, clients: int = 3000) -> dict[str, p
     local_resp = (ev["resp"] >> np.uint64(24)) == 10
     conn = _frame("conn", {
         "ts": ts, "uid": uid, "orig_h": orig_h,
-        "orig_p": pl.Series(rng.integers(32768, 61000, m).astype(np.uint16)),
+        # the reflected DNS answers come from port 53, as real ones do
+        "orig_p": pl.Series(np.where(kind == 6, 53, rng.integers(32768, 61000, m)).astype(np.uint16)),
         "resp_h": resp_h, "resp_p": pl.Series(ev["resp_p"]),
         "proto": pl.Series(np.where(udp, "udp", "tcp")),
         "service": pl.Series(service).replace("", None),

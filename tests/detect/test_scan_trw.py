@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mamori.detect.base import registered
+from mamori.detect.base import EVIDENCE_MAX, registered
 from mamori.detect.detectors.scan_trw import ScanTrwParams
 from mamori.detect.engine import run_detectors
 from mamori.flows.pipeline import tables_of
@@ -240,3 +241,83 @@ def test_enough_unanswered_first_contacts_always_alert(n: int, port: bool) -> No
     got = detect(rows(spec))
     assert got.height == 1 and got["count"][0] == n
     assert (got["dst"][0] is not None) == port
+
+
+def reference_walks(frame: pl.DataFrame, p: ScanTrwParams) -> list[dict]:  # type: ignore[type-arg]
+    """TRW as the paper states it, one Python loop per walk: the implementation's oracle."""
+    up = math.log(p.detection_probability / p.false_positive_probability)
+    down = math.log((1 - p.detection_probability) / (1 - p.false_positive_probability))
+    on_fail = math.log((1 - p.theta_scanner) / (1 - p.theta_benign))
+    on_success = math.log(p.theta_scanner / p.theta_benign)
+    window_us = int(p.window_minutes * 60_000_000)
+    walks: dict[tuple, list[dict]] = {}  # type: ignore[type-arg]
+    for r in sorted(frame.to_dicts(), key=lambda r: (r["ts"], r["uid"])):
+        epoch = (r["ts"] - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+        walks.setdefault((r["orig_h"], epoch // window_us), []).append(r)
+    out = []
+    for (src, _), rows_ in walks.items():
+        seen, first = set(), []
+        for r in rows_:
+            if (r["resp_h"], r["resp_p"], r["proto"]) not in seen:
+                seen.add((r["resp_h"], r["resp_p"], r["proto"]))
+                first.append(r)
+        answered_, failed, hit = 0, 0, None
+        for n, r in enumerate(first, 1):
+            if r["resp_pkts"] > 0:
+                answered_ += 1
+            else:
+                failed += 1
+            llr = answered_ * on_success + failed * on_fail
+            if llr >= up or llr <= down:
+                hit = n if llr >= up else None
+                break
+        if hit is None or len(first) < p.min_targets:
+            continue
+        uids = [r["uid"] for r in first]
+        out.append({
+            "src": src, "count": len(first),
+            "failed": sum(r["resp_pkts"] == 0 for r in first),
+            "first_seen": first[0]["ts"], "last_seen": first[-1]["ts"],
+            "evidence": uids[max(hit - EVIDENCE_MAX, 0):][:EVIDENCE_MAX],
+        })  # fmt: skip
+    return sorted(out, key=lambda a: (a["src"], a["first_seen"]))
+
+
+TIED = st.tuples(
+    st.sampled_from(["10.9.0.1", "10.9.0.2"]),
+    st.sampled_from([f"192.0.2.{k}" for k in range(1, 7)]),
+    st.sampled_from([22, 80, 443, 445, 3389, 8080, 8443]),
+    st.booleans(),
+    st.integers(0, 2400),  # whole seconds: many ties, settled by uid
+)
+
+
+@SLOW
+@given(spec=st.lists(TIED, max_size=150), floor=st.integers(1, 8))
+def test_the_walk_matches_a_plain_reference(spec: list, floor: int) -> None:  # type: ignore[type-arg]
+    """The compiled walk (one sort, integer counts, a probe table) decides exactly what a plain
+    per-walk loop decides: same alerts, counts, time spans and evidence, ties in time included."""
+    frame = rows(spec)
+    p = dataclasses.replace(ScanTrwParams(), min_targets=floor)
+    got = detect(frame, p)
+    want = reference_walks(frame, p)
+    assert got.select("src", "count", "first_seen", "last_seen", "evidence").to_dicts() == [
+        {k: a[k] for k in ("src", "count", "first_seen", "last_seen", "evidence")} for a in want
+    ]
+    for summary, a in zip(got["summary"], want, strict=True):
+        assert summary.endswith(f"({a['failed']} unanswered)")
+
+
+def test_replies_to_nothing_are_not_probes() -> None:
+    """Reflected answers (UDP from an amplifier's port, nothing back) to random ports of a victim
+    are not a port scan by each reflector; the same datagrams from a client port are."""
+    probes = rows([("198.51.100.9", "10.0.0.81", 20000 + k, False, float(k)) for k in range(12)])
+    udp = probes.with_columns(proto=pl.lit("udp"), history=pl.lit("D"))
+    assert detect(udp).height == 1
+    for port in ScanTrwParams().reply_ports:
+        assert detect(udp.with_columns(orig_p=pl.lit(port, pl.UInt16))).height == 0
+    # A probe *to* a service port from one stays a probe (nmap -g 53 against DNS and NTP).
+    to_services = udp.with_columns(orig_p=pl.lit(53, pl.UInt16), resp_p=pl.Series(
+        [53, 123, 161, 389, 1900, 11211, 19, 53, 123, 161, 389, 1900], dtype=pl.UInt16
+    ), resp_h=pl.Series([f"10.0.0.{k}" for k in range(12)]))  # fmt: skip
+    assert detect(to_services).height == 1

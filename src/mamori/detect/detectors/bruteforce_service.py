@@ -71,12 +71,19 @@ def service_bruteforce(conn: pl.LazyFrame, p: ServiceBruteforceParams) -> pl.Laz
         & (pl.col("resp_bytes") > 0)
         & (pl.col("duration") <= p.max_duration_seconds)
     ).sort("ts", "uid")  # a total order: evidence must not depend on the input's row order
-    hits = threshold(attempts, key=KEY, window=window, at_least=p.attempts_limit)
+    hits = threshold(attempts, key=KEY, window=window, at_least=p.attempts_limit, sparse=True)
+    # Sizes and servers only for the windows that reached the limit (a site's SMB and RDP
+    # clients make many short sessions; a few sources in a day reach the limit).
     size = pl.col("orig_bytes").cast(pl.Float64)
-    extra = attempts.group_by(*KEY, window=pl.col("ts").dt.truncate(every)).agg(
-        servers=pl.col("resp_h").unique().sort(),
-        similar=((size - size.median()).abs() <= p.size_tolerance * size.median()).mean(),
-        median_bytes=size.median(),
+    extra = (
+        attempts.with_columns(window=pl.col("ts").dt.truncate(every))
+        .join(hits.select(*KEY, "window"), on=[*KEY, "window"], how="semi", nulls_equal=True)
+        .group_by(*KEY, "window")
+        .agg(
+            servers=pl.col("resp_h").unique().sort(),
+            similar=((size - size.median()).abs() <= p.size_tolerance * size.median()).mean(),
+            median_bytes=size.median(),
+        )
     )
     hits = hits.join(extra, on=[*KEY, "window"], how="left").filter(
         pl.col("similar") >= p.similar_share

@@ -114,6 +114,7 @@ def dns_tunnel(dns: pl.LazyFrame, p: DnsTunnelParams) -> pl.LazyFrame:
         window=timedelta(minutes=p.window_minutes),
         at_least=min(p.min_unique_subdomains, p.min_channel_subdomains),
         distinct="sub",
+        sparse=True,  # a day's (client, domain) pairs are many; tunnels are few
     )
     shape = (
         q.join(candidates.select(*_KEY, "window"), on=[*_KEY, "window"], how="semi")

@@ -13,6 +13,11 @@ vertical port scan (``dst`` is that host), one port on many hosts a horizontal s
 walk also means one alert per scanner rather than one per host or per port of a mixed scan.
 Walks restart in each tumbling window, so a verdict is never permanent: a host cleared as benign
 can still be caught in the next window if it starts scanning.
+
+Replies to nothing are not first contacts: a UDP datagram from an amplifier's service port that
+drew nothing back is a reflected answer (the victim's address was forged in someone's request),
+and each reflector would otherwise "scan" the victim's random ports; the flood and amplification
+detectors own those.
 """
 
 from __future__ import annotations
@@ -21,9 +26,12 @@ import math
 from dataclasses import dataclass
 from datetime import timedelta
 
+import numba as nb
+import numpy as np
 import polars as pl
 
 from mamori.detect.base import EVIDENCE_MAX, Params, alerts, detector
+from mamori.detect.detectors.amplification import SERVICES as AMPLIFIERS
 
 _TARGET = ("resp_h", "resp_p", "proto")
 _MULTICAST4 = [f"{octet}." for octet in range(224, 240)]
@@ -44,6 +52,11 @@ class ScanTrwParams(Params):
     min_targets: int = 5
     # Walks restart in each tumbling window (state expiry, as in Zeek's scan policy).
     window_minutes: float = 15.0
+    # UDP from these service ports to any other port, never answered, is a reply to nothing
+    # (reflection or backscatter: answers to requests someone forged in the victim's name), not
+    # a probe: the amplification detector's services. A scanner probing from source port 53 to
+    # a port not listed here is the price (nmap -g 53 against high ports).
+    reply_ports: tuple[int, ...] = tuple(sorted(AMPLIFIERS))
 
     def __post_init__(self) -> None:
         if not 0 < self.theta_scanner < self.theta_benign < 1:
@@ -52,6 +65,18 @@ class ScanTrwParams(Params):
             raise ValueError("need 0 < false_positive_probability < detection_probability < 1")
         if self.min_targets < 1 or self.window_minutes <= 0:
             raise ValueError("min_targets must be >= 1 and window_minutes > 0")
+
+
+def reply_to_nothing(ports: tuple[int, ...]) -> pl.Expr:
+    """A UDP datagram from a service port to a client port that drew nothing back: the shape of
+    a reflected answer (Zeek flips a reply from a likely server port, so what is left unflipped
+    here is the rest of the amplifiers: memcached, SSDP, CLDAP, chargen, ...)."""
+    return (
+        (pl.col("proto") == "udp")
+        & pl.col("orig_p").is_in(list(ports))
+        & ~pl.col("resp_p").is_in(list(ports))
+        & (pl.col("resp_pkts").fill_null(0) == 0)
+    ).fill_null(False)
 
 
 def answered() -> pl.Expr:
@@ -74,66 +99,151 @@ def unicast() -> pl.Expr:
     return ~(multicast4 | h.str.ends_with(".255") | multicast6)
 
 
-@detector("scan.trw", reads="conn", key=("orig_h",), attack=("T1046",), params=ScanTrwParams)
-def scan_trw(conn: pl.LazyFrame, p: ScanTrwParams) -> pl.LazyFrame:
-    """Sources whose first contacts to distinct services walk past TRW's scanner threshold."""
+@nb.njit(cache=True)
+def _walk(
+    start: np.ndarray, target: np.ndarray, ok: np.ndarray, steps: np.ndarray, table_size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Wald's sequential test over rows sorted by walk and time.
+
+    ``start`` marks each walk's first row, ``target`` is a service's code and ``steps`` holds
+    (up, down, on_success, on_fail). Returns, per row, whether it is a first contact, and per
+    walk the first contact at which the scanner bound was crossed before the benign one (0: never)
+    and the number of first contacts. The log-likelihood is a·on_success + f·on_fail from integer
+    counts of answered (a) and unanswered (f) first contacts, so the crossing never depends on
+    how a running float sum was rounded. Services already seen are found in an open-addressing
+    table whose slots belong to the walk that wrote them: a slot of an earlier walk is free, so
+    the table is never cleared and needs only twice the longest walk's rows.
+    """
+    up, down, on_success, on_fail = steps[0], steps[1], steps[2], steps[3]
+    m = target.shape[0]
+    mask = table_size - 1
+    keys = np.zeros(table_size, np.int64)
+    owner = np.full(table_size, -1, np.int64)
+    first = np.zeros(m, np.bool_)
+    walks = 0
+    for i in range(m):
+        if start[i]:
+            walks += 1
+    hit = np.zeros(walks, np.int64)
+    targets = np.zeros(walks, np.int64)
+    w, n, f, decided = -1, 0, 0, False
+    for i in range(m):
+        if start[i]:
+            w += 1
+            n, f, decided = 0, 0, False
+        t = target[i]
+        h = (np.uint64(t) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(20)
+        slot = np.int64(h & np.uint64(mask))
+        seen = False
+        while owner[slot] == w:
+            if keys[slot] == t:
+                seen = True
+                break
+            slot = (slot + 1) & mask
+        if seen:
+            continue
+        owner[slot] = w
+        keys[slot] = t
+        first[i] = True
+        n += 1
+        if not ok[i]:
+            f += 1
+        if not decided:
+            llr = (n - f) * on_success + f * on_fail
+            if llr >= up:
+                hit[w] = n
+                decided = True
+            elif llr <= down:
+                decided = True
+        targets[w] = n
+    return first, hit, targets
+
+
+def _first_contacts(frame: pl.DataFrame, p: ScanTrwParams) -> pl.DataFrame:
+    """The first contacts of the walks that crossed the scanner bound, in walk and time order,
+    with ``hit`` and ``targets`` per walk (one batch: the whole frame of one engine call)."""
     up = math.log(p.detection_probability / p.false_positive_probability)
     down = math.log((1 - p.detection_probability) / (1 - p.false_positive_probability))
     on_fail = math.log((1 - p.theta_scanner) / (1 - p.theta_benign))
     on_success = math.log(p.theta_scanner / p.theta_benign)
+    if frame.height == 0:
+        return frame.with_columns(
+            walk=pl.lit(0, pl.Int64), hit=pl.lit(0, pl.Int64), targets=pl.lit(0, pl.Int64)
+        ).clear()
+    codes = frame.select(
+        src=pl.col("orig_h").cast(pl.Categorical).to_physical().fill_null(2**32 - 1).cast(pl.Int64),
+        ts=pl.col("ts").dt.epoch("us").fill_null(0),
+        window=pl.col("window").dt.epoch("us").fill_null(0),
+        target=pl.col("resp_h")
+        .cast(pl.Categorical)
+        .to_physical()
+        .fill_null(2**32 - 1)
+        .cast(pl.Int64)
+        * (1 << 18)
+        + pl.col("resp_p").cast(pl.Int64).fill_null(65536) * 2
+        + (pl.col("proto") == "udp").fill_null(False).cast(pl.Int64),
+        ok=pl.col("ok").fill_null(False),
+    )
+    src, ts = codes["src"].to_numpy(), codes["ts"].to_numpy()
+    # Order by source and time (the window follows from the time), then uid among equal times.
+    order = np.lexsort((ts, src))
+    s_src, s_ts = src[order], ts[order]
+    tie = np.zeros(len(order), np.bool_)
+    same = (s_src[1:] == s_src[:-1]) & (s_ts[1:] == s_ts[:-1])
+    tie[1:] |= same
+    tie[:-1] |= same
+    if tie.any():
+        at = np.flatnonzero(tie)
+        rows = pl.DataFrame({"i": order[at], "src": s_src[at], "ts": s_ts[at]}).with_columns(
+            uid=frame["uid"].gather(order[at])
+        )
+        order[at] = rows.sort("src", "ts", "uid", nulls_last=True)["i"].to_numpy()
+    window = codes["window"].to_numpy()[order]
+    s_src = src[order]
+    start = np.ones(len(order), np.bool_)
+    start[1:] = (s_src[1:] != s_src[:-1]) | (window[1:] != window[:-1])
+    bounds = np.flatnonzero(np.append(start, True))
+    table = 1 << int(max(4, 2 * int(np.diff(bounds).max())).bit_length())
+    first, hit, targets = _walk(
+        start,
+        codes["target"].to_numpy()[order],
+        codes["ok"].to_numpy()[order],
+        np.array([up, down, on_success, on_fail]),
+        table,
+    )
+    walk_of = np.cumsum(start) - 1
+    keep = first & (hit[walk_of] > 0) & (targets[walk_of] >= p.min_targets)
+    idx = order[keep]
+    return frame[idx].with_columns(
+        walk=pl.Series(walk_of[keep]),
+        hit=pl.Series(hit[walk_of[keep]]),
+        targets=pl.Series(targets[walk_of[keep]]),
+    )
+
+
+@detector("scan.trw", reads="conn", key=("orig_h",), attack=("T1046",), params=ScanTrwParams)
+def scan_trw(conn: pl.LazyFrame, p: ScanTrwParams) -> pl.LazyFrame:
+    """Sources whose first contacts to distinct services walk past TRW's scanner threshold."""
     every = f"{int(timedelta(minutes=p.window_minutes).total_seconds() * 1_000_000)}us"
-    walk = ["orig_h", "window"]
-    order = ["ts", "uid"]  # uid breaks ties: the walk must not depend on row order
-    # One global sort puts every walk's first contacts together and in order; the walk itself is
-    # then running counts over the whole frame, restarted where a walk begins. The log-likelihood
-    # is a·on_success + f·on_fail for a answered and f unanswered contacts so far: integer counts,
-    # so the crossing does not depend on how a float sum was rounded.
-    first = (
-        conn.filter(pl.col("proto").is_in(["tcp", "udp"]) & unicast())
-        .select(
-            *_TARGET, "ts", "uid", "orig_h", window=pl.col("ts").dt.truncate(every), ok=answered()
-        )
-        .sort([*walk, *order], nulls_last=True)
-        .filter(pl.struct(*walk, *_TARGET).is_first_distinct())
-        .cache()  # the walk and the details below read it: sort once
+    contacts = conn.filter(
+        pl.col("proto").is_in(["tcp", "udp"]) & unicast() & ~reply_to_nothing(p.reply_ports)
+    ).select(*_TARGET, "ts", "uid", "orig_h", window=pl.col("ts").dt.truncate(every), ok=answered())
+    schema = {**contacts.collect_schema(), "walk": pl.Int64, "hit": pl.Int64, "targets": pl.Int64}
+    # The walk is sequential per source: one sort and one compiled pass over the whole frame
+    # (``_first_contacts``); only the walks that crossed come back, with their first contacts.
+    crossed = contacts.map_batches(
+        lambda frame: _first_contacts(frame, p), schema=schema, streamable=False
     )
-    row = pl.int_range(pl.len(), dtype=pl.Int64)
-    starts = (row == 0) | pl.any_horizontal(pl.col(c).ne_missing(pl.col(c).shift(1)) for c in walk)
-    fails = (~pl.col("ok")).cast(pl.Int64)
-    steps = (
-        first.with_columns(start=starts, fails=fails.cum_sum(), row=row)
-        .with_columns(
-            n=pl.col("row") - pl.when("start").then(pl.col("row")).forward_fill() + 1,
-            f=pl.col("fails") - pl.when("start").then(pl.col("fails") - fails).forward_fill(),
-        )
-        .cache()
-    )
-    llr = (pl.col("n") - pl.col("f")) * on_success + pl.col("f") * on_fail
-    # Wald's test stops at the first bound crossed: a walk is a scanner's when that is the upper.
-    crossed = (
-        steps.filter((llr >= up) | (llr <= down))
-        .filter(pl.struct(walk).is_first_distinct())
-        .filter(llr >= up)
-        .select(*walk, hit="n")
-    )
-    ends = steps.filter(pl.col("start").shift(-1, fill_value=True)).select(*walk, targets="n")
-    found = crossed.join(ends, on=walk, nulls_equal=True).filter(pl.col("targets") >= p.min_targets)
-    # Only the walks that crossed get their details and evidence lists.
-    found = found.join(
-        first.join(found.select(walk), on=walk, how="semi", nulls_equal=True)
-        .group_by(walk)
-        .agg(
-            failed=(~pl.col("ok")).sum(),
-            hosts=pl.col("resp_h").n_unique(),
-            ports=pl.col("resp_p").n_unique(),
-            host=pl.col("resp_h").sort_by(order).first(),
-            port=pl.col("resp_p").sort_by(order).first(),
-            first_seen=pl.col("ts").min(),
-            last_seen=pl.col("ts").max(),
-            uids=pl.col("uid").sort_by(order),
-        ),
-        on=walk,
-        nulls_equal=True,
+    found = crossed.group_by("walk", maintain_order=True).agg(
+        pl.col("orig_h", "hit", "targets").first(),
+        failed=(~pl.col("ok")).sum(),
+        hosts=pl.col("resp_h").n_unique(),
+        ports=pl.col("resp_p").n_unique(),
+        host=pl.col("resp_h").first(),
+        port=pl.col("resp_p").first(),
+        first_seen=pl.col("ts").min(),
+        last_seen=pl.col("ts").max(),
+        uids=pl.col("uid"),
     )
     src, n, failed = pl.col("orig_h"), pl.col("targets"), pl.col("failed")
     port_scan = pl.col("hosts") == 1
