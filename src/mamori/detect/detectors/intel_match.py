@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 import polars as pl
 
 from mamori.detect.base import Params, alerts, detector
-from mamori.intel.match import match
+from mamori.intel.match import PER_VALUE, match
 from mamori.intel.schema import default_store
 from mamori.intel.store import read
 
@@ -36,6 +36,9 @@ class IntelMatchParams(Params):
     only_to_ids: bool = True
     # Ignore indicators outside their validity (valid_from/valid_until) at the record's time.
     respect_validity: bool = True
+    # At most this many indicators per observed value (most specific, then most confident): a
+    # value many feeds list, or a name under many listed parents, stays a bounded set of rows.
+    per_value: int = PER_VALUE
 
 
 def _techniques() -> pl.Expr:
@@ -71,7 +74,9 @@ def intel_match(
     indicators = read(p.store)  # type: ignore[arg-type]
     if p.only_to_ids:
         indicators = indicators.filter(pl.col("to_ids"))
-    hits = match(indicators, {"conn": conn, "dns": dns, "http": http, "ssl": ssl})
+    hits = match(
+        indicators, {"conn": conn, "dns": dns, "http": http, "ssl": ssl}, per_value=p.per_value
+    )
     found = hits.join(
         indicators.with_columns(techniques=_techniques()), left_on="indicator", right_on="id"
     )
