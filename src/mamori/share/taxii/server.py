@@ -337,8 +337,13 @@ def released_rows(
         return []
     reached = storage.reached_rows(conn, [r[0] for r in pg.rows if r[storage.REACHES]])
 
+    memo: dict[tuple[str, str, str | None], tuple[bool, str]] = {}
+
     def ok(tlp: str, provenance: str, named: str | None) -> tuple[bool, str]:
-        return _verdict(tlp, provenance, named if tlp in storage.AMBERS else None, partner, policy)
+        key = (tlp, provenance, named if tlp in storage.AMBERS else None)
+        if (got := memo.get(key)) is None:  # hashing the policy per row would cost more
+            got = memo[key] = _verdict(*key, partner, policy)
+        return got
 
     out = []
     for r in pg.rows:
