@@ -139,32 +139,57 @@ def _nil(col: str) -> pl.Expr:
     return pl.when(pl.col(col) == "-").then(None).otherwise(pl.col(col)).alias(col)
 
 
+def _head(pattern: str) -> str:
+    """A header regex for Polars: the header alone, as group ``h`` (what follows it is cut off by
+    its length: capturing a whole line's ``.*`` costs four times the header's match)."""
+    return "^(?P<h>" + pattern + ")"
+
+
+_H5424 = _head(RFC5424.split("(?: (?P<msg>")[0])
+_H3164 = _head(RFC3164.removesuffix("(?P<rest>.*)$"))
+_H3339 = _head(RFC3339_FILE.removesuffix("(?P<rest>.*)$"))
+_HTAG = _head(TAG.removeprefix("^").removesuffix("(?P<msg>.*)$"))
+
+
+def _after(line: pl.Expr, head: pl.Expr) -> pl.Expr:
+    return line.str.slice(head.str.len_chars())
+
+
 def _headers(frame: pl.DataFrame, year: int, carry: int | None) -> tuple[pl.DataFrame, int | None]:
     """Header fields of each line; ``fmt`` is null where no syslog layout fits."""
+    line = pl.col("line")
     f = frame.with_columns(
-        a=pl.col("line").str.extract_groups("^" + RFC5424),
-        b=pl.col("line").str.extract_groups("^" + RFC3164),
-        c=pl.col("line").str.extract_groups("^" + RFC3339_FILE),
+        a=pl.when(line.str.starts_with("<")).then(line).str.extract_groups(_H5424),
+        b=line.str.extract_groups(_H3164),
     )
-    a, b, c = (pl.col(x).struct.field for x in "abc")
+    a, b = (pl.col(x).struct.field for x in "ab")
     f = f.with_columns(
-        fmt=pl.when(a("version").is_not_null())
+        c=pl.when(b("h").is_null() & a("h").is_null() & line.str.contains(r"^(?:<\d{1,3}>)?\d{4}-"))
+        .then(line)
+        .str.extract_groups(_H3339),
+        rest5=_after(line, a("h")),
+    )
+    c = pl.col("c").struct.field
+    # RFC 5424: the header ends the line, or a space and MSG follow.
+    ok5 = a("h").is_not_null() & ((pl.col("rest5") == "") | pl.col("rest5").str.starts_with(" "))
+    f = f.with_columns(
+        fmt=pl.when(ok5)
         .then(pl.lit("rfc5424"))
-        .when(b("mon").is_not_null() | c("time").is_not_null())
+        .when(b("h").is_not_null() | c("h").is_not_null())
         .then(pl.lit("rfc3164")),
-        pri=pl.coalesce(a("pri"), b("pri"), c("pri")).cast(pl.Int16),
-        host=pl.coalesce(a("host"), b("host"), c("host")),
-        rest=pl.coalesce(b("rest"), c("rest")),
+        pri=pl.coalesce(pl.when(ok5).then(a("pri")), b("pri"), c("pri")).cast(pl.Int16),
+        host=pl.coalesce(pl.when(ok5).then(a("host")), b("host"), c("host")),
+        rest=pl.coalesce(_after(line, b("h")), _after(line, c("h"))),
         mon=_month_number(b("mon")),
         clock=b("clock"),
         day=b("day"),
-        iso=pl.coalesce(a("time"), c("time")),
-        app=a("app"),
-        procid=a("procid"),
-        msgid=a("msgid"),
-        sd=a("sd"),
-        msg5424=a("msg"),
-    ).drop("a", "b", "c")
+        iso=pl.coalesce(pl.when(ok5).then(a("time")), c("time")),
+        app=pl.when(ok5).then(a("app")),
+        procid=pl.when(ok5).then(a("procid")),
+        msgid=pl.when(ok5).then(a("msgid")),
+        sd=pl.when(ok5).then(a("sd")),
+        msg5424=pl.when(ok5 & (pl.col("rest5") != "")).then(pl.col("rest5").str.slice(1)),
+    ).drop("a", "b", "c", "rest5")
     turns, carry = _turns(f["mon"], carry)
     bsd = pl.format(
         "{} {} {} {}",
@@ -173,7 +198,7 @@ def _headers(frame: pl.DataFrame, year: int, carry: int | None) -> tuple[pl.Data
         pl.col("day").str.zfill(2),
         pl.col("clock"),
     )
-    tag = pl.col("rest").str.extract_groups(TAG)
+    tag = pl.col("rest").str.extract_groups(_HTAG)
     f = f.with_columns(turns=turns, tag=tag).with_columns(
         ts=pl.when(pl.col("fmt") == "rfc5424")
         .then(parse_times(pl.col("iso")))
@@ -191,7 +216,9 @@ def _headers(frame: pl.DataFrame, year: int, carry: int | None) -> tuple[pl.Data
         ),
         message=pl.when(pl.col("fmt") == "rfc5424")
         .then(pl.col("msg5424").str.strip_prefix("\ufeff"))
-        .otherwise(pl.coalesce(pl.col("tag").struct.field("msg"), pl.col("rest"))),
+        .otherwise(
+            pl.coalesce(_after(pl.col("rest"), pl.col("tag").struct.field("h")), pl.col("rest"))
+        ),
     )
     f = f.with_columns(_nil("host"), _nil("app"), _nil("msgid"), _nil("sd"))
     return f, carry
@@ -266,16 +293,17 @@ def _structured_data(frame: pl.DataFrame) -> pl.DataFrame:
 class Rule:
     """One kind of authentication line: which programs write it and what it means."""
 
-    apps: str  # regex over the tag (sshd, sudo, ...)
+    apps: tuple[str, ...] | None  # the programs (tags) that write it; None: any
     pattern: str  # regex over the message, named groups user/ip/port/method/n/...
     outcome: str
     reason: str | None  # the kind of line (detectors count one kind); None: the group's
+    needle: str | None = None  # text every such message holds: a cheap first cut
     service: str | None = None  # None: from the app (or PAM's service)
     invalid_user: bool | None = None  # None: from the ``inv`` group when present
     method: str | None = None  # when the message names none (sshd's does)
 
 
-_SSHD = r"^sshd(?:-session)?$"
+_SSHD = ("sshd", "sshd-session")
 _FTP_CLIENT = r"\(\S*\[(?P<ip>[^\]]+)\]\)"
 RULES: tuple[Rule, ...] = (
     Rule(
@@ -284,12 +312,14 @@ RULES: tuple[Rule, ...] = (
         r"port (?P<port>\d+)",
         "failure",
         None,  # "failed <method>"
+        needle="Failed ",
     ),
     Rule(
         _SSHD,
         r"^Accepted (?P<method>\S+) for (?P<user>.*?) from (?P<ip>\S+) port (?P<port>\d+)",
         "success",
         None,
+        needle="Accepted ",
     ),
     Rule(
         _SSHD,
@@ -297,6 +327,7 @@ RULES: tuple[Rule, ...] = (
         "failure",
         "invalid user",
         invalid_user=True,
+        needle="nvalid user ",
     ),
     Rule(
         _SSHD,
@@ -304,109 +335,123 @@ RULES: tuple[Rule, ...] = (
         r"(?P<user>.*?) ?(?P<ip>[0-9A-Fa-f.:]+) port (?P<port>\d+)",
         "failure",
         "closed while authenticating",
+        needle="user ",
     ),
     Rule(
-        r".",
+        None,
         r"^pam_\w+\((?P<pamsvc>[^:)]+):auth\): authentication failure;.*? "
         r"rhost=(?P<ip>\S*)(?:\s+user=(?P<user>\S+))?",
         "failure",
         "pam authentication failure",
         method="password",
+        needle="authentication failure;",
     ),
     Rule(
-        r"^sudo$",
+        ("sudo",),
         r"^\s*(?P<user>\S+) : (?P<n>\d+) incorrect password attempts? ;",
         "failure",
         "incorrect password",
         method="password",
+        needle="incorrect password attempt",
     ),
     Rule(
-        r"^sudo$",
+        ("sudo",),
         r"^\s*(?P<user>\S+) : (?P<why>user NOT in sudoers|command not allowed) ;",
         "failure",
         None,
         method="password",
+        needle=" ; ",
     ),
     Rule(
-        r"^sudo$",
+        ("sudo",),
         r"^\s*(?P<user>\S+) : TTY=\S+ ; PWD=.*? ; USER=\S+ ;(?: [A-Z]+=\S* ;)* COMMAND=",
         "success",
         None,
         method="password",
+        needle="COMMAND=",
     ),
     Rule(
-        r"^su$",
+        ("su",),
         r"^FAILED (?:SU|su) (?:\(to (?P<user>\S+)\) \S+ on \S+|for (?P<user2>\S+) by \S+)",
         "failure",
         "failed su",
         method="password",
+        needle="FAILED ",
     ),
     Rule(
-        r"^su$",
+        ("su",),
         r"^(?:\(to (?P<user>\S+)\) \S+ on \S+|Successful su for (?P<user2>\S+) by \S+)",
         "success",
         None,
         method="password",
     ),
     Rule(
-        r"^vsftpd$",
+        ("vsftpd",),
         r"^\[(?P<user>[^\]]*)\] FAIL LOGIN: Client \"(?:::ffff:)?(?P<ip>[^\"]+)\"",
         "failure",
         "fail login",
         method="password",
+        needle="FAIL LOGIN",
     ),
     Rule(
-        r"^vsftpd$",
+        ("vsftpd",),
         r"^\[(?P<user>[^\]]*)\] OK LOGIN: Client \"(?:::ffff:)?(?P<ip>[^\"]+)\"",
         "success",
         None,
         method="password",
+        needle="OK LOGIN",
     ),
     Rule(
-        r"^proftpd$",
+        ("proftpd",),
         _FTP_CLIENT + r" - USER (?P<user>\S+?)(?: \(Login failed\))?: "
         r"(?P<why>Incorrect password|no such user found|.*[Ll]ogin failed.*)",
         "failure",
         None,
         method="password",
+        needle=" - USER ",
     ),
     Rule(
-        r"^proftpd$",
+        ("proftpd",),
         _FTP_CLIENT + r" - (?:ANON |USER )?(?P<user>\S+?): Login successful",
         "success",
         None,
         method="password",
+        needle="Login successful",
     ),
     Rule(
-        r"^pure-ftpd$",
+        ("pure-ftpd",),
         r"^\((?:[^@]*)@(?P<ip>[^)]+)\) \[WARNING\] Authentication failed for user "
         r"\[(?P<user>[^\]]*)\]",
         "failure",
         "authentication failed",
         method="password",
+        needle="Authentication failed",
     ),
     Rule(
-        r"^pure-ftpd$",
+        ("pure-ftpd",),
         r"^\((?:[^@]*)@(?P<ip>[^)]+)\) \[INFO\] (?P<user>\S+) is now logged in",
         "success",
         None,
         method="password",
+        needle="is now logged in",
     ),
     Rule(
-        r"^login$",
+        ("login",),
         r"^FAILED LOGIN \(?\d+\)? (?:on '?\S+?'? )?(?:FROM '?(?P<ip>[^' ]+)'? )?"
         r"FOR '?(?P<user>[^',]+)'?, (?P<why>.*)$",
         "failure",
         None,
         method="password",
+        needle="FAILED LOGIN",
     ),
     Rule(
-        r"^login$",
+        ("login",),
         r"^(?:LOGIN ON \S+ BY (?P<user>\S+)|(?P<root>ROOT) LOGIN\s+(?:ON|on) '?\S+?'?)"
         r"(?: FROM '?(?P<ip>[^' ]+)'?)?\s*$",
         "success",
         None,
         method="password",
+        needle="LOGIN",
     ),
 )
 
@@ -425,9 +470,12 @@ def _service(app: pl.Expr, ip: pl.Expr) -> pl.Expr:
 
 
 def _rule_rows(lines: pl.DataFrame, rule: Rule, order: int) -> pl.DataFrame:
-    hit = lines.filter(
-        pl.col("app").str.contains(rule.apps) & pl.col("msg").str.contains(rule.pattern)
-    ).with_columns(g=pl.col("msg").str.extract_groups(rule.pattern))
+    hit = lines if rule.apps is None else lines.filter(pl.col("app").is_in(rule.apps))
+    if rule.needle is not None:
+        hit = hit.filter(pl.col("msg").str.contains(rule.needle, literal=True))
+    hit = hit.filter(pl.col("msg").str.contains(rule.pattern)).with_columns(
+        g=pl.col("msg").str.extract_groups(rule.pattern)
+    )
     names = [n for n in re.compile(rule.pattern).groupindex if n in _GROUPS]
     g = {
         n: (pl.col("g").struct.field(n) if n in names else pl.lit(None, pl.String)) for n in _GROUPS
@@ -470,7 +518,9 @@ def _rule_rows(lines: pl.DataFrame, rule: Rule, order: int) -> pl.DataFrame:
 
 def auth_rows(syslog: pl.DataFrame, ctx: ReadContext) -> pl.DataFrame:
     """The authentication events among ``syslog`` rows, as ``auth`` rows."""
-    rep = pl.col("message").str.extract_groups(_REPEATED)
+    msg = pl.col("message")
+    rep = pl.when(msg.str.starts_with("message repeated ")).then(msg).str.extract_groups(_REPEATED)
+    known = sorted({a for r in RULES for a in r.apps or ()})
     lines = syslog.select(
         "record",
         "ts",
@@ -480,7 +530,7 @@ def auth_rows(syslog: pl.DataFrame, ctx: ReadContext) -> pl.DataFrame:
         app=pl.col("app").fill_null(""),
         msg=pl.coalesce(rep.struct.field("inner"), pl.col("message")),
         repeat=rep.struct.field("n").cast(pl.Int64, strict=False).fill_null(1),
-    ).filter(pl.col("msg").is_not_null())
+    ).filter(pl.col("app").is_in(known) | pl.col("msg").str.starts_with("pam_"))
     found = [_rule_rows(lines, rule, i) for i, rule in enumerate(RULES)]
     found = [f for f in found if f.height]
     if not found:
