@@ -14,9 +14,11 @@ plain Python matcher on a slice.
 
     python benchmarks/bench_intel.py --lake benchmarks/work/synth-lake-10000000-1
 
-``--before REV`` times the kernels of commit REV beside the working tree's, alternately:
+``--before REV`` times the kernels of commit REV beside the working tree's, alternately (with
+``--lake``: the whole ``match()`` of REV beside the current one, checking that the hits agree):
 
     python benchmarks/bench_intel.py --before 00f574a
+    python benchmarks/bench_intel.py --lake benchmarks/work/synth-lake-10000000-1 --before 3ad7581
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import os
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -256,8 +259,62 @@ def python_match(ind: pl.DataFrame, conn: pl.DataFrame, dns: pl.DataFrame) -> tu
     return time.perf_counter() - t, hits
 
 
+class PeakRss:
+    """Peak resident memory of this process while the block runs, above what it held before
+    (sampled every 5 ms from /proc: the growth ``match()`` itself causes)."""
+
+    def __enter__(self) -> PeakRss:
+        import threading
+
+        self.page = os.sysconf("SC_PAGE_SIZE")
+        self.start = self._rss()
+        self.peak = self.start
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def _rss(self) -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * self.page
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, self._rss())
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+
+    @property
+    def growth_gb(self) -> float:
+        return (self.peak - self.start) / 1e9
+
+
+def _load_before(rev: str) -> object:
+    """``src/mamori/intel/match.py`` as it was at commit ``rev``, imported beside the current."""
+    import importlib.util
+    import subprocess
+    import sys
+    import tempfile
+
+    src = subprocess.run(
+        ["git", "show", f"{rev}:src/mamori/intel/match.py"],
+        check=True, capture_output=True, text=True, cwd=Path(__file__).parent,
+    ).stdout  # fmt: skip
+    path = Path(tempfile.mkdtemp()) / "match_before.py"
+    path.write_text(src)
+    spec = importlib.util.spec_from_file_location("match_before", path)
+    old = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules["match_before"] = old
+    spec.loader.exec_module(old)  # type: ignore[union-attr]
+    return old
+
+
 def lake_mode(a: argparse.Namespace) -> None:
-    """``match()`` end to end over the synthetic lake of ``bench_detect.py`` (every table)."""
+    """``match()`` end to end over the synthetic lake of ``bench_detect.py`` (every table); with
+    ``--before REV`` the ``match()`` of that commit runs alternately on the same input."""
     from mamori.detect.engine import lake_frames
     from mamori.intel.match import match
 
@@ -273,28 +330,49 @@ def lake_mode(a: argparse.Namespace) -> None:
         f"built in {time.perf_counter() - t:.1f} s; load {os.getloadavg()[0]:.1f}"
     )
     lazy = {t: f.lazy() for t, f in frames.items()}
-    match(ind.head(1000), {t: f.head(1000) for t, f in lazy.items()})  # JIT warm-up
-    times: list[float] = []
-    cpu: list[float] = []
-    for _ in range(a.repeat):
-        c, t = time.process_time(), time.perf_counter()
-        hits = match(ind, lazy)
-        times.append(time.perf_counter() - t)
-        cpu.append(time.process_time() - c)
+    matchers = [("match()", match)]
+    if a.before:
+        matchers.append((f"match() at {a.before}", _load_before(a.before).match))  # type: ignore[attr-defined]
+    for _, f in matchers:
+        f(ind.head(1000), {t: f.head(1000) for t, f in lazy.items()})  # JIT warm-up
+    runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name, _ in matchers}
+    results: dict[str, pl.DataFrame] = {}
+    for r in range(a.repeat):
+        for name, f in matchers:  # alternately, so both see the same machine
+            with PeakRss() as mem:
+                c, t = time.process_time(), time.perf_counter()
+                results[name] = f(ind, lazy)
+                wall, cpu = time.perf_counter() - t, time.process_time() - c
+            runs[name].append((wall, cpu, mem.growth_gb))
+            print(
+                f"round {r + 1} {name}: {wall:.2f} s, {cpu:.2f} CPU-s, +{mem.growth_gb:.2f} GB, "
+                f"{results[name].height:,} hits; load {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
+    if a.before:
+        cols = ["uid", "where", "indicator", "seen"]
+        new, old = (results[name].select(cols).sort(cols) for name, _ in matchers)
+        assert new.equals(old), "match() before and after differ"
+        print("same hits before and after")
     m = a.baseline
     py_s, py_hits = python_match(ind, frames["conn"].head(m), frames["dns"].head(m // 10))
     py_rate = (m + m // 10) / py_s
-    rate = n_rec / statistics.median(times)
-    print(f"\nrepeat {a.repeat}: median (min–max)\n")
+    print(f"\nrepeat {a.repeat}: median (min–max); load after {os.getloadavg()[0]:.1f}\n")
     print(
-        "| matcher | records | seconds | records/s (median; best) | hits | plain Python records/s | speed-up |"
+        "| matcher | records | seconds | records/s (median; best) | records per CPU-second "
+        "| memory growth (GB, max) | hits | plain Python records/s | speed-up (median) |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    print(
-        f"| `match()`: IP, CIDR, domain + parents, URL, JA3 over conn, dns, http, ssl | {n_rec:,} "
-        f"| {_spread(times)} | {rate / 1e6:.1f} M; {n_rec / min(times) / 1e6:.1f} M | {hits.height:,} "
-        f"| {py_rate / 1e3:.0f} k | {rate / py_rate:.0f}× |"
-    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, _ in matchers:
+        times = [x[0] for x in runs[name]]
+        cpu = [x[1] for x in runs[name]]
+        rate = n_rec / statistics.median(times)
+        print(
+            f"| `{name}` | {n_rec:,} | {_spread(times)} | {rate / 1e6:.1f} M; "
+            f"{n_rec / min(times) / 1e6:.1f} M | {n_rec / statistics.median(cpu) / 1e6:.1f} M "
+            f"| {max(x[2] for x in runs[name]):.2f} | {results[name].height:,} "
+            f"| {py_rate / 1e3:.0f} k | {rate / py_rate:.0f}× |"
+        )
     print(
         f"(plain Python: IP + CIDR on {m:,} conn and parents of {m // 10:,} dns queries, {py_hits:,} hits)"
     )
@@ -302,19 +380,7 @@ def lake_mode(a: argparse.Namespace) -> None:
 
 def before_after(a: argparse.Namespace) -> None:
     """The kernels of an earlier commit beside the current ones, alternating, same workload."""
-    import importlib.util
-    import subprocess
-    import tempfile
-
-    src = subprocess.run(
-        ["git", "show", f"{a.before}:src/mamori/intel/match.py"],
-        check=True, capture_output=True, text=True, cwd=Path(__file__).parent,
-    ).stdout  # fmt: skip
-    path = Path(tempfile.mkdtemp()) / "match_before.py"
-    path.write_text(src)
-    spec = importlib.util.spec_from_file_location("match_before", path)
-    old = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(old)  # type: ignore[union-attr]
+    old: Any = _load_before(a.before)
     cidrs, addrs, doms, names = workload(a.indicators, a.records, a.seed)
     oc, nc = old.CidrIndex.build(cidrs), CidrIndex.build(cidrs)
     od, nd = old.DomainIndex.build(doms), DomainIndex.build(doms)
@@ -351,10 +417,10 @@ def main() -> None:
     )
     ap.add_argument("--before", help="also time the kernels of this commit (e.g. 00f574a)")
     a = ap.parse_args()
-    if a.before:
-        before_after(a)
-    elif a.lake:
+    if a.lake:
         lake_mode(a)
+    elif a.before:
+        before_after(a)
     else:
         kernels(a)
 
