@@ -238,8 +238,13 @@ def _regex_of(p: _Pattern) -> str:
     }[p.op]
 
 
-def _match(col: pl.Expr, patterns: list[_Pattern]) -> pl.Expr:
-    """OR of patterns over one (already cased or lowercased) string column, null-free."""
+def _match(col: pl.Expr, patterns: list[_Pattern], *, dotall: bool = True) -> pl.Expr:
+    """OR of patterns over one (already cased or lowercased) string column, null-free.
+
+    Keyword text holds one value per line: there ``dotall`` is off and anchors are per line, so
+    a wildcard does not run from one field's value into the next.
+    """
+    flags = "(?s)" if dotall else "(?m)"
     by_op: dict[str, list[str]] = {}
     for p in patterns:
         by_op.setdefault(p.op, []).append(p.value)
@@ -262,10 +267,10 @@ def _match(col: pl.Expr, patterns: list[_Pattern]) -> pl.Expr:
             elif p.op == "endswith":
                 terms.append(col.str.ends_with(p.value))
             else:
-                terms.append(col.str.contains(f"(?s)^(?:{p.value})$"))
+                terms.append(col.str.contains(f"{flags}^(?:{p.value})$"))
     else:
         alternation = "|".join(sorted({_regex_of(p) for p in rest}))
-        terms.append(col.str.contains(f"(?s)^(?:{alternation})$"))
+        terms.append(col.str.contains(f"{flags}^(?:{alternation})$"))
     return pl.any_horizontal(terms).fill_null(False)
 
 
@@ -361,7 +366,9 @@ def _field_values(ctx: _Ctx, name: str, values: list[object]) -> pl.Expr:
         elif isinstance(v, SigmaFieldReference):
             other, _ = ctx.column(v.field)
             a, b = ctx.lowered(column), ctx.lowered(other)
-            if v.starts_with:
+            if v.starts_with and v.ends_with:
+                e = a.str.contains(b, literal=True)
+            elif v.starts_with:
                 e = a.str.starts_with(b)
             elif v.ends_with:
                 e = a.str.ends_with(b)
@@ -382,7 +389,9 @@ def _keywords(ctx: _Ctx, values: list[object]) -> pl.Expr:
     terms: list[pl.Expr] = []
     for v in _flatten(values):
         if isinstance(v, SigmaCasedString):
-            terms.append(_match(pl.col(text), [_pattern(v, lower=False, anywhere=True)]))
+            terms.append(
+                _match(pl.col(text), [_pattern(v, lower=False, anywhere=True)], dotall=False)
+            )
         elif isinstance(v, SigmaString):
             patterns.append(_pattern(v, lower=True, anywhere=True))
         elif isinstance(v, (SigmaNumber, SigmaBool)):
@@ -396,7 +405,7 @@ def _keywords(ctx: _Ctx, values: list[object]) -> pl.Expr:
         else:
             raise Unsupported(f"keyword value {type(v).__name__}")
     if patterns:
-        terms.append(_match(ctx.lowered(text), patterns))
+        terms.append(_match(ctx.lowered(text), patterns, dotall=False))
     return pl.any_horizontal(terms) if len(terms) > 1 else terms[0]
 
 

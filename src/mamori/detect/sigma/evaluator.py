@@ -98,7 +98,15 @@ def evaluation_frame(
     if any(u.text for u in units):
         assert table.text is not None
         text = pl.col(table.text)
-        if table.text == table.data:  # JSON text: unescape, so keywords meet the values as logged
+        if table.text == table.data and table.decode == "struct":
+            # {"k": "v", ...} of text values: the values alone, one per line, as logged.
+            text = (
+                text.str.replace_all(r'(?:^\{|", )"(?:[^"\\]|\\.)*": "', "\n")
+                .str.strip_suffix('"}')
+                .str.replace_all(r'\\(["\\/])', "$1")
+            )
+            text = pl.when(pl.col(table.text) == "{}").then(None).otherwise(text)
+        elif table.text == table.data:  # JSON of any shape: unescaped, keys and all
             text = text.str.replace_all(r'\\(["\\/])', "$1")
         frame = frame.with_columns(text.alias(TEXT))
     lower = sorted(set().union(*(u.lower for u in units)))

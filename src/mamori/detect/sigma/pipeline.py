@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -121,7 +122,7 @@ def _sources(data: Any, where: str, tables: Mapping[str, TableView]) -> list[Sou
 
 def _read(path: Path | Any) -> Any:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader)
     except (OSError, yaml.YAMLError) as exc:
         raise PipelineError(f"{path}: cannot read: {exc}") from exc
 
@@ -129,6 +130,16 @@ def _read(path: Path | Any) -> Any:
 def load_pipeline(extra: Iterable[Path] = ()) -> Pipeline:
     """The built-in pipelines (``tables.yml`` and every other file of ``pipelines/``), then
     ``extra`` files, whose sources are added (a user's own channels or datasets)."""
+    extra = tuple(extra)
+    return _load(extra) if extra else _builtin()
+
+
+@lru_cache(maxsize=1)
+def _builtin() -> Pipeline:
+    return _load(())
+
+
+def _load(extra: tuple[Path, ...]) -> Pipeline:
     folder = resources.files("mamori.detect.sigma") / "pipelines"
     tables = _tables(_read(folder / "tables.yml"), "pipelines/tables.yml")
     files: list[tuple[str, Any]] = [
