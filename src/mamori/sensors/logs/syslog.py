@@ -4,7 +4,8 @@ Every line is cut into header fields by three regular expressions run by Polars 
 (no Python per line): RFC 5424 (``<PRI>1 TIMESTAMP HOST APP PROCID MSGID [SD] MSG``), RFC 3164 as
 syslog daemons forward it or as ``/var/log/auth.log`` stores it (``<PRI>`` optional, ``Mmm dd
 hh:mm:ss host tag[pid]: msg``) and rsyslog's file format (an RFC 3339 time in place of the BSD one,
-labelled ``rfc3164``: the rest of the line is laid out the same way). RFC 5424 structured data
+labelled ``rfc3164``: the rest of the line is laid out the same way; a line whose HOSTNAME is
+missing, as BusyBox and macOS write them locally, is recognised by its tag in that place). RFC 5424 structured data
 becomes one JSON object ``{SD-ID: {PARAM: value}}`` (a repeated PARAM-NAME keeps its first value);
 NILVALUE (``-``) fields are null and a UTF-8 BOM before MSG is dropped.
 
@@ -15,8 +16,8 @@ order, so a month that falls back by more than half a year (December, then Janua
 year; a pre-pass over the months counts these turns so the first line's year is known before the
 first batch is yielded.
 
-Authentication messages of sshd (``sshd`` and OpenSSH 9.8's ``sshd-session``), PAM, sudo, su,
-vsftpd, proftpd, pure-ftpd and login become ``auth`` rows, one per attempt the line reports (an
+Authentication messages of sshd (``sshd`` and OpenSSH 9.8's ``sshd-session``), dropbear, PAM,
+sudo, su, vsftpd, proftpd, pure-ftpd and login become ``auth`` rows, one per attempt the line reports (an
 rsyslog ``message repeated N times: [ ... ]`` line and sudo's ``N incorrect password attempts``
 give N rows). sshd reports one guess in several lines (``Invalid user``, PAM's ``authentication
 failure``, ``Failed password``, ``Disconnected from authenticating user``); each is kept with its
@@ -190,6 +191,14 @@ def _headers(frame: pl.DataFrame, year: int, carry: int | None) -> tuple[pl.Data
         sd=pl.when(ok5).then(a("sd")),
         msg5424=pl.when(ok5 & (pl.col("rest5") != "")).then(pl.col("rest5").str.slice(1)),
     ).drop("a", "b", "c", "rest5")
+    # Some local loggers (BusyBox, macOS) write no HOSTNAME: the word read as one is the tag.
+    tagged = (pl.col("fmt") == "rfc3164") & pl.col("host").str.contains(
+        r"^[^\s\[\]:]+(?:\[\d+\])?:$"
+    )
+    f = f.with_columns(
+        rest=pl.when(tagged).then(pl.format("{} {}", "host", "rest")).otherwise("rest"),
+        host=pl.when(tagged).then(None).otherwise("host"),
+    )
     turns, carry = _turns(f["mon"], carry)
     bsd = pl.format(
         "{} {} {} {}",
@@ -338,6 +347,23 @@ RULES: tuple[Rule, ...] = (
         needle="user ",
     ),
     Rule(
+        ("dropbear",),
+        r"^(?:Bad password attempt for '(?P<user>[^']*)'|Login attempt for (?P<inv>nonexistent) user"
+        r"(?: '(?P<user2>[^']*)')?) from \[?(?P<ip>\S+?)\]?:(?P<port>\d+)$",
+        "failure",
+        "bad password",
+        method="password",
+        needle=" attempt for ",
+    ),
+    Rule(
+        ("dropbear",),
+        r"^(?P<method>Password|Pubkey) auth succeeded for '(?P<user>[^']*)'.* from "
+        r"\[?(?P<ip>\S+?)\]?:(?P<port>\d+)$",
+        "success",
+        None,
+        needle=" auth succeeded for ",
+    ),
+    Rule(
         None,
         r"^pam_\w+\((?P<pamsvc>[^:)]+):auth\): authentication failure;.*? "
         r"rhost=(?P<ip>\S*)(?:\s+user=(?P<user>\S+))?",
@@ -458,7 +484,7 @@ RULES: tuple[Rule, ...] = (
 SERVICES = {
     "sshd": "ssh", "sshd-session": "ssh", "vsftpd": "ftp", "proftpd": "ftp", "pure-ftpd": "ftp",
     "ftp": "ftp", "sudo": "sudo", "su": "su", "login": "login", "remote": "telnet",
-    "su-l": "su", "sudo-i": "sudo",
+    "su-l": "su", "sudo-i": "sudo", "dropbear": "ssh",
 }  # fmt: skip
 _GROUPS = ("user", "user2", "ip", "port", "method", "n", "inv", "why", "pamsvc", "root")
 
@@ -494,7 +520,7 @@ def _rule_rows(lines: pl.DataFrame, rule: Rule, order: int) -> pl.DataFrame:
     if rule.invalid_user is not None:
         invalid: pl.Expr = pl.lit(rule.invalid_user)
     elif "inv" in names:
-        invalid = g["inv"].str.contains("invalid").fill_null(False)
+        invalid = g["inv"].str.contains("invalid|nonexistent").fill_null(False)
     elif "why" in names:
         invalid = g["why"].str.contains(r"(?i)no such user|not known").fill_null(False)
     else:
@@ -510,7 +536,9 @@ def _rule_rows(lines: pl.DataFrame, rule: Rule, order: int) -> pl.DataFrame:
         invalid_user=invalid,
         src_ip=ip,
         src_port=g["port"].cast(pl.UInt16, strict=False),
-        method=g["method"] if "method" in names else pl.lit(rule.method, pl.String),
+        method=g["method"].str.to_lowercase().replace("pubkey", "publickey")
+        if "method" in names
+        else pl.lit(rule.method, pl.String),
         reason=pl.when(pl.lit(rule.outcome) == "failure").then(reason),
         n=g["n"].cast(pl.Int64, strict=False),
     )
