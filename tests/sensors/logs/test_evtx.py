@@ -118,7 +118,7 @@ def test_system_time_fast_path_agrees_with_general_parser(
     when = [f"{s[:20]}{s[20:].ljust(9, '7')[:digits]}Z" for s in stamps]
     if odd_one:  # one record in another shape sends the batch through the general parser
         when.append(stamps[0].replace("T", " ") + " UTC")
-    got = evtx._times(pa.array(when))
+    got = pl.Series(evtx._times(pa.array(when)))
     general = pl.select(parse_times(pl.lit(pl.Series(when)).str.replace(r" UTC$", ""))).to_series()
     assert got.to_list() == general.to_list()
     assert got.null_count() == 0

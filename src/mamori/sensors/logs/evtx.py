@@ -186,12 +186,12 @@ def _missing_chunks(path: Path) -> str | None:
     return None
 
 
-def _times(when: pa.Array) -> pl.Series:
+def _times(when: pa.Array) -> pa.Array:
     """``ts`` from the ``when`` text: System/TimeCreated's one format, the general parser after."""
     try:
         # Every record in the ISO 8601 shape evtx writes: one Arrow cast, no format trials.
         ns = pc.cast(when, pa.timestamp("ns", "UTC"))
-        return pl.Series("ts", pc.cast(ns, pa.timestamp("us", "UTC"), safe=False))
+        return pc.cast(ns, pa.timestamp("us", "UTC"), safe=False)
     except pa.ArrowInvalid:
         pass
     text = pl.Series("when", when)
@@ -199,7 +199,7 @@ def _times(when: pa.Array) -> pl.Series:
     if ts.null_count():
         rest = pl.select(parse_times(pl.lit(text).str.replace(r" UTC$", ""))).to_series()
         ts = ts.fill_null(rest)
-    return ts.alias("ts")
+    return ts.to_arrow()
 
 
 def _flush(
@@ -215,21 +215,21 @@ def _flush(
         for (name, kind), column in zip(_COLUMNS, values, strict=True)
     }
     ts = _times(columns["when"])
-    if ts.null_count():
-        bad = ts.is_null()
+    if ts.null_count:
+        bad = pc.is_null(ts)
         ctx.warn_rows(
-            pl.DataFrame({"record": columns["record"]})
-            .filter(bad)
-            .with_columns(reason=pl.lit("no time it could read"))
+            pl.DataFrame({"record": pc.filter(columns["record"], bad)}).with_columns(
+                reason=pl.lit("no time it could read")
+            )
         )
-        keep = pa.array((~bad).to_arrow())
+        keep = pc.invert(bad)
         columns = {name: pc.filter(col, keep) for name, col in columns.items()}
-        ts = ts.filter(~bad)
-    if ts.len() == 0:
+        ts = pc.filter(ts, keep)
+    if len(ts) == 0:
         return
-    columns["ts"] = ts.to_arrow()
+    columns["ts"] = ts
     columns["uid"] = ctx.uids("W", columns["record"])
-    columns["file"] = pa.repeat(pa.scalar(str(path), pa.string()), ts.len())
+    columns["file"] = pa.repeat(pa.scalar(str(path), pa.string()), len(ts))
     winevt = pa.table(
         [columns[f.name] for f in schema_of("winevt")], names=schema_of("winevt").names
     )
