@@ -45,6 +45,19 @@ def test_openssh_success_was_not_guessed(data_dir: Path) -> None:
     assert alerts["src"].to_list() == ["183.62.140.253"] and alerts["count"][0] >= 100
 
 
+def test_repeated_successes_in_one_lookback_are_one_alert() -> None:
+    """A tool that got in logs in again and again: one alert, paired from the first success."""
+    rows = case_frames("auth_success_after_failures", "auth")["auth"].collect()
+    first = rows.filter(pl.col("uid") == "GA99")
+    again = pl.concat(
+        [first.with_columns(uid=pl.lit(f"GA99.{k}"), ts=pl.col("ts") + pl.duration(minutes=k))
+         for k in range(1, 20)]
+    )  # fmt: skip
+    alerts = detect(ID, {"auth": pl.concat([rows, again]).lazy()})
+    ga = alerts.filter(pl.col("src") == "203.0.113.30")
+    assert ga.height == 1 and ga["evidence"][0][0] == "GA99" and ga["count"][0] == 12
+
+
 def test_each_source_alone_gives_its_own_alerts() -> None:
     rows = case_frames("auth_success_after_failures", "auth")["auth"].collect()
     assert_key_sufficient(lambda g: detect(ID, {"auth": g.lazy()}), rows, "src_ip")

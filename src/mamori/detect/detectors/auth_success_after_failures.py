@@ -45,11 +45,48 @@ def auth_success_after_failures(
 ) -> pl.LazyFrame:
     """Successful logins preceded by at least ``min_failures`` guesses from the same source."""
     real = auth.filter(pl.col("source") != "honeypot")
-    ok = attempts(real, "success").select(*KEY, s_ts="ts", s_uid="uid", s_user="user")
-    failed = attempts(real, "failure")
+    keyed = [pl.col(TARGET).fill_null("")]  # a row with no machine named is one "machine"
+    ok = (
+        attempts(real, "success")
+        .with_columns(keyed)
+        .select(*KEY, s_ts="ts", s_uid="uid", s_user="user")
+    )
+    failed = attempts(real, "failure").with_columns(keyed).sort("ts", "uid")
     lookback = timedelta(minutes=p.lookback_minutes)
+    # First cut without pairing rows: failures before each success and before its lookback, by
+    # two as-of joins on a running count per source, machine and service (rows >= guesses).
+    ranks = failed.select(*KEY, "ts", rank=pl.int_range(1, pl.len() + 1).over(KEY))
+    before = (
+        ok.sort("s_ts")
+        .with_columns(start=pl.col("s_ts") - lookback - timedelta(microseconds=1))
+        .join_asof(
+            ranks,
+            left_on="s_ts",
+            right_on="ts",
+            by=list(KEY),
+            strategy="backward",
+            check_sortedness=False,
+        )
+        .drop("ts")
+        .sort("start")
+        .join_asof(
+            ranks.rename({"rank": "rank_start"}),
+            left_on="start",
+            right_on="ts",
+            by=list(KEY),
+            strategy="backward",
+            check_sortedness=False,  # sorted just above; Polars cannot check it within groups
+        )
+        .filter(pl.col("rank").fill_null(0) - pl.col("rank_start").fill_null(0) >= p.min_failures)
+        # Successes of one account in one lookback are one event (the engine would merge their
+        # alerts): pairing only the first bounds the pairs on a busy gateway.
+        .with_columns(bucket=pl.col("s_ts").dt.truncate(f"{int(lookback.total_seconds())}s"))
+        .sort("s_ts", "s_uid")
+        .unique(subset=[*KEY, "s_user", "bucket"], keep="first", maintain_order=True)
+        .select(*KEY, "s_ts", "s_uid", "s_user")
+    )
     pairs = (
-        ok.join(failed, on=list(KEY), how="inner", nulls_equal=True)
+        before.join(failed, on=list(KEY), how="inner", nulls_equal=True)
         .filter((pl.col("ts") <= pl.col("s_ts")) & (pl.col("ts") >= pl.col("s_ts") - lookback))
         .sort("ts", "uid")
     )
@@ -75,7 +112,7 @@ def auth_success_after_failures(
             "{} logged in to {} on {} as {} after {} failed logins ({} user name(s) tried{})",
             pl.col("src_ip"),
             pl.when(pl.col("service") == "").then(pl.lit("a service")).otherwise("service"),
-            pl.col(TARGET).fill_null("an unnamed host"),
+            pl.when(pl.col(TARGET) != "").then(pl.col(TARGET)).otherwise(pl.lit("an unnamed host")),
             pl.col("s_user").fill_null("an unnamed user"),
             pl.col("guesses"),
             pl.col("users"),
@@ -84,7 +121,7 @@ def auth_success_after_failures(
             .otherwise(pl.lit("")),
         ),
         src=pl.col("src_ip"),
-        dst=pl.col(TARGET),
+        dst=pl.when(pl.col(TARGET) != "").then(pl.col(TARGET)),
         first_seen=pl.col("first_seen"),
         last_seen=pl.col("s_ts"),
         count=pl.col("guesses"),
@@ -93,7 +130,7 @@ def auth_success_after_failures(
         key=pl.format(
             "{}|{}|{}|{}",
             pl.col("src_ip"),
-            pl.col(TARGET).fill_null(""),
+            pl.col(TARGET),
             pl.col("service"),
             pl.col("s_user").fill_null(""),
         ),
