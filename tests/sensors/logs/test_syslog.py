@@ -179,6 +179,24 @@ def test_garbage_is_named_by_line_and_good_lines_kept(tmp_path: Path) -> None:
     ]
 
 
+def test_repeats_multiply_the_event(tmp_path: Path) -> None:
+    """rsyslog's "message repeated N times: [...]" and BSD's "last message repeated N times"
+    after a login line both stand for N more of it; a repeat of something else adds nothing."""
+    lines = [
+        "Mar  1 10:00:00 h sshd[1]: Failed password for root from 203.0.113.1 port 1 ssh2",
+        "Mar  1 10:00:05 h last message repeated 4 times",
+        "Mar  1 10:00:06 h sshd[1]: message repeated 2 times: [ Failed password for root from "
+        "203.0.113.1 port 1 ssh2]",
+        "Mar  1 10:00:07 h CRON[5]: (root) CMD (true)",
+        "Mar  1 10:00:08 h last message repeated 9 times",
+    ]
+    tables, stats = _read(_write(tmp_path, lines), year=2024)
+    assert stats.skipped == 0
+    auth = tables["auth"]
+    assert auth["record"].to_list() == [1] * 5 + [3] * 2
+    assert auth["uid"].n_unique() == 7 and auth["uid"][0].endswith(".1.1")
+
+
 def test_rotated_gzip_log(tmp_path: Path) -> None:
     body = "".join(f"Mar  1 10:00:{i % 60:02d} h sshd[1]: Invalid user u{i} from 10.1.1.1\n"
                    for i in range(500))  # fmt: skip

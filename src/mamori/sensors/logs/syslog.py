@@ -18,7 +18,8 @@ first batch is yielded.
 
 Authentication messages of sshd (``sshd`` and OpenSSH 9.8's ``sshd-session``), dropbear, PAM,
 sudo, su, vsftpd, proftpd, pure-ftpd and login become ``auth`` rows, one per attempt the line reports (an
-rsyslog ``message repeated N times: [ ... ]`` line and sudo's ``N incorrect password attempts``
+rsyslog ``message repeated N times: [ ... ]`` line, BSD syslogd's ``last message repeated N
+times`` after one, and sudo's ``N incorrect password attempts``
 give N rows). sshd reports one guess in several lines (``Invalid user``, PAM's ``authentication
 failure``, ``Failed password``, ``Disconnected from authenticating user``); each is kept with its
 own ``reason`` so a detector can count one kind of line, not all of them.
@@ -58,6 +59,7 @@ TAG = r"^(?P<app>[^\s\[\]:]+)(?:\[(?P<pid>\d+)\])?: ?(?P<msg>.*)$"
 _SD_ELEMENT = r"\[(?:[^\]\"\\]|\\.|\"(?:[^\"\\]|\\.)*\")*\]"
 _SD_PARAM = r"[^\s=\]\"]+=\"(?:[^\"\\]|\\.)*\""
 _REPEATED = r"^message repeated (?P<n>\d+) times: \[ ?(?P<inner>.*?) ?\]$"
+_LAST_REPEATED = r"^last message repeated (\d+) times?$"
 
 _SNIFF = [re.compile("^" + p) for p in (RFC5424, RFC3164, RFC3339_FILE)]
 
@@ -557,7 +559,12 @@ def auth_rows(syslog: pl.DataFrame, ctx: ReadContext) -> pl.DataFrame:
         "host",
         app=pl.col("app").fill_null(""),
         msg=pl.coalesce(rep.struct.field("inner"), pl.col("message")),
-        repeat=rep.struct.field("n").cast(pl.Int64, strict=False).fill_null(1),
+        # rsyslog's "message repeated N times: [ msg ]" and BSD syslogd's "last message repeated
+        # N times" on the next line: the event happened N more times.
+        repeat=rep.struct.field("n").cast(pl.Int64, strict=False).fill_null(1)
+        + pl.when(pl.col("app").shift(-1).is_null() & (pl.col("host").shift(-1) == pl.col("host")))
+        .then(msg.shift(-1).str.extract(_LAST_REPEATED, 1).cast(pl.Int64, strict=False))
+        .fill_null(0),
     ).filter(pl.col("app").is_in(known) | pl.col("msg").str.starts_with("pam_"))
     found = [_rule_rows(lines, rule, i) for i, rule in enumerate(RULES)]
     found = [f for f in found if f.height]
