@@ -17,11 +17,11 @@ year; a pre-pass over the months counts these turns so the first line's year is 
 first batch is yielded.
 
 Authentication messages of sshd (``sshd`` and OpenSSH 9.8's ``sshd-session``), dropbear, PAM,
-sudo, su, vsftpd, proftpd, pure-ftpd and login become ``auth`` rows, one per attempt the line reports (an
-rsyslog ``message repeated N times: [ ... ]`` line, BSD syslogd's ``last message repeated N
-times`` after one, and sudo's ``N incorrect password attempts``
-give N rows). sshd reports one guess in several lines (``Invalid user``, PAM's ``authentication
-failure``, ``Failed password``, ``Disconnected from authenticating user``); each is kept with its
+sudo, su, vsftpd, proftpd, pure-ftpd and login become ``auth`` rows, one per attempt the line
+reports (an rsyslog ``message repeated N times: [ ... ]`` line, BSD syslogd's ``last message
+repeated N times`` after one, and sudo's ``N incorrect password attempts`` give N rows). sshd
+reports one guess in several lines (``Invalid user``, PAM's ``authentication failure``, ``Failed
+password``, ``Disconnected from authenticating user``); each is kept with its
 own ``reason`` so a detector can count one kind of line, not all of them.
 """
 
