@@ -5,9 +5,9 @@ Every line is cut into header fields by three regular expressions run by Polars 
 syslog daemons forward it or as ``/var/log/auth.log`` stores it (``<PRI>`` optional, ``Mmm dd
 hh:mm:ss host tag[pid]: msg``) and rsyslog's file format (an RFC 3339 time in place of the BSD one,
 labelled ``rfc3164``: the rest of the line is laid out the same way; a line whose HOSTNAME is
-missing, as BusyBox and macOS write them locally, is recognised by its tag in that place). RFC 5424 structured data
-becomes one JSON object ``{SD-ID: {PARAM: value}}`` (a repeated PARAM-NAME keeps its first value);
-NILVALUE (``-``) fields are null and a UTF-8 BOM before MSG is dropped.
+missing, as BusyBox and macOS write them locally, is recognised by its tag in that place). RFC
+5424 structured data becomes one JSON object ``{SD-ID: {PARAM: value}}`` (a repeated PARAM-NAME
+keeps its first value); NILVALUE (``-``) fields are null and a UTF-8 BOM before MSG is dropped.
 
 BSD timestamps have no year and no zone: they are read as UTC, in ``ReadContext.year`` (the year of
 the file's first line) or else the year of the file's modification time (the year of its last
