@@ -350,7 +350,8 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         ("dropbear",),
-        r"^(?:Bad password attempt for '(?P<user>[^']*)'|Login attempt for (?P<inv>nonexistent) user"
+        r"^(?:Bad password attempt for '(?P<user>[^']*)'|"
+        r"Login attempt for (?P<inv>nonexistent) user"
         r"(?: '(?P<user2>[^']*)')?) from \[?(?P<ip>\S+?)\]?:(?P<port>\d+)$",
         "failure",
         "bad password",
