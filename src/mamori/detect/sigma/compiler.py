@@ -238,6 +238,10 @@ def _regex_of(p: _Pattern) -> str:
     }[p.op]
 
 
+def _or(terms: list[pl.Expr]) -> pl.Expr:
+    return terms[0] if len(terms) == 1 else pl.any_horizontal(terms)
+
+
 def _match(col: pl.Expr, patterns: list[_Pattern], *, dotall: bool = True) -> pl.Expr:
     """OR of patterns over one (already cased or lowercased) string column, null-free.
 
@@ -271,7 +275,7 @@ def _match(col: pl.Expr, patterns: list[_Pattern], *, dotall: bool = True) -> pl
     else:
         alternation = "|".join(sorted({_regex_of(p) for p in rest}))
         terms.append(col.str.contains(f"{flags}^(?:{alternation})$"))
-    return pl.any_horizontal(terms).fill_null(False)
+    return _or(terms).fill_null(False)
 
 
 def check_regex(pattern: str) -> None:
@@ -307,7 +311,7 @@ def _string_leaf(ctx: _Ctx, column: str, kind: str, values: list[SigmaString]) -
     if cased:
         raw = pl.col(column) if kind == "str" else pl.col(column).cast(pl.String)
         terms.append(_match(raw, [_pattern(v, lower=False) for v in cased]))
-    return pl.any_horizontal(terms)
+    return _or(terms)
 
 
 def _field_values(ctx: _Ctx, name: str, values: list[object]) -> pl.Expr:
@@ -379,7 +383,7 @@ def _field_values(ctx: _Ctx, name: str, values: list[object]) -> pl.Expr:
             raise Unsupported(f"value {type(v).__name__} of field {name!r}")
     if strings:
         terms.append(_string_leaf(ctx, column, kind, strings))
-    return pl.any_horizontal(terms) if len(terms) > 1 else terms[0]
+    return _or(terms)
 
 
 def _keywords(ctx: _Ctx, values: list[object]) -> pl.Expr:
@@ -406,7 +410,7 @@ def _keywords(ctx: _Ctx, values: list[object]) -> pl.Expr:
             raise Unsupported(f"keyword value {type(v).__name__}")
     if patterns:
         terms.append(_match(ctx.lowered(text), patterns, dotall=False))
-    return pl.any_horizontal(terms) if len(terms) > 1 else terms[0]
+    return _or(terms)
 
 
 def _walk(ctx: _Ctx, node: object) -> pl.Expr:
@@ -433,7 +437,7 @@ def _walk(ctx: _Ctx, node: object) -> pl.Expr:
             others.append(
                 _keywords(ctx, values) if name is None else _field_values(ctx, name, values)
             )
-        return pl.any_horizontal(others) if len(others) > 1 else others[0]
+        return _or(others)
     raise Unsupported(f"condition element {type(node).__name__}")
 
 

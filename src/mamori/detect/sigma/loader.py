@@ -50,7 +50,11 @@ def load_rules(paths: Iterable[Path]) -> tuple[list[tuple[Path, SigmaRule]], lis
             # also refuses duplicate keys) reads a SigmaHQ checkout about ten times faster.
             docs = list(yaml.load_all(text, Loader=SigmaYAMLLoader))  # the C *safe* loader
             collection = SigmaCollection.from_dicts(
-                docs, collect_errors=True, source=SigmaRuleLocation(f)
+                # Correlations are reported, not run: their rule references need not resolve.
+                docs,
+                collect_errors=True,
+                source=SigmaRuleLocation(f),
+                resolve_references=False,
             )
         except Exception as exc:  # pySigma raises many error types; each is the file's problem
             bad.append(Unusable(str(f), "", "", f"{type(exc).__name__}: {exc}"))
