@@ -18,7 +18,8 @@ ID = "windows.scheduled_task"
 
 def test_golden_case() -> None:
     """Encoded PowerShell and a hidden task are high; an updater and Defrag (106) are low; a task
-    updated (4702) is not a creation."""
+    updated (4702) is not a creation; Sysmon's schtasks /create and the task's file are one task
+    (mshta from the Internet: high), and /run or a file in another Tasks folder are nothing."""
     got = run_detectors(case_frames("win_scheduled_task", "winevt"), only=[ID]).alerts
     got = got.sort("dst", "summary").select(COLUMNS)
     assert got.to_dicts() == sorted(
@@ -32,6 +33,10 @@ def test_golden_case() -> None:
         ("temp_scheduled_task_4698", "\\CYAlyNSS", "cmd.exe /C tasklist > %windir%\\Temp\\"),
         ("ScheduledTask_ATSVC_target", "\\CYAlyNSS", "cmd.exe /C tasklist > %windir%\\Temp\\"),
         ("upnp_localsvc_4698", "\\FullPowersTask", "C:\\Users\\Public\\Tools\\TokenManip\\"),
+        # Sysmon only (no task auditing): schtasks /create and the task file.
+        ("mshta_scheduledtask_sysmon", "MSOFFICE_", "mshta.exe https://hotelesms.com/"),
+        ("exec_as_system_via_schedtask", "elevator", "appdata\\local\\temp\\elevator.xml"),
+        ("rundll32_cmd_schtask", "DataUsageHandlers", "AppData\\Local\\Temp\\"),
     ],
 )
 def test_labelled_samples_are_found(data_dir: Path, words: str, task: str, action: str) -> None:

@@ -3,9 +3,12 @@
 ``schtasks /create``, ``at`` over ATSVC and the Task Scheduler API are how intruders run code
 again at boot, as SYSTEM, or on another machine. Windows logs each new task: 4698 in Security
 (with the task's XML, so its command is known) and 106 in the TaskScheduler Operational log (the
-name and the account that registered it). Windows and software register tasks too, so an ordinary
-one is a low-severity notice; a shell, script host or LOLBin as the action, a user-writable path,
-a download, an encoded command or a task hidden from the Task Scheduler's view make it high.
+name and the account that registered it); where only Sysmon watches, ``schtasks.exe /create``
+(process creation, 1) and the task's file appearing under ``System32\\Tasks`` (file creation, 11)
+say the same. The sightings of one task on one machine are one alert. Windows and software
+register tasks too, so an ordinary one is a low-severity notice; a shell, script host or LOLBin as
+the action, a user-writable path, a download, an encoded command or a task hidden from the Task
+Scheduler's view make it high.
 """
 
 from __future__ import annotations
@@ -40,7 +43,15 @@ class WinScheduledTaskParams(Params):
             raise ValueError("window_minutes must be positive")
 
 
-_FIELDS = ("TaskName", "TaskContent", "SubjectUserName", "SubjectDomainName", "UserContext")
+SYSMON = "Microsoft-Windows-Sysmon/Operational"
+_FIELDS = ("TaskName", "TaskContent", "SubjectUserName", "SubjectDomainName", "UserContext",
+           "Image", "CommandLine", "TargetFilename", "User")  # fmt: skip
+
+
+def _switch(cmdline: pl.Expr, name: str) -> pl.Expr:
+    """A ``schtasks`` switch's value (``/tn "My task"`` or ``-TN name``), unquoted."""
+    value = cmdline.str.extract(rf'(?i)[/-]{name}\s+("[^"]*"|\S+)', 1)
+    return value.str.strip_chars('" ')
 
 
 def _xml_text(text: pl.Expr) -> pl.Expr:
@@ -52,7 +63,8 @@ def _xml_text(text: pl.Expr) -> pl.Expr:
 
 @detector(ID, reads="winevt", key=("host",), attack=("T1053.005",), params=WinScheduledTaskParams)
 def win_scheduled_task(winevt: pl.LazyFrame, p: WinScheduledTaskParams) -> pl.LazyFrame:
-    """Tasks registered (Security 4698, TaskScheduler 106), high when the action is suspicious."""
+    """Tasks registered (Security 4698, TaskScheduler 106; Sysmon's ``schtasks /create`` and task
+    files), high when the action is suspicious."""
     d = pl.col("d").struct.field
     content = d("TaskContent").fill_null("")
     command = _xml_text(content.str.extract(r"(?s)<Command>(.*?)</Command>", 1))
@@ -62,26 +74,66 @@ def win_scheduled_task(winevt: pl.LazyFrame, p: WinScheduledTaskParams) -> pl.La
         .then(pl.format("{}\\{}", d("SubjectDomainName"), d("SubjectUserName")))
         .otherwise(d("SubjectUserName"))
     )
+    events = winevt.with_columns(
+        d=pl.col("data").str.json_decode(pl.Struct({f: pl.String for f in _FIELDS}))
+    )
+    registered = events.filter(
+        ((pl.col("event_id") == 4698) & (pl.col("channel") == "Security"))
+        | ((pl.col("event_id") == 106) & (pl.col("channel") == OPERATIONAL))
+    ).select(
+        "ts",
+        "uid",
+        "host",
+        task=d("TaskName").fill_null(""),
+        action=pl.concat_str(command, arguments, separator=" ", ignore_nulls=True),
+        hidden=content.str.contains(r"<Hidden>\s*true\s*</Hidden>"),
+        account=pl.coalesce(user, d("UserContext")),
+    )
+    # Sysmon on hosts without task auditing: schtasks.exe run with /create (process creation,
+    # event 1), and the task's file written under System32\Tasks (file creation, event 11).
+    cmdline = d("CommandLine").fill_null("")
+    xml = _switch(cmdline, "xml")
+    schtasks = events.filter(
+        (pl.col("channel") == SYSMON)
+        & (pl.col("event_id") == 1)
+        & d("Image").str.to_lowercase().str.ends_with("\\schtasks.exe")
+        & cmdline.str.contains(r"(?i)(^|\s)[/-]create(\s|$)")
+    ).select(
+        "ts",
+        "uid",
+        "host",
+        task=_switch(cmdline, "tn").fill_null(""),
+        action=pl.coalesce(_switch(cmdline, "tr"), pl.format("(task XML {})", xml)),
+        hidden=pl.lit(False),
+        account=d("User"),
+    )
+    task_file = r"(?i)\\Windows\\System32\\Tasks(\\.+)$"
+    files = events.filter(
+        (pl.col("channel") == SYSMON)
+        & (pl.col("event_id") == 11)
+        & d("TargetFilename").str.contains(task_file)
+    ).select(
+        "ts",
+        "uid",
+        "host",
+        task=d("TargetFilename").str.extract(task_file, 1),
+        action=pl.lit(None, pl.String),
+        hidden=pl.lit(False),
+        account=pl.lit(None, pl.String),
+    )
     created = (
-        winevt.filter(
-            ((pl.col("event_id") == 4698) & (pl.col("channel") == "Security"))
-            | ((pl.col("event_id") == 106) & (pl.col("channel") == OPERATIONAL))
-        )
-        .with_columns(d=pl.col("data").str.json_decode(pl.Struct({f: pl.String for f in _FIELDS})))
-        .with_columns(
-            task=d("TaskName").fill_null(""),
-            action=pl.concat_str(command, arguments, separator=" ", ignore_nulls=True),
-            hidden=content.str.contains(r"<Hidden>\s*true\s*</Hidden>"),
-            account=pl.coalesce(user, d("UserContext")),
-        )
+        pl.concat([registered, schtasks, files])
+        # One task however it was seen: "\\Updater", "Updater" and Tasks\\updater alike.
+        .with_columns(task_key=pl.col("task").str.strip_chars_start("\\").str.to_lowercase())
         .sort("ts", "uid")
     )
     hits = threshold(
         created,
-        key=("host", "task"),
+        key=("host", "task_key"),
         window=timedelta(minutes=p.window_minutes),
         at_least=1,
         extra=(
+            pl.col("task").first().alias("task"),
             pl.col("action").drop_nulls().first().alias("action"),
             pl.col("hidden").any().alias("hidden"),
             pl.col("account").drop_nulls().first().alias("account"),
@@ -115,5 +167,5 @@ def win_scheduled_task(winevt: pl.LazyFrame, p: WinScheduledTaskParams) -> pl.La
         count=pl.col("n"),
         evidence_table="winevt",
         evidence=pl.col("uids"),
-        key=pl.format("{}|{}", pl.col("host").fill_null(""), "task"),
+        key=pl.format("{}|{}", pl.col("host").fill_null(""), "task_key"),
     )
