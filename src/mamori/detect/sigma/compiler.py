@@ -225,17 +225,25 @@ def _pattern(s: SigmaString, *, lower: bool, anywhere: bool = False) -> _Pattern
     return _Pattern("regex", body)
 
 
-def _regex_of(p: _Pattern) -> str:
-    if p.op == "regex":
-        return p.value
+def _fragment(p: _Pattern) -> str:
+    """The pattern as an unanchored-search regex: anchors only where the value has an end, so the
+    engine's literal prefilters see the literal (``.*evil$`` searches far slower than ``evil$``).
+    """
     lit = _escape(p.value)
-    return {
-        "eq": lit,
-        "contains": f".*{lit}.*",
-        "startswith": f"{lit}.*",
-        "endswith": f".*{lit}",
-        "any": ".*",
-    }[p.op]
+    if p.op == "contains":
+        return lit
+    if p.op == "startswith":
+        return f"^{lit}"
+    if p.op == "endswith":
+        return f"{lit}$"
+    if p.op == "eq":
+        return f"^{lit}$"
+    # A body's ".*" can only come from a '*' wildcard: literal dots and stars are escaped.
+    body = p.value
+    head = "" if body.startswith(".*") else "^"
+    tail = "" if body.endswith(".*") else "$"
+    body = body.removeprefix(".*")
+    return head + (body.removesuffix(".*") if not tail else body) + tail
 
 
 def _or(terms: list[pl.Expr]) -> pl.Expr:
@@ -249,32 +257,24 @@ def _match(col: pl.Expr, patterns: list[_Pattern], *, dotall: bool = True) -> pl
     a wildcard does not run from one field's value into the next.
     """
     flags = "(?s)" if dotall else "(?m)"
-    by_op: dict[str, list[str]] = {}
-    for p in patterns:
-        by_op.setdefault(p.op, []).append(p.value)
-    terms: list[pl.Expr] = []
-    if "any" in by_op:
+    if any(p.op == "any" for p in patterns):
         return col.is_not_null()
-    if eq := by_op.get("eq"):
-        terms.append(col == eq[0] if len(eq) == 1 else col.is_in(sorted(set(eq))))
-    if contains := by_op.get("contains"):
-        terms.append(
-            col.str.contains(contains[0], literal=True)
-            if len(contains) == 1
-            else col.str.contains_any(sorted(set(contains)))
-        )
-    rest = [p for p in patterns if p.op in ("startswith", "endswith", "regex")]
-    if len(rest) <= 2:
-        for p in rest:
-            if p.op == "startswith":
-                terms.append(col.str.starts_with(p.value))
-            elif p.op == "endswith":
-                terms.append(col.str.ends_with(p.value))
-            else:
-                terms.append(col.str.contains(f"{flags}^(?:{p.value})$"))
-    else:
-        alternation = "|".join(sorted({_regex_of(p) for p in rest}))
-        terms.append(col.str.contains(f"{flags}^(?:{alternation})$"))
+    terms: list[pl.Expr] = []
+    eq = sorted({p.value for p in patterns if p.op == "eq"})
+    if eq:
+        terms.append(col == eq[0] if len(eq) == 1 else col.is_in(eq))
+    rest = [p for p in patterns if p.op != "eq"]
+    if len(rest) == 1 and rest[0].op == "contains":
+        terms.append(col.str.contains(rest[0].value, literal=True))
+    elif len(rest) == 1 and rest[0].op == "startswith":
+        terms.append(col.str.starts_with(rest[0].value))
+    elif len(rest) == 1 and rest[0].op == "endswith":
+        terms.append(col.str.ends_with(rest[0].value))
+    elif rest:
+        # One regex for all of them: Rust's engine runs an alternation of literals through one
+        # SIMD prefilter, faster than Aho-Corasick ``contains_any`` or one test per value.
+        alternation = "|".join(sorted({_fragment(p) for p in rest}))
+        terms.append(col.str.contains(f"{flags}(?:{alternation})"))
     return _or(terms).fill_null(False)
 
 
