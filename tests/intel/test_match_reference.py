@@ -304,7 +304,7 @@ def test_distinct_codes_exact_fallback_agrees() -> None:
     words = [f"host{i}.example.org" for i in range(500)] + [f"10.0.{i}.1" for i in range(200)]
     series = pl.Series([words[i] for i in rng.integers(0, len(words), 20_000)])
     codes, first = distinct_codes(series)
-    views, lens, data, base = match_module._views(series)
+    views, lens, data, base, _keep = match_module._views(series)
     again = np.empty(len(lens), np.int32)
     first2 = match_module._distinct_exact(views, lens, data, data.view(np.uint64), base, again)
     assert np.array_equal(codes, again) and np.array_equal(first, first2)

@@ -28,6 +28,7 @@ per record in Python.
 
 from __future__ import annotations
 
+import ctypes
 import ipaddress
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -65,11 +66,13 @@ def _threads_for(n: int) -> Iterator[None]:
         nb.set_num_threads(before)
 
 
-def _views(series: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """A string column as Arrow string views, without copying the column: (views as (n, 2)
-    uint64, byte length per row with -1 for null, the data buffers concatenated, each buffer's
-    start in them). Polars keeps strings as views, so this is only pointers; strings of up to 12
-    bytes live inside their view, longer ones in a data buffer (the one part that is copied)."""
+def _views(series: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, object]:
+    """A string column as Arrow string views, read in place: (views as (n, 2) uint64, byte length
+    per row with -1 for null, bytes, each data buffer's start in those bytes, the Arrow array that
+    owns the memory: keep it while the others are used). Polars keeps strings as views, so
+    nothing is copied: strings of up to 12 bytes live inside their view, longer ones in one of the
+    data buffers, which are reached through one byte array spanning them all (only the buffers'
+    own bytes are ever read, by aligned words, which never cross a page)."""
     if series.n_chunks() > 1:
         series = series.rechunk()
     arr = series.cast(pl.String).to_arrow(compat_level=pl.CompatLevel.newest())
@@ -87,14 +90,14 @@ def _views(series: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
     lens = (views[:, 0] & np.uint64(0xFFFFFFFF)).astype(np.int64)
     if arr.null_count:
         lens[~np.asarray(arr.is_valid())] = -1
-    data_bufs = [np.frombuffer(b, np.uint8) for b in bufs[2:] if b is not None]
-    base = np.zeros(len(data_bufs) + 1, np.int64)
-    np.cumsum([len(b) for b in data_bufs], out=base[1:])
-    # whole words, and one more, so ``_word`` can read any 8 bytes with two aligned reads
-    data = np.zeros((int(base[-1]) // 8 + 2) * 8, np.uint8)
-    for buf, start in zip(data_bufs, base, strict=False):
-        data[start : start + len(buf)] = buf
-    return views, lens, data, base
+    data_bufs = [b for b in bufs[2:] if b is not None and b.size]
+    if not data_bufs:
+        return views, lens, np.zeros(16, np.uint8), np.zeros(max(len(bufs) - 2, 1), np.int64), arr
+    lo = min(b.address for b in data_bufs) & ~7
+    hi = (max(b.address + b.size for b in data_bufs) + 7) & ~7  # whole words: same pages
+    span = np.ctypeslib.as_array((ctypes.c_uint8 * (hi - lo)).from_address(lo))
+    base = np.array([(b.address - lo) if b is not None else 0 for b in bufs[2:]], np.int64)
+    return views, lens, span, base, arr
 
 
 @nb.njit(cache=True, inline="always")
@@ -123,10 +126,12 @@ def _copy_views(views, lens, data, data_base, offsets, out):  # type: ignore[no-
 def _arrow_strings(series: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     """(int64 offsets, uint8 bytes) of a string column, nulls as empty strings. Copied from the
     views in one parallel pass (a cast to Arrow's large strings costs ~4x more)."""
-    views, lens, data, base = _views(series)
+    views, lens, data, base, _keep = _views(series)
     offsets = np.zeros(len(lens) + 1, np.int64)
     np.cumsum(np.maximum(lens, 0), out=offsets[1:])
-    out = np.empty(max(int(offsets[-1]), 1), np.uint8)
+    # whole words and one more, so the domain kernels can read any 8 bytes as two aligned words
+    out = np.empty((int(offsets[-1]) // 8 + 2) * 8, np.uint8)
+    out[int(offsets[-1]) :] = 0
     with _threads_for(len(lens)):
         _copy_views(views, lens, data, base, offsets, out)
     return offsets, out
@@ -165,12 +170,12 @@ def _inline_words(views, lens, i):  # type: ignore[no-untyped-def]
 
 @nb.njit(cache=True, inline="always")
 def _word(d64, p, k):  # type: ignore[no-untyped-def]
-    """Bytes p to p + k (k <= 8) of the data as a little-endian word, from two aligned reads of
-    the data seen as words (``_views`` pads it so the second read stays inside)."""
+    """Bytes p to p + k (k <= 8) of the data as a little-endian word, from one or two aligned
+    reads of the data seen as words, never of a word without one of those bytes."""
     q = p >> 3
     r = np.uint64(8 * (p & 7))
     w = d64[q] >> r
-    if r:
+    if r != 0 and r + np.uint64(8 * k) > np.uint64(64):  # only a word holding wanted bytes
         w |= d64[q + 1] << (np.uint64(64) - r)
     if k < 8:
         w &= (np.uint64(1) << np.uint64(8 * k)) - np.uint64(1)
@@ -371,7 +376,7 @@ def distinct_codes(series: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     """(code per row, first row of each code): rows with equal text share a code; null and
     empty rows get -1. ``series.gather(first)`` are the distinct values, in order of first sight.
     Holds no GIL in the kernel, so callers code several columns at once on Python threads."""
-    views, lens, data, base = _views(series)
+    views, lens, data, base, _keep = _views(series)
     codes = np.empty(len(lens), np.int32)
     return codes, _distinct_rows(views, lens, data, base, codes)
 
@@ -650,10 +655,11 @@ class CidrIndex:
 # ---------------------------------------------------------------------------------------------
 # Domains: every suffix of the query, hashed right to left, probed in an open-addressing table
 
-_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
-_FNV_PRIME = np.uint64(0x100000001B3)
+_SEED = np.uint64(0x243F6A8885A308D3)
 _BITMAP_MAX_BITS = 23  # 2^23 bits = 1 MB: about an L2 cache
 _CHUNK = 1 << 20  # names per pass of the domain lookup
+_LOW7 = np.uint64(0x7F7F7F7F7F7F7F7F)
+_HIGH = np.uint64(0x8080808080808080)
 
 
 @nb.njit(cache=True, inline="always")
@@ -661,11 +667,46 @@ def _lower(c):  # type: ignore[no-untyped-def]
     return c + 32 if 65 <= c <= 90 else c
 
 
+@nb.njit(cache=True, inline="always")
+def _fold(w):  # type: ignore[no-untyped-def]
+    """ASCII A-Z to a-z in all eight bytes of a word at once; other bytes as they are."""
+    t = w & _LOW7
+    ge_a = t + np.uint64(0x3F3F3F3F3F3F3F3F)  # high bit set where the byte is >= 'A'
+    gt_z = t + np.uint64(0x2525252525252525)  # high bit set where the byte is > 'Z'
+    upper = ge_a & ~gt_z & ~w & _HIGH
+    return w | (upper >> np.uint64(2))
+
+
+@nb.njit(cache=True, inline="always")
+def _label_hash(d64, s, e):  # type: ignore[no-untyped-def]
+    """Hash of the label in bytes s to e, case folded, eight bytes per step."""
+    h = np.uint64(e - s) * _MIX
+    p = s
+    while p + 8 <= e:
+        h = (h ^ _fold(_word(d64, p, 8))) * _MIX
+        h ^= h >> np.uint64(29)
+        p += 8
+    if p < e:
+        h = (h ^ _fold(_word(d64, p, e - p))) * _MIX
+    return h
+
+
+@nb.njit(cache=True, inline="always")
+def _step(h, label):  # type: ignore[no-untyped-def]
+    """The hash of a suffix from the hash of the suffix after its first label and that label:
+    a name's suffix hashes are one pass of label hashes, right to left."""
+    return _fmix(h ^ label ^ (h << np.uint64(7)))
+
+
 @nb.njit(cache=True)
-def _rev_hash(data, s, e):  # type: ignore[no-untyped-def]
-    h = _FNV_OFFSET
-    for p in range(e - 1, s - 1, -1):
-        h = (h ^ np.uint64(_lower(data[p]))) * _FNV_PRIME
+def _rev_hash(d64, data, s, e):  # type: ignore[no-untyped-def]
+    """The hash of the whole name in bytes s to e (as ``_filter_names`` reaches it)."""
+    h = _SEED
+    end = e
+    for p in range(e - 1, s - 2, -1):
+        if p < s or data[p] == 46:
+            h = _step(h, _label_hash(d64, p + 1, end))
+            end = p
     return h
 
 
@@ -673,8 +714,9 @@ def _rev_hash(data, s, e):  # type: ignore[no-untyped-def]
 def _build_table(vo, vd, size):  # type: ignore[no-untyped-def]
     table = np.full(size, -1, np.int64)
     mask = np.uint64(size - 1)
+    d64 = vd.view(np.uint64)
     for i in range(vo.shape[0] - 1):
-        h = _rev_hash(vd, vo[i], vo[i + 1])
+        h = _rev_hash(d64, vd, vo[i], vo[i + 1])
         slot = h & mask
         while table[slot] != -1:
             slot = (slot + np.uint64(1)) & mask
@@ -692,8 +734,9 @@ def _bit_positions(h, shift):  # type: ignore[no-untyped-def]
 @nb.njit(cache=True)
 def _build_bitmap(vo, vd, bits, shift):  # type: ignore[no-untyped-def]
     """A two-probe Bloom filter of the indicator hashes, tested before the table is touched."""
+    d64 = vd.view(np.uint64)
     for i in range(vo.shape[0] - 1):
-        b1, b2 = _bit_positions(_rev_hash(vd, vo[i], vo[i + 1]), shift)
+        b1, b2 = _bit_positions(_rev_hash(d64, vd, vo[i], vo[i + 1]), shift)
         bits[b1 >> np.uint64(6)] |= np.uint64(1) << (b1 & np.uint64(63))
         bits[b2 >> np.uint64(6)] |= np.uint64(1) << (b2 & np.uint64(63))
 
@@ -719,17 +762,23 @@ def _maybe(h, bits, shift):  # type: ignore[no-untyped-def]
 
 @nb.njit(parallel=True, cache=True)
 def _filter_names(qo, qd, bits, shift, counts):  # type: ignore[no-untyped-def]
-    """How many suffixes of each name pass the filter: one pass over the bytes, hashing right
-    to left, with no table read (most names have none)."""
+    """How many suffixes of each name pass the filter: one pass over the bytes, right to left,
+    a label hash (eight bytes a step) and one mix per label, with no table read (most names
+    have none)."""
+    d64 = qd.view(np.uint64)
     for i in nb.prange(qo.shape[0] - 1):
         s = qo[i]
-        h = _FNV_OFFSET
+        e = _name_end(qo, qd, i)
+        h = _SEED
         c = 0
-        for p in range(_name_end(qo, qd, i) - 1, s - 1, -1):
-            h = (h ^ np.uint64(_lower(qd[p]))) * _FNV_PRIME
-            if (p == s or qd[p - 1] == 46) and _maybe(h, bits, shift):
-                c += 1
-        counts[i] = c
+        end = e
+        for p in range(e - 1, s - 2, -1):
+            if p < s or qd[p] == 46:
+                h = _step(h, _label_hash(d64, p + 1, end))
+                end = p
+                if _maybe(h, bits, shift):
+                    c += 1
+        counts[i] = c if e > s else 0
 
 
 @nb.njit(parallel=True, cache=True)
@@ -737,16 +786,22 @@ def _probe(qo, qd, picked, slots, bits, shift, vo, vd, table, found):  # type: i
     """For the picked names (some suffix passed the filter), the value each passing suffix is
     (verified byte for byte) or -1, from ``slots[x]`` on, in suffix order (right to left)."""
     mask = np.uint64(table.shape[0] - 1)
+    d64 = qd.view(np.uint64)
     for x in nb.prange(picked.shape[0]):
         i = picked[x]
         s = qo[i]
         e = _name_end(qo, qd, i)
         out = slots[x]
-        h = _FNV_OFFSET
-        for p in range(e - 1, s - 1, -1):
-            h = (h ^ np.uint64(_lower(qd[p]))) * _FNV_PRIME
-            if not ((p == s or qd[p - 1] == 46) and _maybe(h, bits, shift)):
+        h = _SEED
+        end = e
+        for p in range(e - 1, s - 2, -1):
+            if not (p < s or qd[p] == 46):
                 continue
+            h = _step(h, _label_hash(d64, p + 1, end))
+            end = p
+            if not _maybe(h, bits, shift):
+                continue
+            q0 = p + 1  # the suffix is bytes q0 to e
             found[out] = -1
             slot = h & mask
             tag = np.int64(h >> np.uint64(33))
@@ -756,10 +811,10 @@ def _probe(qo, qd, picked, slots, bits, shift, vo, vd, table, found):  # type: i
                 a = vo[cand]
                 # the slot keeps 31 bits of the hash beside the index: most probes of a name
                 # that is not listed end here, without touching the values' bytes
-                if (entry >> 32) == tag and vo[cand + 1] - a == e - p:
+                if (entry >> 32) == tag and vo[cand + 1] - a == e - q0:
                     same = True
-                    for q in range(e - p):
-                        if vd[a + q] != _lower(qd[p + q]):
+                    for q in range(e - q0):
+                        if vd[a + q] != _lower(qd[q0 + q]):
                             same = False
                             break
                     if same:
