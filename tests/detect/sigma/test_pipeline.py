@@ -119,3 +119,33 @@ def test_errors_name_the_file_and_entry(tmp_path: Path, text: str, message: str)
     with pytest.raises(PipelineError, match=message) as err:
         load_pipeline([bad])
     assert str(bad) in str(err.value)
+
+
+def test_network_rules_read_the_lakes_dns_table_lists_included() -> None:
+    base = pl.from_arrow(schema_of("dns").empty_table())
+    rows = pl.DataFrame(
+        {
+            "ts": [datetime(2026, 1, 1, tzinfo=UTC)] * 3,
+            "uid": ["e0", "e1", "e2"],
+            "orig_h": ["10.0.0.5"] * 3,
+            "resp_h": ["10.0.0.1"] * 3,
+            "query": ["a.example", "b.example", "c.example"],
+            "qtype_name": ["TXT", "TXT", "A"],
+            "answers": [["ok", "IEX (New-Object Net.WebClient)"], None, ["iex"]],
+        }
+    )
+    dns = pl.concat([base, rows], how="diagonal_relaxed").select(base.columns)  # type: ignore[union-attr]
+    rule = SigmaRule.from_dict(
+        rule_dict(
+            {
+                "sel": {"record_type": "TXT", "answer|contains": "iex"},
+                "gone": {"answer": None},
+                "condition": "sel or gone",
+            },
+            logsource={"category": "dns"},
+        )
+    )
+    units = compile_rule(rule, "r.yml", load_pipeline())
+    matches = evaluate(CompiledRules(tuple(units), (units[0].rule,), ()), {"dns": dns})
+    assert matches["uid"].to_list() == ["e0", "e1"]
+    assert matches["src"].to_list() == ["10.0.0.5", "10.0.0.5"]

@@ -17,7 +17,7 @@ reported instead of run.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,6 +126,8 @@ def _kind(dtype: pa.DataType) -> str:
         return "num"
     if pa.types.is_boolean(dtype):
         return "bool"
+    if pa.types.is_list(dtype) and _kind(dtype.value_type) == "str":
+        return "list"  # e.g. Zeek's dns answers: a value matches when any element does
     return "other"
 
 
@@ -301,15 +303,14 @@ def _flatten(values: Iterable[object]) -> list[object]:
     return out
 
 
-def _string_leaf(ctx: _Ctx, column: str, kind: str, values: list[SigmaString]) -> pl.Expr:
+def _string_leaf(low: pl.Expr, raw: pl.Expr, values: list[SigmaString]) -> pl.Expr:
     """Case-insensitive (or, for ``|cased``, exact) string matches of one column, OR-ed."""
     cased = [v for v in values if isinstance(v, SigmaCasedString)]
     plain = [v for v in values if not isinstance(v, SigmaCasedString)]
     terms = []
     if plain:
-        terms.append(_match(ctx.lowered(column), [_pattern(v, lower=True) for v in plain]))
+        terms.append(_match(low, [_pattern(v, lower=True) for v in plain]))
     if cased:
-        raw = pl.col(column) if kind == "str" else pl.col(column).cast(pl.String)
         terms.append(_match(raw, [_pattern(v, lower=False) for v in cased]))
     return _or(terms)
 
@@ -317,7 +318,35 @@ def _string_leaf(ctx: _Ctx, column: str, kind: str, values: list[SigmaString]) -
 def _field_values(ctx: _Ctx, name: str, values: list[object]) -> pl.Expr:
     """``field`` equals any of ``values`` (one OR group of the condition tree)."""
     column, kind = ctx.column(name)
+    if kind != "list":
+        return _values(ctx, name, values, pl.col(column), lambda: ctx.lowered(column), kind, column)
     col = pl.col(column)
+    flat = _flatten(values)
+    terms = []
+    for v in flat:
+        if isinstance(v, SigmaNull):
+            terms.append(col.is_null() | (col.list.len() == 0))
+        elif isinstance(v, SigmaExists):
+            present = col.list.len().fill_null(0) > 0
+            terms.append(present if v.exists else ~present)
+    rest = [v for v in flat if not isinstance(v, (SigmaNull, SigmaExists))]
+    if rest:
+        element = pl.element()
+        inner = _values(ctx, name, rest, element, element.str.to_lowercase, "str", None)
+        terms.append(col.list.eval(inner).list.any().fill_null(False))
+    return _or(terms)
+
+
+def _values(
+    ctx: _Ctx,
+    name: str,
+    values: list[object],
+    col: pl.Expr,
+    low: Callable[[], pl.Expr],
+    kind: str,
+    column: str | None,
+) -> pl.Expr:
+    """``col`` (``low()`` its lowercase) equals any of ``values``; ``column`` is None in a list."""
     strings: list[SigmaString] = []
     terms: list[pl.Expr] = []
     for v in _flatten(values):
@@ -368,8 +397,10 @@ def _field_values(ctx: _Ctx, name: str, values: list[object]) -> pl.Expr:
         elif isinstance(v, SigmaCIDRExpression):
             strings.extend(SigmaString(p) for p in v.expand(wildcard="*"))
         elif isinstance(v, SigmaFieldReference):
-            other, _ = ctx.column(v.field)
-            a, b = ctx.lowered(column), ctx.lowered(other)
+            other, other_kind = ctx.column(v.field)
+            if column is None or other_kind == "list":
+                raise Unsupported(f"field reference to or from a list: {name!r}, {v.field!r}")
+            a, b = low(), ctx.lowered(other)
             if v.starts_with and v.ends_with:
                 e = a.str.contains(b, literal=True)
             elif v.starts_with:
@@ -382,7 +413,8 @@ def _field_values(ctx: _Ctx, name: str, values: list[object]) -> pl.Expr:
         else:
             raise Unsupported(f"value {type(v).__name__} of field {name!r}")
     if strings:
-        terms.append(_string_leaf(ctx, column, kind, strings))
+        raw = col if kind == "str" else col.cast(pl.String)
+        terms.append(_string_leaf(low(), raw, strings))
     return _or(terms)
 
 
