@@ -18,7 +18,9 @@ ID = "windows.new_service"
 
 def test_golden_case() -> None:
     """PsExec's service installed twice is one high alert; smbexec's 4697 is high; a vendor's
-    update service is a low notice; a 7045 outside the System log is not an installation."""
+    update service is a low notice; a 7045 outside the System log is not an installation; Sysmon's
+    record of the SCM writing an ImagePath in a user folder is high, another program's write or
+    another value is nothing."""
     got = run_detectors(case_frames("win_new_service", "winevt"), only=[ID]).alerts
     got = got.sort("dst", "summary").select(COLUMNS)
     assert got.to_dicts() == sorted(
@@ -35,6 +37,23 @@ def test_labelled_sample_is_found(data_dir: Path) -> None:
     # cmd.exe and a bare calc.exe as LocalSystem services: an attacker's, not an installer's.
     assert set(alerts["severity"]) == {"high"}
     assert set(alerts["dst"]) == {"WIN-77LTAPHIQ1R.example.corp"}
+
+
+@pytest.mark.parametrize(
+    ("words", "service", "severity"),
+    [
+        ("psexec_smb_meterpreter", "hello", "high"),  # %COMSPEC% ... powershell -enc
+        ("persist_as_service_sysmon", "HxUpdateServiceInfo", "high"),  # from a user's Desktop
+        ("PanacheSysmon_vs_AtomicRedTeam01", "AtomicTestService", "low"),  # T1050's test binary
+    ],
+)
+def test_sysmon_only_samples_are_found(
+    data_dir: Path, words: str, service: str, severity: str
+) -> None:
+    [name] = indexed(data_dir, words)
+    alerts = detect(ID, sample_frames(data_dir / SAMPLES / name))
+    assert alerts["summary"].str.extract(r"service (\S+) installed").to_list() == [service]
+    assert alerts["severity"].to_list() == [severity]
 
 
 def test_each_host_alone_gives_its_own_alerts() -> None:
