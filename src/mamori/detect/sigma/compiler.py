@@ -170,7 +170,7 @@ class _Ctx:
 # --- strings ------------------------------------------------------------------------------------
 
 
-def _escape(s: str) -> str:
+def escape_regex(s: str) -> str:
     return "".join("\\" + c if c in _RUST_META else c for c in s)
 
 
@@ -222,7 +222,7 @@ def _pattern(s: SigmaString, *, lower: bool, anywhere: bool = False) -> _Pattern
     ):
         return _Pattern("contains", "".join(inner))  # type: ignore[arg-type]
     body = "".join(
-        _escape(p) if isinstance(p, str) else (".*" if p == star else ".") for p in merged
+        escape_regex(p) if isinstance(p, str) else (".*" if p == star else ".") for p in merged
     )
     return _Pattern("regex", body)
 
@@ -231,7 +231,7 @@ def _fragment(p: _Pattern) -> str:
     """The pattern as an unanchored-search regex: anchors only where the value has an end, so the
     engine's literal prefilters see the literal (``.*evil$`` searches far slower than ``evil$``).
     """
-    lit = _escape(p.value)
+    lit = escape_regex(p.value)
     if p.op == "contains":
         return lit
     if p.op == "startswith":

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from mamori.detect.sigma.compiler import TEXT, CompiledRule, CompiledRules, lower_name
+from mamori.detect.sigma.compiler import TEXT, CompiledRule, CompiledRules, escape_regex, lower_name
 from mamori.detect.sigma.pipeline import Source, TableView
 from mamori.schema import schema_of
 
@@ -38,8 +38,37 @@ def empty_matches() -> pl.DataFrame:
     return pl.DataFrame(schema=MATCH_SCHEMA)
 
 
+_XML_ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&apos;", "'"), ("&amp;", "&"))
+
+
+def _xml_field(data: pl.Expr, name: str) -> pl.Expr:
+    """``<Data Name="F">v</Data>`` (EventData) or ``<F ...>v</F>`` (System), entities decoded."""
+    q = escape_regex(name)
+    value = pl.coalesce(
+        data.str.extract(f'<Data Name="{q}">([^<]*)</Data>', 1),
+        data.str.extract(f"<{q}(?:\\s[^>]*)?>([^<]*)</{q}>", 1),
+    )
+    for entity, char in _XML_ENTITIES:
+        value = value.str.replace_all(entity, char, literal=True)
+    return value
+
+
+def _kv_field(data: pl.Expr, name: str) -> pl.Expr:
+    """``F=value`` or ``F="value"`` (auditd's rendering)."""
+    raw = data.str.extract(f'(?:^|\\s){escape_regex(name)}=("[^"]*"|\\S*)', 1)
+    return (
+        pl.when(raw.str.starts_with('"'))
+        .then(raw.str.slice(1).str.strip_suffix('"'))
+        .otherwise(raw)
+    )
+
+
 def _data_field(table: TableView, name: str) -> pl.Expr:
     assert table.data is not None
+    if table.decode == "xml":
+        return _xml_field(pl.col(table.data), name)
+    if table.decode == "kv":
+        return _kv_field(pl.col(table.data), name)
     quoted = name.replace("\\", "\\\\").replace("'", "\\'")
     whole = pl.col(table.data).str.json_path_match(f"$['{quoted}']")
     if "." not in name:
@@ -106,7 +135,7 @@ def evaluation_frame(
                 .str.replace_all(r'\\(["\\/])', "$1")
             )
             text = pl.when(pl.col(table.text) == "{}").then(None).otherwise(text)
-        elif table.text == table.data:  # JSON of any shape: unescaped, keys and all
+        elif table.text == table.data and table.decode == "path":  # JSON of any shape: unescaped
             text = text.str.replace_all(r'\\(["\\/])', "$1")
         frame = frame.with_columns(text.alias(TEXT))
     lower = sorted(set().union(*(u.lower for u in units)))

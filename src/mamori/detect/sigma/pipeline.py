@@ -12,7 +12,7 @@ equal (a missing one is equal only to a missing one); several sources may match 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -21,6 +21,9 @@ from typing import Any
 import yaml
 
 LogsourceKey = tuple[str | None, str | None, str | None]  # product, category, service
+
+
+DECODERS = ("struct", "path", "xml", "kv")
 
 
 class PipelineError(ValueError):
@@ -34,7 +37,10 @@ class TableView:
     name: str
     columns: Mapping[str, str]  # Sigma field name -> typed column
     data: str | None  # JSON column holding every other field
-    decode: str  # "struct": one json_decode (all values text) | "path": one JSON path per field
+    # "struct": one json_decode (all values text) | "path": one JSON path per field | "xml":
+    # <Data Name="F"> or <F> elements of an event rendered as XML (Sysmon for Linux in syslog) |
+    # "kv": F=value / F="value" pairs (auditd records)
+    decode: str
     text: str | None  # the column keyword searches look at
     src: tuple[str, ...]
     dst: tuple[str, ...]
@@ -74,8 +80,8 @@ def _tables(data: Any, where: str) -> dict[str, TableView]:
         if not isinstance(spec, dict):
             raise PipelineError(f"{where}: table {name!r}: expected a mapping")
         decode = spec.get("decode", "struct")
-        if decode not in ("struct", "path"):
-            raise PipelineError(f"{where}: table {name!r}: decode must be 'struct' or 'path'")
+        if decode not in DECODERS:
+            raise PipelineError(f"{where}: table {name!r}: decode must be one of {DECODERS}")
         out[name] = TableView(
             name=name,
             columns={str(k): str(v) for k, v in (spec.get("columns") or {}).items()},
@@ -104,11 +110,17 @@ def _sources(data: Any, where: str, tables: Mapping[str, TableView]) -> list[Sou
         if table not in tables:
             raise PipelineError(f"{at}: unknown table {table!r}; known: {', '.join(tables)}")
         key: LogsourceKey = (ls.get("product"), ls.get("category"), ls.get("service"))
+        view = tables[table]
+        if "data" in spec or "decode" in spec:  # this source's events carry their fields otherwise
+            decode = spec.get("decode", view.decode)
+            if decode not in DECODERS:
+                raise PipelineError(f"{at}: decode must be one of {DECODERS}")
+            view = replace(view, data=spec.get("data", view.data), decode=decode)
         out.append(
             Source(
                 id=f"{data.get('name', where)}:{n}:{'/'.join(k or '-' for k in key)}",
                 logsource=key,
-                table=tables[table],
+                table=view,
                 where={str(k): _tuple(v) for k, v in (spec.get("where") or {}).items()},
                 fields={str(k): str(v) for k, v in (spec.get("fields") or {}).items()},
                 detection={
