@@ -26,6 +26,7 @@ CASES = {
     "ssh_bruteforce": "ssh",
     "auth_bruteforce": "auth", "auth_spraying": "auth", "auth_success_after_failures": "auth",
     "win_log_cleared": "winevt", "win_new_service": "winevt", "win_scheduled_task": "winevt",
+    "honeypot": "honeypot",
 }  # fmt: skip
 
 
