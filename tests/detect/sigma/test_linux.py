@@ -108,3 +108,16 @@ def test_keyword_rules_over_syslog_messages(tmp_path: Path) -> None:
         logsource={"product": "linux", "service": "sshd"},
     )
     assert run(sshd, frame) == [2]
+
+
+def test_fortigate_key_value_events(tmp_path: Path) -> None:
+    line = (
+        'Nov 23 10:00:0{n} fgt1 date=2026-11-23 time=10:00:0{n} devname="FGT-1" type="event" '
+        'subtype="system" user="admin" action="{action}" cfgpath="firewall.policy" msg="x y"'
+    )
+    frame = syslog(tmp_path, [line.format(n=1, action="Add"), line.format(n=2, action="Edit")])
+    rule = rule_dict(
+        {"sel": {"action": "Add", "cfgpath": "firewall.policy"}, "condition": "sel"},
+        logsource={"product": "fortigate", "service": "event"},
+    )
+    assert run(rule, frame) == [1]
