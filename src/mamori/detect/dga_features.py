@@ -59,7 +59,18 @@ NUMERIC = (
 # How plausible the label is under a character language model of *benign* names (see
 # :class:`CharLM`): the only features that do not depend on which DGA families were in training,
 # so they are what carries the score to a family the model never saw.
-LM_FEATURES = ("lm_mean_logp", "lm_min_logp", "lm_rare_share", "lm_total_logp")
+# Upper ends of the label-length buckets: how unlikely a label must look depends on its length
+# (five random letters are as likely as many real short names, eleven are not), so the mean
+# log-probability also enters once per bucket, with the bucket itself.
+LENGTH_BUCKETS = (5, 6, 7, 8, 10, 13, MAX_LEN)
+LM_FEATURES = (
+    "lm_mean_logp",
+    "lm_min_logp",
+    "lm_rare_share",
+    "lm_total_logp",
+    *(f"len_le{b}" for b in LENGTH_BUCKETS),
+    *(f"lm_mean_logp_len_le{b}" for b in LENGTH_BUCKETS),
+)
 # A character whose interpolated probability is below this is "rare" for lm_rare_share.
 LM_RARE = 0.01
 
@@ -299,12 +310,18 @@ def lm_features(chars: np.ndarray, lm: CharLM) -> np.ndarray:
     lp, valid = lm.logprob(chars)
     n = np.maximum(valid.sum(axis=1), 1)
     s = np.where(valid, lp, 0.0)
+    mean = s.sum(axis=1) / n
+    length = n - 1  # positions = characters + the end boundary
+    bucket = np.searchsorted(np.asarray(LENGTH_BUCKETS), length)
+    onehot = (bucket[:, None] == np.arange(len(LENGTH_BUCKETS))[None, :]).astype(np.float64)
     return np.column_stack(
         [
-            s.sum(axis=1) / n,
+            mean,
             s.min(axis=1),
             (s < np.log(LM_RARE)).sum(axis=1) / n,
             s.sum(axis=1) / 10.0,
+            onehot,
+            onehot * mean[:, None],
         ]
     )
 
