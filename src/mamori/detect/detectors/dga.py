@@ -7,8 +7,9 @@ odd name is nothing (CDNs and trackers have odd names); several distinct ones fr
 a window is the pattern.
 
 Each query's registered domain is scored by a small logistic-regression model over character
-n-grams and label statistics (``dga_model.json``, trained and evaluated on families left out of
-training by ``scripts/train_dga.py``, see docs/dga.md). Names are scored once per distinct label,
+n-grams, label statistics and the label's likelihood under a character language model of benign
+names (``dga_model.json``, trained and evaluated on families left out of training by
+``scripts/train_dga.py``, see docs/dga.md). Names are scored once per distinct label,
 vectorised, not per record.
 """
 
@@ -35,7 +36,7 @@ class DgaParams(Params):
     # Fewer suffice when they did not resolve: a DGA's misses are NXDOMAIN, a person's typo is rare.
     min_nxdomain_domains: int = 4
     # Score at or above which a name counts as DGA-looking; 0 means the model's own threshold
-    # (set for a 0.4 % false-positive rate on training benign names).
+    # (set for a 0.9 % false-positive rate on benign calibration names).
     score_threshold: float = 0.0
     # Main labels shorter than this are never scored: too few characters to tell chance from
     # design (and short acronyms are common benign names).
