@@ -83,3 +83,30 @@ def test_workers_page_the_collection_and_all_see_a_revocation(tmp_path, examples
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_worker_listener_is_tcp_and_keeps_a_deep_queue():
+    """What a spawned worker receives: a TCP socket (so asyncio sets TCP_NODELAY on what it
+    accepts) whose queue holds a burst of connections although asyncio asks listen(1)."""
+    import socket
+    from multiprocessing.reduction import ForkingPickler
+
+    from mamori.web.cli import _Listener
+
+    bound = socket.socket()
+    bound.bind(("127.0.0.1", 0))
+    sent = _Listener(bound.family, bound.type, socket.IPPROTO_TCP, fileno=bound.detach())
+    got = ForkingPickler.loads(ForkingPickler.dumps(sent))
+    assert type(got) is _Listener and got.proto == socket.IPPROTO_TCP
+    got.listen(1)
+    clients = []
+    try:
+        for _ in range(16):  # none accepted: with a queue of 1 the third would not connect
+            c = socket.create_connection(got.getsockname(), timeout=2)
+            clients.append(c)
+        assert len(clients) == 16
+    finally:
+        for c in clients:
+            c.close()
+        got.close()
+        sent.close()
