@@ -375,6 +375,7 @@ def test_dns_v1_and_v3_shapes_and_other_events_noted(tmp_path: Path) -> None:
     body = [json.dumps(e) for e in EVE_V1_V3]
     body.insert(3, '{"timestamp": "2024-01-01T00:00:00+0000", "event_type": "dns"')  # cut short
     body.insert(4, '{"event_type": "alert", "flow_id": 5}')  # no timestamp
+    body.append('{"timestamp": "2024-01-01T00:00:03+0000", "event_type": "flow", "flow": "?"}')
     path.write_text("\n".join(body) + "\n")
     assert kind_of(path) == "eve"  # before the generic JSON-lines sensor
     tables, stats = _read(path)
@@ -388,12 +389,13 @@ def test_dns_v1_and_v3_shapes_and_other_events_noted(tmp_path: Path) -> None:
     assert v3["AA"] and v3["RD"] and v3["RA"] and not v3["TC"]
     assert dns["uid"].to_list() == [_uid(11), _uid(12)]
     assert stats.warnings == [
-        f"{path}: record 4: not an EVE event (JSON with an event_type)",
+        f"{path}: record 4: not an EVE event (a JSON object in EVE's shape, with event_type)",
+        f"{path}: record 10: not an EVE event (a JSON object in EVE's shape, with event_type)",
         f"{path}: record 5: no timestamp it could read",
         f"{path}: record 8: 1 EVE stats events skipped (no lake table for them)",
         f"{path}: record 9: 1 EVE fileinfo events skipped (no lake table for them)",
     ]
-    assert stats.skipped == 4
+    assert stats.skipped == 5
 
 
 def test_dns_transactions_cut_by_batch_boundaries_stay_whole(tmp_path: Path, monkeypatch) -> None:

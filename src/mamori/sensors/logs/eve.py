@@ -121,8 +121,81 @@ def flow_uids(flow_ids: pl.Series) -> pl.Series:
 # -- reading --------------------------------------------------------------------------------------
 
 
+_S = pl.String
+
+
+def _obj(**fields: pl.DataType) -> pl.Struct:
+    return pl.Struct(fields)
+
+
+_HASH = _obj(hash=_S)
+_SSH_SIDE = _obj(proto_version=_S, software_version=_S, hassh=_HASH)
+# Every member the sensor reads, decoded in one pass per batch. Leaves are text (JSON numbers and
+# booleans become their text; Polars casts them afterwards), so the only shape that cannot decode
+# is an object or array where EVE writes a scalar; members whose shape varies between Suricata
+# versions (``tls.ja4``, ``alert.metadata``) are not declared and are read by JSON path instead.
+EVE_SHAPE = _obj(
+    timestamp=_S, flow_id=_S, event_type=_S, src_ip=_S, src_port=_S, dest_ip=_S, dest_port=_S,
+    proto=_S, app_proto=_S, host=_S, tx_id=_S, icmp_type=_S, icmp_code=_S,
+    flow=_obj(pkts_toserver=_S, pkts_toclient=_S, bytes_toserver=_S, bytes_toclient=_S,
+              start=_S, end=_S),
+    netflow=_obj(pkts=_S, bytes=_S, start=_S, end=_S),
+    tcp=_obj(tcp_flags_ts=_S, tcp_flags_tc=_S),
+    alert=_obj(action=_S, signature_id=_S, rev=_S, signature=_S, category=_S, severity=_S),
+    dns=_obj(type=_S, id=_S, rrname=_S, rrtype=_S, rcode=_S, flags=_S, aa=_S, tc=_S, rd=_S,
+             ra=_S, ttl=_S, rdata=_S,
+             answers=pl.List(_obj(rrname=_S, rrtype=_S, ttl=_S, rdata=_S)),
+             queries=pl.List(_obj(rrname=_S, rrtype=_S))),
+    http=_obj(hostname=_S, url=_S, http_method=_S, http_refer=_S, protocol=_S,
+              http_user_agent=_S, length=_S, status=_S),
+    tls=_obj(version=_S, sni=_S, session_resumed=_S, subject=_S, issuerdn=_S, ja3=_HASH,
+             ja3s=_HASH),
+    ssh=_obj(client=_SSH_SIDE, server=_SSH_SIDE),
+    smtp=_obj(helo=_S, mail_from=_S, rcpt_to=pl.List(_S)),
+    email=_obj(**{"from": _S}, to=pl.List(_S), cc=pl.List(_S), subject=_S, message_id=_S,
+               date=_S),
+    ftp=_obj(command=_S, command_data=_S, completion_code=pl.List(_S), reply=pl.List(_S),
+             mode=_S, dynamic_port=_S),
+)  # fmt: skip
+
+
+def _declared(path: list[str]) -> bool:
+    shape: pl.DataType = EVE_SHAPE
+    for name in path:
+        if not isinstance(shape, pl.Struct):
+            return False
+        found = {f.name: f.dtype for f in shape.fields}
+        if name not in found:
+            return False
+        shape = found[name]
+    return True
+
+
 def _m(path: str) -> pl.Expr:
-    return pl.col("line").str.json_path_match(path)
+    """A member of the decoded event (``$.flow.start``); undeclared ones by JSON path."""
+    names = path.removeprefix("$.").split(".")
+    if not _declared(names):
+        return pl.col("line").str.json_path_match(path)
+    expr = pl.col("j")
+    for name in names:
+        expr = expr.struct.field(name)
+    return expr
+
+
+def _decode(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
+    """The batch with its events decoded into ``j``, and the records of lines that do not fit
+    EVE's shape (found by halving: a damaged line costs a few decodes, not one per line)."""
+    try:
+        return frame.with_columns(j=pl.col("line").str.json_decode(EVE_SHAPE)), pl.Series(
+            "record", [], pl.Int64
+        )
+    except pl.exceptions.PolarsError:
+        if frame.height <= 1:
+            return frame.head(0).with_columns(j=pl.lit(None, EVE_SHAPE)), frame["record"]
+        half = frame.height // 2
+        good_a, bad_a = _decode(frame.head(half))
+        good_b, bad_b = _decode(frame.tail(frame.height - half))
+        return pl.concat([good_a, good_b]), pl.concat([bad_a, bad_b])
 
 
 def _canonical(frame: pl.DataFrame, columns: tuple[str, ...]) -> pl.DataFrame:
@@ -152,14 +225,15 @@ def read(path: Path, ctx: ReadContext) -> Iterator[tuple[str, pa.Table]]:
         frame = pl.DataFrame({"record": pl.Series(numbers), "line": pl.Series(lines)}).filter(
             pl.col("line").str.strip_chars().str.len_bytes() > 0
         )
-        frame = frame.with_columns(
-            event=pl.when(pl.col("line").str.strip_chars().str.starts_with("{")).then(
-                _m("$.event_type")
-            )
-        )
+        objects = pl.col("line").str.strip_chars().str.starts_with("{")
+        not_json = frame.filter(~objects)["record"]
+        frame, broken = _decode(frame.filter(objects))
+        frame = frame.with_columns(event=_m("$.event_type"))
+        untyped = frame.filter(pl.col("event").is_null())["record"]
+        bad = pl.concat([not_json, broken, untyped]).sort()
         ctx.warn_rows(
-            frame.filter(pl.col("event").is_null()).select(
-                "record", reason=pl.lit("not an EVE event (JSON with an event_type)")
+            pl.DataFrame({"record": bad}).with_columns(
+                reason=pl.lit("not an EVE event (a JSON object in EVE's shape, with event_type)")
             )
         )
         frame = frame.filter(pl.col("event").is_not_null())
@@ -447,9 +521,6 @@ def _alerts(alerts: pl.DataFrame, path: Path, ctx: ReadContext) -> pa.Table:
 
 # -- dns ------------------------------------------------------------------------------------------
 
-_ANSWER = pl.List(pl.Struct({"rrname": pl.String, "rrtype": pl.String, "ttl": pl.Int64,
-                             "rdata": pl.String}))  # fmt: skip
-_QUERY = pl.List(pl.Struct({"rrname": pl.String, "rrtype": pl.String}))
 QTYPES = {
     "A": 1, "NS": 2, "CNAME": 5, "SOA": 6, "NULL": 10, "WKS": 11, "PTR": 12, "HINFO": 13,
     "MX": 15, "TXT": 16, "AAAA": 28, "SRV": 33, "NAPTR": 35, "DS": 43, "SSHFP": 44,
@@ -465,20 +536,12 @@ RCODES = {
 def _dns_events(dns: pl.DataFrame) -> pl.DataFrame:
     """One narrow row per EVE dns event: query or response, in any of EVE's three shapes."""
     kind = _m("$.dns.type")
-    answers_list = (
-        pl.when(_m("$.dns.answers").str.starts_with("["))
-        .then(_m("$.dns.answers"))
-        .str.json_decode(_ANSWER)
-    )
-    queries = (
-        pl.when(_m("$.dns.queries").str.starts_with("["))
-        .then(_m("$.dns.queries"))
-        .str.json_decode(_QUERY)
-    )
+    answers_list = _m("$.dns.answers")
+    queries = _m("$.dns.queries")
     v1_answer = pl.struct(
         rrname=_m("$.dns.rrname"),
         rrtype=_m("$.dns.rrtype"),
-        ttl=_m("$.dns.ttl").cast(pl.Int64, strict=False),
+        ttl=_m("$.dns.ttl"),
         rdata=_m("$.dns.rdata"),
     )
     frame = dns.with_columns(
@@ -503,7 +566,7 @@ def _dns_events(dns: pl.DataFrame) -> pl.DataFrame:
         answers=pl.col("rr").list.eval(pl.element().struct.field("rdata")).list.drop_nulls(),
         TTLs=pl.col("rr").list.eval(
             pl.when(pl.element().struct.field("rdata").is_not_null()).then(
-                pl.element().struct.field("ttl").cast(pl.Float64)
+                pl.element().struct.field("ttl").cast(pl.Float64, strict=False)
             )
         ).list.drop_nulls(),
     )  # fmt: skip
@@ -636,8 +699,7 @@ def _ssh(part: pl.DataFrame) -> tuple[str, pl.DataFrame]:
 
 
 def _json_list(path: str) -> pl.Expr:
-    value = _m(path)
-    return pl.when(value.str.starts_with("[")).then(value).str.json_decode(pl.List(pl.String))
+    return _m(path)  # declared as a list of text in EVE_SHAPE
 
 
 def _smtp(part: pl.DataFrame) -> tuple[str, pl.DataFrame]:
