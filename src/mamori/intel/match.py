@@ -107,34 +107,25 @@ def _view_start(views, data_base, i):  # type: ignore[no-untyped-def]
     return data_base[np.int64(w1 & np.uint64(0xFFFFFFFF))] + np.int64(w1 >> np.uint64(32))
 
 
-@nb.njit(parallel=True, cache=True)
-def _copy_views(views, lens, data, data_base, offsets, out):  # type: ignore[no-untyped-def]
-    """The bytes of every string, end to end (nulls empty): Arrow offsets for the kernels."""
-    v8 = views.view(np.uint8)
-    for i in nb.prange(lens.shape[0]):
-        n = lens[i]
-        o = offsets[i]
-        if n <= 12:
-            for k in range(max(n, 0)):
-                out[o + k] = v8[i, 4 + k]
-        else:
-            s = _view_start(views, data_base, i)
-            for k in range(n):
-                out[o + k] = data[s + k]
-
-
-def _arrow_strings(series: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-    """(int64 offsets, uint8 bytes) of a string column, nulls as empty strings. Copied from the
-    views in one parallel pass (a cast to Arrow's large strings costs ~4x more)."""
-    views, lens, data, base, _keep = _views(series)
-    offsets = np.zeros(len(lens) + 1, np.int64)
-    np.cumsum(np.maximum(lens, 0), out=offsets[1:])
-    # whole words and one more, so the domain kernels can read any 8 bytes as two aligned words
-    out = np.empty((int(offsets[-1]) // 8 + 2) * 8, np.uint8)
-    out[int(offsets[-1]) :] = 0
-    with _threads_for(len(lens)):
-        _copy_views(views, lens, data, base, offsets, out)
-    return offsets, out
+def _arrow_strings(series: pl.Series) -> tuple[np.ndarray, np.ndarray, object]:
+    """(int64 offsets, uint8 bytes, the Arrow array owning them: keep it while they are used) of
+    a string column, nulls as empty strings. Polars writes the Arrow large strings itself (faster
+    than a kernel copying views). The bytes are seen up to a whole number of words, so kernels
+    may read them as words: the last, partial one lies on the same page as the bytes."""
+    arr = series.fill_null("").to_arrow()
+    arr = pc.cast(arr, pa.large_string())
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    bufs = arr.buffers()
+    offsets = np.frombuffer(bufs[1], dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
+    if bufs[2] is None or not bufs[2].size or bufs[2].address % 8:
+        data = np.zeros(((bufs[2].size if bufs[2] is not None else 0) // 8 + 1) * 8, np.uint8)
+        if bufs[2] is not None and bufs[2].size:
+            data[: bufs[2].size] = np.frombuffer(bufs[2], np.uint8)
+        return offsets, data, arr
+    size = (bufs[2].size + 7) & ~7
+    data = np.ctypeslib.as_array((ctypes.c_uint8 * size).from_address(bufs[2].address))
+    return offsets, data, arr
 
 
 # ---------------------------------------------------------------------------------------------
@@ -616,7 +607,7 @@ class CidrIndex:
 
     def lookup(self, addresses: pl.Series) -> np.ndarray:
         """Label (position in ``networks``) of the longest range holding each address, or -1."""
-        offsets, data = _arrow_strings(addresses)
+        offsets, data, _keep = _arrow_strings(addresses)
         values = np.empty(len(offsets) - 1, np.int64)
         out = np.empty(len(values), np.int64)
         with _threads_for(len(values)):
@@ -655,11 +646,10 @@ class CidrIndex:
 # ---------------------------------------------------------------------------------------------
 # Domains: every suffix of the query, hashed right to left, probed in an open-addressing table
 
-_SEED = np.uint64(0x243F6A8885A308D3)
+_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+_FNV_PRIME = np.uint64(0x100000001B3)
 _BITMAP_MAX_BITS = 23  # 2^23 bits = 1 MB: about an L2 cache
 _CHUNK = 1 << 20  # names per pass of the domain lookup
-_LOW7 = np.uint64(0x7F7F7F7F7F7F7F7F)
-_HIGH = np.uint64(0x8080808080808080)
 
 
 @nb.njit(cache=True, inline="always")
@@ -667,46 +657,11 @@ def _lower(c):  # type: ignore[no-untyped-def]
     return c + 32 if 65 <= c <= 90 else c
 
 
-@nb.njit(cache=True, inline="always")
-def _fold(w):  # type: ignore[no-untyped-def]
-    """ASCII A-Z to a-z in all eight bytes of a word at once; other bytes as they are."""
-    t = w & _LOW7
-    ge_a = t + np.uint64(0x3F3F3F3F3F3F3F3F)  # high bit set where the byte is >= 'A'
-    gt_z = t + np.uint64(0x2525252525252525)  # high bit set where the byte is > 'Z'
-    upper = ge_a & ~gt_z & ~w & _HIGH
-    return w | (upper >> np.uint64(2))
-
-
-@nb.njit(cache=True, inline="always")
-def _label_hash(d64, s, e):  # type: ignore[no-untyped-def]
-    """Hash of the label in bytes s to e, case folded, eight bytes per step."""
-    h = np.uint64(e - s) * _MIX
-    p = s
-    while p + 8 <= e:
-        h = (h ^ _fold(_word(d64, p, 8))) * _MIX
-        h ^= h >> np.uint64(29)
-        p += 8
-    if p < e:
-        h = (h ^ _fold(_word(d64, p, e - p))) * _MIX
-    return h
-
-
-@nb.njit(cache=True, inline="always")
-def _step(h, label):  # type: ignore[no-untyped-def]
-    """The hash of a suffix from the hash of the suffix after its first label and that label:
-    a name's suffix hashes are one pass of label hashes, right to left."""
-    return _fmix(h ^ label ^ (h << np.uint64(7)))
-
-
 @nb.njit(cache=True)
-def _rev_hash(d64, data, s, e):  # type: ignore[no-untyped-def]
-    """The hash of the whole name in bytes s to e (as ``_filter_names`` reaches it)."""
-    h = _SEED
-    end = e
-    for p in range(e - 1, s - 2, -1):
-        if p < s or data[p] == 46:
-            h = _step(h, _label_hash(d64, p + 1, end))
-            end = p
+def _rev_hash(data, s, e):  # type: ignore[no-untyped-def]
+    h = _FNV_OFFSET
+    for p in range(e - 1, s - 1, -1):
+        h = (h ^ np.uint64(_lower(data[p]))) * _FNV_PRIME
     return h
 
 
@@ -714,9 +669,8 @@ def _rev_hash(d64, data, s, e):  # type: ignore[no-untyped-def]
 def _build_table(vo, vd, size):  # type: ignore[no-untyped-def]
     table = np.full(size, -1, np.int64)
     mask = np.uint64(size - 1)
-    d64 = vd.view(np.uint64)
     for i in range(vo.shape[0] - 1):
-        h = _rev_hash(d64, vd, vo[i], vo[i + 1])
+        h = _rev_hash(vd, vo[i], vo[i + 1])
         slot = h & mask
         while table[slot] != -1:
             slot = (slot + np.uint64(1)) & mask
@@ -734,9 +688,8 @@ def _bit_positions(h, shift):  # type: ignore[no-untyped-def]
 @nb.njit(cache=True)
 def _build_bitmap(vo, vd, bits, shift):  # type: ignore[no-untyped-def]
     """A two-probe Bloom filter of the indicator hashes, tested before the table is touched."""
-    d64 = vd.view(np.uint64)
     for i in range(vo.shape[0] - 1):
-        b1, b2 = _bit_positions(_rev_hash(d64, vd, vo[i], vo[i + 1]), shift)
+        b1, b2 = _bit_positions(_rev_hash(vd, vo[i], vo[i + 1]), shift)
         bits[b1 >> np.uint64(6)] |= np.uint64(1) << (b1 & np.uint64(63))
         bits[b2 >> np.uint64(6)] |= np.uint64(1) << (b2 & np.uint64(63))
 
@@ -762,23 +715,17 @@ def _maybe(h, bits, shift):  # type: ignore[no-untyped-def]
 
 @nb.njit(parallel=True, cache=True)
 def _filter_names(qo, qd, bits, shift, counts):  # type: ignore[no-untyped-def]
-    """How many suffixes of each name pass the filter: one pass over the bytes, right to left,
-    a label hash (eight bytes a step) and one mix per label, with no table read (most names
-    have none)."""
-    d64 = qd.view(np.uint64)
+    """How many suffixes of each name pass the filter: one pass over the bytes, hashing right
+    to left, with no table read (most names have none)."""
     for i in nb.prange(qo.shape[0] - 1):
         s = qo[i]
-        e = _name_end(qo, qd, i)
-        h = _SEED
+        h = _FNV_OFFSET
         c = 0
-        end = e
-        for p in range(e - 1, s - 2, -1):
-            if p < s or qd[p] == 46:
-                h = _step(h, _label_hash(d64, p + 1, end))
-                end = p
-                if _maybe(h, bits, shift):
-                    c += 1
-        counts[i] = c if e > s else 0
+        for p in range(_name_end(qo, qd, i) - 1, s - 1, -1):
+            h = (h ^ np.uint64(_lower(qd[p]))) * _FNV_PRIME
+            if (p == s or qd[p - 1] == 46) and _maybe(h, bits, shift):
+                c += 1
+        counts[i] = c
 
 
 @nb.njit(parallel=True, cache=True)
@@ -786,22 +733,16 @@ def _probe(qo, qd, picked, slots, bits, shift, vo, vd, table, found):  # type: i
     """For the picked names (some suffix passed the filter), the value each passing suffix is
     (verified byte for byte) or -1, from ``slots[x]`` on, in suffix order (right to left)."""
     mask = np.uint64(table.shape[0] - 1)
-    d64 = qd.view(np.uint64)
     for x in nb.prange(picked.shape[0]):
         i = picked[x]
         s = qo[i]
         e = _name_end(qo, qd, i)
         out = slots[x]
-        h = _SEED
-        end = e
-        for p in range(e - 1, s - 2, -1):
-            if not (p < s or qd[p] == 46):
+        h = _FNV_OFFSET
+        for p in range(e - 1, s - 1, -1):
+            h = (h ^ np.uint64(_lower(qd[p]))) * _FNV_PRIME
+            if not ((p == s or qd[p - 1] == 46) and _maybe(h, bits, shift)):
                 continue
-            h = _step(h, _label_hash(d64, p + 1, end))
-            end = p
-            if not _maybe(h, bits, shift):
-                continue
-            q0 = p + 1  # the suffix is bytes q0 to e
             found[out] = -1
             slot = h & mask
             tag = np.int64(h >> np.uint64(33))
@@ -811,10 +752,10 @@ def _probe(qo, qd, picked, slots, bits, shift, vo, vd, table, found):  # type: i
                 a = vo[cand]
                 # the slot keeps 31 bits of the hash beside the index: most probes of a name
                 # that is not listed end here, without touching the values' bytes
-                if (entry >> 32) == tag and vo[cand + 1] - a == e - q0:
+                if (entry >> 32) == tag and vo[cand + 1] - a == e - p:
                     same = True
-                    for q in range(e - q0):
-                        if vd[a + q] != _lower(qd[q0 + q]):
+                    for q in range(e - p):
+                        if vd[a + q] != _lower(qd[p + q]):
                             same = False
                             break
                     if same:
@@ -844,7 +785,7 @@ class DomainIndex:
             .unique(maintain_order=True)
         )
         values = values.filter(values.str.len_bytes() > 0)
-        offsets, data = _arrow_strings(values)
+        offsets, data, _keep = _arrow_strings(values)
         size = 1 << max(4, int(2 * max(len(values), 1) - 1).bit_length())  # load factor <= 1/2
         nbits = min(_BITMAP_MAX_BITS, max(12, len(values).bit_length() + 3))
         bits = np.zeros(1 << (nbits - 6), np.uint64)
@@ -856,7 +797,7 @@ class DomainIndex:
 
     def lookup(self, names: pl.Series) -> tuple[np.ndarray, np.ndarray]:
         """(record position, domain label) of every hit; a name can hit itself and its parents."""
-        qo, qd = _arrow_strings(names)
+        qo, qd, _keep = _arrow_strings(names)
         n = len(qo) - 1
         if not len(self.domains) or not n:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
