@@ -95,3 +95,16 @@ def test_rules_come_from_the_environment_or_a_params_file(
     cfg.write_text(yaml.safe_dump({"sigma": {"min_level": "severe"}}))
     with pytest.raises(DetectorConfigError, match="min_level"):
         load_params(cfg)
+
+
+def test_a_rule_edited_in_place_is_compiled_again(tmp_path: Path) -> None:
+    path = write_rule(tmp_path, "r", "high", [])
+    p = SigmaParams(rules=(str(tmp_path),))
+    first = run_detectors(frames(logons()), {"sigma": p}, only=["sigma"])
+    assert first.alerts.height == 2
+    rule = yaml.safe_load(path.read_text())
+    rule["detection"]["sel"]["TargetUserName"] = "bob"
+    path.write_text(yaml.safe_dump(rule))
+    os.utime(path, (path.stat().st_atime, path.stat().st_mtime + 10))
+    again = run_detectors(frames(logons()), {"sigma": p}, only=["sigma"])
+    assert again.alerts["evidence"].to_list() == [["e2"]]

@@ -20,6 +20,7 @@ import polars as pl
 from mamori.detect.base import Params, alerts, detector, empty_alerts
 from mamori.detect.sigma.compiler import LEVELS, CompiledRules, compile_rules
 from mamori.detect.sigma.evaluator import evaluate
+from mamori.detect.sigma.loader import rule_files
 from mamori.detect.sigma.pipeline import load_pipeline
 
 log = logging.getLogger(__name__)
@@ -58,11 +59,13 @@ class SigmaParams(Params):
 
 
 def _stamp(paths: tuple[str, ...]) -> tuple[tuple[str, float], ...]:
-    """Paths with their modification times: an edited rule set is compiled again."""
+    """Paths with the newest modification time of the rule files under them: a rule edited in
+    place (which leaves its folder's time alone) is compiled again."""
     out = []
     for p in paths:
         try:
-            out.append((p, Path(p).stat().st_mtime))
+            times = [f.stat().st_mtime for f in rule_files([Path(p)])]
+            out.append((p, max(times, default=Path(p).stat().st_mtime)))
         except OSError:
             out.append((p, -1.0))
     return tuple(out)

@@ -19,6 +19,9 @@ from mamori.detect.sigma.pipeline import Source, TableView
 from mamori.schema import schema_of
 
 RULES_PER_SELECT = 256  # rule columns evaluated together: bounds the mask frame's memory
+# Rows decoded at once: bounds the decoded and lowercased copies (fields x rows) of a large lake;
+# each batch compiles the rules' regexes again, so batches are large.
+ROWS_PER_BATCH = 500_000
 
 MATCH_SCHEMA = {
     "rule_id": pl.String,
@@ -106,15 +109,25 @@ def _where(source: Source) -> pl.Expr | None:
     return pl.all_horizontal(terms) if terms else None
 
 
+def source_rows(frame: pl.LazyFrame, source: Source) -> pl.DataFrame:
+    """The table's rows that hold the source's events (its ``where`` on typed columns)."""
+    where = _where(source)
+    return (frame.filter(where) if where is not None else frame).collect()
+
+
 def evaluation_frame(
-    frame: pl.LazyFrame, source: Source, units: Sequence[CompiledRule]
+    frame: pl.LazyFrame | pl.DataFrame, source: Source, units: Sequence[CompiledRule]
 ) -> pl.DataFrame:
     """The source's rows with what its rules need: decoded fields, lowercase columns, text."""
+    return prepare(source_rows(frame.lazy(), source), source, units)
+
+
+def prepare(rows: pl.DataFrame, source: Source, units: Sequence[CompiledRule]) -> pl.DataFrame:
+    """Rows of one source with the columns its rules read: ``d:`` fields decoded from the JSON
+    (or XML, key=value) column, ``t:`` the keyword text, ``l:`` lowercase copies."""
     table = source.table
     schema = schema_of(table.name)
-    where = _where(source)
-    if where is not None:
-        frame = frame.filter(where)
+    frame = rows.lazy()
     src, src_fields = _address(table, table.src)
     dst, dst_fields = _address(table, table.dst)
     fields = sorted(set().union(*(u.data_fields for u in units), src_fields, dst_fields))
@@ -169,39 +182,48 @@ def evaluate(
         table = group.source.table.name
         if table not in frames:
             continue
-        frame = evaluation_frame(frames[table].lazy(), group.source, group.units)
-        if frame.height == 0:
-            continue
-        head = frame.select(
-            table=pl.lit(table),
-            uid=pl.col("uid"),
-            ts=pl.col("__ts"),
-            host=pl.col("__host"),
-            src=pl.col("__src"),
-            dst=pl.col("__dst"),
-        )
-        for start in range(0, len(group.units), RULES_PER_SELECT):
-            chunk = group.units[start : start + RULES_PER_SELECT]
-            masks = frame.select([u.expr.alias(str(i)) for i, u in enumerate(chunk)])
-            for i, unit in enumerate(chunk):
-                rows = masks.get_column(str(i)).arg_true()
-                if len(rows) == 0:
-                    continue
-                r = unit.rule
-                found.append(
-                    head[rows].select(
-                        rule_id=pl.lit(r.id),
-                        title=pl.lit(r.title),
-                        level=pl.lit(r.level),
-                        techniques=pl.lit(list(r.techniques), dtype=pl.List(pl.String)),
-                        table=pl.col("table"),
-                        uid=pl.col("uid"),
-                        ts=pl.col("ts"),
-                        host=pl.col("host"),
-                        src=pl.col("src"),
-                        dst=pl.col("dst"),
-                    )
-                )
+        rows = source_rows(frames[table].lazy(), group.source)
+        for start in range(0, rows.height, ROWS_PER_BATCH):
+            batch = prepare(rows.slice(start, ROWS_PER_BATCH), group.source, group.units)
+            found.extend(_matches(batch, table, group.units))
     if not found:
         return empty_matches()
     return pl.concat(found).cast(MATCH_SCHEMA)  # type: ignore[arg-type]
+
+
+def _matches(frame: pl.DataFrame, table: str, units: Sequence[CompiledRule]) -> list[pl.DataFrame]:
+    """Each rule's matching rows of one prepared batch."""
+    found: list[pl.DataFrame] = []
+    if frame.height == 0:
+        return found
+    head = frame.select(
+        table=pl.lit(table),
+        uid=pl.col("uid"),
+        ts=pl.col("__ts"),
+        host=pl.col("__host"),
+        src=pl.col("__src"),
+        dst=pl.col("__dst"),
+    )
+    for start in range(0, len(units), RULES_PER_SELECT):
+        chunk = units[start : start + RULES_PER_SELECT]
+        masks = frame.select([u.expr.alias(str(i)) for i, u in enumerate(chunk)])
+        for i, unit in enumerate(chunk):
+            rows = masks.get_column(str(i)).arg_true()
+            if len(rows) == 0:
+                continue
+            r = unit.rule
+            found.append(
+                head[rows].select(
+                    rule_id=pl.lit(r.id),
+                    title=pl.lit(r.title),
+                    level=pl.lit(r.level),
+                    techniques=pl.lit(list(r.techniques), dtype=pl.List(pl.String)),
+                    table=pl.col("table"),
+                    uid=pl.col("uid"),
+                    ts=pl.col("ts"),
+                    host=pl.col("host"),
+                    src=pl.col("src"),
+                    dst=pl.col("dst"),
+                )
+            )
+    return found
