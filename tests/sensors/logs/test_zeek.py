@@ -298,3 +298,27 @@ def test_exported_http_reads_back_identically(rows: list[dict[str, object]]) -> 
         assert stats.skipped == 0, stats.warnings
         got = tables.get("http", pl.from_arrow(schema.empty_table()))
         assert got.equals(pl.from_arrow(table))  # type: ignore[arg-type]
+
+
+def test_json_lines_that_are_not_zeeks_shape_are_named(tmp_path: Path) -> None:
+    good = {"_path": "conn", "ts": 1700000000.25, "uid": "Cgood", "id.orig_h": "10.0.0.1",
+            "id.orig_p": 1, "id.resp_h": "10.0.0.2", "id.resp_p": 2, "proto": "tcp"}  # fmt: skip
+    lines = [
+        json.dumps(good),
+        "not json",
+        json.dumps({**good, "uid": {"nested": 1}}),  # an object where Zeek writes a string
+        '{"_path": "conn", "ts": 17',  # cut short
+        json.dumps({**good, "uid": "Cgood2", "ts": "2023-11-14T22:13:20.5Z"}),
+        json.dumps({"_path": "notice", "ts": 1.0, "note": "x"}),
+    ]
+    path = tmp_path / "conn.json"
+    path.write_text("\n".join(lines) + "\n")
+    tables, stats = _read(path)
+    assert tables["conn"]["uid"].to_list() == ["Cgood", "Cgood2"]
+    assert tables["conn"]["ts"][1].isoformat() == "2023-11-14T22:13:20.500000+00:00"
+    assert stats.warnings == [
+        f"{path}: record 2: not a JSON object of Zeek's shape",
+        f"{path}: record 3: not a JSON object of Zeek's shape",
+        f"{path}: record 4: not a JSON object of Zeek's shape",
+        f"{path}: record 6: 1 records of Zeek's notice log skipped (no lake table for it)",
+    ]

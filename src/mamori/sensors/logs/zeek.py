@@ -226,7 +226,7 @@ def _convert(
     )
     reasons = [
         pl.when(pl.col(f"raw_{c}").is_not_null() & pl.col(f"val_{c}").is_null()).then(
-            pl.format("field {}: {} is not a valid {}", pl.lit(zeek_name(c)), pl.col(f"raw_{c}"),
+            pl.format("field {}: {} is not a valid {}", pl.lit(zeek_name(c)), _shown(c, frame),
                       pl.lit(_type_word(types[c])))
         )
         for c in raw
@@ -257,6 +257,14 @@ def _convert(
     return frame.select(columns).to_arrow()
 
 
+def _shown(column: str, frame: pl.DataFrame) -> pl.Expr:
+    """A raw cell as text for a warning (JSON logs give lists already split)."""
+    cell = pl.col(f"raw_{column}")
+    if isinstance(frame.schema[f"raw_{column}"], pl.List):
+        return cell.list.join(",")
+    return cell
+
+
 def _type_word(dtype: pl.DataType) -> str:
     if dtype == pl.Datetime("us", "UTC"):
         return "time"
@@ -281,9 +289,7 @@ def _typed(
             if dtype.inner == pl.String:
                 inner = inner.str.replace_all(r"\x2c", ",", literal=True)
         else:
-            items = (
-                pl.when(cell.str.starts_with("[")).then(cell).str.json_decode(pl.List(pl.String))
-            )
+            items = cell  # JSON logs: decoded as a list of text already
             inner = pl.element()
         conv = _scalar(inner, dtype.inner, None, tsv=tsv)  # type: ignore[arg-type]
         typed = items.list.eval(conv)
@@ -314,8 +320,39 @@ def _scalar(cell: pl.Expr, dtype: pl.DataType, empty: str | None, *, tsv: bool) 
 # -- JSON -----------------------------------------------------------------------------------------
 
 
+def _json_shape() -> pl.Struct:
+    """Every Zeek field the lake's tables take, as text (lists as lists of text), plus the marks
+    that tell logs apart: one JSON decode per batch instead of one JSON path per field."""
+    fields: dict[str, pl.DataType] = {"_path": pl.String}
+    for table in NETWORK_TABLES:
+        for column, dtype in _POLARS[table].items():
+            fields[zeek_name(column)] = (
+                pl.List(pl.String) if isinstance(dtype, pl.List) else pl.String
+            )
+    for _, marks in SIGNATURES:
+        fields.update({m: pl.String for m in marks if m not in fields})
+    return pl.Struct(fields)
+
+
+JSON_SHAPE = _json_shape()
+
+
 def _member(key: str) -> pl.Expr:
-    return pl.col("line").str.json_path_match(f"$['{key}']")
+    return pl.col("j").struct.field(key)
+
+
+def _decode(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
+    """Lines decoded into ``j``; those that are not JSON objects of Zeek's shape found by halving."""
+    try:
+        decoded = frame.with_columns(j=pl.col("line").str.json_decode(JSON_SHAPE))
+        return decoded, pl.Series("record", [], pl.Int64)
+    except pl.exceptions.PolarsError:
+        if frame.height <= 1:
+            return frame.head(0).with_columns(j=pl.lit(None, JSON_SHAPE)), frame["record"]
+        half = frame.height // 2
+        good_a, bad_a = _decode(frame.head(half))
+        good_b, bad_b = _decode(frame.tail(frame.height - half))
+        return pl.concat([good_a, good_b]), pl.concat([bad_a, bad_b])
 
 
 def _read_json(
@@ -329,12 +366,16 @@ def _read_json(
         frame = pl.DataFrame({"record": pl.Series(numbers), "line": pl.Series(lines)}).filter(
             pl.col("line").str.strip_chars().str.len_bytes() > 0
         )
-        frame = frame.with_columns(
-            ok=pl.col("line").str.strip_chars().str.starts_with("{")
-            & pl.col("line").str.json_path_match("$").is_not_null()
+        objects = pl.col("line").str.strip_chars().str.starts_with("{")
+        not_json = frame.filter(~objects)["record"]
+        frame, broken = _decode(frame.filter(objects))
+        bad = pl.concat([not_json, broken]).sort()
+        ctx.warn_rows(
+            pl.DataFrame({"record": bad}).with_columns(
+                reason=pl.lit("not a JSON object of Zeek's shape")
+            )
         )
-        ctx.warn_rows(frame.filter(~pl.col("ok")).select("record", reason=pl.lit("not JSON")))
-        frame = frame.filter("ok").with_columns(kind=pl.coalesce(_member("_path"), guess))
+        frame = frame.with_columns(kind=pl.coalesce(_member("_path"), guess))
         for (kind,), part in frame.partition_by("kind", as_dict=True, maintain_order=True).items():
             if kind not in NETWORK_TABLES:
                 _other(others, kind or "unnamed", part)
