@@ -298,6 +298,19 @@ def test_distinct_codes_equal_a_dict(values: list[str | None], skip: int, chunke
     assert series.gather(first).to_list() == list(seen)
 
 
+def test_mostly_distinct_columns_are_not_coded() -> None:
+    """A column whose sample is mostly distinct gets a code per row (values still right); one of
+    repeats is coded."""
+    rng = np.random.default_rng(2)
+    unique = pl.Series([f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}" for i in range(5000)])
+    codes, first = distinct_codes(unique.append(unique.head(10)), sample=64)
+    assert len(first) == 5010 and np.array_equal(codes, np.arange(5010))
+    repeats = pl.Series([f"h{i}.example" for i in rng.integers(0, 20, 5000)] + [None, ""])
+    codes, first = distinct_codes(repeats, sample=64)
+    assert len(first) == 20 and codes[-2:].tolist() == [-1, -1]
+    assert repeats.gather(first).gather(codes[:-2]).equals(repeats.head(5000))
+
+
 def test_distinct_codes_exact_fallback_agrees() -> None:
     """The comparing kernel (used after a hash collision) codes as the fast one does."""
     rng = np.random.default_rng(1)

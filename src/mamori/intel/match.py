@@ -363,12 +363,27 @@ def _distinct_rows(
     return first
 
 
-def distinct_codes(series: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-    """(code per row, first row of each code): rows with equal text share a code; null and
-    empty rows get -1. ``series.gather(first)`` are the distinct values, in order of first sight.
-    Holds no GIL in the kernel, so callers code several columns at once on Python threads."""
+_SAMPLE = 1 << 16  # rows coded first, to tell a column of repeats from one of distinct values
+_MOSTLY_DISTINCT = 0.5
+
+
+def distinct_codes(series: pl.Series, sample: int = _SAMPLE) -> tuple[np.ndarray, np.ndarray]:
+    """(code per row, first row of each code): codes are dense, ``series.gather(first)`` are the
+    values of the codes in order of first sight, and null and empty rows get -1. Rows with equal
+    text share a code, except in a column that is mostly distinct: when more than half of its
+    first ``sample`` rows are, each row is its own code (coding would cost more than it saves:
+    a table as large as the column). The kernel holds no GIL, so callers code several columns
+    at once on Python threads."""
     views, lens, data, base, _keep = _views(series)
     codes = np.empty(len(lens), np.int32)
+    if len(lens) > 4 * sample:
+        head = np.empty(sample, np.int32)
+        seen = _distinct_rows(views[:sample], lens[:sample], data, base, head)
+        if len(seen) > _MOSTLY_DISTINCT * sample:
+            first = np.flatnonzero(lens > 0)
+            codes.fill(-1)
+            codes[first] = np.arange(len(first), dtype=np.int32)
+            return codes, first
     return codes, _distinct_rows(views, lens, data, base, codes)
 
 
