@@ -42,6 +42,18 @@ def test_contains_startswith_endswith(match: Match) -> None:
     assert match({"s": {"CommandLine|endswith": "whoami"}, "condition": "s"}, events) == ["e1"]
 
 
+def test_endswith_lists_of_file_names(match: Match) -> None:
+    events = [
+        {"Image": "C:\\Windows\\System32\\CMD.EXE"},
+        {"Image": "cmd.exe"},  # no path: does not end with "\\cmd.exe"
+        {"Image": "C:\\x\\notcmd.exe"},
+        {"Image": "C:\\x\\pwsh.exe\\"},
+        {"Image": "D:\\tools\\a\\b.exe"},
+    ]
+    names = {"s": {"Image|endswith": ["\\cmd.exe", "\\pwsh.exe", "\\a\\b.exe"]}}
+    assert match({**names, "condition": "s"}, events) == ["e0", "e4"]
+
+
 def test_all_links_values_with_and(match: Match) -> None:
     events = [{"CommandLine": "a b c"}, {"CommandLine": "a c"}]
     det = {"s": {"CommandLine|contains|all": ["a", "b"]}, "condition": "s"}

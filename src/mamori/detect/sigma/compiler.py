@@ -83,6 +83,7 @@ class CompiledRule:
     data_fields: frozenset[str]  # fields decoded from the table's JSON column (as ``d:<name>``)
     lower: frozenset[str]  # evaluation-frame columns whose lowercase (``l:<column>``) is used
     text: bool  # uses keyword search
+    base: frozenset[str] = frozenset()  # columns whose lowercase basename (``b:``) is used
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,10 @@ class CompiledRules:
 
 def lower_name(column: str) -> str:
     return f"l:{column}"
+
+
+def basename_name(column: str) -> str:
+    return f"b:{column}"
 
 
 def rule_info(rule: SigmaRule, path: Path | str) -> RuleInfo:
@@ -136,6 +141,7 @@ class _Ctx:
     source: Source
     data_fields: set[str] = field(default_factory=set)
     lower: set[str] = field(default_factory=set)
+    base: set[str] = field(default_factory=set)
     text: bool = False
 
     def column(self, name: str) -> tuple[str, str]:
@@ -155,6 +161,12 @@ class _Ctx:
             raise Unsupported(f"field {name!r} is not in table {table.name}")
         self.data_fields.add(target)
         return f"d:{target}", "str"
+
+    def basename(self, column: str) -> pl.Expr:
+        """``\\`` and the lowercase value's last ``\\``-separated component (null without one)."""
+        self.lower.add(column)
+        self.base.add(column)
+        return pl.col(basename_name(column))
 
     def lowered(self, column: str) -> pl.Expr:
         self.lower.add(column)
@@ -252,7 +264,17 @@ def _or(terms: list[pl.Expr]) -> pl.Expr:
     return terms[0] if len(terms) == 1 else pl.any_horizontal(terms)
 
 
-def _match(col: pl.Expr, patterns: list[_Pattern], *, dotall: bool = True) -> pl.Expr:
+def _is_basename(p: _Pattern) -> bool:
+    return p.op == "endswith" and p.value.startswith("\\") and "\\" not in p.value[1:]
+
+
+def _match(
+    col: pl.Expr,
+    patterns: list[_Pattern],
+    *,
+    dotall: bool = True,
+    basename: Callable[[], pl.Expr] | None = None,
+) -> pl.Expr:
     """OR of patterns over one (already cased or lowercased) string column, null-free.
 
     Keyword text holds one value per line: there ``dotall`` is off and anchors are per line, so
@@ -266,6 +288,11 @@ def _match(col: pl.Expr, patterns: list[_Pattern], *, dotall: bool = True) -> pl
     if eq:
         terms.append(col == eq[0] if len(eq) == 1 else col.is_in(eq))
     rest = [p for p in patterns if p.op != "eq"]
+    names = [p for p in rest if _is_basename(p)] if basename is not None else []
+    if len(names) > 1 and basename is not None:
+        # "endswith \\cmd.exe, \\pwsh.exe, ...": the value's last path component, looked up.
+        terms.append(basename().is_in(sorted({p.value for p in names})))
+        rest = [p for p in rest if not _is_basename(p)]
     if len(rest) == 1 and rest[0].op == "contains":
         terms.append(col.str.contains(rest[0].value, literal=True))
     elif len(rest) == 1 and rest[0].op == "startswith":
@@ -303,13 +330,18 @@ def _flatten(values: Iterable[object]) -> list[object]:
     return out
 
 
-def _string_leaf(low: pl.Expr, raw: pl.Expr, values: list[SigmaString]) -> pl.Expr:
+def _string_leaf(
+    low: pl.Expr,
+    raw: pl.Expr,
+    values: list[SigmaString],
+    basename: Callable[[], pl.Expr] | None = None,
+) -> pl.Expr:
     """Case-insensitive (or, for ``|cased``, exact) string matches of one column, OR-ed."""
     cased = [v for v in values if isinstance(v, SigmaCasedString)]
     plain = [v for v in values if not isinstance(v, SigmaCasedString)]
     terms = []
     if plain:
-        terms.append(_match(low, [_pattern(v, lower=True) for v in plain]))
+        terms.append(_match(low, [_pattern(v, lower=True) for v in plain], basename=basename))
     if cased:
         terms.append(_match(raw, [_pattern(v, lower=False) for v in cased]))
     return _or(terms)
@@ -414,7 +446,8 @@ def _values(
             raise Unsupported(f"value {type(v).__name__} of field {name!r}")
     if strings:
         raw = col if kind == "str" else col.cast(pl.String)
-        terms.append(_string_leaf(low(), raw, strings))
+        base = (lambda: ctx.basename(column)) if column is not None else None
+        terms.append(_string_leaf(low(), raw, strings, base))
     return _or(terms)
 
 
@@ -504,7 +537,13 @@ def compile_rule(rule: SigmaRule, path: Path | str, pipeline: Pipeline) -> list[
             continue
         out.append(
             CompiledRule(
-                info, source, expr, frozenset(ctx.data_fields), frozenset(ctx.lower), ctx.text
+                info,
+                source,
+                expr,
+                frozenset(ctx.data_fields),
+                frozenset(ctx.lower),
+                ctx.text,
+                frozenset(ctx.base),
             )
         )
     if not out:

@@ -14,7 +14,14 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from mamori.detect.sigma.compiler import TEXT, CompiledRule, CompiledRules, escape_regex, lower_name
+from mamori.detect.sigma.compiler import (
+    TEXT,
+    CompiledRule,
+    CompiledRules,
+    basename_name,
+    escape_regex,
+    lower_name,
+)
 from mamori.detect.sigma.pipeline import Source, TableView
 from mamori.schema import schema_of
 
@@ -154,6 +161,10 @@ def prepare(rows: pl.DataFrame, source: Source, units: Sequence[CompiledRule]) -
     lower = sorted(set().union(*(u.lower for u in units)))
     frame = frame.with_columns(
         [pl.col(c).cast(pl.String).str.to_lowercase().alias(lower_name(c)) for c in lower]
+    )
+    base = sorted(set().union(*(u.base for u in units)))
+    frame = frame.with_columns(
+        [pl.col(lower_name(c)).str.extract(r"(\\[^\\]*)$", 1).alias(basename_name(c)) for c in base]
     )
     host = pl.col("host") if "host" in schema.names else pl.lit(None, pl.String)
     return frame.with_columns(
