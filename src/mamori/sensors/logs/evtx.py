@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -252,14 +253,23 @@ _LOGON_FIELDS = (
 
 def logons(winevt: pl.DataFrame) -> pl.DataFrame:
     """The Security channel's logon events of a ``winevt`` frame, as ``auth`` rows."""
-    events = winevt.filter(
-        pl.col("event_id").is_in(list(_LOGON_EVENTS)) & (pl.col("channel") == "Security")
-    )
-    if events.height == 0:
+    # One lazy query (one collect), its expressions built once: a file's batch is often small,
+    # and Polars' per-query cost would otherwise outweigh its rows.
+    found = _logon_query(winevt.lazy()).collect()
+    if found.height == 0:
         return pl.DataFrame(schema=pl.from_arrow(schema_of("auth").empty_table()).schema)  # type: ignore[union-attr]
-    f = events.with_columns(
-        d=pl.col("data").str.json_decode(pl.Struct({k: pl.String for k in _LOGON_FIELDS}))
-    ).unnest("d")
+    return found
+
+
+def _logon_query(winevt: pl.LazyFrame) -> pl.LazyFrame:
+    where, decode, columns = _logon_exprs()
+    return winevt.filter(where).with_columns(d=decode).unnest("d").select(**columns)
+
+
+@cache
+def _logon_exprs() -> tuple[pl.Expr, pl.Expr, dict[str, pl.Expr | str]]:
+    where = pl.col("event_id").is_in(list(_LOGON_EVENTS)) & (pl.col("channel") == "Security")
+    decode = pl.col("data").str.json_decode(pl.Struct({k: pl.String for k in _LOGON_FIELDS}))
     ip = pl.col("IpAddress").str.strip_chars().str.replace(r"^::ffff:", "")
     status = pl.col("Status").str.to_lowercase()
     outcome = (
@@ -272,8 +282,8 @@ def logons(winevt: pl.DataFrame) -> pl.DataFrame:
         .otherwise(pl.lit("failure"))
     )
     reason = pl.coalesce(pl.col("FailureReason"), pl.col("SubStatus"), pl.col("Status"))
-    return f.select(
-        "ts",
+    columns = dict(
+        ts=pl.col("ts"),
         uid=pl.col("uid").str.replace(r"^W", "A"),
         file="file",
         record="record",
@@ -302,3 +312,4 @@ def logons(winevt: pl.DataFrame) -> pl.DataFrame:
         logon_type=pl.col("LogonType").cast(pl.Int16, strict=False),
         reason=pl.when(outcome == "failure").then(reason).otherwise(None),
     )
+    return where, decode, columns
