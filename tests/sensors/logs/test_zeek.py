@@ -316,7 +316,7 @@ def test_json_lines_that_are_not_zeeks_shape_are_named(tmp_path: Path) -> None:
     tables, stats = _read(path)
     assert tables["conn"]["uid"].to_list() == ["Cgood", "Cgood2"]
     assert tables["conn"]["ts"][1].isoformat() == "2023-11-14T22:13:20.500000+00:00"
-    assert stats.warnings == [
+    assert sorted(stats.warnings) == [
         f"{path}: record 2: not a JSON object of Zeek's shape",
         f"{path}: record 3: not a JSON object of Zeek's shape",
         f"{path}: record 4: not a JSON object of Zeek's shape",

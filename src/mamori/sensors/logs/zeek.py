@@ -320,39 +320,46 @@ def _scalar(cell: pl.Expr, dtype: pl.DataType, empty: str | None, *, tsv: bool) 
 # -- JSON -----------------------------------------------------------------------------------------
 
 
-def _json_shape() -> pl.Struct:
-    """Every Zeek field the lake's tables take, as text (lists as lists of text), plus the marks
-    that tell logs apart: one JSON decode per batch instead of one JSON path per field."""
-    fields: dict[str, pl.DataType] = {"_path": pl.String}
-    for table in NETWORK_TABLES:
-        for column, dtype in _POLARS[table].items():
-            fields[zeek_name(column)] = (
-                pl.List(pl.String) if isinstance(dtype, pl.List) else pl.String
-            )
-    for _, marks in SIGNATURES:
-        fields.update({m: pl.String for m in marks if m not in fields})
-    return pl.Struct(fields)
+def _shape(names: dict[str, pl.DataType]) -> pl.Struct:
+    return pl.Struct(
+        {k: pl.List(pl.String) if isinstance(v, pl.List) else pl.String for k, v in names.items()}
+    )
 
 
-JSON_SHAPE = _json_shape()
+# JSON lines are told apart by their keys, found as text (a JSON decode costs as much as the line
+# is long, whatever is asked of it), then decoded once into their log's shape. Leaves are text
+# (numbers and booleans become their text, cast afterwards), lists are lists of text.
+TABLE_SHAPES = {t: _shape({zeek_name(c): d for c, d in _POLARS[t].items()}) for t in NETWORK_TABLES}
 
 
 def _member(key: str) -> pl.Expr:
     return pl.col("j").struct.field(key)
 
 
-def _decode(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
-    """Lines decoded into ``j``; those that are not JSON objects of Zeek's shape found by halving."""
+def _has_key(key: str) -> pl.Expr:
+    return pl.col("line").str.contains(f'"{key}":', literal=True)
+
+
+def _decode(frame: pl.DataFrame, shape: pl.Struct) -> tuple[pl.DataFrame, pl.Series]:
+    """Lines decoded into ``j``; those that are not JSON objects of the shape found by halving."""
     try:
-        decoded = frame.with_columns(j=pl.col("line").str.json_decode(JSON_SHAPE))
+        decoded = frame.with_columns(j=pl.col("line").str.json_decode(shape))
         return decoded, pl.Series("record", [], pl.Int64)
     except pl.exceptions.PolarsError:
         if frame.height <= 1:
-            return frame.head(0).with_columns(j=pl.lit(None, JSON_SHAPE)), frame["record"]
+            return frame.head(0).with_columns(j=pl.lit(None, shape)), frame["record"]
         half = frame.height // 2
-        good_a, bad_a = _decode(frame.head(half))
-        good_b, bad_b = _decode(frame.tail(frame.height - half))
+        good_a, bad_a = _decode(frame.head(half), shape)
+        good_b, bad_b = _decode(frame.tail(frame.height - half), shape)
         return pl.concat([good_a, good_b]), pl.concat([bad_a, bad_b])
+
+
+def _warn_shape(ctx: ReadContext, records: pl.Series) -> None:
+    ctx.warn_rows(
+        pl.DataFrame({"record": records.sort()}).with_columns(
+            reason=pl.lit("not a JSON object of Zeek's shape")
+        )
+    )
 
 
 def _read_json(
@@ -360,25 +367,24 @@ def _read_json(
 ) -> Iterator[tuple[str, pa.Table]]:
     guess = pl.lit(None, pl.String)
     for table, marks in reversed(SIGNATURES):
-        hits = pl.sum_horizontal([_member(m).is_not_null().cast(pl.Int8) for m in marks])
+        hits = pl.sum_horizontal([_has_key(m).cast(pl.Int8) for m in marks])
         guess = pl.when(hits >= 2).then(pl.lit(table)).otherwise(guess)
+    named = pl.col("line").str.extract(r'"_path"\s*:\s*"([^"\\]*)"', 1)
     for numbers, lines in line_batches(path):
         frame = pl.DataFrame({"record": pl.Series(numbers), "line": pl.Series(lines)}).filter(
             pl.col("line").str.strip_chars().str.len_bytes() > 0
         )
         objects = pl.col("line").str.strip_chars().str.starts_with("{")
         not_json = frame.filter(~objects)["record"]
-        frame, broken = _decode(frame.filter(objects))
-        bad = pl.concat([not_json, broken]).sort()
-        ctx.warn_rows(
-            pl.DataFrame({"record": bad}).with_columns(
-                reason=pl.lit("not a JSON object of Zeek's shape")
-            )
-        )
-        frame = frame.with_columns(kind=pl.coalesce(_member("_path"), guess))
+        _warn_shape(ctx, not_json)
+        frame = frame.filter(objects).with_columns(kind=pl.coalesce(named, guess))
         for (kind,), part in frame.partition_by("kind", as_dict=True, maintain_order=True).items():
             if kind not in NETWORK_TABLES:
                 _other(others, kind or "unnamed", part)
+                continue
+            part, broken = _decode(part, TABLE_SHAPES[kind])
+            _warn_shape(ctx, broken)
+            if part.height == 0:
                 continue
             raw = {c: _member(zeek_name(c)) for c in schema_of(kind).names}
             present = part.select(**{c: e.is_not_null().any() for c, e in raw.items()}).row(0)
