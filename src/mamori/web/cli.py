@@ -10,16 +10,12 @@ import typer
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8080, help="Port to listen on."),
-    workers: int = typer.Option(
-        1,
-        min=1,
-        help="Processes serving the same app (one per core for TAXII and REST read load). "
-        "With more than one, the console's live /events reach only the browsers connected to "
-        "the process that saw the change (a page reload shows everything).",
-    ),
+    workers: int = 1,  # plain: src/mamori/cli.py's mount calls this with host and port only
 ) -> None:
     """Serve the console (/), the REST API (/api/), TAXII 2.1 (/taxii2/) and the CrowdSec
-    decision stream (/v1/) from this process (or from ``--workers`` processes)."""
+    decision stream (/v1/) from this process, or from ``workers`` processes (one per core for
+    TAXII and REST read load; the console's live /events then reach only the browsers connected
+    to the process that saw the change, a page reload shows everything)."""
     import uvicorn
 
     if workers > 1:

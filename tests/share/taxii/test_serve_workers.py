@@ -110,3 +110,18 @@ def test_worker_listener_is_tcp_and_keeps_a_deep_queue():
             c.close()
         got.close()
         sent.close()
+
+
+def test_cli_serve_mount_still_runs_one_process(monkeypatch):
+    """``mamori serve`` (the mount in mamori.cli passes host and port only) runs one uvicorn."""
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from mamori.cli import app
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: calls.append(k))
+    monkeypatch.setattr("mamori.web.app.create_app", lambda *a, **k: "app")
+    result = CliRunner().invoke(app, ["serve", "--port", "18123"])
+    assert result.exit_code == 0, result.output
+    assert [(c["host"], c["port"]) for c in calls] == [("127.0.0.1", 18123)]
