@@ -20,7 +20,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mamori.sensors.inputs import kind_of
@@ -300,6 +300,15 @@ def test_tls_ssh_smtp_ftp_fields(runs: list[Run]) -> None:
                 assert row["ja4"] == (t["ja4"] if isinstance(t.get("ja4"), str) else None)
                 assert row["issuer"] == t.get("issuerdn")
                 assert re.fullmatch(r"TLSv1[0-3]", row["version"])
+            elif kind == "http":
+                row = run.tables["http"].filter(pl.col("uid") == uid).row(0, named=True)
+                h = e["http"]
+                assert (row["host"], row["uri"], row["method"]) == (
+                    h.get("hostname"), h.get("url"), h.get("http_method"),
+                )  # fmt: skip
+                assert row["status_code"] == h.get("status")
+                assert row["response_body_len"] == h.get("length", 0)
+                assert row["trans_depth"] == e["tx_id"] + 1
             elif kind == "ssh":
                 row = run.tables["ssh"].filter(pl.col("uid") == uid).row(0, named=True)
                 s = e["ssh"]
@@ -318,7 +327,7 @@ def test_tls_ssh_smtp_ftp_fields(runs: list[Run]) -> None:
             else:
                 continue
             seen.add(kind)
-    assert seen == {"tls", "ssh", "smtp", "ftp"}
+    assert seen == {"http", "tls", "ssh", "smtp", "ftp"}
 
 
 def test_netflow_halves_make_the_same_conn_rows_as_flows(runs: list[Run], tmp_path: Path) -> None:
@@ -420,3 +429,87 @@ def test_flow_uids_look_like_zeek_and_do_not_collide(ids: list[int]) -> None:
     assert all(re.fullmatch(r"C[0-9A-Za-z]{17}", u) for u in uids)
     assert len(set(uids)) == len(ids)
     assert uids == flow_uids(pl.Series(ids, dtype=pl.Int64)).to_list()  # deterministic
+
+
+_ip = st.ip_addresses().map(str)
+
+
+@settings(max_examples=40)  # each example is a whole file through the sensor
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                "flow_id": st.integers(1, 2**62),
+                "src_ip": _ip,
+                "dest_ip": _ip,
+                "src_port": st.integers(0, 65535),
+                "dest_port": st.integers(0, 65535),
+                "proto": st.sampled_from(["TCP", "UDP", "SCTP"]),
+                "ts_flags": st.integers(0, 255),
+                "tc_flags": st.integers(0, 255),
+                "pkts": st.tuples(st.integers(0, 2**40), st.integers(0, 2**40)),
+                "bytes": st.tuples(st.integers(0, 2**50), st.integers(0, 2**50)),
+                "start": st.integers(0, 2**31 - 1),
+                "age": st.integers(0, 10**6),
+            }
+        ),
+        min_size=1,
+        max_size=15,
+        unique_by=lambda f: f["flow_id"],
+    )
+)
+def test_any_flow_event_becomes_its_conn_row(flows: list[dict]) -> None:
+    """Whatever a flow event holds, its conn row holds the same tuple, counters and times."""
+    import tempfile
+    from datetime import UTC, datetime, timedelta
+
+    lines = []
+    for f in flows:
+        start = datetime.fromtimestamp(f["start"], UTC) + timedelta(microseconds=123456)
+        end = start + timedelta(seconds=f["age"])
+        lines.append(
+            json.dumps(
+                {
+                    "timestamp": end.strftime("%Y-%m-%dT%H:%M:%S.%f+0000"),
+                    "flow_id": f["flow_id"],
+                    "event_type": "flow",
+                    "src_ip": f["src_ip"],
+                    "src_port": f["src_port"],
+                    "dest_ip": f["dest_ip"],
+                    "dest_port": f["dest_port"],
+                    "proto": f["proto"],
+                    "flow": {
+                        "pkts_toserver": f["pkts"][0],
+                        "pkts_toclient": f["pkts"][1],
+                        "bytes_toserver": f["bytes"][0],
+                        "bytes_toclient": f["bytes"][1],
+                        "start": start.strftime("%Y-%m-%dT%H:%M:%S.%f+0000"),
+                        "end": end.strftime("%Y-%m-%dT%H:%M:%S.%f+0000"),
+                    },
+                    "tcp": {
+                        "tcp_flags_ts": f"{f['ts_flags']:02x}",
+                        "tcp_flags_tc": f"{f['tc_flags']:02x}",
+                    },
+                }
+            )
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "eve.json"
+        path.write_text("\n".join(lines) + "\n")
+        tables, stats = _read(path)
+    assert stats.skipped == 0
+    conn = tables["conn"]
+    assert conn["uid"].to_list() == [_uid(f["flow_id"]) for f in flows]
+    for f, row in zip(flows, conn.iter_rows(named=True), strict=True):
+        assert (row["orig_h"], row["resp_h"]) == (_canon(f["src_ip"]), _canon(f["dest_ip"]))
+        assert (row["orig_p"], row["resp_p"]) == (f["src_port"], f["dest_port"])
+        assert (row["orig_pkts"], row["resp_pkts"]) == f["pkts"]
+        assert (row["orig_ip_bytes"], row["resp_ip_bytes"]) == f["bytes"]
+        assert row["duration"] == pytest.approx(f["age"])
+        assert row["ts"].timestamp() == pytest.approx(f["start"] + 0.123456)
+        assert row["ip_proto"] == {"TCP": 6, "UDP": 17, "SCTP": 132}[f["proto"]]
+        states = {"S0", "S1", "S2", "S3", "SF", "REJ", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH",
+                  "SHR", "OTH"}  # fmt: skip
+        assert row["conn_state"] in states
+        if f["proto"] == "TCP" and f["ts_flags"] & 0x02 and not f["tc_flags"] & 0x06:
+            assert row["conn_state"] in ("S0", "SH", "RSTOS0")  # nothing accepted it
