@@ -65,6 +65,7 @@ def test_matches_become_one_alert_per_rule_and_host(tmp_path: Path) -> None:
     assert dc1["evidence"] == ["e0", "e1"]
     assert dc1["count"] == 2
     assert dc1["src"] == "203.0.113.9"  # "-" is Windows' "no address"
+    assert dc1["dst"] == "dc1"  # no destination address named: the machine that logged it
     assert "test rule" in dc1["summary"] and "dc1" in dc1["summary"]
 
 

@@ -138,7 +138,9 @@ def sigma_rules(
                     pl.col("host").fill_null("an unnamed host"),
                 ),
                 src=pl.col("src"),
-                dst=pl.col("dst"),
+                # The machine that logged the event is where it happened (as the other host-log
+                # detectors say), unless the event names a destination address.
+                dst=pl.coalesce(pl.col("dst"), pl.col("host")),
                 first_seen=pl.col("first_seen"),
                 last_seen=pl.col("last_seen"),
                 count=pl.col("n"),
