@@ -322,3 +322,33 @@ def test_json_lines_that_are_not_zeeks_shape_are_named(tmp_path: Path) -> None:
         f"{path}: record 4: not a JSON object of Zeek's shape",
         f"{path}: record 6: 1 records of Zeek's notice log skipped (no lake table for it)",
     ]
+
+
+def test_json_with_nested_id_records(data_dir: Path, tmp_path: Path) -> None:
+    """Shippers that nest ``id`` and ``data_channel`` give the same rows as Zeek's dotted names."""
+    ftp_log = (
+        data_dir / "zeek-reference/suricata-verify/tests/ftp/ftp-bounce/test.pcap.zeek/ftp.log"
+    )
+    want = _read(ftp_log)[0]["ftp"]
+    lines = []
+    for row in want.to_dicts():
+        obj: dict[str, object] = {"ts": row["ts"].timestamp()}
+        obj["id"] = {k: row[k] for k in ("orig_h", "orig_p", "resp_h", "resp_p")}
+        obj["data_channel"] = {
+            k: row[f"data_channel_{k}"] for k in ("passive", "orig_h", "resp_h", "resp_p")
+        }
+        flat = ("orig_h", "orig_p", "resp_h", "resp_p")
+        obj.update(
+            {
+                k: v
+                for k, v in row.items()
+                if v is not None and k != "ts" and k not in flat and not k.startswith("data_ch")
+            }
+        )
+        lines.append(json.dumps(obj))
+    path = tmp_path / "ftp.json"
+    path.write_text("\n".join(lines) + "\n")
+    assert kind_of(path) == "zeek"
+    got, stats = _read(path)
+    assert stats.skipped == 0, stats.warnings
+    assert got["ftp"].equals(want)

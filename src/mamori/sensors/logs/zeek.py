@@ -72,7 +72,13 @@ def sniff(head: bytes) -> bool:
     obj = json.loads(line)
     if not isinstance(obj, dict) or "event_type" in obj or "eventid" in obj:
         return False  # Suricata EVE, Cowrie
-    return "id.orig_h" in obj or ("_path" in obj and "ts" in obj) or ("uid" in obj and "ts" in obj)
+    nested = isinstance(obj.get("id"), dict) and "orig_h" in obj["id"]
+    return (
+        "id.orig_h" in obj
+        or nested
+        or ("_path" in obj and "ts" in obj)
+        or ("uid" in obj and "ts" in obj)
+    )
 
 
 @log_sensor("zeek", tables=NETWORK_TABLES, sniff=sniff, priority=40)
@@ -329,11 +335,30 @@ def _shape(names: dict[str, pl.DataType]) -> pl.Struct:
 # JSON lines are told apart by their keys, found as text (a JSON decode costs as much as the line
 # is long, whatever is asked of it), then decoded once into their log's shape. Leaves are text
 # (numbers and booleans become their text, cast afterwards), lists are lists of text.
-TABLE_SHAPES = {t: _shape({zeek_name(c): d for c, d in _POLARS[t].items()}) for t in NETWORK_TABLES}
+# Some shippers nest the record fields (``"id": {"orig_h": ...}``) instead of Zeek's dotted names.
+_NESTED = {
+    "id": pl.Struct({k: pl.String for k in ("orig_h", "orig_p", "resp_h", "resp_p")}),
+    "data_channel": pl.Struct({k: pl.String for k in ("passive", "orig_h", "resp_h", "resp_p")}),
+}
+TABLE_SHAPES = {
+    t: pl.Struct(
+        {**_shape({zeek_name(c): d for c, d in _POLARS[t].items()}).to_schema(), **_NESTED}
+    )
+    for t in NETWORK_TABLES
+}
 
 
 def _member(key: str) -> pl.Expr:
     return pl.col("j").struct.field(key)
+
+
+def _json_field(column: str) -> pl.Expr:
+    """A lake column's Zeek field, dotted or nested."""
+    name = zeek_name(column)
+    outer, _, inner = name.partition(".")
+    if inner and outer in _NESTED:
+        return pl.coalesce(_member(name), _member(outer).struct.field(inner))
+    return _member(name)
 
 
 def _has_key(key: str) -> pl.Expr:
@@ -386,7 +411,7 @@ def _read_json(
             _warn_shape(ctx, broken)
             if part.height == 0:
                 continue
-            raw = {c: _member(zeek_name(c)) for c in schema_of(kind).names}
+            raw = {c: _json_field(c) for c in schema_of(kind).names}
             present = part.select(**{c: e.is_not_null().any() for c, e in raw.items()}).row(0)
             raw = {c: e for (c, e), has in zip(raw.items(), present, strict=True) if has}
             out = _convert(kind, part, raw, None, ",", tsv=False, path=path, ctx=ctx)
