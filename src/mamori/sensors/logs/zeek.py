@@ -33,7 +33,7 @@ import pyarrow as pa
 
 from mamori.schema import NETWORK_TABLES, schema_of
 from mamori.sensors.logs._lines import line_batches, parse_times
-from mamori.sensors.registry import ReadContext, log_sensor
+from mamori.sensors.registry import ReadContext, log_sensor, read_head
 
 REQUIRED = ("ts", "uid", "orig_h", "orig_p", "resp_h", "resp_p")
 # Columns the lake never leaves null whose Zeek value may be unset or absent: the value Zeek means.
@@ -84,8 +84,6 @@ def sniff(head: bytes) -> bool:
 @log_sensor("zeek", tables=NETWORK_TABLES, sniff=sniff, priority=40)
 def read(path: Path, ctx: ReadContext) -> Iterator[tuple[str, pa.Table]]:
     """Zeek logs, TSV or JSON: conn, dns, http, ssl, ssh, ftp and smtp records."""
-    from mamori.sensors.registry import read_head
-
     others: dict[str, list[int]] = {}  # log kind -> [first line, records]
     if read_head(path, 16).startswith(b"#"):
         yield from _read_tsv(path, ctx, others)
