@@ -1066,24 +1066,25 @@ def match(
             })  # fmt: skip
             table = records[source.table]
             found = at.join(hits, on="code").drop("code")
+            port = ind["port"].gather(found["_i"])
+            if port.null_count() < port.len():  # a port constraint: the record's resp_p
+                resp_p = table["resp_p"].gather(found["_rec"]).cast(pl.Int64)
+                found = found.filter(port.is_null() | (resp_p == port.cast(pl.Int64)))
+            if rec is not None:  # an answer listed twice in one reply is one hit
+                found = found.unique(["_rec", "_i", "seen"], maintain_order=True)
+            # only now the strings, and only for the hits (views: the gathers share the bytes)
             out.append(
-                found.with_columns(
-                    table=pl.lit(source.table),
-                    where=pl.lit(f"{source.table}.{source.where}"),
-                    **{c: table[c].gather(found["_rec"]) for c in _RECORD_COLS},
+                pl.DataFrame({
+                    "uid": table["uid"].gather(found["_rec"]),
+                    "ts": table["ts"].gather(found["_rec"]),
+                    "orig_h": table["orig_h"].gather(found["_rec"]),
+                    "resp_h": table["resp_h"].gather(found["_rec"]),
+                    "seen": found["seen"],
+                    "indicator": ind["id"].gather(found["_i"]),
+                }).with_columns(
+                    table=pl.lit(source.table), where=pl.lit(f"{source.table}.{source.where}")
                 )
-            )
+            )  # fmt: skip
     if not out:
         return pl.DataFrame(schema=HITS_SCHEMA)
-    hits = pl.concat(out, how="vertical_relaxed")
-    hits = hits.with_columns(
-        indicator=ind["id"].gather(hits["_i"]), port=ind["port"].gather(hits["_i"])
-    ).filter(
-        pl.col("port").is_null()
-        | (pl.col("resp_p").cast(pl.Int64) == pl.col("port").cast(pl.Int64))
-    )
-    return (
-        hits.unique(["where", "_rec", "_i", "seen"], maintain_order=True)
-        .select(*HITS_SCHEMA)
-        .cast(HITS_SCHEMA)  # type: ignore[arg-type]
-    )
+    return pl.concat([h.select(*HITS_SCHEMA) for h in out]).cast(HITS_SCHEMA)  # type: ignore[arg-type]
