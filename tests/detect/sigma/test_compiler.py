@@ -54,6 +54,21 @@ def test_endswith_lists_of_file_names(match: Match) -> None:
     assert match({**names, "condition": "s"}, events) == ["e0", "e4"]
 
 
+def test_hash_lists(match: Match) -> None:
+    md5, imp = "0" * 31 + "1", "ab" * 16
+    events = [
+        {"Hashes": f"SHA1={'f' * 40},MD5={md5.upper()},IMPHASH={'c' * 32}"},
+        {"Hashes": f"MD5={'9' * 32},IMPHASH={imp}"},
+        {"Hashes": f"MD5={'9' * 32}"},
+        {"Hashes": f"MD5={md5}0"},  # one digit more: another hash that begins with it
+        {},
+    ]
+    det = {"s": {"Hashes|contains": [f"MD5={md5}", f"IMPHASH={imp}", "sha1=" + "f" * 40]}}
+    assert match({**det, "condition": "s"}, events) == ["e0", "e1", "e3"]
+    short = {"s": {"Hashes|contains": [f"MD5={md5}", f"IMPHASH={imp}"]}, "condition": "s"}
+    assert match(short, events) == ["e0", "e1", "e3"]
+
+
 def test_all_links_values_with_and(match: Match) -> None:
     events = [{"CommandLine": "a b c"}, {"CommandLine": "a c"}]
     det = {"s": {"CommandLine|contains|all": ["a", "b"]}, "condition": "s"}

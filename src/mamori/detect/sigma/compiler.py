@@ -84,6 +84,7 @@ class CompiledRule:
     lower: frozenset[str]  # evaluation-frame columns whose lowercase (``l:<column>``) is used
     text: bool  # uses keyword search
     base: frozenset[str] = frozenset()  # columns whose lowercase basename (``b:``) is used
+    split: frozenset[str] = frozenset()  # columns whose lowercase comma items (``k:``) are used
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,10 @@ def lower_name(column: str) -> str:
 
 def basename_name(column: str) -> str:
     return f"b:{column}"
+
+
+def items_name(column: str) -> str:
+    return f"k:{column}"
 
 
 def rule_info(rule: SigmaRule, path: Path | str) -> RuleInfo:
@@ -142,6 +147,7 @@ class _Ctx:
     data_fields: set[str] = field(default_factory=set)
     lower: set[str] = field(default_factory=set)
     base: set[str] = field(default_factory=set)
+    split: set[str] = field(default_factory=set)
     text: bool = False
 
     def column(self, name: str) -> tuple[str, str]:
@@ -167,6 +173,12 @@ class _Ctx:
         self.lower.add(column)
         self.base.add(column)
         return pl.col(basename_name(column))
+
+    def items(self, column: str) -> pl.Expr:
+        """The lowercase value split at commas."""
+        self.lower.add(column)
+        self.split.add(column)
+        return pl.col(items_name(column))
 
     def lowered(self, column: str) -> pl.Expr:
         self.lower.add(column)
@@ -264,6 +276,18 @@ def _or(terms: list[pl.Expr]) -> pl.Expr:
     return terms[0] if len(terms) == 1 else pl.any_horizontal(terms)
 
 
+# "md5=<32 hex>" and the like: found in a "SHA1=..,MD5=..,IMPHASH=.." value (Sysmon's Hashes, items
+# ALG=HEX) exactly when one of its comma-separated items begins with it: the pattern's "=" can
+# only sit on the item's. (An item that is not ALG=HEX, "xmd5=...", would be missed.)
+_HASH = re.compile(
+    r"^(md5=[0-9a-f]{32}|sha1=[0-9a-f]{40}|sha256=[0-9a-f]{64}|imphash=[0-9a-f]{32})$"
+)
+
+
+def _is_hash(p: _Pattern) -> bool:
+    return p.op == "contains" and _HASH.match(p.value) is not None
+
+
 def _is_basename(p: _Pattern) -> bool:
     return p.op == "endswith" and p.value.startswith("\\") and "\\" not in p.value[1:]
 
@@ -274,6 +298,7 @@ def _match(
     *,
     dotall: bool = True,
     basename: Callable[[], pl.Expr] | None = None,
+    items: Callable[[], pl.Expr] | None = None,
 ) -> pl.Expr:
     """OR of patterns over one (already cased or lowercased) string column, null-free.
 
@@ -293,6 +318,19 @@ def _match(
         # "endswith \\cmd.exe, \\pwsh.exe, ...": the value's last path component, looked up.
         terms.append(basename().is_in(sorted({p.value for p in names})))
         rest = [p for p in rest if not _is_basename(p)]
+    hashes = [p for p in rest if _is_hash(p)] if items is not None else []
+    if len(hashes) > 1 and items is not None:
+        # Hash lists (thousands in the vulnerable-driver rules): a set lookup per item, not a
+        # regex of thousands of alternatives compiled on every run.
+        by_length: dict[int, set[str]] = {}
+        for h in hashes:
+            by_length.setdefault(len(h.value), set()).add(h.value)
+        begins = [
+            pl.element().str.slice(0, n).is_in(sorted(values))
+            for n, values in sorted(by_length.items())
+        ]
+        terms.append(items().list.eval(_or(begins)).list.any())
+        rest = [p for p in rest if not _is_hash(p)]
     if len(rest) == 1 and rest[0].op == "contains":
         terms.append(col.str.contains(rest[0].value, literal=True))
     elif len(rest) == 1 and rest[0].op == "startswith":
@@ -335,13 +373,15 @@ def _string_leaf(
     raw: pl.Expr,
     values: list[SigmaString],
     basename: Callable[[], pl.Expr] | None = None,
+    items: Callable[[], pl.Expr] | None = None,
 ) -> pl.Expr:
     """Case-insensitive (or, for ``|cased``, exact) string matches of one column, OR-ed."""
     cased = [v for v in values if isinstance(v, SigmaCasedString)]
     plain = [v for v in values if not isinstance(v, SigmaCasedString)]
     terms = []
     if plain:
-        terms.append(_match(low, [_pattern(v, lower=True) for v in plain], basename=basename))
+        patterns = [_pattern(v, lower=True) for v in plain]
+        terms.append(_match(low, patterns, basename=basename, items=items))
     if cased:
         terms.append(_match(raw, [_pattern(v, lower=False) for v in cased]))
     return _or(terms)
@@ -446,8 +486,10 @@ def _values(
             raise Unsupported(f"value {type(v).__name__} of field {name!r}")
     if strings:
         raw = col if kind == "str" else col.cast(pl.String)
-        base = (lambda: ctx.basename(column)) if column is not None else None
-        terms.append(_string_leaf(low(), raw, strings, base))
+        base = items = None
+        if column is not None:
+            base, items = (lambda: ctx.basename(column)), (lambda: ctx.items(column))
+        terms.append(_string_leaf(low(), raw, strings, base, items))
     return _or(terms)
 
 
@@ -544,6 +586,7 @@ def compile_rule(rule: SigmaRule, path: Path | str, pipeline: Pipeline) -> list[
                 frozenset(ctx.lower),
                 ctx.text,
                 frozenset(ctx.base),
+                frozenset(ctx.split),
             )
         )
     if not out:

@@ -20,6 +20,7 @@ from mamori.detect.sigma.compiler import (
     CompiledRules,
     basename_name,
     escape_regex,
+    items_name,
     lower_name,
 )
 from mamori.detect.sigma.pipeline import Source, TableView
@@ -165,6 +166,10 @@ def prepare(rows: pl.DataFrame, source: Source, units: Sequence[CompiledRule]) -
     base = sorted(set().union(*(u.base for u in units)))
     frame = frame.with_columns(
         [pl.col(lower_name(c)).str.extract(r"(\\[^\\]*)$", 1).alias(basename_name(c)) for c in base]
+    )
+    split = sorted(set().union(*(u.split for u in units)))
+    frame = frame.with_columns(
+        [pl.col(lower_name(c)).str.split(",").alias(items_name(c)) for c in split]
     )
     host = pl.col("host") if "host" in schema.names else pl.lit(None, pl.String)
     return frame.with_columns(
