@@ -25,8 +25,8 @@ What maps and what does not:
   RSTOS0       originator SYN then RST, no SYN-ACK
   SH           originator SYN then FIN, no SYN-ACK
   RSTRH / SHR  responder SYN-ACK (RST / FIN) with no originator SYN
-  SF           SYN, SYN-ACK and a FIN from both sides (no RST)
-  RSTO / RSTR  established, then a RST from the originator / the responder
+  SF           SYN, SYN-ACK and a FIN from both sides (a RST besides: after the close)
+  RSTO / RSTR  established, a RST from the originator / the responder, not both FINs
   S2 / S3      established, a FIN from the originator only / the responder only
   S1           established, no FIN or RST
   OTH          no SYN from either side (midstream), and every ICMP flow (as Zeek)
@@ -375,12 +375,12 @@ def _conn_state(
         .then(pl.lit("SHR"))
         .when(~o_syn & ~r_syn)
         .then(pl.lit("OTH"))
+        .when(o_fin & r_fin)  # both closed: a RST after that does not make it an abort
+        .then(pl.lit("SF"))
         .when(o_rst)
         .then(pl.lit("RSTO"))
         .when(r_rst)
         .then(pl.lit("RSTR"))
-        .when(o_fin & r_fin)
-        .then(pl.lit("SF"))
         .when(o_fin)
         .then(pl.lit("S2"))
         .when(r_fin)
