@@ -14,6 +14,9 @@ plain Python matcher on a slice.
 
     python benchmarks/bench_intel.py --lake benchmarks/work/synth-lake-10000000-1
 
+``--broad`` adds 0.0.0.0/0 and ::/0 to those indicators: every address then hits once (its
+longest range), and memory follows the hits.
+
 ``--before REV`` times the kernels of commit REV beside the working tree's, alternately (with
 ``--lake``: the whole ``match()`` of REV beside the current one, checking that the hits agree):
 
@@ -324,6 +327,13 @@ def lake_mode(a: argparse.Namespace) -> None:
     n_rec = sum(f.height for f in frames.values())
     t = time.perf_counter()
     ind = lake_indicators(frames, a.indicators, a.seed)
+    if a.broad:  # the whole address space listed: every address hits (memory follows the hits)
+        extra = ind.head(2).with_columns(
+            id=pl.Series(["indicator--all-v4", "indicator--all-v6"]),
+            type=pl.lit("cidr"),
+            value=pl.Series(["0.0.0.0/0", "::/0"]),
+        )
+        ind = pl.concat([ind, extra])
     print(
         f"lake {a.lake.name}: {', '.join(f'{t} {f.height:,}' for t, f in frames.items())}; "
         f"{ind.height:,} indicators ({dict(ind.group_by('type').len().iter_rows())}), "
@@ -416,6 +426,7 @@ def main() -> None:
         help="match() over this lake (bench_detect.py writes work/synth-lake-*)",
     )
     ap.add_argument("--before", help="also time the kernels of this commit (e.g. 00f574a)")
+    ap.add_argument("--broad", action="store_true", help="with --lake: also list 0.0.0.0/0, ::/0")
     a = ap.parse_args()
     if a.lake:
         lake_mode(a)
