@@ -80,11 +80,17 @@ out = Console()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Processes serving requests (one per core for TAXII and API read load)."
+        ),
+    ] = 1,
 ) -> None:
     """Serve the console, the REST API, TAXII 2.1 and the CrowdSec decision stream."""
     from mamori.web.cli import serve as run
 
-    run(host=host, port=port)
+    run(host=host, port=port, workers=workers)
 
 
 class TableName(StrEnum):

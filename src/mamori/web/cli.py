@@ -10,7 +10,7 @@ import typer
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8080, help="Port to listen on."),
-    workers: int = 1,  # plain: src/mamori/cli.py's mount calls this with host and port only
+    workers: int = 1,
 ) -> None:
     """Serve the console (/), the REST API (/api/), TAXII 2.1 (/taxii2/) and the CrowdSec
     decision stream (/v1/) from this process, or from ``workers`` processes (one per core for

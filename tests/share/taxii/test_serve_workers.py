@@ -43,9 +43,9 @@ def test_workers_page_the_collection_and_all_see_a_revocation(tmp_path, examples
         "MAMORI_STATE_URL": url,
         "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),
     }
-    code = f"from mamori.web.cli import serve; serve(host='127.0.0.1', port={port}, workers=2)"
+    cli = ["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"]
     proc = subprocess.Popen(
-        [sys.executable, "-c", code],
+        [sys.executable, "-c", "from mamori.cli import app; app()", *cli],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -113,7 +113,7 @@ def test_worker_listener_is_tcp_and_keeps_a_deep_queue():
 
 
 def test_cli_serve_mount_still_runs_one_process(monkeypatch):
-    """``mamori serve`` (the mount in mamori.cli passes host and port only) runs one uvicorn."""
+    """``mamori serve`` without ``--workers`` runs one uvicorn in this process."""
     import uvicorn
     from typer.testing import CliRunner
 
@@ -125,3 +125,17 @@ def test_cli_serve_mount_still_runs_one_process(monkeypatch):
     result = CliRunner().invoke(app, ["serve", "--port", "18123"])
     assert result.exit_code == 0, result.output
     assert [(c["host"], c["port"]) for c in calls] == [("127.0.0.1", 18123)]
+
+
+def test_cli_serve_workers_option_reaches_the_workers_path(monkeypatch):
+    from typer.testing import CliRunner
+
+    from mamori.cli import app
+
+    calls = []
+    monkeypatch.setattr("mamori.web.cli.serve_workers", lambda *a, **k: calls.append((a, k)))
+    result = CliRunner().invoke(app, ["serve", "--port", "18124", "--workers", "3"])
+    assert result.exit_code == 0, result.output
+    assert [a for a, _ in calls] == [("127.0.0.1", 18124, 3)]
+    bad = CliRunner().invoke(app, ["serve", "--workers", "0"])
+    assert bad.exit_code == 2
