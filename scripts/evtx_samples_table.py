@@ -148,6 +148,12 @@ def section(samples: list[Sample], rules: Path, min_level: str, seconds: float) 
         f"- files not read or read with a problem: {sum(1 for s in samples if s.problem)}"
         f"; a capture, read as one: {sum(1 for s in samples if s.kind == 'capture')}",
         "",
+        "The label is the folder the sample's author filed it under; rules tag what an event"
+        " *shows*, so a lateral-movement sample caught by the service it installs on the target"
+        " carries persistence and privilege-escalation techniques (T1543.003), and a credential"
+        " dump by a renamed or unsigned tool defense-evasion ones. *Tactic found* is therefore a"
+        " strict measure; *with alerts* says whether mamori raised anything at all.",
+        "",
         "| tactic folder | samples | with alerts | tactic found |",
         "|---|---:|---:|---:|",
     ]
