@@ -24,6 +24,12 @@ per record in Python.
   over a chunk of names, each a tight loop whose memory reads overlap. Names are compared with ASCII case folding and one root dot removed
   (DNS names are ASCII; indicator values are lower-cased and stripped of trailing dots).
 * URLs (host + path, with or without the query) and JA3/JA3S/JA4: Polars joins.
+
+``match()`` runs these on *distinct* values: each observable column of the lake is first coded by
+distinct value (``distinct_codes``: one pass over the Arrow string views, read in place, with a
+hash table whose key is the string itself up to 16 bytes), since a lake repeats its addresses and
+names; hits are mapped back to records through the codes, and rows are built only for the records
+that hit, with at most ``per_value`` indicators per value.
 """
 
 from __future__ import annotations
