@@ -329,3 +329,46 @@ def test_fields_match_the_reference(
 def test_keywords_match_the_reference(words: list[str], events: list[dict[str, str]]) -> None:
     got = run_rule(rule_dict({"k": words, "condition": "k"}), {"winevt": winevt(events)})
     assert got == [f"e{i}" for i, e in enumerate(events) if ref_keywords(words, e)]
+
+
+segment = st.text(alphabet="aAbB.-", min_size=0, max_size=3)
+paths = st.lists(segment, min_size=1, max_size=3).map("\\".join)
+
+
+@settings(max_examples=100)
+@given(
+    names=st.lists(segment.map(lambda s: "\\" + s), min_size=2, max_size=4),
+    values=st.lists(st.one_of(paths, st.none()), min_size=1, max_size=8),
+)
+def test_file_name_lists_match_the_reference(names: list[str], values: list[str | None]) -> None:
+    events = [{} if v is None else {"Image": v} for v in values]
+    got = run_rule(
+        rule_dict({"s": {"Image|endswith": names}, "condition": "s"}), {"winevt": winevt(events)}
+    )
+    want = [f"e{i}" for i, e in enumerate(events) if ref_selection({"Image|endswith": names}, e)]
+    assert got == want
+
+
+hexes = st.text(alphabet="0123456789abcdefABCDEF", min_size=31, max_size=33)
+
+
+@settings(max_examples=100)
+@given(
+    wanted=st.lists(hexes.map(lambda h: f"MD5={h}"), min_size=2, max_size=4),
+    values=st.lists(
+        st.lists(
+            st.sampled_from(["MD5", "IMPHASH"]).flatmap(
+                lambda alg: hexes.map(lambda h: f"{alg}={h}")
+            ),
+            min_size=1,
+            max_size=2,
+        ).map(",".join),
+        min_size=1,
+        max_size=6,
+    ),
+)
+def test_hash_lists_match_the_reference(wanted: list[str], values: list[str]) -> None:
+    events = [{"Hashes": v} for v in values]
+    det = {"Hashes|contains": wanted}
+    got = run_rule(rule_dict({"s": det, "condition": "s"}), {"winevt": winevt(events)})
+    assert got == [f"e{i}" for i, e in enumerate(events) if ref_selection(det, e)]
