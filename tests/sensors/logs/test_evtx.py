@@ -122,3 +122,44 @@ def test_system_time_fast_path_agrees_with_general_parser(
     general = pl.select(parse_times(pl.lit(pl.Series(when)).str.replace(r" UTC$", ""))).to_series()
     assert got.to_list() == general.to_list()
     assert got.null_count() == 0
+
+
+def test_records_without_a_readable_time_are_warned_and_skipped(tmp_path: Path) -> None:
+    """One unreadable time: that record is reported, the others (any time shape) are kept."""
+    from mamori.sensors.registry import ReadContext
+
+    def row(number: int, when: str) -> tuple[object, ...]:
+        return (
+            number,
+            when,
+            "h",
+            "Security",
+            "p",
+            4688,
+            0,
+            0,
+            0,
+            0,
+            None,
+            number,
+            1,
+            2,
+            None,
+            "{}",
+        )
+
+    ctx = ReadContext(tmp_path / "x.evtx", "abc")
+    rows = [
+        row(1, "2019-03-19T23:35:07.524202Z"),
+        row(2, "not a time"),
+        row(3, "2019-03-19T23:35:08.7860165Z UTC"),  # the parser's own timestamp, as a fallback
+    ]
+    tables = dict(evtx._flush(tmp_path / "x.evtx", ctx, rows))
+    got = pl.from_arrow(tables["winevt"])
+    assert got["record"].to_list() == [1, 3]  # type: ignore[index]
+    assert [t.isoformat() for t in got["ts"]] == [  # type: ignore[index]
+        "2019-03-19T23:35:07.524202+00:00",
+        "2019-03-19T23:35:08.786016+00:00",
+    ]
+    assert ctx.warned == 1 and ctx.warnings == [(2, "no time it could read")]
+    assert "auth" not in tables
