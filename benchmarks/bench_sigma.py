@@ -290,7 +290,19 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="write the figures here too")
     args = ap.parse_args()
 
+    if not args.parse_only:
+        try:
+            import sigma.backends.sqlite
+            import sigma.pipelines.sysmon
+            import sigma.pipelines.windows  # noqa: F401
+        except ImportError as exc:
+            sys.exit(
+                f"bench_sigma: {exc.name} is missing: pip install pysigma-backend-sqlite, and"
+                " pip install --no-deps pysigma-pipeline-sysmon pysigma-pipeline-windows"
+            )
     paths = evtx_files()
+    if not paths:
+        sys.exit(f"bench_sigma: no EVTX files under {SHARED} ({', '.join(SAMPLE_DIRS)})")
     out: dict[str, Any] = {
         "files": len(paths),
         "repeat": args.repeat,
