@@ -48,6 +48,13 @@ def logons() -> pl.DataFrame:
     return pl.concat([a, b.with_columns(uid=pl.lit("f0"))])
 
 
+def test_declares_any_technique_its_rules_may_tag() -> None:
+    from mamori.detect.base import registered
+
+    attack = registered()["sigma"].attack
+    assert {"T1059.001", "T1110.001", "T1543.003"} <= set(attack)
+
+
 def test_matches_become_one_alert_per_rule_and_host(tmp_path: Path) -> None:
     path = write_rule(tmp_path, "r", "high", ["attack.credential-access", "attack.t1110.001"])
     p = SigmaParams(rules=(str(path),))

@@ -9,10 +9,12 @@ reason (``mamori sigma check`` lists them) and the rest run.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 
 import polars as pl
@@ -95,7 +97,13 @@ def compiled_for(p: SigmaParams) -> CompiledRules:
     return CompiledRules(keep, compiled.rules, compiled.unusable)
 
 
-@detector("sigma", reads=TABLES, key=("host",), attack=(), params=SigmaParams)
+def _every_technique() -> tuple[str, ...]:
+    """A Sigma rule may carry any ATT&CK technique: every one in mamori's ATT&CK table."""
+    table = resources.files("mamori.correlate").joinpath("attack.json").read_text()
+    return tuple(sorted(json.loads(table)["techniques"]))
+
+
+@detector("sigma", reads=TABLES, key=("host",), attack=_every_technique(), params=SigmaParams)
 def sigma_rules(
     winevt: pl.LazyFrame, syslog: pl.LazyFrame, jsonlog: pl.LazyFrame, p: SigmaParams
 ) -> pl.LazyFrame:
