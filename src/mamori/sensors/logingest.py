@@ -24,7 +24,7 @@ class LogStats:
     path: str
     sensor: str
     bytes: int = 0
-    records: int = 0  # rows written to the sensor's first (main) table
+    records: int = 0  # log records read (rows of every table but the derived ``auth``)
     rows: dict[str, int] = field(default_factory=dict)
     problem: str | None = None  # reading stopped early: "FILE: record N: reason"
     error: str | None = None  # nothing could be read
@@ -57,7 +57,7 @@ def ingest_log(
             sink(table, batch.select(schema_of(table).names).cast(schema_of(table)))
             stats.rows[table] = stats.rows.get(table, 0) + batch.num_rows
             if progress is not None:
-                progress(stats.rows.get(sensor.tables[0], 0))
+                progress(sum(n for t, n in stats.rows.items() if t != "auth"))
     except LogFormatError as exc:
         stats.problem = f"{path}: record {exc.record}: {exc.reason}"
     except (OSError, EOFError) as exc:
@@ -66,7 +66,8 @@ def ingest_log(
     except Exception as exc:  # a sensor bug must not take the patrol down, nor hide
         log.debug("log sensor %s failed on %s", sensor.name, path, exc_info=True)
         stats.problem = f"{path}: {sensor.name} sensor failed: {type(exc).__name__}: {exc}"
-    stats.records = stats.rows.get(sensor.tables[0], 0)
+    # Records read: every row but ``auth``'s, which restate records of another table.
+    stats.records = sum(n for t, n in stats.rows.items() if t != "auth")
     stats.skipped = ctx.warned
     stats.warnings = [f"{path}: record {n}: {why}" for n, why in ctx.warnings]
     if stats.problem and not stats.rows and not stats.records:

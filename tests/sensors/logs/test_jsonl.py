@@ -90,3 +90,27 @@ def test_any_mix_of_lines_loses_no_good_object(items: list[object]) -> None:
         good = [i + 1 for i, it in enumerate(items) if isinstance(it, dict)]
         got = frame["record"].to_list() if frame.height else []
         assert got == good
+
+
+def test_lines_longer_than_a_chunk_are_whole_and_a_giant_line_stops_cleanly(
+    tmp_path: Path, monkeypatch: object
+) -> None:
+    from mamori.sensors.logs import _lines
+
+    path = tmp_path / "long.jsonl"
+    body = [json.dumps({"ts": 1700000000 + i, "pad": "x" * (3000 * (i % 3))}) for i in range(40)]
+    path.write_text("\n".join(body) + "\n")
+    got = [
+        (n, line)
+        for numbers, lines in _lines.line_batches(path, chunk_bytes=1024)
+        for n, line in zip(numbers.to_pylist(), lines.to_pylist(), strict=True)
+    ]
+    assert got == list(enumerate(body, 1))
+
+    monkeypatch.setattr(_lines, "MAX_LINE", 10_000)  # type: ignore[attr-defined]
+    monkeypatch.setattr(_lines, "CHUNK_BYTES", 1024)  # type: ignore[attr-defined]
+    giant = tmp_path / "giant.jsonl"
+    giant.write_text(body[0] + "\n" + json.dumps({"ts": 1, "pad": "y" * 50_000}) + "\n")
+    frame, stats = _read(giant)
+    assert frame["record"].to_list() == [1]
+    assert stats.problem == f"{giant}: record 2: a line longer than 10,000 bytes"

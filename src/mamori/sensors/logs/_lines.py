@@ -15,16 +15,23 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mamori.sensors.registry import LogFormatError
+
 CHUNK_BYTES = 8 * 1024 * 1024
 GZIP_STEP = 64 * 1024
+# No log line is this long; a file that is (one huge JSON document) is not a line-based log, and
+# reading on would hold all of it in memory.
+MAX_LINE = 64 * 1024 * 1024
 
 
-def line_batches(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[pa.Array, pa.Array]]:
+def line_batches(path: Path, chunk_bytes: int | None = None) -> Iterator[tuple[pa.Array, pa.Array]]:
     """``(record numbers, lines)`` per chunk: 1-based line numbers, lines without their ``\\n``.
 
     A gzip file is read through gzip (rotated logs); a truncated one raises ``EOFError`` after
-    every whole line before the cut has been yielded.
+    every whole line before the cut has been yielded. A line longer than ``MAX_LINE`` stops the
+    file with :class:`LogFormatError` naming it.
     """
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
     with path.open("rb") as probe:
         gz = probe.read(2) == b"\x1f\x8b"
     stream = gzip.open(path, "rb") if gz else path.open("rb")  # noqa: SIM115 (closed below)
@@ -37,8 +44,9 @@ def line_batches(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[p
         while True:
             pieces = [rest]
             size = len(rest)
+            want = max(chunk_bytes, size + 1)  # a carried-over partial line still needs more
             try:
-                while size < chunk_bytes:
+                while size < want:
                     piece = stream.read(step)
                     if not piece:
                         eof = True
@@ -58,6 +66,8 @@ def line_batches(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[p
                 break
             cut = data.rfind(b"\n")
             if cut < 0:
+                if len(data) > MAX_LINE:
+                    raise LogFormatError(first, f"a line longer than {MAX_LINE:,} bytes")
                 rest = data
                 continue
             rest = data[cut + 1 :]
