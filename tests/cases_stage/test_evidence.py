@@ -472,3 +472,30 @@ def test_log_evidence_carries_the_original_log_file_and_its_cited_records(
     _tamper_byte(tampered / copy["path"], 10)
     problems = verify(tampered).problems
     assert any(p.path == copy["path"] for p in problems)
+
+
+def test_connections_read_from_zeek_logs_are_evidenced_by_the_log_not_cut(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """A case built from Zeek's own logs: conn.log copied whole with the lines cited, no pcap."""
+    from mamori.config import Settings
+    from mamori.patrol import patrol
+
+    folder = data_dir / "zeek-reference/zeek-btest/Traces/ssh/sshguess.pcap.zeek"
+    logs = [Path(shutil.copy(folder / n, tmp_path / n)) for n in ("conn.log", "ssh.log")]
+    result = patrol(logs, tmp_path / "p" / "lake", tmp_path / "p", Settings())
+    assert result.incidents, "Zeek's own ssh.log of the guessing trace must raise an incident"
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    key = keys.generate(tmp_path / "op.pem")
+    case = open_case(store, result.json_path)
+    built = build(store, case.id, tmp_path / "pkg", key_path=key.private_path)
+    m = _manifest(built.folder)
+    assert not [f for f in m["files"] if f["path"].startswith("packets/")]
+    copies = {Path(f["source"]).name: f for f in m["files"] if f["path"].startswith("logs/")}
+    assert "conn.log" in copies
+    conn_lines = (tmp_path / "conn.log").read_text().splitlines()
+    cited = [json.loads(x) for x in (built.folder / "records/conn.jsonl").read_text().splitlines()]
+    assert copies["conn.log"]["records"] == sorted({r["first_record"] for r in cited})
+    for r in cited:  # the cited line of Zeek's conn.log is that connection
+        assert conn_lines[r["first_record"] - 1].split("\t")[1] == r["uid"]
+    assert verify(built.zip_path, fingerprint=key.fingerprint).ok

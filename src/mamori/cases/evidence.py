@@ -52,6 +52,7 @@ from mamori.cases.case import (
 from mamori.cases.cut import CutError, cut_capture
 from mamori.cases.tables import evidence_packages
 from mamori.config import Settings
+from mamori.sensors.inputs import CAPTURE, kind_of
 from mamori.store import Store
 
 MANIFEST_SCHEMA = "mamori.evidence.manifest/1"
@@ -238,7 +239,22 @@ def _build(
     sources: list[dict[str, Any]] = []
     packets_total = 0
     per_conn: list[pl.DataFrame] = []
-    for n, source in enumerate(sorted(conn["source"].unique().to_list()), start=1):
+    # Connections read from Zeek logs or Suricata EVE name their log file and line: those files
+    # are evidence to copy whole (below), not captures to cut.
+    from_logs = [
+        source
+        for source in conn["source"].unique().to_list()
+        if kind_of(_resolve_source(source, case)) not in (CAPTURE, None)
+    ]
+    logged = conn.filter(pl.col("source").is_in(from_logs))
+    if logged.height:
+        lines = logged.select(file="source", record="first_record").with_columns(
+            pl.col("record").cast(pl.Int64)
+        )
+        logs["conn"] = logged.with_columns(file=pl.col("source"), record=lines["record"])
+    for n, source in enumerate(
+        sorted(set(conn["source"].unique().to_list()) - set(from_logs)), start=1
+    ):
         path = _resolve_source(source, case)
         acquired = now()
         digest = sha256_file(path)
@@ -292,7 +308,12 @@ def _build(
     connections = pl.concat(per_conn) if per_conn else pl.DataFrame()
 
     # --- original log files: acquire (hash) and copy whole -----------------------------------
-    cited = pl.concat([f.select("file", "record") for f in logs.values()]) if logs else None
+    cited = (
+        pl.concat([f.select("file", pl.col("record").cast(pl.Int64)) for f in logs.values()])
+        if logs
+        else None
+    )
+    logs.pop("conn", None)  # its rows are already among the records
     for n, source in enumerate(
         sorted(cited["file"].unique().to_list()) if cited is not None else [], 1
     ):
