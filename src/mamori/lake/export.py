@@ -51,7 +51,10 @@ def zeek_type(name: str, t: pa.DataType) -> str:
     return "string" if name != "proto" else "enum"
 
 
-def _cell(v: object, ztype: str) -> str:
+def _cell(v: object, ztype: str, in_set: bool = False) -> str:
+    """One value as Zeek's ASCII writer prints it (threading/formatters/Ascii.cc): a string equal
+    to the unset or empty marker gets its first byte escaped, and inside a set or vector the set
+    separator is escaped, so every cell reads back to exactly its value."""
     if v is None:
         return "-"
     if isinstance(v, dt.datetime):
@@ -64,11 +67,14 @@ def _cell(v: object, ztype: str) -> str:
         if not v:
             return "(empty)"
         inner = ztype[ztype.index("[") + 1 : -1] if "[" in ztype else "string"
-        return ",".join(_cell(x, inner) for x in v)
+        return ",".join(_cell(x, inner, in_set=True) for x in v)
     s = str(v)
     if s == "":
         return "(empty)"
-    return s.replace("\t", "\\x09").replace("\n", "\\x0a")
+    if s in ("-", "(empty)"):
+        return f"\\x{ord(s[0]):02x}{s[1:]}"
+    s = s.replace("\t", "\\x09").replace("\n", "\\x0a")
+    return s.replace(",", "\\x2c") if in_set else s
 
 
 def write_zeek(table: str, data: pa.Table, out: IO[str]) -> None:

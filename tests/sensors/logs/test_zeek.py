@@ -73,14 +73,12 @@ def test_every_reference_log_round_trips_field_by_field(
             records[log] += zeek.height
             same[log] += int(equal.sum())
             for i in (~equal).arg_true().to_list():
-                bad = [c for c in zeek.columns if not cells[c][i]]
-                # Zeek escapes the set separator inside a set element; the lake holds the comma
-                # itself (as the pcap path does), and the exporter writes it unescaped.
-                assert all("\\x2c" in zeek[c][i] for c in bad), (path, i, bad)
-                commas.append(f"{path}:{i}")
+                commas.append(f"{path}:{i}: {[c for c in zeek.columns if not cells[c][i]]}")
     print(f"\nzeek round trip: {same} of {records}")
     assert records["conn"] == 52_655 and records["dns"] == 1_510 and records["http"] == 164
-    assert sum(records.values()) - sum(same.values()) == len(commas) <= 1
+    # Every record of every reference log is written back exactly as Zeek wrote it (a comma
+    # inside a set element escaped as Zeek escapes it, too).
+    assert commas == []
 
 
 def test_a_set_element_with_an_escaped_comma_holds_the_comma(data_dir: Path) -> None:
@@ -247,11 +245,10 @@ def test_concatenated_and_gzipped_logs(data_dir: Path, tmp_path: Path) -> None:
 
 
 _addr = st.from_regex(r"\A(10|192)\.[0-9]{1,2}\.[0-9]{1,2}\.[0-9]{1,3}\Z")
-# Zeek's writer escapes a string that equals its unset or empty marker; mamori's exporter does
-# not (yet), so those two strings are left out of the round trip.
+# Strings equal to Zeek's unset or empty marker included: both writers escape them.
 _text = st.text(
-    st.characters(min_codepoint=33, max_codepoint=126, exclude_characters=",\\"), max_size=12
-).filter(lambda s: s not in ("-", "(empty)"))
+    st.characters(min_codepoint=33, max_codepoint=126, exclude_characters="\\"), max_size=12
+) | st.sampled_from(["-", "(empty)", "a,b"])
 
 
 @settings(max_examples=30)  # each example is a whole file through the sensor (~0.1 s)

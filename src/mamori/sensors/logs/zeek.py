@@ -316,6 +316,17 @@ def _scalar(cell: pl.Expr, dtype: pl.DataType, empty: str | None, *, tsv: bool) 
         return cell.str.strip_suffix(".0").cast(dtype, strict=False)
     if dtype.is_float():
         return cell.cast(dtype, strict=False)
+    if tsv:
+        # Zeek's writer escapes the first byte of a string equal to its unset or empty marker.
+        out = (
+            pl.when(cell == r"\x2d")
+            .then(pl.lit("-"))
+            .when(cell == r"\x28empty)")
+            .then(pl.lit("(empty)"))
+        )
+        if empty is not None:
+            out = out.when(cell == empty).then(pl.lit(""))
+        return out.otherwise(cell)
     if empty is not None:
         return pl.when(cell == empty).then(pl.lit("")).otherwise(cell)
     return cell
