@@ -10,9 +10,11 @@ from mamori.store import Store
 def create_app(store: Store | None = None) -> FastAPI:
     app = FastAPI(title="mamori", version="0.1.0")
     app.state.store = store or Store()
+    from mamori.share.taxii.server import BareGetFirst
     from mamori.share.taxii.server import router as taxii_router
 
     app.include_router(taxii_router)  # TAXII 2.1 under /taxii2/
+    app.add_middleware(BareGetFirst)  # its paged reads skip the rest of the stack
     from mamori.respond.points.crowdsec import router as crowdsec_router
 
     app.include_router(crowdsec_router)  # CrowdSec bouncers' decision stream under /v1/
