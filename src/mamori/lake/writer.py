@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from mamori.schema import schema_of
 
-FLUSH_ROWS = 100_000  # bounds the writer's memory; still large row groups
+FLUSH_ROWS = 50_000  # bounds the writer's memory (per process); still large row groups
 _DAY_US = 86_400_000_000
 _EPOCH = np.datetime64("1970-01-01", "D")
 
