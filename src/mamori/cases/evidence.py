@@ -145,6 +145,22 @@ def _log_records(frames: dict[str, pl.LazyFrame], wanted: list[str]) -> dict[str
     return {t: f.sort("ts", "uid") for t, f in found.items() if f.height}
 
 
+def _acquire(store: Store, case: Case, path: Path, actor: str) -> tuple[Any, str, int]:
+    """Hash a source file and enter its acquisition in the case's custody log."""
+    acquired = now()
+    digest = sha256_file(path)
+    size = path.stat().st_size
+    record_event(
+        store,
+        case.id,
+        "evidence.acquire",
+        {"source": str(path), "sha256": digest, "size": size},
+        actor=actor,
+        at=acquired,
+    )
+    return acquired, digest, size
+
+
 def _resolve_source(source: str, case: Case) -> Path:
     """The capture a lake record came from: as recorded, else beside the report, else by name
     among the report's inputs."""
@@ -256,17 +272,7 @@ def _build(
         sorted(set(conn["source"].unique().to_list()) - set(from_logs)), start=1
     ):
         path = _resolve_source(source, case)
-        acquired = now()
-        digest = sha256_file(path)
-        size = path.stat().st_size
-        record_event(
-            store,
-            case.id,
-            "evidence.acquire",
-            {"source": str(path), "sha256": digest, "size": size},
-            actor=actor,
-            at=acquired,
-        )
+        acquired, digest, size = _acquire(store, case, path, actor)
         rel = f"packets/{n:02d}-{path.name.removesuffix('.gz').rsplit('.', 1)[0]}.pcap"
         conns = conn.filter(pl.col("source") == source)
         try:
@@ -318,17 +324,7 @@ def _build(
         sorted(cited["file"].unique().to_list()) if cited is not None else [], 1
     ):
         path = _resolve_source(source, case)
-        acquired = now()
-        digest = sha256_file(path)
-        size = path.stat().st_size
-        record_event(
-            store,
-            case.id,
-            "evidence.acquire",
-            {"source": str(path), "sha256": digest, "size": size},
-            actor=actor,
-            at=acquired,
-        )
+        acquired, digest, size = _acquire(store, case, path, actor)
         rel = f"logs/{n:02d}-{path.name}"
         (out / "logs").mkdir(exist_ok=True)
         shutil.copyfile(path, out / rel)

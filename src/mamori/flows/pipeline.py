@@ -8,7 +8,6 @@ into the lake without holding a whole capture's records.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from mamori.schema import schema_of
 from mamori.sensors.pcap.decode import decode
 from mamori.sensors.pcap.fragments import FragmentReassembler
 from mamori.sensors.pcap.reader import CaptureError, CaptureProblem, PcapReader
+from mamori.sensors.seed import content_digest
 
 log = logging.getLogger(__name__)
 
@@ -183,17 +183,9 @@ def analyze_jobs(jobs: list[Job]) -> Analysed:
 
 
 def capture_seed(path: Path) -> bytes:
-    """A seed from the capture's bytes, not its path, so uids are the same wherever the file
-    lies: an analyst, a CI machine and an evidence package all name a connection alike."""
-    h = hashlib.blake2b(digest_size=16)
-    size = path.stat().st_size
-    h.update(size.to_bytes(8, "little"))
-    with path.open("rb") as f:
-        h.update(f.read(1 << 20))
-        if size > 1 << 20:
-            f.seek(max(1 << 20, size - (1 << 16)))
-            h.update(f.read())
-    return h.digest()
+    """A seed from the capture's bytes, not its path (``sensors.seed``): uids are the same
+    wherever the file lies."""
+    return content_digest(path, 16)
 
 
 def _parent_uids(df: pl.DataFrame, seed: bytes) -> pl.Series:

@@ -87,29 +87,20 @@ def load(path: Path, default_tlp: str) -> ImportResult:
                 **common,  # type: ignore[arg-type]
             )
         )
-        for url in row["urls"]:
-            found = normalise("url", url)
+        fetched = [
+            ("url", u, f"download attempted by {ip[1]}", "malware-download") for u in row["urls"]
+        ]
+        fetched += [("sha256", h, f"file fetched by {ip[1]}", "malware") for h in row["hashes"]]
+        for kind, raw, name, label in fetched:
+            found = normalise(kind, raw)
             if found:
                 result.indicators.append(
                     Indicator(
-                        type="url",
+                        type=found[0],
                         value=found[1],
-                        name=f"download attempted by {ip[1]}",
+                        name=name,
                         confidence=80,
-                        labels=["honeypot", "malware-download"],
-                        **common,  # type: ignore[arg-type]
-                    )
-                )
-        for digest in row["hashes"]:
-            found = normalise("sha256", digest)
-            if found:
-                result.indicators.append(
-                    Indicator(
-                        type="sha256",
-                        value=found[1],
-                        name=f"file fetched by {ip[1]}",
-                        confidence=80,
-                        labels=["honeypot", "malware"],
+                        labels=["honeypot", label],
                         **common,  # type: ignore[arg-type]
                     )
                 )

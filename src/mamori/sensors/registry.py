@@ -15,7 +15,6 @@ A problem that stops the file (a truncated EVTX chunk) raises :class:`LogFormatE
 from __future__ import annotations
 
 import gzip
-import hashlib
 import importlib
 import pkgutil
 from collections.abc import Callable, Iterator
@@ -25,6 +24,8 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from mamori.sensors.seed import content_digest
 
 HEAD_BYTES = 64 * 1024  # what a sniffer sees: enough for a Zeek header or a few JSON lines
 BATCH_ROWS = 50_000  # rows a sensor buffers per table before yielding: bounds its memory
@@ -144,13 +145,5 @@ def sensor_for(path: Path, head: bytes | None = None) -> LogSensor | None:
 
 
 def content_seed(path: Path) -> str:
-    """Ten hex digits from the file's size and first and last bytes (not its path)."""
-    h = hashlib.blake2b(digest_size=5)
-    size = path.stat().st_size
-    h.update(size.to_bytes(8, "little"))
-    with path.open("rb") as f:
-        h.update(f.read(1 << 20))
-        if size > 1 << 20:
-            f.seek(max(1 << 20, size - (1 << 16)))
-            h.update(f.read())
-    return h.hexdigest()
+    """Ten hex digits from the file's content (``sensors.seed``), not its path."""
+    return content_digest(path, 5).hex()
