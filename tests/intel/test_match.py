@@ -12,31 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mamori.intel.match import CidrIndex, DomainIndex, match
-from mamori.intel.schema import SCHEMA
-from mamori.schema import TABLES, schema_of
+from support.intel_frames import indicators as _indicators
+from support.intel_frames import lake_frames as _frames
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
-
-
-def _indicators(rows: list[tuple[str, str, int | None]]) -> pl.DataFrame:
-    base = pl.from_arrow(SCHEMA.empty_table())
-    data = pl.DataFrame(
-        {"id": [f"i{n}" for n in range(len(rows))], "type": [r[0] for r in rows],
-         "value": [r[1] for r in rows], "port": [r[2] for r in rows]},
-        schema_overrides={"port": pl.UInt16},
-    )  # fmt: skip
-    return pl.concat([base, data], how="diagonal_relaxed")  # type: ignore[list-item]
-
-
-def _frames(**tables: list[dict]) -> dict[str, pl.LazyFrame]:
-    out = {}
-    for t in TABLES:
-        empty = pl.from_arrow(schema_of(t).empty_table())
-        rows = tables.get(t, [])
-        out[t] = (
-            pl.concat([empty, pl.DataFrame(rows)], how="diagonal_relaxed") if rows else empty
-        ).lazy()  # type: ignore[union-attr,list-item]
-    return out
 
 
 def _rec(uid: str, orig: str, resp: str, port: int = 443, **extra: object) -> dict:

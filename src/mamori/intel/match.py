@@ -179,13 +179,9 @@ def _word(d64, p, k):  # type: ignore[no-untyped-def]
     return w
 
 
-@nb.njit(cache=True)
-def _view_hash(views, lens, d64, data_base, i):  # type: ignore[no-untyped-def]
-    n = lens[i]
-    if n <= 12:
-        w0, w1 = _inline_words(views, lens, i)
-        return _fmix((w0 * _MIX) ^ w1)
-    s = _view_start(views, data_base, i)
+@nb.njit(cache=True, inline="always")
+def _bytes_hash(d64, s, n):  # type: ignore[no-untyped-def]
+    """Every byte of a string longer than the inline views, eight at a time."""
     h = np.uint64(n)
     p = 0
     while p + 8 <= n:
@@ -195,6 +191,15 @@ def _view_hash(views, lens, d64, data_base, i):  # type: ignore[no-untyped-def]
     if p < n:
         h = (h ^ _word(d64, s + p, n - p)) * _MIX
     return _fmix(h)
+
+
+@nb.njit(cache=True)
+def _view_hash(views, lens, d64, data_base, i):  # type: ignore[no-untyped-def]
+    n = lens[i]
+    if n <= 12:
+        w0, w1 = _inline_words(views, lens, i)
+        return _fmix((w0 * _MIX) ^ w1)
+    return _bytes_hash(d64, _view_start(views, data_base, i), n)
 
 
 @nb.njit(cache=True)
@@ -232,15 +237,7 @@ def _key(views, lens, d64, data_base, i):  # type: ignore[no-untyped-def]
         a = _word(d64, s, 8)
         b = _word(d64, s + 8, n - 8) | (np.uint64(n) << np.uint64(56))
         return _fmix((a * _MIX) ^ b), a, b
-    h = np.uint64(n)
-    p = 0
-    while p + 8 <= n:
-        h = (h ^ _word(d64, s + p, 8)) * _MIX
-        h ^= h >> np.uint64(29)
-        p += 8
-    if p < n:
-        h = (h ^ _word(d64, s + p, n - p)) * _MIX
-    return _fmix(h), views[i, 0], np.uint64(0xFFFFFFFFFFFFFFFF)
+    return _bytes_hash(d64, s, n), views[i, 0], np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 _BATCH = 128  # rows keyed before their table reads
