@@ -26,6 +26,7 @@ import polars as pl
 
 from mamori.detect.base import Params, alerts, detector
 from mamori.detect.detectors.scan_trw import unicast
+from mamori.detect.windows import at_least
 
 ID = "c2.beaconing"
 _PRIVATE = r"^(10\.|192\.168\.|172\.(1[6-9]|2\d|3[01])\.|127\.|169\.254\.|f[cd]|fe80:|::1$)"
@@ -85,8 +86,22 @@ def _quartiles(col: str) -> list[pl.Expr]:
     ]
 
 
-def _events(conn: pl.LazyFrame, http: pl.LazyFrame, ssl: pl.LazyFrame) -> pl.LazyFrame:
-    """One row per event: HTTP requests by Host, TLS connections by SNI, other connections."""
+def _enough(conn: pl.LazyFrame, p: BeaconingParams) -> pl.LazyFrame:
+    """The connections of plain-connection pairs (source, address, port, protocol, window) with
+    at least ``min_connections`` rows: a pair with fewer events cannot have that many check-ins,
+    and most of a day's pairs have one or two (:func:`windows.at_least`)."""
+    every = f"{int(timedelta(hours=p.window_hours).total_seconds() * 1_000_000)}us"
+    pair = ["orig_h", "resp_h", "resp_p", "proto", pl.col("ts").dt.truncate(every)]
+    return at_least(conn, key=pair, rows=p.min_connections)
+
+
+def _events(
+    conn: pl.LazyFrame, http: pl.LazyFrame, ssl: pl.LazyFrame, p: BeaconingParams | None = None
+) -> pl.LazyFrame:
+    """One row per event: HTTP requests by Host, TLS connections by SNI, other connections.
+
+    With ``p``, plain connections of pairs too small to be judged are left out (:func:`_enough`).
+    """
     cols = ["orig_h", "resp_h", "resp_p", "proto", "ts", "uid", "kind", "dst", "size"]
     named = ssl.filter(pl.col("server_name").is_not_null()).select("uid", "server_name")
     named = named.unique("uid", keep="first").join(
@@ -104,7 +119,8 @@ def _events(conn: pl.LazyFrame, http: pl.LazyFrame, ssl: pl.LazyFrame) -> pl.Laz
         dst=pl.col("server_name").str.to_lowercase(),
         size=pl.col("orig_bytes").cast(pl.Float64),
     )
-    other = conn.join(http.select("uid"), on="uid", how="anti").join(named, on="uid", how="anti")
+    plain = conn if p is None else _enough(conn, p)
+    other = plain.join(http.select("uid"), on="uid", how="anti").join(named, on="uid", how="anti")
     other = other.with_columns(
         kind=pl.lit("conn"),
         dst=pl.format("{}:{}/{}", "resp_h", "resp_p", "proto"),
@@ -142,7 +158,7 @@ def beaconing(
     same = pl.all_horizontal(pl.col(c).eq_missing(pl.col(c).shift(1)) for c in pair)
     gap = pl.col("ts").diff().dt.total_microseconds() / 1e6
     ev = (
-        _events(conn, http, ssl)
+        _events(conn, http, ssl, p)
         .filter(_wanted(p))
         .select(
             "orig_h",

@@ -32,6 +32,7 @@ import polars as pl
 
 from mamori.detect.base import EVIDENCE_MAX, Params, alerts, detector
 from mamori.detect.detectors.amplification import SERVICES as AMPLIFIERS
+from mamori.detect.windows import at_least
 
 _TARGET = ("resp_h", "resp_p", "proto")
 _MULTICAST4 = [f"{octet}." for octet in range(224, 240)]
@@ -228,6 +229,9 @@ def scan_trw(conn: pl.LazyFrame, p: ScanTrwParams) -> pl.LazyFrame:
     contacts = conn.filter(
         pl.col("proto").is_in(["tcp", "udp"]) & unicast() & ~reply_to_nothing(p.reply_ports)
     ).select(*_TARGET, "ts", "uid", "orig_h", window=pl.col("ts").dt.truncate(every), ok=answered())
+    # A walk with fewer rows than min_targets has fewer first contacts and is never reported:
+    # the spoofed sources of a flood (millions, a packet each) never reach the coding and sort.
+    contacts = at_least(contacts, key=("orig_h", "window"), rows=p.min_targets)
     schema = {**contacts.collect_schema(), "walk": pl.Int64, "hit": pl.Int64, "targets": pl.Int64}
     # The walk is sequential per source: one sort and one compiled pass over the whole frame
     # (``_first_contacts``); only the walks that crossed come back, with their first contacts.
