@@ -16,6 +16,7 @@ import polars as pl
 
 from mamori.config import Settings
 from mamori.flows import tracker as T
+from mamori.flows.keyindex import new_index, rebuild
 from mamori.flows.ports import server_port_table
 from mamori.sensors.pcap.decode import MAX_DEPTH, PacketColumns
 
@@ -40,11 +41,11 @@ class ConnTracker:
     settings: Settings
     capacity: int = 1 << 14
     out_capacity: int = 1 << 14
-    keys: object = field(init=False)
+    idx: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
-        self.keys = T.new_key_dict()
         self._alloc_state(self.capacity)
+        self.idx = new_index(self.capacity)
         self.free = np.arange(self.capacity - 1, -1, -1, dtype=np.int64)
         self.n_free = self.capacity
         self.next_no = 0
@@ -83,6 +84,10 @@ class ConnTracker:
         free[self.n_free : self.n_free + added] = np.arange(new - 1, old - 1, -1, dtype=np.int64)
         self.free = free
         self.n_free += added
+        used = np.ones(new, np.bool_)
+        used[self.free[: self.n_free]] = False
+        self.idx = new_index(new)
+        rebuild(self.idx, self.K, used)
 
     def _collect(self, n_out: int) -> None:
         if n_out:
@@ -111,7 +116,7 @@ class ConnTracker:
                 c["ip_len"], c["sport"], c["dport"], c["flags"], c["seq"], c["ack"], c["win"],
                 c["pay_len"], c["pay_cap"],
                 row_conn, row_orig,
-                self.keys, self.S, self.H, self.HL, self.K, self.free, self.n_free, self.next_no,
+                self.idx, self.S, self.H, self.HL, self.K, self.free, self.n_free, self.next_no,
                 self.E, self.EH, self.EHL, self.ESZ,
                 self.ports, *self.timeouts, i,
             )  # fmt: skip
@@ -128,7 +133,7 @@ class ConnTracker:
         while True:
             before = self.n_free
             self.n_free, n_out = T.sweep(
-                self.keys, self.S, self.H, self.HL, self.K, self.free, self.n_free, now, flush_all,
+                self.idx, self.S, self.H, self.HL, self.K, self.free, self.n_free, now, flush_all,
                 self.E, self.EH, self.EHL, self.ESZ,
             )  # fmt: skip
             self._collect(n_out)

@@ -8,8 +8,8 @@ a SYN/SYN-ACK reversal), endpoint states and the ``conn_state`` they imply, ``hi
 retransmissions, zero windows and gaps), payload sizes from sequence numbers, and the timers that end
 a connection (attempt, close, expire, inactivity) so the same 5-tuple later starts a new one.
 
-Connections live in fixed-width state arrays indexed by slot; a typed dict maps the canonical
-5-tuple to its slot. Ended connections are copied to an output buffer, so memory is bounded by the
+Connections live in fixed-width state arrays indexed by slot; an open-addressing index
+(``keyindex``) maps the canonical 5-tuple to its slot. Ended connections are copied to an output buffer, so memory is bounded by the
 connections alive at once, not by the capture's length.
 """
 
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numba as nb
 import numpy as np
-from numba import types
-from numba.typed import Dict
+
+from mamori.flows.keyindex import find, remove_at, remove_slot
 
 # Endpoint states, numbered as Zeek numbers them.
 INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
@@ -77,12 +77,6 @@ FL_PARTIAL, FL_SEEN_O, FL_SEEN_R, FL_OCLOSE, FL_RCLOSE, FL_FIRSTACK, FL_ACTIVE =
     32,
     64,
 )
-
-KEY_T = types.UniTuple(types.int64, 5)
-
-
-def new_key_dict() -> Dict:
-    return Dict.empty(key_type=KEY_T, value_type=types.int64)
 
 
 @nb.njit(cache=True, inline="always")
@@ -387,7 +381,7 @@ def track(
     # per-row outputs
     row_conn: np.ndarray, row_orig: np.ndarray,
     # connection state
-    keys: Dict, S: np.ndarray, H: np.ndarray, HL: np.ndarray, K: np.ndarray,
+    idx: np.ndarray, S: np.ndarray, H: np.ndarray, HL: np.ndarray, K: np.ndarray,
     free: np.ndarray, n_free: int, next_no: int,
     # ended connections
     E: np.ndarray, EH: np.ndarray, EHL: np.ndarray, ESZ: np.ndarray,
@@ -510,15 +504,19 @@ def track(
             ):
                 swap = True
         if swap:
-            key = (b_hi, b_lo, a_hi, a_lo, (dp << 40) | (sp << 24) | (pr << 8) | (2 if ow else 0))
+            k0, k1, k2, k3 = b_hi, b_lo, a_hi, a_lo
+            k4 = (dp << 40) | (sp << 24) | (pr << 8) | (2 if ow else 0)
         else:
-            key = (a_hi, a_lo, b_hi, b_lo, (sp << 40) | (dp << 24) | (pr << 8) | (2 if ow else 0))
+            k0, k1, k2, k3 = a_hi, a_lo, b_hi, b_lo
+            k4 = (sp << 40) | (dp << 24) | (pr << 8) | (2 if ow else 0)
+        k4 = np.int64(k4)
 
-        s = keys[key] if key in keys else np.int64(-1)
+        pos = find(idx, K, k0, k1, k2, k3, k4)
+        s = idx[pos] if pos >= 0 else np.int64(-1)
         if s >= 0:
             if _timers(S, s, now, linger, session_timer):
                 n_out = _emit(S, H, HL, s, E, EH, EHL, ESZ, n_out)
-                del keys[key]
+                remove_at(idx, K, pos)
                 free[n_free] = s
                 n_free += 1
                 s = -1
@@ -542,19 +540,23 @@ def track(
                     reuse = False
             if reuse:
                 n_out = _emit(S, H, HL, s, E, EH, EHL, ESZ, n_out)
-                del keys[key]
+                remove_at(idx, K, pos)
                 free[n_free] = s
                 n_free += 1
                 s = -1
         if s < 0:
             n_free -= 1
             s = free[n_free]
-            keys[key] = s
             for k in range(N_COLS):
                 S[s, k] = 0
             HL[s] = 0
-            for k in range(5):
-                K[s, k] = key[k]
+            K[s, 0] = k0
+            K[s, 1] = k1
+            K[s, 2] = k2
+            K[s, 3] = k3
+            K[s, 4] = k4
+            # After a removal the free position may have moved: probe again.
+            idx[-1 - find(idx, K, k0, k1, k2, k3, k4)] = s
             # The number (and so the uid) comes from the packet that opened the connection and
             # its tunnel depth, not from a counter: the same capture names its connections alike
             # however its flows are split across workers.
@@ -900,7 +902,7 @@ def _hist_check(S: np.ndarray, H: np.ndarray, HL: np.ndarray, s: int, e: int, ma
 
 
 @nb.njit(cache=True)
-def sweep(keys: Dict, S: np.ndarray, H: np.ndarray, HL: np.ndarray, K: np.ndarray,
+def sweep(idx: np.ndarray, S: np.ndarray, H: np.ndarray, HL: np.ndarray, K: np.ndarray,
           free: np.ndarray, n_free: int, now: int, flush_all: bool,
           E: np.ndarray, EH: np.ndarray, EHL: np.ndarray, ESZ: np.ndarray) -> tuple[int, int]:  # fmt: skip
     """End every connection whose timers fire by ``now`` (or all of them); returns (free, ended)."""
@@ -918,8 +920,7 @@ def sweep(keys: Dict, S: np.ndarray, H: np.ndarray, HL: np.ndarray, K: np.ndarra
             break
         if flush_all or _timers(S, s, now, linger, session_timer):
             n_out = _emit(S, H, HL, s, E, EH, EHL, ESZ, n_out)
-            key = (K[s, 0], K[s, 1], K[s, 2], K[s, 3], K[s, 4])
-            del keys[key]
+            remove_slot(idx, K, s)
             free[n_free] = s
             n_free += 1
     return n_free, n_out
