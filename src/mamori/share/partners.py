@@ -16,6 +16,7 @@ import secrets
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -252,3 +253,21 @@ def authenticate(
 def set_last_pull(store: Store, name: str, stamp: str) -> None:
     with store.begin() as conn:
         conn.execute(t.partners.update().where(t.partners.c.name == name).values(last_pull=stamp))
+
+
+def known(store: Store, name: str, fingerprint: bytes, conn: Any) -> Partner | None:
+    """:func:`authenticate` for a credential this process has already verified, else None (the
+    caller then asks :func:`authenticate`). ``fingerprint``: the SHA-256 of the secret.
+
+    The partner's row is still read on ``conn`` (a SQLAlchemy connection or a
+    :class:`~mamori.share.taxii.rawsql.RawConn`) on every call, so revoking or re-keying a
+    partner takes effect on its next request, in every process serving it."""
+    from mamori.share.taxii.rawsql import raw_rows
+
+    found = raw_rows(conn, "partner-credential", _CREDENTIAL, {"name": name})
+    if not found or found[0][1]:  # unknown, or revoked
+        return None
+    secret_hash = found[0][0]
+    if _verified.get((store.url, name)) != (secret_hash, fingerprint):
+        return None
+    return _known.get((store.url, name, secret_hash))

@@ -8,8 +8,10 @@ import uuid
 
 import pytest
 from fastapi.testclient import TestClient
+from starlette.requests import Request
 
 from mamori.share import partners
+from mamori.share.taxii import fastget, server
 from mamori.share.taxii.ingest import publish
 from mamori.share.tlp import Tlp
 from mamori.store import Store
@@ -46,6 +48,17 @@ def test_taxii_on_postgresql(pg_store, tmp_path, examples, auth):
             break
         params["next"] = body["next"]
     assert sorted(ids) == sorted(o["id"] for o in apt1) and len(ids) == len(set(ids))
+
+    # The raw ASGI page read (bodies read as UTF-8 bytes: convert_to) equals the endpoint's.
+    for kind, endpoint in (("objects", server.get_objects), ("manifest", server.manifest)):
+        path = f"{ROOT}/{kind}/"
+        scope = {"type": "http", "method": "GET", "path": path, "root_path": "",
+                 "query_string": b"limit=40", "app": app, "server": ("testserver", 80),
+                 "scheme": "http", "headers": [(k.lower().encode(), v.encode())
+                                               for k, v in h.items()]}  # fmt: skip
+        fast = fastget.answer(scope)
+        slow = endpoint(Request(scope), "mamori", "intel")
+        assert fast == (slow.raw_headers, slow.body) and b'"more":true' in fast[1]
 
     # A report citing a RED object is withheld with it; versions and POST work the same way.
     red = {**next(o for o in apt1 if o["type"] == "indicator"), "id": f"indicator--{uuid.uuid4()}",

@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from mamori.share import tables as t
-from mamori.share.taxii.rawsql import raw_rows
+from mamori.share.taxii.rawsql import Conn, raw_rows
 from mamori.share.taxii.timestamps import format_us, now_us, parse_us
 
 OBJ = t.objects.c
@@ -164,7 +164,7 @@ def _statement(shape: _Shape) -> sa.Select[Any]:
 
 
 def page(
-    conn: sa.Connection,
+    conn: Conn,
     collection_id: str,
     q: Query,
     reader: Reader | None,
@@ -204,6 +204,8 @@ def page(
         params["partner"] = reader.partner
         params["provenance"] = f"partner:{reader.partner}"
     if shape.stamps or shape.ids or shape.types or shape.specs:  # expanding IN lists
+        if not isinstance(conn, sa.Connection):
+            raise TypeError("match[...] filters need a SQLAlchemy connection")
         rows: list[Sequence[Any]] = list(conn.execute(_statement(shape), params).all())
     else:
         rows = raw_rows(conn, shape, _statement(shape), params)
@@ -229,7 +231,7 @@ _REACHED = (
 )
 
 
-def reached_rows(conn: sa.Connection, pks: Sequence[int]) -> dict[int, list[Sequence[Any]]]:
+def reached_rows(conn: Conn, pks: Sequence[int]) -> dict[int, list[Sequence[Any]]]:
     """For each row, the stored rows (every version) of the ids it reaches, with their audience:
     tuples ``pk, object_id, tlp, provenance, audience``.
 
