@@ -30,6 +30,7 @@ from mamori.detect.dga_features import (
     LM_FEATURES,
     MODEL_PATH,
     NUMERIC,
+    SESSION_CLIP,
     CharLM,
     char_matrix,
     dense_features,
@@ -37,6 +38,7 @@ from mamori.detect.dga_features import (
     logits,
     main_label,
     registered_domain,
+    session_threshold_at,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,6 +56,14 @@ LM_FOLDS = 5  # benign names in a fit get LM features from a model that did not 
 # Client sessions for the per-client figures: distinct registered domains a client resolves in
 # one detector window (a DGA bot tries dozens to hundreds an hour).
 SESSION_NAMES = 25
+# The session rule's threshold on a client's mean clipped logit, per number of distinct names
+# n (from the detector's min_session_domains up to SESSION_MAX_N; larger sessions use the last,
+# which is stricter than they need): the SESSION_QUANTILE of the mean over SESSION_DRAWS random
+# sessions of n calibration benign names, drawn with replacement (a little wider than without,
+# so a little stricter).
+SESSION_MAX_N = 64
+SESSION_QUANTILE = 0.999
+SESSION_DRAWS = 40_000
 
 
 def data_dir() -> Path:
@@ -159,6 +169,7 @@ class Fit:
     threshold: float
     spec: dict
     lm: CharLM
+    session: dict | None = None
 
 
 def fit(
@@ -198,42 +209,116 @@ def fit(
         theta -= lr * (m1 / (1 - 0.9**t)) / (np.sqrt(m2 / (1 - 0.999**t)) + 1e-8)
     f = Fit(theta[:nb], theta[nb : nb + nn], float(theta[-1]), 0.0, spec, benign.lm)
     f.threshold = float(np.quantile(scores_of(f, benign.calibration), 1 - TARGET_FPR))
+    f.session = session_thresholds(f, benign.calibration)
     return f
 
 
-def scores_of(f: Fit, labels: np.ndarray) -> np.ndarray:
+def session_thresholds(f: Fit, calibration: np.ndarray) -> dict:
+    """The session rule's thresholds, by bootstrap over the calibration benign names the
+    detector would score (at least ``min_label_length`` long): for each session size n, the
+    ``SESSION_QUANTILE`` of the mean clipped logit of n random such names."""
+    p = DgaParams()
+    names = calibration[np.char.str_len(calibration.astype(str)) >= p.min_label_length]
+    z = np.clip(logits_of(f, names), -SESSION_CLIP, SESSION_CLIP)
+    rng = np.random.default_rng(17)
+    sizes = range(p.min_session_domains, SESSION_MAX_N + 1)
+    cut = [
+        float(np.quantile(z[rng.integers(0, len(z), (SESSION_DRAWS, n))].mean(axis=1),
+                          SESSION_QUANTILE))
+        for n in sizes
+    ]  # fmt: skip
+    return {"min_n": p.min_session_domains, "thresholds": [round(c, 4) for c in cut]}
+
+
+def logits_of(f: Fit, labels: np.ndarray) -> np.ndarray:
     grams, num = featurize(labels, f.spec, f.lm)
-    return 1.0 / (1.0 + np.exp(-logits(grams, num, f.w_grams, f.w_num, f.bias)))
+    return logits(grams, num, f.w_grams, f.w_num, f.bias)
 
 
-def per_client(hits: np.ndarray, names: int = SESSION_NAMES, min_hits: int | None = None) -> float:
-    """Share of client sessions the detector's count rule would flag: names cut (in a fixed
-    shuffled order) into sessions of ``names`` distinct domains, flagged at ``min_hits`` hits
-    (the detector's ``min_domains``, the rule without NXDOMAIN help)."""
-    need = DgaParams().min_domains if min_hits is None else min_hits
+def scores_of(f: Fit, labels: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-logits_of(f, labels)))
+
+
+def per_client(
+    hits: np.ndarray,
+    z: np.ndarray | None = None,
+    counted: np.ndarray | None = None,
+    session: dict | None = None,
+    names: int = SESSION_NAMES,
+) -> float:
+    """Share of client sessions the detector would flag: names cut (in a fixed shuffled order)
+    into sessions of ``names`` distinct domains; a session is flagged at ``min_domains`` hits
+    (the count rule without NXDOMAIN help) or, with ``session`` given, when its ``counted``
+    names (those the detector scores) number at least the session rule's minimum and their mean
+    clipped logit ``z`` reaches the rule's threshold for that many."""
+    need = DgaParams().min_domains
     order = np.random.default_rng(11).permutation(len(hits))
     n = len(hits) // names
     if n == 0:
         return float("nan")
-    per = hits[order[: n * names]].reshape(n, names).sum(axis=1)
-    return float((per >= need).mean())
+    take = order[: n * names]
+    flagged = hits[take].reshape(n, names).sum(axis=1) >= need
+    if session is not None and z is not None and counted is not None:
+        c = counted[take].reshape(n, names)
+        k = c.sum(axis=1)
+        mean = np.where(c, np.clip(z[take].reshape(n, names), -SESSION_CLIP, SESSION_CLIP), 0.0)
+        mean = mean.sum(axis=1) / np.maximum(k, 1)
+        flagged |= (k >= session["min_n"]) & (mean >= session_threshold_at(session, k))
+    return float(flagged.mean())
 
 
 def evaluate(f: Fit, names: np.ndarray, benign_test: np.ndarray) -> dict[str, float]:
     """Per-name recall and held-out benign FPR at the fit's threshold, and the same per client
-    session (labels shorter than the detector's ``min_label_length`` never count as hits)."""
+    session: the count rule alone (``count_client_*``) and the detector's full rule, count or
+    session mean (``client_*``); labels shorter than ``min_label_length`` never count. A client
+    that mixes DGA names with ordinary browsing dilutes the session mean:
+    ``mixed_client_recall`` is the full rule on sessions of 25 family names among 75 held-out
+    benign ones."""
     min_len = DgaParams().min_label_length
-    flagged = scores_of(f, names) >= f.threshold
-    hit_f = flagged & (np.char.str_len(names.astype(str)) >= min_len)
-    hit_b = scores_of(f, benign_test) >= f.threshold
+    zf, zb = logits_of(f, names), logits_of(f, benign_test)
+    cut = float(np.log(f.threshold / (1 - f.threshold)))
+    flagged, hit_b = zf >= cut, zb >= cut
+    long_f = np.char.str_len(names.astype(str)) >= min_len
     long_b = np.char.str_len(benign_test.astype(str)) >= min_len
+    mixed = mixed_sessions(zf, long_f, zb, long_b, cut, f.session)
     return {
         "recall": float(flagged.mean()),
         "fpr": float(hit_b.mean()),
         "n": len(names),
-        "client_recall": per_client(hit_f),
-        "client_fpr": per_client(hit_b & long_b),
+        "client_recall": per_client(flagged & long_f, zf, long_f, f.session),
+        "client_fpr": per_client(hit_b & long_b, zb, long_b, f.session),
+        "count_client_recall": per_client(flagged & long_f),
+        "count_client_fpr": per_client(hit_b & long_b),
+        "mixed_client_recall": mixed,
     }
+
+
+def mixed_sessions(
+    zf: np.ndarray,
+    long_f: np.ndarray,
+    zb: np.ndarray,
+    long_b: np.ndarray,
+    cut: float,
+    session: dict | None,
+    dga_n: int = 25,
+    benign_n: int = 75,
+    sessions: int = 400,
+) -> float:
+    """The full rule on ``sessions`` clients of ``dga_n`` family names and ``benign_n`` held-out
+    benign names each (random, fixed seed)."""
+    rng = np.random.default_rng(19)
+    i = rng.integers(0, len(zf), (sessions, dga_n))
+    j = rng.integers(0, len(zb), (sessions, benign_n))
+    z = np.concatenate([zf[i], zb[j]], axis=1)
+    c = np.concatenate([long_f[i], long_b[j]], axis=1)
+    hits = ((z >= cut) & c).sum(axis=1) >= DgaParams().min_domains
+    if session is not None:
+        k = c.sum(axis=1)
+        mean = np.where(c, np.clip(z, -SESSION_CLIP, SESSION_CLIP), 0.0).sum(axis=1)
+        hits |= (k >= session["min_n"]) & (
+            mean / np.maximum(k, 1) >= session_threshold_at(session, k)
+        )
+    return float(hits.mean())
 
 
 def leave_one_family_out(
@@ -268,11 +353,16 @@ def main(argv: list[str] | None = None) -> int:
     dga, benign = load(args.data)
     print(f"benign labels {len(benign)}; " + ", ".join(f"{k} {len(v)}" for k, v in dga.items()))
     lofo = leave_one_family_out(dga, benign)
-    print(f"{'held-out family':<16}{'names':>8}{'recall':>9}{'FPR':>8}{'client rec':>12}{'FPR':>8}")
+    print(
+        f"{'held-out family':<16}{'names':>8}{'recall':>9}{'FPR':>8}{'client rec':>12}{'FPR':>8}"
+        f"{'count rule':>12}{'FPR':>8}{'mixed':>8}"
+    )
     for fam, r in lofo.items():
         print(
             f"{fam:<16}{r['n']:>8}{r['recall']:>9.4f}{r['fpr']:>8.4f}"
             f"{r['client_recall']:>12.4f}{r['client_fpr']:>8.4f}"
+            f"{r['count_client_recall']:>12.4f}{r['count_client_fpr']:>8.4f}"
+            f"{r['mixed_client_recall']:>8.3f}"
         )
     train_b, test_b = split_benign(benign)
     final = fit(dga, prepare_benign(train_b))
@@ -294,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "bias": round(final.bias, 6),
         "threshold": round(final.threshold, 6),
+        "session": dict(final.session or {}, clip=SESSION_CLIP, quantile=SESSION_QUANTILE),
         "heldout": {
             "benign_fpr": round(fpr, 5),
             "leave_one_family_out": lofo,

@@ -1,13 +1,14 @@
 """DGA detection: the model's leave-one-family-out evaluation, a golden case, partition
-properties, and silence on Zeek's benign traces (for both DNS detectors).
+properties, the session rule, and silence on Zeek's benign traces (for both DNS detectors).
 
-Honest status of the goal (recall >= 0.95 at <= 1 % FP per held-out family): the false-positive
-side is met and asserted, per name and per client. Per name, goz is above 0.95 and
-cryptolocker, tinba, newgoz near it, but conficker (a third of its names are 5-7 random
-letters) and pushdo (pronounceable syllables) are far below; per client session (25 names, the
-detector's 8-hit rule) every family but pushdo is >= 0.95. Both goals stay strict xfails (they must be
-promoted to plain assertions the day a model meets them); floors a little under the measured
-figures guard against regressions. docs/dga.md has the figures."""
+Honest status of the goal (recall >= 0.95 at <= 1 % FP per held-out family): per client session
+(25 names; the detector's rule: 8 hits, or the session mean of the names' clipped logits over
+the model's threshold for that many names) it is met for every family and asserted, and the
+false-positive side per name too. Per name, goz is above 0.95 and cryptolocker, tinba, newgoz
+near it, but conficker (a third of its names are 5-7 random letters) and pushdo (pronounceable
+syllables) are far below: that goal stays a strict xfail (to be promoted the day a model meets
+it); floors a little under the measured figures guard against regressions. docs/dga.md has
+the figures."""
 
 from __future__ import annotations
 
@@ -24,13 +25,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mamori.detect.base import registered
-from mamori.detect.dga_features import CharLM, char_matrix, load_model, score_labels
+from mamori.detect.detectors.dga import DgaParams
+from mamori.detect.dga_features import (
+    CharLM,
+    char_matrix,
+    load_model,
+    score_labels,
+    session_threshold_at,
+    session_threshold_expr,
+)
 from mamori.detect.engine import run_detectors
 from mamori.flows.pipeline import tables_of
 from support.golden import assert_key_sufficient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dns_data import DNS
+from dns_data import DNS, frame
 
 ROOT = Path(__file__).resolve().parents[2]
 CASE = ROOT / "tests" / "cases" / "dga"
@@ -42,7 +51,8 @@ ID = "dns.dga"
 # newgoz 0.52, others 0.81).
 FLOORS = {"conficker": 0.5, "cryptolocker": 0.8, "pushdo": 0.2, "ramdo": 0.75, "tinba": 0.8,
           "goz": 0.95, "newgoz": 0.4, "others": 0.7}  # fmt: skip
-# The same per client session of 25 distinct names (measured: >= 0.98, pushdo 0.42).
+# The count rule alone per client session of 25 distinct names (measured: >= 0.97, pushdo
+# 0.42); the full rule must meet the goal (test_heldout_client_recall_meets_goal).
 CLIENT_FLOORS = dict.fromkeys(FLOORS, 0.9) | {"pushdo": 0.3}
 
 
@@ -73,7 +83,7 @@ def test_heldout_benign_false_positive_rate_meets_goal(lofo: dict) -> None:  # t
 def test_heldout_recall_does_not_regress(lofo: dict) -> None:  # type: ignore[type-arg]
     for fam, r in lofo.items():
         assert r["recall"] >= FLOORS[fam], (fam, r)
-        assert r["client_recall"] >= CLIENT_FLOORS[fam], (fam, r)
+        assert r["count_client_recall"] >= CLIENT_FLOORS[fam], (fam, r)
 
 
 @pytest.mark.xfail(
@@ -83,9 +93,13 @@ def test_heldout_recall_meets_goal(lofo: dict) -> None:  # type: ignore[type-arg
     assert all(r["recall"] >= 0.95 and r["fpr"] <= 0.01 for r in lofo.values()), lofo
 
 
-@pytest.mark.xfail(strict=True, reason="pushdo per client session is below 0.95 (docs/dga.md)")
 def test_heldout_client_recall_meets_goal(lofo: dict) -> None:  # type: ignore[type-arg]
-    assert all(r["client_recall"] >= 0.95 and r["client_fpr"] <= 0.01 for r in lofo.values())
+    """The detector's rule (count or session mean) per client session of 25 names: >= 0.95 of
+    every unseen family's sessions at <= 1 % of held-out benign sessions; and still >= 0.9 when
+    each client mixes its 25 DGA names with 75 ordinary ones (the mean is diluted)."""
+    for fam, r in lofo.items():
+        assert r["client_recall"] >= 0.95 and r["client_fpr"] <= 0.01, (fam, r)
+        assert r["count_client_fpr"] <= 0.01 and r["mixed_client_recall"] >= 0.9, (fam, r)
 
 
 def test_contaminated_band_is_what_it_is_said_to_be(train: object, data_dir: Path) -> None:
@@ -107,6 +121,46 @@ def test_model_file_is_small_and_versioned() -> None:
     assert model["features"]["buckets"] == len(model["weights"]["ngrams"])
     assert len(model["features"]["numeric"]) == len(model["weights"]["numeric"])
     assert model["features"]["lm"]["orders"] == [1, 2, 3, 4]
+
+
+def test_session_thresholds_shrink_with_session_size() -> None:
+    """The mean of n benign names varies less as n grows, so the session threshold falls (up to
+    bootstrap noise), and stays above the benign names' typical logit."""
+    session = load_model()["session"]
+    cut = np.asarray(session["thresholds"])
+    assert session["min_n"] == DgaParams().min_session_domains and len(cut) > 20
+    assert cut[0] > cut[-1] and np.all(np.diff(cut) < 0.05), cut
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.lists(st.integers(0, 200), min_size=1, max_size=30))
+def test_session_threshold_is_the_same_in_numpy_and_polars(n: list[int]) -> None:
+    session = load_model()["session"]
+    got = pl.DataFrame({"n": n}).select(t=session_threshold_expr(pl.col("n"), session))["t"]
+    assert np.array_equal(got.to_numpy(), session_threshold_at(session, np.asarray(n)))
+
+
+def test_session_rule_flags_a_pronounceable_dga_client(data_dir: Path) -> None:
+    """25 pushdo names that each score *under* the per-name threshold (the count rule cannot
+    see them) alert as a session; 25 benign names from the held-out part of the benign list
+    do not, nor do the pushdo names with the session rule turned off."""
+    model = load_model()
+    root = data_dir / "dga-domains" / "dga_wordlists"
+    pushdo = np.array((root / "pushdo.txt").read_text().split()[:2000])
+    quiet = pushdo[
+        score_labels(np.array([d.split(".")[0] for d in pushdo]), model) < model["threshold"]
+    ]
+    benign = np.array((root / "opendns-random-domains.txt").read_text().split())
+    held = pl.Series(benign).hash(seed=20260101).to_numpy() % 1000 < 300  # train_dga's split
+    benign = benign[held][:25]
+    dns = pl.concat(
+        [frame(list(quiet[:25]), "10.0.0.7", gap_s=60), frame(list(benign), "10.0.0.8", gap_s=60)]
+    )
+    got = detect(dns)
+    assert got["src"].to_list() == ["10.0.0.7"], got
+    assert "mean DGA logit" in got["summary"][0]
+    off = registered()[ID].run({"dns": dns.lazy()}, DgaParams(min_session_domains=0)).collect()
+    assert off.height == 0
 
 
 def test_char_lm_round_trips_through_json() -> None:

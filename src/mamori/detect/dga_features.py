@@ -73,6 +73,9 @@ LM_FEATURES = (
 )
 # A character whose interpolated probability is below this is "rare" for lm_rare_share.
 LM_RARE = 0.01
+# The session rule averages each of a client's names' logit clipped to +-SESSION_CLIP: one
+# extreme name (a benign hex token, a very long random one) must not decide a whole session.
+SESSION_CLIP = 5.0
 
 
 @dataclass(frozen=True)
@@ -355,6 +358,28 @@ def logits(
 ) -> np.ndarray:
     """Linear scores of a logistic regression over :func:`featurize`'s output."""
     return grams.dot(w_grams) + num @ w_num + bias
+
+
+def session_threshold_at(session: dict[str, Any], n: np.ndarray) -> np.ndarray:
+    """The session rule's threshold on the mean clipped logit of ``n`` distinct names (the
+    model file's ``session`` block: thresholds for ``min_n``, ``min_n + 1``, ...; larger
+    sessions take the last, which is stricter than they need; smaller ones +inf)."""
+    cut = np.asarray(session["thresholds"], dtype=np.float64)
+    i = np.clip(np.asarray(n) - int(session["min_n"]), 0, len(cut) - 1)
+    return np.where(np.asarray(n) >= int(session["min_n"]), cut[i], np.inf)
+
+
+def session_threshold_expr(n: pl.Expr, session: dict[str, Any]) -> pl.Expr:
+    """:func:`session_threshold_at` as a Polars expression over a column of session sizes."""
+    cut = [float(c) for c in session["thresholds"]]
+    i = (n - int(session["min_n"])).clip(0, len(cut) - 1)
+    table = pl.lit(pl.Series(cut, dtype=pl.Float64)).implode()
+    return pl.when(n >= int(session["min_n"])).then(table.list.get(i)).otherwise(float("inf"))
+
+
+def clipped_logit(score: pl.Expr) -> pl.Expr:
+    """The model's logit of a P(DGA) column, clipped to +-``SESSION_CLIP``."""
+    return (score / (1.0 - score)).log().clip(-SESSION_CLIP, SESSION_CLIP)
 
 
 @cache
