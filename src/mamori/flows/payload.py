@@ -121,6 +121,12 @@ class PayloadRouter:
             p.kept[side] += len(data)
             p.parts.append((ts, is_orig, seq, data))
 
+    def forget(self, ended: np.ndarray) -> None:
+        """Drop the ignore marks of connections that ended (their numbers are never reused)."""
+        if self.ignored:
+            marked = np.fromiter(self.ignored, np.int64, len(self.ignored))
+            self.ignored.difference_update(marked[np.isin(marked, ended)].tolist())
+
     def _decide(self, conn: int, p: _Pending, ident: tuple[str, int, int], final: bool) -> None:
         """Pick the analyser whose signature matches; unless ``final``, a TCP miss may wait.
 

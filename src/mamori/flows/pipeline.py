@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from mamori.config import Settings
+from mamori.flows import tracker as T
 from mamori.flows.analyzers.base import Analysis, Analyzer, registered
-from mamori.flows.connections import ConnTracker, Ended, conn_frame, uids
+from mamori.flows.conn_columns import conn_columns, network_table, tunnel_parents
+from mamori.flows.connections import ConnTracker, Ended
 from mamori.flows.conversation import Conversation
 from mamori.flows.memory import keep_memory_flat
 from mamori.flows.payload import PayloadRouter
@@ -66,6 +67,7 @@ class Ingest:
         self.settings = settings
         self.sink = sink
         self.progress = progress
+        self._nets: np.ndarray | None = None
 
     def run(self, paths: Iterable[Path]) -> list[CaptureStats]:
         return [self.capture(Path(p)) for p in paths]
@@ -111,27 +113,33 @@ class Ingest:
         """Ended connections: run their conversations through the analysers, write the rows."""
         if ended is None:
             return
-        df = conn_frame(ended, self.settings, seed, stats.path)
-        jobs = _jobs(df, router)
+        if self._nets is None:
+            self._nets = network_table(self.settings.local_nets)
+        cols = conn_columns(
+            ended.state, ended.size, ended.hist, ended.hist_len, seed, self._nets, stats.path
+        )
+        nos = ended.state[:, T.C_NO]
+        rows, jobs = _jobs(cols, ended.state, router)
         # Ended connections the router never decided on are forgotten with them.
-        router.ignored.difference_update(df["conn_no"].to_list())
-        df = df.with_columns(tunnel_parents=_parent_uids(df, seed))
-        self._write(df, analyze_jobs(jobs), stats)
+        router.forget(nos)
+        cols["tunnel_parents"] = tunnel_parents(seed, ended.state[:, T.C_PARENT])
+        self._write(cols, nos, rows, analyze_jobs(jobs), stats)
 
-    def _write(self, df: pl.DataFrame, result: Analysed, stats: CaptureStats) -> None:
+    def _write(
+        self,
+        cols: dict[str, pa.Array],
+        nos: np.ndarray,
+        rows: np.ndarray,
+        result: Analysed,
+        stats: CaptureStats,
+    ) -> None:
         services, records = result
-        if services:
-            found = pl.DataFrame(
-                {"conn_no": list(services), "service": list(services.values())},
-                schema={"conn_no": pl.Int64, "service": pl.String},
-            )
-            df = df.join(found, on="conn_no", how="left", maintain_order="left")
-        else:
-            df = df.with_columns(service=pl.lit(None, pl.String))
-        conn = df.select([f.name for f in schema_of("conn")]).to_arrow().cast(schema_of("conn"))
+        cols["service"] = _service_column(nos.shape[0], nos[rows], rows, services)
+        schema = schema_of("conn")
+        conn = pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)
         self._send("conn", conn, stats)
-        for table, rows in records.items():
-            self._send(table, _to_table(table, rows), stats)
+        for table, recs in records.items():
+            self._send(table, _to_table(table, recs), stats)
 
     def _send(self, table: str, data: pa.Table, stats: CaptureStats) -> None:
         if data.num_rows:
@@ -144,23 +152,48 @@ Job = tuple[int, str, Conversation]  # (connection number, analyser's service, c
 Analysed = tuple[dict[int, str], dict[str, list[dict[str, object]]]]
 
 
-def _jobs(df: pl.DataFrame, router: PayloadRouter) -> list[Job]:
-    """The conversations of the ended connections the router kept payload for."""
+def _jobs(
+    cols: dict[str, pa.Array], state: np.ndarray, router: PayloadRouter
+) -> tuple[np.ndarray, list[Job]]:
+    """The conversations of the ended connections the router kept payload for, and their rows."""
+    none = np.empty(0, np.int64)
     if not router.conns:
-        return []
-    nos = df["conn_no"].to_numpy()
+        return none, []
+    nos = state[:, T.C_NO]
     wanted = np.nonzero(np.isin(nos, np.fromiter(router.conns.keys(), np.int64)))[0]
-    jobs: list[Job] = []
     if wanted.size == 0:
-        return jobs
-    cols = ["conn_no", "uid", "ts", "orig_h", "orig_p", "resp_h", "resp_p", "proto"]
-    for no, uid, ts, oh, op, rh, rp, proto in df[wanted].select(cols).iter_rows():
-        conv = Conversation(uid, ts.timestamp(), oh, op, rh, rp, proto)
-        got = router.finish(conv, no)
+        return none, []
+    take = pa.array(wanted)
+    fields = [cols[c].take(take).to_pylist() for c in ("uid", "orig_h", "resp_h", "proto")]
+    starts = ((state[wanted, T.C_START] // 1000) / 1e6).tolist()
+    ports = state[wanted][:, [T.C_OP, T.C_RP]].tolist()
+    rows: list[int] = []
+    jobs: list[Job] = []
+    for row, no, uid, oh, rh, proto, ts, (op, rp) in zip(
+        wanted.tolist(), nos[wanted].tolist(), *fields, starts, ports, strict=True
+    ):
+        got = router.finish(Conversation(uid, ts, oh, op, rh, rp, proto), no)
         if got is not None:
             analyzer, conv = got
+            rows.append(row)
             jobs.append((no, analyzer.service, conv))
-    return jobs
+    return np.array(rows, np.int64), jobs
+
+
+def _service_column(
+    n: int, job_nos: np.ndarray, rows: np.ndarray, services: dict[int, str]
+) -> pa.Array:
+    """``service`` per conn row: what the analysers recognised, null elsewhere."""
+    codes = np.full(n, -1, np.int32)
+    names: dict[str, int] = {}
+    for no, row in zip(job_nos.tolist(), rows.tolist(), strict=True):
+        name = services.get(no)
+        if name is not None:
+            codes[row] = names.setdefault(name, len(names))
+    if not names:
+        return pa.nulls(n, pa.string())
+    indices = pa.array(codes, mask=codes < 0)
+    return pa.DictionaryArray.from_arrays(indices, pa.array(list(names))).cast(pa.string())
 
 
 def analyze_jobs(jobs: list[Job]) -> Analysed:
@@ -186,20 +219,6 @@ def capture_seed(path: Path) -> bytes:
     """A seed from the capture's bytes, not its path (``sensors.seed``): uids are the same
     wherever the file lies."""
     return content_digest(path, 16)
-
-
-def _parent_uids(df: pl.DataFrame, seed: bytes) -> pl.Series:
-    """``tunnel_parents``: the uid of the connection that carried this one, vectorised."""
-    parents = df["parent_no"].to_numpy()
-    names = pl.Series(uids(seed, np.maximum(parents, 0))).cast(pl.Binary).cast(pl.String)
-    return (
-        pl.DataFrame({"p": parents, "u": names})
-        .select(
-            pl.when(pl.col("p") >= 0).then(pl.concat_list(pl.col("u"))).otherwise(None).alias("x")
-        )
-        .to_series()
-        .rename("tunnel_parents")
-    )
 
 
 def _safe_analyze(analyzer: Analyzer, conv: Conversation) -> Analysis | None:
