@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from mamori.cli import app
@@ -81,3 +83,20 @@ def test_bad_parameter_file_is_one_clear_error(tmp_path: Path, data_dir: Path) -
         app, ["patrol", str(data_dir / "zeek-btest/Traces/http/get.pcap"), "--params", str(bad)]
     )
     assert res.exit_code == 2 and "unknown parameter 'nope'" in res.output
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.sampled_from("abcdefgh"), max_size=40), st.integers(1, 5))
+def test_busiest_hosts_are_the_plain_count(hosts: list[str], n: int) -> None:
+    """The report's top talkers (counted by hash first, then by name) are exactly a plain
+    group-by-and-sort's, ties broken by name."""
+    from mamori.patrol import _top
+
+    df = pl.DataFrame({"h": hosts}, schema={"h": pl.String})
+    plain = (
+        df.group_by("h")
+        .agg(connections=pl.len())
+        .sort("connections", "h", descending=[True, False])
+        .head(n)
+    )
+    assert _top(df, "h", n) == [{"host": h, "connections": c} for h, c in plain.iter_rows()]

@@ -193,11 +193,26 @@ def _traffic(conn: pl.LazyFrame, buckets: int = 48) -> dict[str, object]:
 
 
 def _top(df: pl.DataFrame, col: str, n: int = 10) -> list[dict[str, object]]:
-    top = (
-        df.group_by(col)
-        .agg(connections=pl.len())
-        .sort("connections", col, descending=[True, False])
-        .head(n)
+    """The ``n`` hosts with most connections (ties by name).
+
+    A flood's spoofed sources are millions of hosts with a connection each, so hosts are first
+    counted by a hash of their text (cheap), and only the rows of hashes counting at least the
+    ``n``-th largest are counted by name. A hash shared by several hosts sums their counts, so it
+    can keep too many rows, and it could only drop a host wrongly if fewer than ``n`` names reach
+    that floor: then every name is counted (checked below, so the answer is always exact)."""
+    rows = df.select(col, __h=pl.col(col).hash(seed=0))
+    per_hash = rows.group_by("__h").agg(pl.len().alias("__n"))
+    floor = per_hash["__n"].top_k(n).min() if per_hash.height > n else None
+    if floor is not None:
+        kept = rows.join(per_hash.filter(pl.col("__n") >= floor), on="__h", how="semi")
+        counted = kept.group_by(col).agg(connections=pl.len())
+        if counted.filter(pl.col("connections") >= floor).height < n:
+            counted = rows.group_by(col).agg(connections=pl.len())
+    else:
+        counted = rows.group_by(col).agg(connections=pl.len())
+    # top_k, then a sort of those few: not a sort of every host.
+    top = counted.top_k(n, by=["connections", col], reverse=[False, True]).sort(
+        "connections", col, descending=[True, False]
     )
     return [{"host": h, "connections": c} for h, c in top.iter_rows()]
 

@@ -1,8 +1,11 @@
 """The local engine: every registered detector over the lake, on every core, repeats suppressed.
 
-Detectors build lazy Polars plans; the engine collects them together (``pl.collect_all``), so
-Polars schedules their work across all cores. A detector that raises is logged and counted and the
-run continues without it (one bad detector must not blind the patrol).
+Detectors build lazy Polars plans; the engine collects them one at a time, and Polars spreads each
+plan's work over every core. One at a time, not all together (``pl.collect_all``): together, every
+detector's intermediate frames over the whole conn table are alive at once, so a day of a busy
+site's connections peaked at four times ingest's memory (2.3 GB against 0.56 on the 5 M-packet
+workload), for no saving in CPU time, since the plans share little work. A detector that raises is
+logged and counted and the run continues without it (one bad detector must not blind the patrol).
 """
 
 from __future__ import annotations
@@ -59,16 +62,12 @@ def run_detectors(
             log.exception("detector %s failed to plan", d.id)
             failed[d.id] = f"{type(exc).__name__}: {exc}"
     results: list[pl.DataFrame] = []
-    try:
-        results = pl.collect_all([p for _, p in plans])
-    except Exception:
-        # Find the culprit(s) one by one so the others still report.
-        for det_id, plan in plans:
-            try:
-                results.append(plan.collect())
-            except Exception as exc:
-                log.exception("detector %s failed", det_id)
-                failed[det_id] = f"{type(exc).__name__}: {exc}"
+    for det_id, plan in plans:
+        try:
+            results.append(plan.collect())
+        except Exception as exc:
+            log.exception("detector %s failed", det_id)
+            failed[det_id] = f"{type(exc).__name__}: {exc}"
     base = empty_alerts()
     found = [r.cast(base.schema, strict=False) for r in results if r.height]  # type: ignore[arg-type]
     alerts = pl.concat([base, *found], how="vertical") if found else base
