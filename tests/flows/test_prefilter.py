@@ -73,3 +73,42 @@ def test_superset_of_every_signature(data: bytes) -> None:
                 ok = False
             if ok:
                 assert cand, (a.service, data)
+
+
+def _plain(
+    payloads: list[bytes], proto: int, sport: int, dport: int, analyzers: list
+) -> list[bool]:  # type: ignore[type-arg]
+    """The prefilter's rule, written out per payload: leading whitespace, a port an analyser is
+    attached to, or a (case-blind, possibly still arriving) prefix."""
+    out = []
+    for data in payloads:
+        head = data[:8].upper()
+        hit = data[:1] in (b" ", b"\t", b"\r", b"\n")
+        for a in analyzers:
+            for transport, port in getattr(a, "ports", ()):
+                hit |= proto == (6 if transport == "tcp" else 17) and port in (sport, dport)
+            for pattern in getattr(a, "prefixes", ()):
+                key = pattern.upper()[:8]
+                n = min(len(head), len(key))
+                hit |= head[:n] == key[:n]
+        out.append(hit)
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.binary(min_size=1, max_size=12), min_size=1, max_size=20),
+    st.sampled_from([6, 17]),
+    st.sampled_from([22, 53, 80, 443, 5000, 40000]),
+)
+def test_compiled_pass_agrees_with_the_plain_rule(
+    payloads: list[bytes], proto: int, port: int
+) -> None:
+    everyone = list(registered().values())
+    plain = [a for a in everyone if getattr(a, "prefilter", None) is None]
+    got = candidates(*_rows(payloads, proto=proto, dport=port), plain).tolist()
+    assert got == _plain(payloads, proto, 40000, port, plain)
+    # An analyser's own vectorised test may only add candidates to its patterns and ports.
+    full = candidates(*_rows(payloads, proto=proto, dport=port), everyone).tolist()
+    wider = _plain(payloads, proto, 40000, port, everyone)
+    assert all(f or not e for f, e in zip(full, wider, strict=True))
