@@ -29,3 +29,30 @@ def test_at_least_takes_expressions_as_keys() -> None:
     frame = pl.DataFrame({"h": ["a", "a", "b", "a"], "t": [1, 2, 3, 11]})
     kept = at_least(frame.lazy(), key=("h", pl.col("t") // 10), rows=2).collect()
     assert kept["t"].to_list() == [1, 2]
+
+
+events = st.lists(
+    st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 40), st.sampled_from(["x", "y", "z"])),
+    max_size=80,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(events, st.integers(1, 6))
+def test_threshold_evidence_max_is_the_head_of_the_full_evidence(data: list, k: int) -> None:
+    """Many ties in time: the bounded evidence is exactly the head of the full, ordered list."""
+    from datetime import UTC, datetime, timedelta
+
+    from mamori.detect.windows import threshold
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    frame = pl.DataFrame(
+        [(h, t0 + timedelta(seconds=s), f"u{i}", d) for i, (h, s, d) in enumerate(data)],
+        schema={"h": pl.String, "ts": pl.Datetime("us", "UTC"), "uid": pl.String, "d": pl.String},
+        orient="row",
+    ).lazy()
+    args = {"key": ["h"], "window": timedelta(seconds=20), "at_least": 1, "sparse": True}
+    full = threshold(frame, **args).sort("h", "window").collect()
+    head = threshold(frame, **args, evidence_max=k).sort("h", "window").collect()
+    assert head.drop("uids").equals(full.drop("uids"))
+    assert head["uids"].to_list() == [u[:k] for u in full["uids"].to_list()]

@@ -50,6 +50,7 @@ def threshold(
     extra: Sequence[pl.Expr] = (),
     where: pl.Expr | None = None,
     sparse: bool = False,
+    evidence_max: int | None = None,
 ) -> pl.LazyFrame:
     """Keys whose observations in a tumbling ``window`` reach ``at_least`` (distinct values of
     ``distinct`` if given, else rows). Returns key columns, ``window``, ``n`` (rows), ``distinct_n``,
@@ -63,6 +64,11 @@ def threshold(
     groups and a handful of attacks), so count first in a flat aggregation, then build evidence
     lists only for the windows that passed (reading ``obs`` twice, cached). Otherwise one pass
     builds them for every window, which is cheaper when ``obs`` is small or mostly passes.
+
+    ``evidence_max`` (sparse only): ``uids`` keeps the window's first ``evidence_max`` uids, for a
+    detector whose evidence is only that head. A flood's window holds millions of rows; only
+    those at or before its ``evidence_max``-th earliest time are sorted and listed (a bounded
+    selection, not a sort), and a stable sort of those gives exactly the head of the full list.
     """
     key = list(key)
     every = f"{int(window.total_seconds() * 1_000_000)}us"
@@ -92,13 +98,20 @@ def threshold(
     if where is not None:
         counted = counted.filter(where)
     counted = counted.cache()
+    passed = obs.join(
+        counted.select(groups), on=groups, how="semi", nulls_equal=True, maintain_order="left"
+    )
+    listed = pl.col(uid)
+    if evidence_max is not None:
+        # The first evidence_max rows in (time, input) order are all at or before the window's
+        # evidence_max-th earliest time; ties at that time are kept, the stable sort orders them.
+        cut = pl.col(ts).bottom_k(evidence_max).max().over(groups)
+        passed = passed.filter(pl.col(ts) <= cut)
+        listed = listed.head(evidence_max)
     uids = (
-        obs.join(
-            counted.select(groups), on=groups, how="semi", nulls_equal=True, maintain_order="left"
-        )
-        .sort(ts, maintain_order=True)
+        passed.sort(ts, maintain_order=True)
         .group_by(groups, maintain_order=True)
-        .agg(uids=pl.col(uid))
+        .agg(uids=listed)
     )
     return (
         counted.join(uids, on=groups, how="left", nulls_equal=True)

@@ -16,7 +16,7 @@ from datetime import timedelta
 
 import polars as pl
 
-from mamori.detect.base import Params, alerts, detector
+from mamori.detect.base import EVIDENCE_MAX, Params, alerts, detector
 from mamori.detect.windows import threshold
 
 DETECTOR_ID = "ddos.flood"
@@ -71,6 +71,7 @@ def windowed(
         extra=extra,
         where=where,
         sparse=True,
+        evidence_max=EVIDENCE_MAX,  # alerts keep no more; a flood's window has millions of rows
     ).with_columns(span_s=SPAN_S)
 
 
