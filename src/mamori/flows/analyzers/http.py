@@ -6,6 +6,14 @@ LF or CR), parses request and status lines, and frames bodies (``http_wire``). `
 replies through ``current_request``/``current_response`` counters so that pipelining, replies
 before requests and 1xx interim replies land in the same rows Zeek writes. Both directions are
 processed in delivery order because that pairing depends on the interleaving.
+
+Zeek's HTTP analyser also reacts to TCP control events: a RST interrupts both messages where they
+are (a body stops counting), a FIN ends that side's message after flushing a partial line, and a
+connection seen without its handshake is not analysed at all. A reassembler passes these as
+zero-length segments with ``Segment.flags`` (FIN, RST) and ``Conversation.partial``; both are read
+with ``getattr`` so a reassembler without them still works (each side is then taken to have closed
+at its end). After an upgrade or a CONNECT, ``_Tunnel`` is Zeek's PIA (behind the WebSocket frame
+reader for WebSocket) looking for HTTP inside the tunnelled stream.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from mamori.flows.analyzers.http_wire import (
     Message,
     token,
 )
+from mamori.flows.analyzers.websocket import FrameReader
 from mamori.flows.conversation import Conversation
 from mamori.schema.http import SCHEMA
 
@@ -35,10 +44,16 @@ _URI_CHARS = (
     set(b":/?#[]@!$&'()*+,;=-_.~%") | set(range(48, 58)) | set(range(65, 91)) | set(range(97, 123))
 )
 _EOL = re.compile(rb"\r\n|\n|\r(?!$)")
+_CRLF = re.compile(rb"\r\n")
 _PROXY = {b"FORWARDED", b"X-FORWARDED-FOR", b"X-FORWARDED-FROM", b"CLIENT-IP", b"VIA", b"XROXY-CONNECTION", b"PROXY-CONNECTION"}  # fmt: skip
 _METHODS = (b"PRI", b"OPTIONS", b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"TRACE", b"CONNECT", b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK", b"VERSION-CONTROL", b"REPORT", b"CHECKOUT", b"CHECKIN", b"UNCHECKOUT", b"MKWORKSPACE", b"UPDATE", b"LABEL", b"MERGE", b"BASELINE-CONTROL", b"MKACTIVITY", b"ORDERPATCH", b"ACL", b"PATCH", b"SEARCH", b"BCOPY", b"BDELETE", b"BMOVE", b"BPROPFIND", b"BPROPPATCH", b"NOTIFY", b"POLL", b"SUBSCRIBE", b"UNSUBSCRIBE", b"X-MS-ENUMATTS", b"RPC_OUT_DATA", b"RPC_IN_DATA")  # fmt: skip
 _SIGNATURE = re.compile(rb"^\s*(" + b"|".join(_METHODS) + rb")\s*\S+\s+HTTP/\d\.\d", re.I)
 IGNORE_VIOLATIONS_AFTER = 10 * 1024  # DPD::ignore_violations_after
+DPD_BUFFER, DPD_MAX_PACKETS = 1024, 100  # dpd_buffer_size, dpd_max_packets
+# Zeek's HTTP signatures (base/protocols/http/dpd.sig), each side matched on its own.
+_DPD_CLIENT = re.compile(rb"\s*(" + b"|".join(_METHODS[1:]) + rb")")
+_DPD_SERVER = re.compile(rb"[hH][tT][tT][pP]/[0-9]")
+FIN, RST = 0x01, 0x04  # control marks a reassembler may put in the segment list (Segment.flags)
 MAX_PENDING = 100  # HTTP::max_pending_requests
 
 Info = dict[str, object]
@@ -171,6 +186,7 @@ class _Protocol:
         self.reply_code = 0
         self.num_requests = 0
         self.stopped = False  # upgraded, tunnelled (CONNECT) or disabled after a violation
+        self.tunnel: _Tunnel | None = None  # what reads the stream after an upgrade or CONNECT
         self.seen = 0
         self.confirmed = False
 
@@ -189,8 +205,9 @@ class _Protocol:
             self.stopped = True
 
     def _header(self, is_orig: bool, name: bytes, value: bytes) -> None:
-        lname, tok = name.lower(), token(value).lower()
+        lname = name.lower()
         if lname == b"connection":
+            tok = token(value).lower()
             if is_orig and tok == b"keep-alive":
                 self.keep_alive = True
             elif not is_orig and tok == b"close":
@@ -239,6 +256,8 @@ class _Protocol:
         if not 100 <= self.reply_code < 200 and self.unanswered:
             self.unanswered.popleft()
         upgraded = self.reply_code == 101 and len(self.unanswered) == 1 and self.upgrade_conn and bool(self.upgrade_proto)  # fmt: skip
+        if upgraded:  # HTTP::upgrade_analyzers knows WebSocket; anything else gets a plain PIA
+            self.tunnel = _Tunnel(self, self.upgrade_proto.lower() == b"websocket")
         self.reply_code, self.upgrade_conn, self.upgrade_proto = 0, False, b""
         self.rep_state = "nothing" if interrupted or upgraded else "line"
         self.stopped = self.stopped or upgraded
@@ -336,56 +355,181 @@ class _Protocol:
             if self.req_state == "line":
                 self.request_line(line)
             elif self.req_state == "message" and self.req is not None:
-                self.req.deliver(line, True, len(line) + 2)
+                self.req.deliver(line, True)
         elif self.rep_state == "line":
             self.reply_line(line)
         elif self.rep_state == "message" and self.rep is not None:
-            self.rep.deliver(line, True, len(line) + 2)
+            self.rep.deliver(line, True)
             if self.connect_req and not line:
                 self.stopped = True
+                self.tunnel = _Tunnel(self, False)
 
 
 class _Side:
-    """One direction's byte stream, cut into lines or plain runs the way ContentLine cuts it."""
+    """One direction's byte stream, cut into lines or plain runs the way ContentLine cuts it.
+
+    The buffer is a bytearray with a resume point for the end-of-line search, so a long line that
+    arrives over many segments (an uploaded file inside a multipart part) costs linear time.
+    """
 
     def __init__(self, proto: _Protocol, is_orig: bool) -> None:
-        self.p, self.is_orig, self.buf, self.skip = proto, is_orig, b"", False
+        self.p, self.is_orig = proto, is_orig
+        self.buf = bytearray()
+        self.scan = 0  # where the next end-of-line search starts
+        self.skip = False  # a content gap outside a body: Zeek stops delivering this direction
+        self.delivery = -1  # ContentLine's delivery size: bytes until a partial line is forced out
+        self.eof_seen = False
 
     def _msg(self) -> Message | None:
         return self.p.req if self.is_orig else self.p.rep
 
-    def feed(self, data: bytes, eof: bool = False) -> None:
+    def feed(self, data: bytes) -> None:
+        """One delivery (a segment's payload): lines and plain runs, then the delivery-size check."""
         p = self.p
+        if p.tunnel is not None:
+            p.tunnel.feed(self.is_orig, data)
+            return
+        if self.delivery > 0:
+            self.delivery -= len(data)
         self.buf += data
-        while self.buf and not p.stopped and not self.skip:
-            if not self.is_orig and p.rep_state == "http09":
-                chunk, self.buf = self.buf, b""
+        self._run()
+        if p.tunnel is not None:  # this delivery switched protocols: its rest is the tunnel's
+            rest = bytes(self.buf)
+            self.buf.clear()
+            if rest:
+                p.tunnel.feed(self.is_orig, rest)
+            return
+        if self.delivery == 0:
+            self.delivery = -1
+            msg = self._msg()
+            crlf_only = msg is not None and msg.crlf_only
+            if self.buf and not self.skip and not p.stopped and (crlf_only or self.buf[-1] != 13):
+                line = bytes(self.buf)  # Zeek ends the partial line as if CRLF had followed
+                self.buf.clear()
+                self.scan = 0
+                p.line(self.is_orig, line)
+                msg = self._msg()
+                if msg is not None and msg.delivery is not None:
+                    self.delivery, msg.delivery = msg.delivery, None
+
+    def _run(self) -> None:
+        p, buf, is_orig = self.p, self.buf, self.is_orig
+        while buf and not p.stopped and not self.skip and p.tunnel is None:
+            if not is_orig and p.rep_state == "http09":
+                chunk = bytes(buf)
+                buf.clear()
+                self.scan = 0
                 p.http09_data(chunk)
                 continue
-            msg = self._msg()
+            msg = p.req if is_orig else p.rep
             if msg is not None and msg.plain and not msg.finished:
-                chunk, self.buf = self.buf[: msg.plain], self.buf[msg.plain :]
+                chunk = bytes(buf[: msg.plain])
+                del buf[: len(chunk)]
+                self.scan = 0
                 msg.deliver(chunk, False)
-                continue
-            m = _EOL.search(self.buf)
-            if m is None:
-                if not eof:
-                    return
-                line, self.buf = self.buf, b""
             else:
-                line, self.buf = self.buf[: m.start()], self.buf[m.end() :]
-            p.line(self.is_orig, line)
+                m = (_CRLF if msg is not None and msg.crlf_only else _EOL).search(buf, self.scan)
+                if m is None:
+                    self.scan = max(0, len(buf) - 1)
+                    return
+                line = bytes(buf[: m.start()])
+                del buf[: m.end()]
+                self.scan = 0
+                p.line(is_orig, line)
+                msg = p.req if is_orig else p.rep
+            if msg is not None and msg.delivery is not None:  # a new ContentLine delivery size
+                self.delivery, msg.delivery = msg.delivery, None
+
+    def eof(self) -> None:
+        """This direction's FIN, once all its data is delivered (Zeek's EndpointEOF)."""
+        if self.eof_seen:
+            return
+        self.eof_seen = True
+        p = self.p
+        if self.buf and p.tunnel is None and not p.stopped and not self.skip:
+            self.feed(b"\n")  # ContentLine ends a partial line with a bare LF
+        if self.is_orig:
+            p.request_made(False)
+        else:
+            p.reply_made(False)
 
     def gap(self, n: int) -> None:
+        if self.p.tunnel is not None:
+            self.p.tunnel.gap(self.is_orig, n)
+            return
         msg = self._msg()
         if msg is not None and msg.gap(n):
             return
-        self.buf = b""
+        self.buf.clear()
+        self.scan = 0
         if self.is_orig:
             self.p.done()
         else:
             self.p.reply_made(True)
         self.skip = True
+
+
+class _Tunnel:
+    """What Zeek attaches after an upgrade or a CONNECT: a PIA, behind a WebSocket reader if the
+    upgrade was to WebSocket. Only HTTP is looked for inside; its rows share the connection's
+    ``_Script`` state, so they continue the outer trans_depth as Zeek's do.
+    """
+
+    def __init__(self, outer: _Protocol, websocket: bool) -> None:
+        self.outer = outer
+        self.frames = {True: FrameReader(), False: FrameReader()} if websocket else None
+        self.buffer: list[tuple[bool, bytes]] = []
+        self.size = self.chunks = 0
+        self.heads = {True: b"", False: b""}
+        self.matching = True  # PIA buffers and matches only the beginning of the stream
+        self.inner: _Protocol | None = None
+        self.sides: dict[bool, _Side] = {}
+        self.broken = False
+
+    def feed(self, is_orig: bool, data: bytes) -> None:
+        if self.broken:
+            return
+        chunks = self.frames[is_orig].feed(data) if self.frames is not None else [data]
+        for chunk in chunks:
+            self._deliver(is_orig, chunk)
+
+    def gap(self, is_orig: bool, n: int) -> None:
+        """A content gap: Zeek's WebSocket analyser skips everything after one (both sides); a
+        plain PIA stops matching, and an HTTP analyser found inside sees the gap itself."""
+        if self.frames is not None:
+            self.broken = True
+        elif self.inner is not None:
+            self.sides[is_orig].gap(n)
+        else:
+            self.matching = False
+            self.buffer = []
+
+    def _deliver(self, is_orig: bool, data: bytes) -> None:
+        if self.inner is not None:
+            self.inner.ts, self.inner.seen = self.outer.ts, self.outer.seen
+            self.sides[is_orig].feed(data)
+            return
+        if not self.matching:
+            return
+        self.buffer.append((is_orig, data))
+        self.size += len(data)
+        self.chunks += 1
+        full = self.size > DPD_BUFFER or self.chunks > DPD_MAX_PACKETS
+        self.heads[is_orig] += data
+        sig = _DPD_CLIENT if is_orig else _DPD_SERVER
+        if sig.match(self.heads[is_orig][:DPD_BUFFER]):
+            self.inner = _Protocol(self.outer.s)
+            self.sides = {True: _Side(self.inner, True), False: _Side(self.inner, False)}
+            for o, d in self.buffer:  # PIA replays what it buffered, in arrival order
+                self._deliver(o, d)
+            self.buffer = []
+        elif full:
+            self.matching = False
+            self.buffer = []
+
+    def done(self) -> None:
+        if self.inner is not None:
+            self.inner.done()
 
 
 class HttpAnalyzer:
@@ -416,23 +560,34 @@ class HttpAnalyzer:
             return Analysis(False, [])
 
     def _analyze(self, conv: Conversation) -> Analysis:
+        if getattr(conv, "partial", False):
+            return Analysis(False, [])  # Zeek's HTTP ignores connections seen without a handshake
         script = _Script()
         proto = _Protocol(script)
         sides = {True: _Side(proto, True), False: _Side(proto, False)}
+        # A reassembler that reports control marks says so by giving the conversation ``partial``;
+        # then a side without a FIN mark never closed. Without marks, assume both sides did.
+        marked = hasattr(conv, "partial")
         for seg in conv.segments:
             proto.ts = seg.ts
-            proto.seen += len(seg.data)
-            if seg.gap:
+            if seg.gap:  # a FIN mark may carry the hole before it (Zeek reports it at close)
                 sides[seg.is_orig].gap(seg.gap)
+            flags = getattr(seg, "flags", 0)
+            if flags:  # a control mark: no data of its own
+                marked = True
+                if flags & RST:  # PacketWithRST: both messages end, interrupted
+                    proto.done()
+                if flags & (RST | FIN):
+                    sides[seg.is_orig].eof()
+                continue
+            proto.seen += len(seg.data)
             sides[seg.is_orig].feed(seg.data)
-        for is_orig in (True, False):  # end of contents: a partial last line still counts
-            if not proto.stopped:
-                sides[is_orig].feed(b"", eof=True)
-            if is_orig:
-                proto.request_made(False)
-            else:
-                proto.reply_made(False)
-        proto.done()
+        if not marked:
+            for is_orig in (True, False):
+                sides[is_orig].eof()
+        proto.done()  # the connection's end: Zeek's Done, where a partial line no longer counts
+        if proto.tunnel is not None:
+            proto.tunnel.done()
         rows = []
         for info in script.finish():
             rows.append({"ts": info.pop("ts"), **conv.id_fields(), **{f: None for f in SCHEMA.names[7:]}, **info})  # fmt: skip

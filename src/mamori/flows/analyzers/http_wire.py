@@ -7,7 +7,11 @@ and ``response_body_len`` are compared against Zeek's logs:
   bodies until the connection closes (``Connection: close`` seen from the server, or a compressed body
   without a length), and line-by-line bodies (each line counts two bytes for its end of line).
 * gzip/deflate bodies count their *decompressed* size, as Zeek's ``DeliverBodyClear`` does.
-* multipart bodies are read line by line and end at the closing boundary.
+* multipart bodies are read line by line and end at the closing boundary only (never by their
+  Content-Length). Inside a part's body only CRLF ends a line (Zeek switches its line splitter so a
+  bare CR or LF in an uploaded file does not count as a line end): ``crlf_only`` tells the splitter.
+* a Content-Length also sets a *delivery size*: the splitter ends a pending partial line once that
+  many bytes have arrived after the segment that ended the headers (``delivery``).
 """
 
 from __future__ import annotations
@@ -18,18 +22,16 @@ from collections.abc import Callable
 
 UNTIL_CLOSE = 1 << 62
 BODY_NOT_EXPECTED, BODY_EXPECTED, BODY_MAYBE = 0, 1, 2
-_TSPECIALS = set(b'()<>@,;:\\"/[]?= \t')
+# A MIME token: printable ASCII without tspecials (space and tab are not printable here).
+_TOKEN = re.compile(rb"[ \t]*([!#-\'*+\-.0-9A-Z^-z|~{}]*)")
 _FIELD = re.compile(rb"([^\s:]+)[ \t]*:")
 _BOUNDARY = re.compile(rb'boundary[ \t]*=[ \t]*(?:"([^"]*)"|([^;\s]+))', re.I)
 
 
 def token(value: bytes) -> bytes:
     """The first MIME token of a header value (Zeek's ``get_value_token``)."""
-    value = value.lstrip(b" \t")
-    end = 0
-    while end < len(value) and 32 < value[end] < 127 and value[end] not in _TSPECIALS:
-        end += 1
-    return value[:end]
+    m = _TOKEN.match(value)
+    return m.group(1) if m else b""
 
 
 def atoi(data: bytes, base: int) -> int | None:
@@ -108,6 +110,9 @@ class Message:
         self.plain = 0  # bytes the side should hand over unsplit (UNTIL_CLOSE: all of them)
         self.connection_close = False  # set by the analyser before headers end
         self.reply_code = 0
+        self.part = ""  # multipart: "" (preamble/epilogue), "head" or "body" of the current part
+        self.crlf_only = False  # inside a part's body, where only CRLF ends a line
+        self.delivery: int | None = None  # a new delivery size for the line splitter, once
 
     # -- headers -------------------------------------------------------------------------------
     def _finish_header(self) -> None:
@@ -148,13 +153,15 @@ class Message:
                 self.boundary = b"--" + (m.group(1) if m.group(1) is not None else m.group(2))
 
     def _all_headers(self) -> None:
+        if self.content_length >= 0:
+            self.delivery = self.content_length
         if self.chunk_state == "trailer":
             self.end()
             return
         if self.expect_body == BODY_NOT_EXPECTED:
             self.end()
         elif self.boundary is not None:
-            self.expect = self.content_length  # line mode, bounded by Content-Length if given
+            pass  # line mode until the closing boundary, whatever the Content-Length says
         elif self.chunk_state:
             self.chunk_state = "size"
         elif self.content_length > 0:
@@ -175,7 +182,7 @@ class Message:
         else:
             self.body_length += len(data) + (2 if crlf else 0)
 
-    def deliver(self, data: bytes, crlf: bool, raw_len: int = 0) -> None:
+    def deliver(self, data: bytes, crlf: bool) -> None:
         """One line (``crlf``) or a run of plain bytes, as Zeek's ContentLine analyser hands them."""
         if self.finished:
             return
@@ -195,12 +202,16 @@ class Message:
             return
         if self.boundary is not None:
             self._body(data, crlf)
-            if data.startswith(self.boundary) and data[len(self.boundary) :].startswith(b"--"):
-                self.end()
-            elif self.expect >= 0:
-                self.expect -= raw_len
-                if self.expect <= 0:
+            if data.startswith(self.boundary):
+                self.crlf_only = False
+                if data[len(self.boundary) :].startswith(b"--"):
+                    self.part = ""
                     self.end()
+                else:
+                    self.part = "head"  # a new part begins with its own headers
+            elif self.part == "head" and (not data or data[0] == 0):
+                self.part = "body"
+                self.crlf_only = True
         elif self.chunk_state:
             self._chunked(data, crlf)
         elif self.content_length >= 0 or self.plain:
@@ -208,6 +219,7 @@ class Message:
             self.expect -= len(data)
             self.plain = max(0, self.plain - len(data))
             if self.expect <= 0:
+                self.delivery = -1
                 self.end()
         else:
             self._body(data, crlf)
@@ -256,4 +268,5 @@ class Message:
             self.in_header = False
         self.finished = True
         self.plain = 0
+        self.crlf_only = False
         self.on_done(self.body_length)
