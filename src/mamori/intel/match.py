@@ -932,14 +932,18 @@ def _seen(source: _Source, values: pl.Series) -> pl.DataFrame:
 
 @dataclass
 class _Matcher:
-    """The indicators of one ``match()`` call, indexed once, matched against distinct values."""
+    """The indicators of one ``match()`` call, indexed once, matched against distinct values;
+    with the screens (``mamori.intel.screen``) that pick the rows worth matching."""
 
     by_type: dict[str, pl.DataFrame]  # type -> (value, _i: row of the indicator table)
     cidr: CidrIndex | None
     domains: DomainIndex | None
+    screens: dict[str, object]  # kind -> AddressScreen | NameScreen | UrlScreen
 
     @classmethod
     def build(cls, ind: pl.DataFrame, kinds: set[str]) -> _Matcher:
+        from mamori.intel.screen import AddressScreen, NameScreen, UrlScreen  # (imports this)
+
         by_type = {
             str(k[0]): v.select("value", "_i")
             for k, v in ind.partition_by("type", as_dict=True, include_key=False).items()
@@ -950,11 +954,36 @@ class _Matcher:
             )
         cidrs = by_type.get("cidr")
         doms = by_type.get("domain")
-        return cls(
-            by_type,
-            CidrIndex.build(cidrs["value"]) if "addr" in kinds and cidrs is not None else None,
-            DomainIndex.build(doms["value"]) if "name" in kinds and doms is not None else None,
-        )
+        ips = by_type.get("ip")
+        cidr = CidrIndex.build(cidrs["value"]) if "addr" in kinds and cidrs is not None else None
+        domains = DomainIndex.build(doms["value"]) if "name" in kinds and doms is not None else None
+        screens: dict[str, object] = {}
+        if "addr" in kinds:
+            screens["addr"] = AddressScreen.build(cidr, ips["value"] if ips is not None else None)
+        if domains is not None:
+            screens["name"] = NameScreen(domains)
+        if "url" in kinds:
+            screens["url"] = UrlScreen.build(by_type["url"]["value"])
+        return cls(by_type, cidr, domains, screens)
+
+    def screened(self, source: _Source, df: pl.DataFrame) -> tuple[pl.Series, np.ndarray | None]:
+        """The source's values on the rows its screen lets through, and the record of each
+        (None: every row, in order)."""
+        screen = self.screens.get(source.kind)
+        if screen is None:
+            return _raw(source, df)
+        if source.where == "answers":  # a row per answer: screened after the explode
+            raw, rec = _raw(source, df)
+            keep = screen.rows(raw)  # type: ignore[attr-defined]
+            return raw.gather(keep), rec[keep]  # type: ignore[index]
+        if source.kind == "url":
+            rows = screen.rows(df["host"], df["uri"])  # type: ignore[attr-defined]
+        elif source.kind == "name":
+            rows = screen.rows(df[source.columns[0]], host=source.where == "host")  # type: ignore[attr-defined]
+        else:
+            rows = screen.rows(df[source.columns[0]])  # type: ignore[attr-defined]
+        raw, _ = _raw(source, df.select(source.columns)[rows])
+        return raw, rows
 
     def _exact(self, seen: pl.DataFrame, kind: str, spec: int) -> pl.DataFrame | None:
         listed = self.by_type.get(kind)
@@ -1024,6 +1053,22 @@ def _records(frames: dict[str, pl.LazyFrame], kinds: set[str]) -> dict[str, pl.D
     return dict(zip(tables, collected, strict=True))
 
 
+def _take(series: pl.Series, rows: np.ndarray) -> pl.Series:
+    """``series.gather(rows)`` for ascending ``rows``, a chunk at a time: Polars' gather over a
+    column of many chunks (a lake table read from many files) costs ~10x more per row."""
+    if series.n_chunks() == 1:
+        return series.gather(rows)
+    chunks = series.get_chunks()
+    ends = np.cumsum([len(c) for c in chunks])
+    cuts = np.searchsorted(rows, ends)
+    parts, lo = [], 0
+    for chunk, end, hi in zip(chunks, ends, cuts, strict=True):
+        if hi > lo:
+            parts.append(chunk.gather(rows[lo:hi] - (end - len(chunk))))
+        lo = hi
+    return pl.concat(parts) if parts else series.clear()
+
+
 def match(
     indicators: pl.DataFrame, frames: dict[str, pl.LazyFrame], per_value: int = PER_VALUE
 ) -> pl.DataFrame:
@@ -1045,15 +1090,15 @@ def match(
     if not sources:
         return pl.DataFrame(schema=HITS_SCHEMA)
     records = _records(frames, kinds)
+    matcher = _Matcher.build(ind, kinds)
 
     def coded(source: _Source) -> tuple[pl.Series, np.ndarray | None, np.ndarray, np.ndarray]:
-        raw, rec = _raw(source, records[source.table])
+        raw, rec = matcher.screened(source, records[source.table])
         return (raw, rec, *distinct_codes(raw))
 
     out: list[pl.DataFrame] = []
-    with ThreadPoolExecutor(2) as pool:  # code columns (GIL-free) while indexes are built
+    with ThreadPoolExecutor(2) as pool:  # screen and code two columns at once (GIL-free)
         jobs = [pool.submit(coded, s) for s in sources]
-        matcher = _Matcher.build(ind, kinds)
         for source, job in zip(sources, jobs, strict=True):
             raw, rec, codes, first = job.result()
             hits = matcher.hits(source.kind, _seen(source, raw.gather(first)))
@@ -1068,20 +1113,22 @@ def match(
                 "code": codes[rows],
             })  # fmt: skip
             table = records[source.table]
-            found = at.join(hits, on="code").drop("code")
+            # in record order (a hit's indicators in the order of ``hits``)
+            found = at.join(hits, on="code").drop("code").sort("_rec", maintain_order=True)
             port = ind["port"].gather(found["_i"])
             if port.null_count() < port.len():  # a port constraint: the record's resp_p
-                resp_p = table["resp_p"].gather(found["_rec"]).cast(pl.Int64)
+                resp_p = _take(table["resp_p"], found["_rec"].to_numpy()).cast(pl.Int64)
                 found = found.filter(port.is_null() | (resp_p == port.cast(pl.Int64)))
-            if rec is not None:  # an answer listed twice in one reply is one hit
+            if source.where == "answers":  # an answer listed twice in one reply is one hit
                 found = found.unique(["_rec", "_i", "seen"], maintain_order=True)
             # only now the strings, and only for the hits (views: the gathers share the bytes)
+            at_rec = found["_rec"].to_numpy()
             out.append(
                 pl.DataFrame({
-                    "uid": table["uid"].gather(found["_rec"]),
-                    "ts": table["ts"].gather(found["_rec"]),
-                    "orig_h": table["orig_h"].gather(found["_rec"]),
-                    "resp_h": table["resp_h"].gather(found["_rec"]),
+                    "uid": _take(table["uid"], at_rec),
+                    "ts": _take(table["ts"], at_rec),
+                    "orig_h": _take(table["orig_h"], at_rec),
+                    "resp_h": _take(table["resp_h"], at_rec),
                     "seen": found["seen"],
                     "indicator": ind["id"].gather(found["_i"]),
                 }).with_columns(

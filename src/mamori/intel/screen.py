@@ -1,0 +1,430 @@
+"""Screens: which lake rows could name an indicator at all, decided per row in one compiled pass
+over the Arrow string views, before anything is coded, joined or gathered.
+
+Most records hit nothing (a lake of 15 M records gave 0.5 M hits against a million indicators), so
+``match()`` screens every observable column first and runs its exact matching (coding by distinct
+value, the indexes, the joins) only on the rows a screen lets through. A screen may let through a
+row that then hits nothing (a false positive costs one slow-path row); it must never stop a row
+that would hit: each screen reads exactly the text the exact path matches, normalised the same
+way, and lets through anything it does not fully understand (non-ASCII, unusual spellings).
+
+* Addresses: a bitmap of address blocks (``2^BLOCK_BITS`` blocks, 8 MB, so it stays in the last
+  level cache) with a bit set for every block that a listed range covers in part or whole, or
+  that holds a listed address. A row that parses as a canonical dotted quad (as ``ipaddress``
+  spells it) in a clear block cannot hit: no range covers it, and no listed address is its text.
+  Anything else (IPv6, junk) passes to the exact path.
+* Names (DNS queries, TLS SNI, HTTP hosts): the domain index's own Bloom filter over every
+  suffix at a label boundary, hashed right to left exactly as the index hashes them; HTTP hosts
+  first lose their port and trailing dots as ``match()`` normalises them.
+* URLs: a Bloom filter of the listed URLs' bytes, tested on the lower-cased host followed by the
+  URI, and on the same up to the first ``?`` (the URL without its query).
+
+The kernels hold no GIL and are single-threaded: ``match()`` runs two columns at once.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numba as nb
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mamori.intel.match import (
+    _FNV_OFFSET,
+    _FNV_PRIME,
+    _MIX,
+    CidrIndex,
+    DomainIndex,
+    _arrow_strings,
+    _fmix,
+    _lower,
+    _maybe,
+    _parse_all_v4,
+    _view_start,
+)
+
+BLOCK_BITS = 26  # 2^26 blocks of 64 addresses: 8 MB of bits
+# Answers remembered per view (a direct-mapped table of 2^14 views, 256 kB: near the core). Equal
+# views are equal strings: up to 12 bytes a view holds the string itself, beyond it says where the
+# bytes lie (buffer, offset, length), so a column read from Parquet dictionary pages repeats its
+# views as its values repeat, and a repeat costs no parse and no read of the string's bytes. A
+# view's buffer number is the chunk's own: the table lives for one chunk.
+_MEMO = 1 << 14
+
+
+@dataclass
+class _Chunk:
+    """One Arrow chunk of a string column, read in place (no rechunk, no copy): ``views`` as
+    (n, 2) uint64 and as bytes (``vbytes``, 16 a row: a string of up to 12 bytes is bytes 4 to
+    16 of its view), the data buffers spanned by one byte array (``data``, each buffer's start in
+    ``base``), the validity bits (``valid``, from bit ``bit0``; empty when nothing is null)."""
+
+    views: np.ndarray
+    vbytes: np.ndarray
+    data: np.ndarray
+    base: np.ndarray
+    valid: np.ndarray
+    bit0: int
+    owner: object  # the Arrow array owning the memory
+
+    @property
+    def args(self) -> tuple[object, ...]:
+        return self.views, self.vbytes, self.data, self.base, self.valid, self.bit0
+
+
+def _chunks(series: pl.Series) -> Iterator[_Chunk]:
+    """The column's chunks as ``_Chunk``s (string views, as Polars keeps strings)."""
+    for part in series.cast(pl.String).get_chunks():
+        arr = part.to_arrow(compat_level=pl.CompatLevel.newest())
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        if not pa.types.is_string_view(arr.type):
+            arr = pc.cast(arr, pa.string_view())
+        n = len(arr)
+        if not n:
+            continue
+        bufs = arr.buffers()
+        views = np.frombuffer(bufs[1], np.uint64).reshape(-1, 2)[arr.offset : arr.offset + n]
+        valid = (
+            np.frombuffer(bufs[0], np.uint8)
+            if arr.null_count and bufs[0] is not None
+            else np.zeros(0, np.uint8)
+        )
+        data_bufs = [b for b in bufs[2:] if b is not None and b.size]
+        if data_bufs:  # one byte array over every data buffer (only their own bytes are read)
+            lo = min(b.address for b in data_bufs)
+            hi = max(b.address + b.size for b in data_bufs)
+            data = np.ctypeslib.as_array((ctypes.c_uint8 * (hi - lo)).from_address(lo))
+            base = np.array([(b.address - lo) if b is not None else 0 for b in bufs[2:]], np.int64)
+        else:
+            data, base = np.zeros(16, np.uint8), np.zeros(1, np.int64)
+        vbytes = views.reshape(-1).view(np.uint8)
+        yield _Chunk(views, vbytes, data, base, valid, arr.offset, arr)
+
+
+def _rows(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
+@nb.njit(cache=True, inline="always")
+def _length(views, valid, bit0, i):  # type: ignore[no-untyped-def]
+    """Byte length of row ``i``, -1 when null."""
+    if valid.shape[0]:
+        b = bit0 + i
+        if not (valid[b >> 3] >> (b & 7)) & 1:
+            return -1
+    return np.int64(views[i, 0] & np.uint64(0xFFFFFFFF))
+
+
+# ---- addresses -------------------------------------------------------------------------------
+
+
+@nb.njit(cache=True, nogil=True)
+def _set_blocks(bounds, labels, shift, bits):  # type: ignore[no-untyped-def]
+    """A bit for every block that a labelled interval touches."""
+    n = bounds.shape[0]
+    top = np.int64(1) << 32
+    for k in range(n):
+        if labels[k] < 0:
+            continue
+        end = bounds[k + 1] if k + 1 < n else top
+        for b in range(bounds[k] >> shift, ((end - 1) >> shift) + 1):
+            bits[b >> 6] |= np.uint64(1) << np.uint64(b & 63)
+
+
+@nb.njit(cache=True, nogil=True)
+def _set_addresses(values, shift, bits):  # type: ignore[no-untyped-def]
+    for v in values:
+        if v >= 0:
+            b = v >> shift
+            bits[b >> 6] |= np.uint64(1) << np.uint64(b & 63)
+
+
+@nb.njit(cache=True, inline="always")
+def _v4_block(arr, s, n, shift):  # type: ignore[no-untyped-def]
+    """The block of arr[s:s + n] when it is a canonical dotted quad (``_parse_v4``: four decimal
+    octets <= 255, no leading zeros), else -1."""
+    if n < 7 or n > 15:
+        return -1
+    value = 0
+    octet = 0
+    digits = 0
+    dots = 0
+    for p in range(s, s + n):
+        c = arr[p]
+        if c == 46:  # '.'
+            if digits == 0:
+                return -1
+            value = value * 256 + octet
+            octet = 0
+            digits = 0
+            dots += 1
+        elif 48 <= c <= 57 and digits < 3:
+            if digits == 1 and octet == 0:
+                return -1  # a leading zero: not how ipaddress spells it
+            octet = octet * 10 + (c - 48)
+            if octet > 255:
+                return -1
+            digits += 1
+        else:
+            return -1
+    if dots != 3 or digits == 0:
+        return -1
+    return (value * 256 + octet) >> shift
+
+
+@nb.njit(cache=True, nogil=True)
+def _v4_blocks(views, vbytes, data, data_base, valid, bit0, shift, blocks):  # type: ignore[no-untyped-def]
+    """First pass: each row's block, -1 for a row that is not a canonical dotted quad (it may
+    hit), -2 for null or empty (it cannot). No bitmap reads here: a loop of parsing and a loop
+    of independent bitmap reads each run faster apart (the reads' cache misses overlap)."""
+    memo = np.zeros((_MEMO, 2), np.uint64)
+    said = np.empty(_MEMO, np.int32)
+    for i in range(views.shape[0]):
+        n = _length(views, valid, bit0, i)
+        if n <= 0:
+            blocks[i] = -2
+            continue
+        w0, w1 = views[i, 0], views[i, 1]
+        slot = _fmix((w0 * _MIX) ^ w1) & np.uint64(_MEMO - 1)
+        if memo[slot, 0] == w0 and memo[slot, 1] == w1:  # (a zero view has length 0: no row)
+            blocks[i] = said[slot]
+            continue
+        if n <= 12:
+            b = _v4_block(vbytes, i * 16 + 4, n, shift)
+        else:
+            b = _v4_block(data, _view_start(views, data_base, i), n, shift)
+        blocks[i] = b
+        memo[slot, 0], memo[slot, 1], said[slot] = w0, w1, b
+
+
+@nb.njit(cache=True, nogil=True)
+def _v4_keep(blocks, bits, keep):  # type: ignore[no-untyped-def]
+    """Second pass: a row may hit when it is not a canonical dotted quad or its block is set."""
+    for i in range(blocks.shape[0]):
+        b = blocks[i]
+        if b >= 0:
+            keep[i] = (bits[b >> 6] >> np.uint64(b & 63)) & np.uint64(1) != 0
+        else:
+            keep[i] = b == -1
+
+
+@dataclass
+class AddressScreen:
+    """Blocks of the IPv4 space that a listed range or address touches."""
+
+    bits: np.ndarray
+    shift: int
+
+    @classmethod
+    def build(cls, cidr: CidrIndex | None, ips: pl.Series | None) -> AddressScreen:
+        shift = 32 - BLOCK_BITS
+        bits = np.zeros(1 << (BLOCK_BITS - 6), np.uint64)
+        if cidr is not None:
+            _set_blocks(cidr.v4_bounds, cidr.v4_labels, shift, bits)
+        if ips is not None and ips.len():
+            # a listed address that is not a canonical dotted quad can only equal a record text
+            # that is not one either, and those rows pass anyway
+            offsets, data, _keep = _arrow_strings(ips)
+            values = np.empty(len(offsets) - 1, np.int64)
+            _parse_all_v4(offsets, data, values)
+            _set_addresses(values, shift, bits)
+        return cls(bits, shift)
+
+    def rows(self, series: pl.Series) -> np.ndarray:
+        """Positions of the rows that may hit (int64, ascending)."""
+        parts, start = [], 0
+        for c in _chunks(series):
+            blocks = np.empty(len(c.views), np.int32)
+            _v4_blocks(*c.args, self.shift, blocks)
+            keep = np.empty(len(c.views), np.bool_)
+            _v4_keep(blocks, self.bits, keep)
+            parts.append(np.flatnonzero(keep) + start)
+            start += len(c.views)
+        return _rows(parts)
+
+
+# ---- names -----------------------------------------------------------------------------------
+
+
+@nb.njit(cache=True, inline="always")
+def _name_may_hit(arr, s, e, host, bits, shift):  # type: ignore[no-untyped-def]
+    """Whether a suffix of the name arr[s:e] at a label boundary passes the domain index's filter
+    (hashed as ``_filter_names`` hashes: right to left, ASCII folded, one root dot off). An HTTP
+    host (``host``) is first spelt as ``match()`` spells it: trailing dots stripped, then a
+    ``:port`` removed; one with a byte outside ASCII passes (Unicode lower-casing is more than
+    ASCII folding)."""
+    if host:
+        for p in range(s, e):
+            if arr[p] >= 128:
+                return True
+        while e > s and arr[e - 1] == 46:
+            e -= 1
+        p = e - 1
+        while p >= s and 48 <= arr[p] <= 57:
+            p -= 1
+        if p >= s and p < e - 1 and arr[p] == 58:  # ':' and at least one digit after it
+            e = p
+    if e > s and arr[e - 1] == 46:
+        e -= 1
+    h = _FNV_OFFSET
+    for p in range(e - 1, s - 1, -1):
+        h = (h ^ np.uint64(_lower(arr[p]))) * _FNV_PRIME
+        if (p == s or arr[p - 1] == 46) and _maybe(h, bits, shift):
+            return True
+    return False
+
+
+@nb.njit(cache=True, nogil=True)
+def _screen_names(views, vbytes, data, data_base, valid, bit0, bits, shift, host, keep):  # type: ignore[no-untyped-def]
+    for i in range(views.shape[0]):
+        n = _length(views, valid, bit0, i)
+        if n <= 0:
+            keep[i] = False
+        elif n <= 12:
+            s = i * 16 + 4
+            keep[i] = _name_may_hit(vbytes, s, s + n, host, bits, shift)
+        else:
+            s = _view_start(views, data_base, i)
+            keep[i] = _name_may_hit(data, s, s + n, host, bits, shift)
+
+
+@dataclass
+class NameScreen:
+    """The domain index's filter, applied to a column of names."""
+
+    index: DomainIndex
+
+    def rows(self, series: pl.Series, host: bool = False) -> np.ndarray:
+        """Positions of the rows that may hit (``host``: the column holds HTTP hosts)."""
+        parts, start = [], 0
+        for c in _chunks(series):
+            keep = np.empty(len(c.views), np.bool_)
+            _screen_names(*c.args, self.index.bits, self.index.shift, host, keep)
+            parts.append(np.flatnonzero(keep) + start)
+            start += len(c.views)
+        return _rows(parts)
+
+
+# ---- URLs ------------------------------------------------------------------------------------
+
+
+@nb.njit(cache=True, inline="always")
+def _bloom_bits(h, mask):  # type: ignore[no-untyped-def]
+    h = _fmix(h)
+    return h & mask, (h >> np.uint64(32)) & mask
+
+
+@nb.njit(cache=True, inline="always")
+def _bloom_test(h, bits, mask):  # type: ignore[no-untyped-def]
+    b1, b2 = _bloom_bits(h, mask)
+    return (
+        (bits[b1 >> np.uint64(6)] >> (b1 & np.uint64(63)))
+        & (bits[b2 >> np.uint64(6)] >> (b2 & np.uint64(63)))
+        & np.uint64(1)
+    ) != 0
+
+
+@nb.njit(cache=True, nogil=True)
+def _url_bloom(offsets, data, bits, mask):  # type: ignore[no-untyped-def]
+    for i in range(offsets.shape[0] - 1):
+        h = _FNV_OFFSET
+        for p in range(offsets[i], offsets[i + 1]):
+            h = (h ^ np.uint64(data[p])) * _FNV_PRIME
+        b1, b2 = _bloom_bits(h, mask)
+        bits[b1 >> np.uint64(6)] |= np.uint64(1) << (b1 & np.uint64(63))
+        bits[b2 >> np.uint64(6)] |= np.uint64(1) << (b2 & np.uint64(63))
+
+
+@nb.njit(cache=True, inline="always")
+def _url_part(arr, s, e, fold, h, cut, hit, bits, mask):  # type: ignore[no-untyped-def]
+    """Feed arr[s:e] into the URL's hash (``fold``: ASCII lower case, for the host); at the first
+    ``?`` of the URL, test the URL so far (the URL without its query). Returns (hash, seen a
+    ``?``, some test passed, odd: a line feed or, in a host, a byte outside ASCII)."""
+    for p in range(s, e):
+        c = arr[p]
+        if c == 10 or (fold and c >= 128):
+            return h, cut, hit, True
+        if c == 63 and not cut:
+            cut = True
+            hit = hit or _bloom_test(h, bits, mask)
+        h = (h ^ np.uint64(_lower(c) if fold else c)) * _FNV_PRIME
+    return h, cut, hit, False
+
+
+@nb.njit(cache=True, inline="always")
+def _host_end(arr, s, e):  # type: ignore[no-untyped-def]
+    while e > s and arr[e - 1] == 46:
+        e -= 1
+    return e
+
+
+@nb.njit(cache=True, nogil=True)
+def _screen_urls(
+    hv, hb, hd, hbase, hvalid, hbit0, uv, ub, ud, ubase, uvalid, ubit0, bits, mask, keep
+):  # type: ignore[no-untyped-def]
+    """``keep[i]``: lower(host) without trailing dots followed by the URI (``/`` when null), or
+    the same up to its first ``?``, passes the filter; or the row holds what the exact path
+    reads otherwise (a host outside ASCII, a line feed, which the query-stripping pattern does
+    not cross). A null host is no URL."""
+    for i in range(hv.shape[0]):
+        n = _length(hv, hvalid, hbit0, i)
+        if n < 0:
+            keep[i] = False
+            continue
+        h = _FNV_OFFSET
+        if n <= 12:
+            s = i * 16 + 4
+            h, cut, hit, odd = _url_part(hb, s, _host_end(hb, s, s + n), True, h, False, False,
+                                         bits, mask)  # fmt: skip
+        else:
+            s = _view_start(hv, hbase, i)
+            h, cut, hit, odd = _url_part(hd, s, _host_end(hd, s, s + n), True, h, False, False,
+                                         bits, mask)  # fmt: skip
+        m = _length(uv, uvalid, ubit0, i)
+        if odd:
+            keep[i] = True
+            continue
+        if m < 0:
+            h = (h ^ np.uint64(47)) * _FNV_PRIME  # '/'
+        elif m <= 12:
+            s = i * 16 + 4
+            h, cut, hit, odd = _url_part(ub, s, s + m, False, h, cut, hit, bits, mask)
+        else:
+            s = _view_start(uv, ubase, i)
+            h, cut, hit, odd = _url_part(ud, s, s + m, False, h, cut, hit, bits, mask)
+        keep[i] = odd or hit or _bloom_test(h, bits, mask)
+
+
+@dataclass
+class UrlScreen:
+    """A Bloom filter of the listed URLs (two bits of ~16 a value: about 1 % of others pass)."""
+
+    bits: np.ndarray
+    mask: np.uint64
+
+    @classmethod
+    def build(cls, urls: pl.Series) -> UrlScreen:
+        nbits = 1 << max(12, (16 * max(urls.len(), 1) - 1).bit_length())
+        bits = np.zeros(nbits // 64, np.uint64)
+        offsets, data, _keep = _arrow_strings(urls.drop_nulls())
+        mask = np.uint64(nbits - 1)
+        _url_bloom(offsets, data, bits, mask)
+        return cls(bits, mask)
+
+    def rows(self, host: pl.Series, uri: pl.Series) -> np.ndarray:
+        """Positions of the rows whose URL may be listed."""
+        if [len(c) for c in host.get_chunks()] != [len(c) for c in uri.get_chunks()]:
+            host, uri = host.rechunk(), uri.rechunk()
+        parts, start = [], 0
+        for h, u in zip(_chunks(host), _chunks(uri), strict=True):
+            keep = np.empty(len(h.views), np.bool_)
+            _screen_urls(*h.args, *u.args, self.bits, self.mask, keep)
+            parts.append(np.flatnonzero(keep) + start)
+            start += len(h.views)
+        return _rows(parts)
