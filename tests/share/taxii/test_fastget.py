@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from typing import Any
 from urllib.parse import urlencode
+from uuid import uuid4
 
 from fastapi.testclient import TestClient
 from starlette.requests import Request
@@ -153,3 +155,22 @@ def test_revocation_stops_the_fast_path_at_once(app, store, examples):
     r = client.get(url, headers=h)
     assert r.status_code == 401 and r.json()["http_status"] == "401"
     assert client.get(url, headers=h).status_code == 401
+
+
+def test_the_kept_sqlite_connection_sees_every_commit(app, store, examples):
+    """The fast path keeps one SQLite connection per thread: it must never hold a snapshot."""
+    secret, objs = world(store, examples)
+    client = TestClient(app)
+    url = "/taxii2/mamori/collections/intel/objects/"
+    h = {"Accept": TAXII, "Authorization": basic("acme", secret)}
+    assert client.get(url, headers=h).status_code == 200
+    before = json.loads(fastget.answer(scope(app, url, "limit=1000", **h))[1])["objects"]
+    conn, _ = fastget._held[store][threading.get_ident()]  # this thread's
+    assert not conn.dbapi.in_transaction
+    conn.dbapi.execute("BEGIN")  # a read left open by mistake is rolled back
+    conn.dbapi.execute("SELECT 1 FROM share_taxii_objects LIMIT 1").fetchall()
+    new = {**next(o for o in objs if o["type"] == "indicator"), "id": f"indicator--{uuid4()}"}
+    publish(store, "intel", [new], Tlp.GREEN)  # committed on another connection
+    after = json.loads(fastget.answer(scope(app, url, "limit=1000", **h))[1])["objects"]
+    assert not conn.dbapi.in_transaction
+    assert [o["id"] for o in after] == [o["id"] for o in before] + [new["id"]]
