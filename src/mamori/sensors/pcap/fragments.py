@@ -40,27 +40,28 @@ class FragmentReassembler:
         if frag_rows.size == 0:
             return buf, pk
         done: list[tuple[int, bytes]] = []  # (completing row, raw IP packet)
-        for r in frag_rows.tolist():
-            key = (
-                int(c["ip_ver"][r]), int(c["src_hi"][r]), int(c["src_lo"][r]),
-                int(c["dst_hi"][r]), int(c["dst_lo"][r]), int(c["ip_id"][r]), int(c["proto"][r]),
-            )  # fmt: skip
+        # Columns of the fragment rows as plain lists: indexing NumPy scalars one at a time cost
+        # more than the reassembly itself.
+        names = ("ip_ver", "src_hi", "src_lo", "dst_hi", "dst_lo", "ip_id", "proto", "frag_off")
+        names += ("pay_off", "pay_cap", "ip_off", "more_frags", "pay_len")
+        cols = [c[name][frag_rows].tolist() for name in names]
+        for r, ver, sh, sl, dh, dl, ident, proto, off, pay_off, pay_cap, ip_off, more, plen in zip(
+            frag_rows.tolist(), *cols, strict=True
+        ):
+            key = (ver, sh, sl, dh, dl, ident, proto)
             dg = self.pending.get(key)
             if dg is None:
                 dg = self.pending[key] = _Datagram()
                 if len(self.pending) > MAX_PENDING:
                     self.pending.popitem(last=False)
                     self.dropped += 1
-            off = int(c["frag_off"][r])
-            pay_off, pay_cap = int(c["pay_off"][r]), int(c["pay_cap"][r])
             dg.parts.setdefault(off, buf[pay_off : pay_off + pay_cap].tobytes())
             if off == 0:
-                ip_off = int(c["ip_off"][r])
-                hdr_len = pay_off - ip_off if c["ip_ver"][r] == 4 else 40
+                hdr_len = pay_off - ip_off if ver == 4 else 40
                 dg.header = buf[ip_off : ip_off + hdr_len].tobytes()
-            if not c["more_frags"][r]:
-                dg.total = off + int(c["pay_len"][r])
-            packet = self._complete(dg, int(c["ip_ver"][r]), int(c["proto"][r]))
+            if not more:
+                dg.total = off + plen
+            packet = self._complete(dg, ver, proto)
             if packet is not None:
                 del self.pending[key]
                 done.append((r, packet))
@@ -72,15 +73,20 @@ class FragmentReassembler:
     def _complete(dg: _Datagram, version: int, proto: int) -> bytes | None:
         if dg.total < 0 or not dg.header or dg.total > MAX_DATAGRAM:
             return None
+        covered = 0  # [0, covered) is present, walking the parts by offset
+        for off in sorted(dg.parts):
+            if covered >= dg.total:
+                break  # parts past the end (bogus offsets) are ignored, as below
+            if off > covered:
+                return None
+            covered = max(covered, off + len(dg.parts[off]))
+        if covered < dg.total:
+            return None
         data = bytearray(dg.total)
-        have = np.zeros(dg.total, np.bool_)
-        for off, part in dg.parts.items():
+        for off, part in dg.parts.items():  # arrival order: a later overlap overwrites
             end = min(off + len(part), dg.total)
             if end > off:
                 data[off:end] = part[: end - off]
-                have[off:end] = True
-        if not have.all():
-            return None
         hdr = bytearray(dg.header)
         if version == 4:
             struct.pack_into("!H", hdr, 2, len(hdr) + dg.total)
@@ -120,15 +126,22 @@ class FragmentReassembler:
         extra["depth"] = extra["depth"] + c["depth"][anchor]
         extra["vlan"] = c["vlan"][anchor]
         n_old = len(pk)
-        order_key = np.concatenate([np.arange(n_old, dtype=np.float64), anchor + 0.5 + own * 1e-6])
-        perm = np.argsort(order_key, kind="stable")
-        inverse = np.empty_like(perm)
-        inverse[perm] = np.arange(perm.shape[0])
+        # Each datagram's row goes right after the fragment that completed it (``done`` is in row
+        # order, and a fragment completes at most one datagram): inserting keeps every other row's
+        # order without sorting the batch.
+        new_pos = np.arange(n_old) + np.searchsorted(anchor, np.arange(n_old), side="left")
+        ins_pos = anchor + 1 + np.arange(rows)  # after its anchor and the datagrams before it
         parent_new = np.where(outer, c["parent"][anchor], local_parent + n_old)
+        total = n_old + rows
         merged = {}
         for name in COLUMNS:
-            col = np.concatenate([c[name], extra[name].astype(c[name].dtype)])
-            merged[name] = col[perm]
-        par = np.concatenate([c["parent"].astype(np.int64), parent_new])[perm]
+            col = np.empty(total, c[name].dtype)
+            col[new_pos] = c[name]
+            col[ins_pos] = extra[name].astype(c[name].dtype)
+            merged[name] = col
+        inverse = np.concatenate([new_pos, ins_pos])  # old index (then extra index) -> new row
+        par = np.empty(total, np.int64)
+        par[new_pos] = c["parent"]
+        par[ins_pos] = parent_new
         merged["parent"] = np.where(par >= 0, inverse[np.maximum(par, 0)], -1).astype(np.int32)
         return new_buf, PacketColumns(merged)
