@@ -210,6 +210,29 @@ def test_partial_connection_is_not_analysed() -> None:
     assert not res.confirmed and res.records == []
 
 
+def test_http_inside_a_connect_tunnel_is_found_by_signature() -> None:
+    # After a successful CONNECT, Zeek attaches a PIA to the tunnelled bytes; plain HTTP in there
+    # continues the connection's rows. TLS (or anything else) gives no http rows.
+    connect = b"CONNECT example.com:80 HTTP/1.1\r\nHost: example.com:80\r\n\r\n"
+    est = b"HTTP/1.1 200 Connection established\r\n\r\n"
+    inner_req = b"GET /in HTTP/1.1\r\nHost: example.com\r\n\r\n"
+    inner_rep = b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno"
+    rows = HTTP.analyze(
+        conv(
+            (1.0, True, connect), (1.1, False, est), (1.2, True, inner_req), (1.3, False, inner_rep)
+        )
+    ).records
+    inner = [r for r in rows if r["uri"] == "/in"]
+    assert [(r["method"], r["status_code"], r["response_body_len"]) for r in inner] == [
+        ("GET", 404, 2)
+    ]
+    assert any(r["method"] == "CONNECT" and r["status_code"] == 200 for r in rows)
+    tls = HTTP.analyze(
+        conv((1.0, True, connect), (1.1, False, est), (1.2, True, b"\x16\x03\x01\x00\x05hello"))
+    ).records
+    assert [r["method"] for r in tls] == ["CONNECT"]
+
+
 def _ws_frame(payload: bytes, opcode: int = 1, mask: bytes = b"", fin: bool = True) -> bytes:
     head = bytes([(0x80 if fin else 0) | opcode])
     n = len(payload)
