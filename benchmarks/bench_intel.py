@@ -10,7 +10,8 @@ per parent domain) runs on a slice of the same records in the same run and is qu
 With ``--lake DIR`` it measures ``match()`` end to end instead: 1 M indicators (IPs, CIDRs,
 domains, URLs; up to 1 % drawn from what the lake saw rarely) against every record of the synthetic lake that
 ``bench_detect.py`` writes (conn, dns, http, ssl: addresses repeat as in real traffic), beside the
-plain Python matcher on a slice.
+plain Python matcher on a slice and a Polars semi-join of conn's two address columns against
+the listed addresses (exact IPs only: the floor a vectorised matcher must beat).
 
     python benchmarks/bench_intel.py --lake benchmarks/work/synth-lake-10000000-1
 
@@ -262,6 +263,21 @@ def python_match(ind: pl.DataFrame, conn: pl.DataFrame, dns: pl.DataFrame) -> tu
     return time.perf_counter() - t, hits
 
 
+def polars_semi(conn: pl.LazyFrame, ips: pl.DataFrame) -> int:
+    """The peer for exact addresses: conn records whose originator or responder is a listed
+    address, by Polars semi-joins (one per column: each record is matched on both addresses,
+    as ``match()`` does), counted."""
+    listed = ips.lazy()
+    return sum(
+        conn.select(a=pl.col(col))
+        .join(listed, on="a", how="semi")
+        .select(pl.len())
+        .collect()
+        .item()
+        for col in ("orig_h", "resp_h")
+    )
+
+
 class PeakRss:
     """Peak resident memory of this process while the block runs, above what it held before
     (sampled every 5 ms from /proc: the growth ``match()`` itself causes)."""
@@ -345,9 +361,21 @@ def lake_mode(a: argparse.Namespace) -> None:
         matchers.append((f"match() at {a.before}", _load_before(a.before).match))  # type: ignore[attr-defined]
     for _, f in matchers:
         f(ind.head(1000), {t: f.head(1000) for t, f in lazy.items()})  # JIT warm-up
+    ips = ind.filter(pl.col("type") == "ip").select(a="value")
+    polars_semi(lazy["conn"].head(1000), ips)  # warm-up
+    semi_runs: list[tuple[float, float, int]] = []
     runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name, _ in matchers}
     results: dict[str, pl.DataFrame] = {}
     for r in range(a.repeat):
+        c, t = time.process_time(), time.perf_counter()
+        semi_hits = polars_semi(lazy["conn"], ips)
+        wall, cpu = time.perf_counter() - t, time.process_time() - c
+        semi_runs.append((wall, cpu, semi_hits))
+        print(
+            f"round {r + 1} Polars semi-join, exact IPs on conn: {wall:.2f} s, {cpu:.2f} CPU-s, "
+            f"{semi_hits:,} hits; load {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
         for name, f in matchers:  # alternately, so both see the same machine
             with PeakRss() as mem:
                 c, t = time.process_time(), time.perf_counter()
@@ -383,9 +411,20 @@ def lake_mode(a: argparse.Namespace) -> None:
             f"| {max(x[2] for x in runs[name]):.2f} | {results[name].height:,} "
             f"| {py_rate / 1e3:.0f} k | {rate / py_rate:.0f}× |"
         )
+    times = [x[0] for x in semi_runs]
+    cpu = [x[1] for x in semi_runs]
+    n_conn = frames["conn"].height
+    rate = n_conn / statistics.median(times)
+    print(
+        f"| Polars semi-join (exact IPs only, conn) | {n_conn:,} | {_spread(times)} "
+        f"| {rate / 1e6:.1f} M; {n_conn / min(times) / 1e6:.1f} M "
+        f"| {n_conn / statistics.median(cpu) / 1e6:.1f} M | | {semi_runs[-1][2]:,} "
+        f"| {py_rate / 1e3:.0f} k | {rate / py_rate:.0f}× |"
+    )
     print(
         f"(plain Python: IP + CIDR on {m:,} conn and parents of {m // 10:,} dns queries, {py_hits:,} hits)"
     )
+    print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 def before_after(a: argparse.Namespace) -> None:

@@ -944,9 +944,11 @@ class _Matcher:
     def build(cls, ind: pl.DataFrame, kinds: set[str]) -> _Matcher:
         from mamori.intel.screen import AddressScreen, NameScreen, UrlScreen  # (imports this)
 
-        by_type = {
-            str(k[0]): v.select("value", "_i")
-            for k, v in ind.partition_by("type", as_dict=True, include_key=False).items()
+        by_type = {  # only the two columns are split (not ids and the rest: a million strings)
+            str(k[0]): v
+            for k, v in ind.select("type", "value", "_i")
+            .partition_by("type", as_dict=True, include_key=False)
+            .items()
         }
         if "domain" in by_type:  # as the index compares them: lower case, no root dot
             by_type["domain"] = by_type["domain"].with_columns(
@@ -955,14 +957,25 @@ class _Matcher:
         cidrs = by_type.get("cidr")
         doms = by_type.get("domain")
         ips = by_type.get("ip")
-        cidr = CidrIndex.build(cidrs["value"]) if "addr" in kinds and cidrs is not None else None
-        domains = DomainIndex.build(doms["value"]) if "name" in kinds and doms is not None else None
+
+        def addresses() -> tuple[CidrIndex | None, AddressScreen | None]:
+            if "addr" not in kinds:
+                return None, None
+            cidr = CidrIndex.build(cidrs["value"]) if cidrs is not None else None
+            return cidr, AddressScreen.build(cidr, ips["value"] if ips is not None else None)
+
+        with ThreadPoolExecutor(1) as pool:  # the two indexes at once: both cores
+            by_address = pool.submit(addresses)
+            domains = (
+                DomainIndex.build(doms["value"]) if "name" in kinds and doms is not None else None
+            )
+            cidr, address_screen = by_address.result()
         screens: dict[str, object] = {}
-        if "addr" in kinds:
-            screens["addr"] = AddressScreen.build(cidr, ips["value"] if ips is not None else None)
+        if address_screen is not None:
+            screens["addr"] = address_screen
         if domains is not None:
             screens["name"] = NameScreen(domains)
-        if "url" in kinds:
+        if "url" in kinds and "url" in by_type:
             screens["url"] = UrlScreen.build(by_type["url"]["value"])
         return cls(by_type, cidr, domains, screens)
 

@@ -90,10 +90,10 @@ def _chunks(series: pl.Series) -> Iterator[_Chunk]:
             continue
         bufs = arr.buffers()
         views = np.frombuffer(bufs[1], np.uint64).reshape(-1, 2)[arr.offset : arr.offset + n]
-        valid = (
+        valid = (  # read-only either way: one compiled kernel for columns with and without nulls
             np.frombuffer(bufs[0], np.uint8)
             if arr.null_count and bufs[0] is not None
-            else np.zeros(0, np.uint8)
+            else np.frombuffer(b"", np.uint8)
         )
         data_bufs = [b for b in bufs[2:] if b is not None and b.size]
         if data_bufs:  # one byte array over every data buffer (only their own bytes are read)
