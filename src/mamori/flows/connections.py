@@ -48,7 +48,7 @@ class ConnTracker:
         self.EH = np.zeros((self.out_capacity, T.HIST_MAX), np.uint8)
         self.EHL = np.zeros(self.out_capacity, np.int32)
         self.ESZ = np.zeros((self.out_capacity, 2), np.int64)
-        self.ended: list[Ended] = []
+        self.n_out = 0  # rows of the output buffers holding ended connections not yet taken
         self.ports = server_port_table()
         s = self.settings
         self.timeouts = (
@@ -84,16 +84,14 @@ class ConnTracker:
         self.idx = new_index(new)
         rebuild(self.idx, self.K, used)
 
-    def _collect(self, n_out: int) -> None:
-        if n_out:
-            self.ended.append(
-                Ended(
-                    self.E[:n_out].copy(),
-                    self.EH[:n_out].copy(),
-                    self.EHL[:n_out].copy(),
-                    self.ESZ[:n_out].copy(),
-                )
-            )
+    def _grow_out(self) -> None:
+        """Double the output buffers, keeping the ended connections not yet taken."""
+        n, cap = self.n_out, 2 * self.E.shape[0]
+        for name in ("E", "EH", "EHL", "ESZ"):
+            old = getattr(self, name)
+            new = np.zeros((cap, *old.shape[1:]), old.dtype)
+            new[:n] = old[:n]
+            setattr(self, name, new)
 
     def feed(
         self, pk: PacketColumns, ts_ns: np.ndarray, rec_no: np.ndarray
@@ -113,11 +111,13 @@ class ConnTracker:
                 row_conn, row_orig,
                 self.idx, self.S, self.H, self.HL, self.K, self.free, self.n_free, self.next_no,
                 self.E, self.EH, self.EHL, self.ESZ,
-                self.ports, *self.timeouts, i,
+                self.ports, *self.timeouts, i, self.n_out,
             )  # fmt: skip
-            self._collect(n_out)
+            self.n_out = n_out
             if i < n and self.n_free == 0:
                 self._grow()
+            if i < n and n_out + 2 > self.E.shape[0]:
+                self._grow_out()
         if n:
             self.last_now = int(ts_ns[-1])
             # End idle connections so memory follows the live set, not the capture.
@@ -126,27 +126,23 @@ class ConnTracker:
 
     def sweep(self, now: int, flush_all: bool) -> None:
         while True:
-            before = self.n_free
-            self.n_free, n_out = T.sweep(
+            self.n_free, self.n_out = T.sweep(
                 self.idx, self.S, self.H, self.HL, self.K, self.free, self.n_free, now, flush_all,
-                self.E, self.EH, self.EHL, self.ESZ,
+                self.n_out, self.E, self.EH, self.EHL, self.ESZ,
             )  # fmt: skip
-            self._collect(n_out)
-            if n_out < self.E.shape[0] or self.n_free == before:
+            if self.n_out < self.E.shape[0]:
                 return
+            self._grow_out()  # stopped because the output was full: make room, go on
 
     def finish(self) -> None:
         """End every connection still open (the capture is over)."""
         self.sweep(self.last_now, flush_all=True)
 
     def take(self) -> Ended | None:
-        if not self.ended:
+        """The connections ended since the last take, as views of the output buffers: valid
+        until the next ``feed`` or ``sweep`` (copying them out cost as much as tracking)."""
+        n = self.n_out
+        if n == 0:
             return None
-        out = Ended(
-            np.concatenate([e.state for e in self.ended]),
-            np.concatenate([e.hist for e in self.ended]),
-            np.concatenate([e.hist_len for e in self.ended]),
-            np.concatenate([e.size for e in self.ended]),
-        )
-        self.ended.clear()
-        return out
+        self.n_out = 0
+        return Ended(self.E[:n], self.EH[:n], self.EHL[:n], self.ESZ[:n])

@@ -387,9 +387,10 @@ def track(
     E: np.ndarray, EH: np.ndarray, EHL: np.ndarray, ESZ: np.ndarray,
     # settings (nanoseconds) and the server-port table
     server_ports: np.ndarray, tcp_to: int, udp_to: int, icmp_to: int, other_to: int,
-    start_row: int,
+    start_row: int, out_start: int,
 ) -> tuple[int, int, int, int]:  # fmt: skip
-    """Process rows from ``start_row``; returns (next row, free slots, next conn number, ended).
+    """Process rows from ``start_row``; returns (next row, free slots, next conn number, rows of
+    the output buffer in use). Ended connections are appended after ``out_start``.
 
     Stops early when no slot is free or the output buffer is full; the caller grows and resumes.
     """
@@ -397,7 +398,7 @@ def track(
     close_delay = 5 * NS
     linger = 5 * NS
     session_timer = 6 * NS
-    n_out = 0
+    n_out = out_start
     n = ts_ns.shape[0]
     cap_out = E.shape[0]
     i = start_row
@@ -903,12 +904,12 @@ def _hist_check(S: np.ndarray, H: np.ndarray, HL: np.ndarray, s: int, e: int, ma
 
 @nb.njit(cache=True)
 def sweep(idx: np.ndarray, S: np.ndarray, H: np.ndarray, HL: np.ndarray, K: np.ndarray,
-          free: np.ndarray, n_free: int, now: int, flush_all: bool,
+          free: np.ndarray, n_free: int, now: int, flush_all: bool, out_start: int,
           E: np.ndarray, EH: np.ndarray, EHL: np.ndarray, ESZ: np.ndarray) -> tuple[int, int]:  # fmt: skip
     """End every connection whose timers fire by ``now`` (or all of them); returns (free, ended)."""
     linger = 5 * NS
     session_timer = 6 * NS
-    n_out = 0
+    n_out = out_start
     cap = E.shape[0]
     used = np.ones(S.shape[0], np.bool_)
     for k in range(n_free):
