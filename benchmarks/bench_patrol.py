@@ -7,6 +7,11 @@ cache warm, as for any user after the first run), each into a fresh lake. The in
 private empty one (``XDG_DATA_HOME``), so a developer's store cannot change the figure.
 
     python benchmarks/bench_patrol.py [--capture benchmarks/work/workload-200k.pcap] [--repeat 3]
+        [--baseline-src DIR]
+
+``--baseline-src DIR``: also time ``mamori patrol`` with ``PYTHONPATH=DIR`` (another ``src`` tree,
+e.g. this one with the detection files of an earlier commit) in the same rounds, so a change to
+patrol is measured against its predecessor under the same load, beside the same ingest.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--capture", type=Path, default=HERE / "work" / "workload-200k.pcap")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--baseline-src", type=Path, help="a src tree to time patrol with as well")
     a = ap.parse_args()
     mamori = shutil.which("mamori") or "mamori"
     scratch = Path(tempfile.mkdtemp(prefix="mamori-bench-patrol-"))
@@ -62,29 +68,45 @@ def main() -> None:
             "--out", str(scratch / f"patrol-{i}"),
         ]  # fmt: skip
 
+    def base(i: int) -> list[str]:
+        return [*patrol(1000 + i)]
+
+    base_env = {**env, "PYTHONPATH": str(a.baseline_src.resolve())} if a.baseline_src else env
     timed(ingest(-1), env)
     timed(patrol(-1), env)
-    runs: list[tuple[dict[str, float], dict[str, float]]] = []
+    if a.baseline_src:
+        timed(base(-1), base_env)
+    runs: list[tuple[dict[str, float], ...]] = []
     for i in range(a.repeat):
         load = os.getloadavg()[0]
         ing = timed(ingest(i), env)
         pat = timed(patrol(i), env)
-        runs.append((ing, pat))
+        old = timed(base(i), base_env) if a.baseline_src else None
+        runs.append((ing, pat) if old is None else (ing, pat, old))
         print(
-            f"round {i + 1} (load {load:.1f}): ingest {ing['wall']:.1f} s wall / {ing['cpu']:.1f} s CPU, "
-            f"patrol {pat['wall']:.1f} s / {pat['cpu']:.1f} s -> {pat['wall'] / ing['wall']:.2f}x wall, "
-            f"{pat['cpu'] / ing['cpu']:.2f}x CPU",
+            f"round {i + 1} (load {load:.1f}): ingest {ing['wall']:.1f} s wall / {ing['cpu']:.1f} s CPU / "
+            f"{ing['rss_mb']:,.0f} MB, patrol {pat['wall']:.1f} s / {pat['cpu']:.1f} s / "
+            f"{pat['rss_mb']:,.0f} MB -> {pat['wall'] / ing['wall']:.2f}x wall, "
+            f"{pat['cpu'] / ing['cpu']:.2f}x CPU"
+            + (
+                f"; baseline patrol {old['wall']:.1f} s / {old['cpu']:.1f} s / "
+                f"{old['rss_mb']:,.0f} MB -> {old['wall'] / ing['wall']:.2f}x wall, "
+                f"{old['cpu'] / ing['cpu']:.2f}x CPU"
+                if old
+                else ""
+            ),
             flush=True,
         )
-        shutil.rmtree(scratch / f"ingest-{i}", ignore_errors=True)
+        for d in (f"ingest-{i}", f"patrol-lake-{i}", f"patrol-lake-{1000 + i}"):
+            shutil.rmtree(scratch / d, ignore_errors=True)
     report = json.loads((scratch / f"patrol-{a.repeat - 1}" / "report.json").read_text())
     summary = report["summary"]
 
     def med(key: str, side: int) -> float:
         return statistics.median(r[side][key] for r in runs)
 
-    def ratio(key: str) -> str:
-        xs = [r[1][key] / r[0][key] for r in runs]
+    def ratio(key: str, side: int = 1) -> str:
+        xs = [r[side][key] / r[0][key] for r in runs]
         return f"{statistics.median(xs):.2f}× ({min(xs):.2f}–{max(xs):.2f})"
 
     size = a.capture.stat().st_size / 1e6
@@ -98,6 +120,14 @@ def main() -> None:
             f"| {name} | {med('wall', side):.1f} | {med('cpu', side):.1f} | {med('rss_mb', side):,.0f} |"
         )
     print(f"| **patrol / ingest** | **{ratio('wall')}** | {ratio('cpu')} | {ratio('rss_mb')} |")
+    if a.baseline_src:
+        print(f"| baseline patrol ({a.baseline_src}) | {med('wall', 2):.1f} | {med('cpu', 2):.1f} | "
+              f"{med('rss_mb', 2):,.0f} |")  # fmt: skip
+        print(f"| baseline patrol / ingest | {ratio('wall', 2)} | {ratio('cpu', 2)} | "
+              f"{ratio('rss_mb', 2)} |")  # fmt: skip
+        old = json.loads((scratch / f"patrol-{1000 + a.repeat - 1}" / "report.json").read_text())
+        print(f"baseline patrol found {old['summary']['alerts']} alerts, "
+              f"{old['summary']['incidents']} incidents")  # fmt: skip
     shutil.rmtree(scratch, ignore_errors=True)
 
 

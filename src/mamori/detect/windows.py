@@ -28,14 +28,17 @@ def at_least(obs: pl.LazyFrame, *, key: Sequence[str | pl.Expr], rows: int) -> p
     """
     if rows <= 1:
         return obs
-    hashed = obs.with_columns(pl.struct(*key).hash(seed=0).alias(_HASH))
+    hashed = pl.struct(*key).hash(seed=0)
     many = (
-        hashed.group_by(_HASH)
+        obs.select(hashed.alias(_HASH))
+        .group_by(_HASH)
         .agg(pl.len().alias("__n"))
         .filter(pl.col("__n") >= rows)
-        .select(_HASH)
+        .collect()
     )
-    return hashed.join(many, on=_HASH, how="semi", maintain_order="left").drop(_HASH)
+    # Counted now, so that the rows are kept by a plain filter, which the scan applies as it
+    # reads: a join against the counts would hold every row and column of ``obs`` at once.
+    return obs.filter(hashed.is_in(many[_HASH].implode()))
 
 
 def threshold(
@@ -62,7 +65,7 @@ def threshold(
 
     ``sparse``: few of many windows will pass (a day of traffic has millions of (key, window)
     groups and a handful of attacks), so count first in a flat aggregation, then build evidence
-    lists only for the windows that passed (reading ``obs`` twice, cached). Otherwise one pass
+    lists only for the windows that passed (reading ``obs`` twice). Otherwise one pass
     builds them for every window, which is cheaper when ``obs`` is small or mostly passes.
 
     ``evidence_max`` (sparse only): ``uids`` keeps the window's first ``evidence_max`` uids, for a
@@ -93,12 +96,15 @@ def threshold(
         if where is not None:
             every_window = every_window.filter(where)
         return every_window.rename({_WINDOW: "window"}).select(columns)
-    obs = obs.cache()  # read twice: counted, then the evidence of what passed
     counted = obs.group_by(groups).agg(*aggs).filter(pl.col("distinct_n") >= at_least)
     if where is not None:
         counted = counted.filter(where)
-    counted = counted.cache()
-    passed = obs.join(
+    # Counted now (a few rows), and ``obs`` read again for the evidence, filtered as it is read:
+    # kept for a second reading, every row and column of it would be held at once.
+    done = counted.collect()
+    counted = done.lazy()
+    window_hash = pl.struct(groups).hash(seed=0)
+    passed = obs.filter(window_hash.is_in(done.select(window_hash).to_series().implode())).join(
         counted.select(groups), on=groups, how="semi", nulls_equal=True, maintain_order="left"
     )
     listed = pl.col(uid)
@@ -109,9 +115,7 @@ def threshold(
         passed = passed.filter(pl.col(ts) <= cut)
         listed = listed.head(evidence_max)
     uids = (
-        passed.sort(ts, maintain_order=True)
-        .group_by(groups, maintain_order=True)
-        .agg(uids=listed)
+        passed.sort(ts, maintain_order=True).group_by(groups, maintain_order=True).agg(uids=listed)
     )
     return (
         counted.join(uids, on=groups, how="left", nulls_equal=True)

@@ -103,6 +103,9 @@ def _events(
     With ``p``, plain connections of pairs too small to be judged are left out (:func:`_enough`).
     """
     cols = ["orig_h", "resp_h", "resp_p", "proto", "ts", "uid", "kind", "dst", "size"]
+    # Only the columns used, named before the branches: the pre-filter's join would otherwise
+    # carry every column of the table to the end of the plan.
+    conn = conn.select("orig_h", "resp_h", "resp_p", "proto", "ts", "uid", "orig_bytes")
     named = ssl.filter(pl.col("server_name").is_not_null()).select("uid", "server_name")
     named = named.unique("uid", keep="first").join(
         http.select("uid").unique(), on="uid", how="anti"
