@@ -25,11 +25,14 @@ per record in Python.
   (DNS names are ASCII; indicator values are lower-cased and stripped of trailing dots).
 * URLs (host + path, with or without the query) and JA3/JA3S/JA4: Polars joins.
 
-``match()`` runs these on *distinct* values: each observable column of the lake is first coded by
-distinct value (``distinct_codes``: one pass over the Arrow string views, read in place, with a
-hash table whose key is the string itself up to 16 bytes), since a lake repeats its addresses and
-names; hits are mapped back to records through the codes, and rows are built only for the records
-that hit, with at most ``per_value`` indicators per value.
+``match()`` first *screens* each observable column (``mamori.intel.screen``: one compiled pass
+per row over the Arrow string views, read in place, that stops the rows which cannot name any
+indicator: an address in a block no listed range or address touches, a name no suffix of which
+passes the domain filter, a URL outside a Bloom filter of the listed URLs), then runs the exact
+path on the rows let through, by *distinct* value: those rows are coded by value
+(``distinct_codes``: a hash table whose key is the string itself up to 16 bytes), each value is
+looked up once, hits are mapped back to records through the codes, and rows are built only for
+the records that hit, with at most ``per_value`` indicators per value.
 """
 
 from __future__ import annotations
