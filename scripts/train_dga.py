@@ -177,7 +177,11 @@ class Fit:
 
 
 def fit(
-    dga: dict[str, np.ndarray], benign: Benign, per_family: int = PER_FAMILY, epochs: int = 300
+    dga: dict[str, np.ndarray],
+    benign: Benign,
+    per_family: int = PER_FAMILY,
+    epochs: int = 300,
+    session_draws: int = SESSION_DRAWS,
 ) -> Fit:
     """L2-regularised logistic regression by full-batch Adam; classes weighted equally; the
     threshold is the calibration-benign score quantile giving ``TARGET_FPR``."""
@@ -213,11 +217,11 @@ def fit(
         theta -= lr * (m1 / (1 - 0.9**t)) / (np.sqrt(m2 / (1 - 0.999**t)) + 1e-8)
     f = Fit(theta[:nb], theta[nb : nb + nn], float(theta[-1]), 0.0, spec, benign.lm)
     f.threshold = float(np.quantile(scores_of(f, benign.calibration), 1 - TARGET_FPR))
-    f.session = session_thresholds(f, benign.calibration)
+    f.session = session_thresholds(f, benign.calibration, session_draws)
     return f
 
 
-def session_thresholds(f: Fit, calibration: np.ndarray) -> dict:
+def session_thresholds(f: Fit, calibration: np.ndarray, draws: int = SESSION_DRAWS) -> dict:
     """The session rule's thresholds, by bootstrap over the calibration benign names the
     detector would score (at least ``min_label_length`` long): for each session size n, the
     ``SESSION_QUANTILE`` of the mean clipped logit of n random such names."""
@@ -227,7 +231,7 @@ def session_thresholds(f: Fit, calibration: np.ndarray) -> dict:
     rng = np.random.default_rng(17)
     sizes = range(p.min_session_domains, SESSION_MAX_N + 1)
     cut = [
-        float(np.quantile(z[rng.integers(0, len(z), (SESSION_DRAWS, n))].mean(axis=1),
+        float(np.quantile(z[rng.integers(0, len(z), (draws, n))].mean(axis=1),
                           SESSION_QUANTILE))
         for n in sizes
     ]  # fmt: skip
@@ -334,11 +338,12 @@ def leave_one_family_out(
     per_family: int = PER_FAMILY,
     epochs: int = 300,
     max_eval: int | None = None,
+    session_draws: int = SESSION_DRAWS,
 ) -> dict[str, dict[str, float]]:
     """Per held-out family: its recall, and the false-positive rate on held-out benign names, of a
     model trained on the other families and the training benign names; per name and per client
     session. ``max_eval`` scores a fixed random sample of each held-out family (the tests' quick
-    run); every held-out benign name is always scored."""
+    run, with fewer ``session_draws``); every held-out benign name is always scored."""
     train_b, test_b = split_benign(benign)
     prepared = prepare_benign(train_b)
     rng = np.random.default_rng(13)
@@ -346,7 +351,8 @@ def leave_one_family_out(
     for fam, names in dga.items():
         if max_eval is not None and len(names) > max_eval:
             names = rng.choice(names, max_eval, replace=False)
-        f = fit({k: v for k, v in dga.items() if k != fam}, prepared, per_family, epochs)
+        others = {k: v for k, v in dga.items() if k != fam}
+        f = fit(others, prepared, per_family, epochs, session_draws)
         out[fam] = evaluate(f, names, test_b) | {"n": len(dga[fam])}
     return out
 
