@@ -10,6 +10,7 @@ that cannot be read simply yields no names.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 # OID (dotted) -> the short name OpenSSL prints.
 _SHORT_NAMES = {
@@ -173,8 +174,14 @@ def _san(buf: bytes, start: int, end: int) -> list[str]:
     return names
 
 
+@lru_cache(maxsize=2048)
 def cert_names(der: bytes) -> CertNames:
-    """Subject, issuer and host names of a DER certificate; empty when it cannot be read."""
+    """Subject, issuer and host names of a DER certificate; empty when it cannot be read.
+
+    Remembered by the certificate's bytes (as Zeek caches X.509 results by fingerprint): a
+    server presents the same certificate on every connection, and rendering its names cost more
+    than the rest of the handshake's parsing. Callers must not modify the result.
+    """
     names = CertNames()
     try:
         _, c_vs, _ = _tlv(der, 0)
