@@ -933,6 +933,11 @@ def _seen(source: _Source, values: pl.Series) -> pl.DataFrame:
     return frame.with_columns(seen=values)
 
 
+# When a screen lets through more than this share of a column's rows (a feed listing 0.0.0.0/0),
+# the exact path takes the whole column rather than a copy of most of it.
+_MOSTLY_KEPT = 0.5
+
+
 @dataclass
 class _Matcher:
     """The indicators of one ``match()`` call, indexed once, matched against distinct values;
@@ -991,6 +996,8 @@ class _Matcher:
         if source.where == "answers":  # a row per answer: screened after the explode
             raw, rec = _raw(source, df)
             keep = screen.rows(raw)  # type: ignore[attr-defined]
+            if len(keep) > _MOSTLY_KEPT * raw.len():
+                return raw, rec
             return raw.gather(keep), rec[keep]  # type: ignore[index]
         if source.kind == "url":
             rows = screen.rows(df["host"], df["uri"])  # type: ignore[attr-defined]
@@ -998,6 +1005,8 @@ class _Matcher:
             rows = screen.rows(df[source.columns[0]], host=source.where == "host")  # type: ignore[attr-defined]
         else:
             rows = screen.rows(df[source.columns[0]])  # type: ignore[attr-defined]
+        if len(rows) > _MOSTLY_KEPT * df.height:  # a broad range listed: no copy of the rows
+            return _raw(source, df)
         raw, _ = _raw(source, df.select(source.columns)[rows])
         return raw, rows
 
