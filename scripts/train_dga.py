@@ -27,6 +27,7 @@ import polars as pl
 
 from mamori.detect.detectors.dga import DgaParams
 from mamori.detect.dga_features import (
+    LENGTH_BUCKETS,
     LM_FEATURES,
     MODEL_PATH,
     NUMERIC,
@@ -35,6 +36,7 @@ from mamori.detect.dga_features import (
     char_matrix,
     dense_features,
     featurize,
+    length_reference,
     load_model,
     logits,
     main_label,
@@ -44,7 +46,7 @@ from mamori.detect.dga_features import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-VERSION = 3  # 3: the session rule's thresholds ("session")
+VERSION = 4  # 3: the session rule's thresholds ("session"); 4: the LM length z-score
 SPEC: dict = {"ngram_orders": [2, 3], "buckets": 4096, "numeric": list(NUMERIC + LM_FEATURES)}
 # Target false-positive rate on the calibration benign names (never fitted on); the held-out rate
 # is checked against the 1 % goal, so the threshold aims a little below it.
@@ -147,6 +149,7 @@ class Benign:
     dense: np.ndarray
     lm: CharLM
     calibration: np.ndarray
+    len_ref: dict
 
 
 def prepare_benign(train_b: np.ndarray) -> Benign:
@@ -159,10 +162,13 @@ def prepare_benign(train_b: np.ndarray) -> Benign:
     fit_b, cal_b = train_b[~cal], train_b[cal]
     chars = char_matrix(fit_b)
     fold = (pl.Series(fit_b).hash(seed=20260303).to_numpy() % LM_FOLDS).astype(np.int64)
-    dense = np.zeros((len(fit_b), len(SPEC["numeric"])))
+    dense = np.zeros((len(fit_b), len(SPEC["numeric"]) - 1))  # all but the length z-score
     for k in range(LM_FOLDS):
         dense[fold == k] = dense_features(chars[fold == k], CharLM.train(fit_b[fold != k]))
-    return Benign(fit_b, dense, CharLM.train(fit_b), cal_b)
+    ref = length_reference(dense)
+    bucket = dense[:, len(NUMERIC) + 4 : len(NUMERIC) + 4 + len(LENGTH_BUCKETS)].argmax(axis=1)
+    z = (dense[:, len(NUMERIC)] - np.asarray(ref["mean"])[bucket]) / np.asarray(ref["std"])[bucket]
+    return Benign(fit_b, np.column_stack([dense, z]), CharLM.train(fit_b), cal_b, ref)
 
 
 @dataclass
@@ -194,9 +200,10 @@ def fit(
     )
     labels = np.concatenate([pos, benign.fit])
     y = np.concatenate([np.ones(len(pos)), np.zeros(len(benign.fit))])
-    raw = np.vstack([dense_features(char_matrix(pos), benign.lm), benign.dense])
+    raw = np.vstack([dense_features(char_matrix(pos), benign.lm, benign.len_ref), benign.dense])
     spec = dict(
         SPEC,
+        lm_len_ref=benign.len_ref,
         numeric_mean=raw.mean(axis=0).round(6).tolist(),
         numeric_std=(raw.std(axis=0) + 1e-6).round(6).tolist(),
     )

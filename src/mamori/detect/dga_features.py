@@ -70,6 +70,7 @@ LM_FEATURES = (
     "lm_total_logp",
     *(f"len_le{b}" for b in LENGTH_BUCKETS),
     *(f"lm_mean_logp_len_le{b}" for b in LENGTH_BUCKETS),
+    "lm_mean_logp_z_len",
 )
 # A character whose interpolated probability is below this is "rare" for lm_rare_share.
 LM_RARE = 0.01
@@ -329,11 +330,35 @@ def lm_features(chars: np.ndarray, lm: CharLM) -> np.ndarray:
     )
 
 
-def dense_features(chars: np.ndarray, lm: CharLM | None) -> np.ndarray:
+def dense_features(
+    chars: np.ndarray, lm: CharLM | None, len_ref: dict[str, Any] | None = None
+) -> np.ndarray:
     """The unstandardised dense features: label statistics, then the benign-LM ones if a model
-    has an LM."""
+    has an LM, then (with ``len_ref``) the label's mean log-probability as a z-score among
+    benign labels of its length bucket (see :func:`length_reference`)."""
     num = numeric_features(chars)
-    return num if lm is None else np.column_stack([num, lm_features(chars, lm)])
+    if lm is None:
+        return num
+    lmf = lm_features(chars, lm)
+    if len_ref is None:
+        return np.column_stack([num, lmf])
+    bucket = lmf[:, 4 : 4 + len(LENGTH_BUCKETS)].argmax(axis=1)
+    mean, std = np.asarray(len_ref["mean"]), np.asarray(len_ref["std"])
+    return np.column_stack([num, lmf, (lmf[:, 0] - mean[bucket]) / std[bucket]])
+
+
+def length_reference(dense: np.ndarray) -> dict[str, list[float]]:
+    """Mean and spread of the LM mean log-probability of benign labels per length bucket, from
+    :func:`dense_features` rows computed without a reference (training: out-of-fold rows of
+    the benign fit names). Why a z-score when the per-bucket one-hots and means are features
+    already: it is one direction shared by every length ("unlikely for its length"), so its
+    weight is learned from every training family at once instead of per bucket from whichever
+    families happen to have labels of that length, and it carries better to an unseen one."""
+    lmf = dense[:, len(NUMERIC) :]
+    bucket = lmf[:, 4 : 4 + len(LENGTH_BUCKETS)].argmax(axis=1)
+    mean = [float(lmf[bucket == k, 0].mean()) for k in range(len(LENGTH_BUCKETS))]
+    std = [float(lmf[bucket == k, 0].std()) + 1e-6 for k in range(len(LENGTH_BUCKETS))]
+    return {"mean": [round(m, 6) for m in mean], "std": [round(x, 6) for x in std]}
 
 
 def featurize(
@@ -347,7 +372,7 @@ def featurize(
     may be given precomputed (training uses out-of-fold LM features for benign names)."""
     chars = char_matrix(labels)
     grams = ngram_buckets(chars, tuple(spec["ngram_orders"]), int(spec["buckets"]))
-    num = dense_features(chars, lm) if dense is None else dense
+    num = dense_features(chars, lm, spec.get("lm_len_ref")) if dense is None else dense
     mean = np.asarray(spec.get("numeric_mean", np.zeros(num.shape[1])))
     std = np.asarray(spec.get("numeric_std", np.ones(num.shape[1])))
     return grams, (num - mean) / std
