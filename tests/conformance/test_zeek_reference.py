@@ -33,7 +33,7 @@ SPECS: dict[str, tuple[list[str], list[str], float]] = {
     ),
     "http": (
         ["orig_h", "orig_p", "resp_h", "resp_p", "trans_depth"],
-        ["method", "host", "uri", "status_code"],
+        ["method", "host", "uri", "status_code", "request_body_len", "response_body_len"],
         0.95,
     ),
     "ssl": (
@@ -92,14 +92,19 @@ def _share(
             diffs.append(f"{capture.relative_to(data_dir)}: {z.height} {log} records, none of ours")
             continue
         cols = keys + fields
-        j = z.select(cols).join(
-            m.select(cols), on=keys, how="left", suffix="_ours", nulls_equal=True
+        # Each Zeek record counts once, matched when any of our records with its key agrees.
+        j = (
+            z.select(cols)
+            .with_row_index("_zeek_row")
+            .join(m.select(cols), on=keys, how="left", suffix="_ours", nulls_equal=True)
         )
         same = pl.all_horizontal([pl.col(f) == pl.col(f"{f}_ours") for f in fields]).fill_null(
             False
         )
-        matched += j.filter(same).height
-        for row in j.filter(~same).head(3).iter_rows(named=True):
+        agreed = j.filter(same)["_zeek_row"].unique()
+        matched += agreed.len()
+        missed = j.filter(~pl.col("_zeek_row").is_in(agreed.implode())).unique("_zeek_row")
+        for row in missed.sort("_zeek_row").head(3).iter_rows(named=True):
             delta = {f: (row[f], row[f"{f}_ours"]) for f in fields if row[f] != row[f"{f}_ours"]}
             ident = "|".join(str(row[k]) for k in keys)
             diffs.append(f"{capture.relative_to(data_dir)} {ident}: zeek→ours {delta}")

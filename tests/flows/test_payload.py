@@ -1,11 +1,12 @@
-"""Stream prefixes used for recognition agree with full reassembly, whatever the arrival order."""
+"""Stream prefixes used for recognition agree with full reassembly, whatever the arrival order;
+FIN and RST marks land where Zeek delivers those events."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mamori.flows.payload import _prefix, _reassemble
+from mamori.flows.payload import FIN, RST, _prefix, _reassemble, _with_marks
 
 
 def _reference(parts: list[tuple[int, bool, int, bytes]], side: bool, limit: int) -> bytes:
@@ -43,3 +44,41 @@ def streams(draw: st.DrawFn) -> list[tuple[int, bool, int, bytes]]:
 def test_prefix_equals_reassembled_stream(parts, limit: int) -> None:
     for side in (True, False):
         assert _prefix(parts, side, limit) == _reference(parts, side, limit)
+
+
+@given(streams(), st.booleans(), st.data())
+def test_marks_fall_where_zeek_delivers_them(parts, with_rst: bool, data: st.DataObject) -> None:
+    """A side's FIN comes after all of that side's data, carrying the bytes still missing before
+    it as its gap; a RST sits at its arrival time, after data delivered at the same instant; the
+    data segments are exactly the plain reassembly's, in the same order."""
+    plain = list(_reassemble(parts, True))
+    marks = []
+    for side in (True, False):
+        mine = [p for p in parts if p[1] == side]
+        if mine and data.draw(st.booleans()):
+            # FIN just past the side's highest byte, plus a few bytes that never arrived.
+            lost = data.draw(st.integers(0, 3))
+            top = max((p[2] + len(p[3])) & 0xFFFFFFFF for p in mine)  # no wrap in these streams
+            marks.append((len(parts) + side, side, (top + lost) & 0xFFFFFFFF, FIN))
+    if with_rst and parts:
+        at = data.draw(st.sampled_from(parts))
+        marks.append((at[0], not at[1], 0, RST))
+    got = _with_marks(parts, marks)
+    assert [s for s in got if not s.flags] == plain
+    for k, seg in enumerate(got):
+        if seg.flags == FIN:
+            later = [s for s in got[k + 1 :] if s.is_orig == seg.is_orig and not s.flags]
+            assert not later, "data of a side after its FIN"
+            assert seg.gap >= 0
+        if seg.flags == RST:
+            before = [s for s in got[:k] if s.ts > seg.ts]
+            after = [s for s in got[k + 1 :] if not s.flags and s.ts <= seg.ts]
+            assert not before and not after
+
+
+def test_fin_gap_counts_the_missing_bytes() -> None:
+    parts = [(1, True, 100, b"abcd"), (2, True, 108, b"ijkl"), (3, False, 500, b"xy")]
+    got = _with_marks(parts, [(4, True, 112 + 3, FIN), (5, False, 502, FIN)])
+    fins = {s.is_orig: s for s in got if s.flags == FIN}
+    assert fins[True].gap == 3 and fins[False].gap == 0
+    assert got[-1].flags == FIN and got[-2].flags == FIN

@@ -3,7 +3,9 @@
 The tracker hands an analyser one :class:`Conversation` per connection whose first payload matched
 the analyser's signature. TCP payload arrives already reassembled in order per direction, with
 retransmissions removed and holes reported as ``gap`` (Zeek's ``content_gap``), so an analyser parses
-messages, never packets. UDP payload arrives one datagram per segment.
+messages, never packets. UDP payload arrives one datagram per segment. An analyser whose protocol
+reacts to the connection's own events (HTTP ends a message at a FIN or RST, and ignores connections
+that began mid-stream, as Zeek's does) asks for them with ``control_marks``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ class Segment:
     is_orig: bool  # True when sent by the connection's originator
     data: bytes
     gap: int = 0  # bytes missing in this direction just before ``data`` (0 when contiguous)
+    # A control mark (no data of its own), only in conversations with ``marks``: FIN when this
+    # direction's data up to its FIN has been delivered, RST at the reset's arrival.
+    flags: int = 0
 
 
 @dataclass(slots=True)
@@ -33,6 +38,10 @@ class Conversation:
     resp_p: int
     proto: str  # "tcp" or "udp"
     segments: list[Segment] = field(default_factory=list)
+    # TCP only, for analysers that ask for them (``Analyzer.control_marks``): the segments carry
+    # FIN/RST marks, and ``partial`` says the connection was seen without its handshake.
+    marks: bool = False
+    partial: bool = False
 
     def stream(self, is_orig: bool) -> bytes:
         """All payload of one direction, concatenated (holes are simply skipped)."""

@@ -22,6 +22,7 @@ from mamori.flows.analyzers.base import Analyzer, registered
 from mamori.flows.conversation import Conversation, Segment
 from mamori.flows.prefilter import candidates
 
+FIN, RST = 0x01, 0x04  # TCP flags, and the marks they become (Segment.flags)
 PENDING_SEGMENTS = 4  # decide after this many payload segments even if one side stayed silent
 DPD_BUFFER = 1024  # Zeek's dpd_buffer_size: stream bytes per direction a signature may look at
 MAX_PENDING_SEGMENTS = 16  # give up on an unrecognised TCP connection after this many segments
@@ -36,6 +37,8 @@ class _Pending:
     # (ts_ns, is_orig, seq of the first payload byte, data)
     parts: list[tuple[int, bool, int, bytes]] = field(default_factory=list)
     kept: list[int] = field(default_factory=lambda: [0, 0])
+    # TCP FIN/RST packets: (ts_ns, is_orig, seq just past the packet's data, FIN or RST)
+    marks: list[tuple[int, bool, int, int]] = field(default_factory=list)
 
 
 class PayloadRouter:
@@ -54,7 +57,51 @@ class PayloadRouter:
         ts_ns: np.ndarray,
         cols: dict[str, np.ndarray],
     ) -> None:
-        """Take the payload rows of one batch (columns select them; one loop per kept segment)."""
+        """Take the payload rows of one batch, then the FIN/RST packets of followed connections."""
+        self._payload(buf, row_conn, row_orig, ts_ns, cols)
+        if self.conns:
+            self._controls(row_conn, row_orig, ts_ns, cols)
+
+    def _controls(
+        self,
+        row_conn: np.ndarray,
+        row_orig: np.ndarray,
+        ts_ns: np.ndarray,
+        cols: dict[str, np.ndarray],
+    ) -> None:
+        """FIN and RST packets of connections being followed (a few per connection)."""
+        flags = cols["flags"]
+        rows = np.nonzero((row_conn >= 0) & (cols["proto"] == 6) & ((flags & (FIN | RST)) != 0))[0]
+        if rows.size == 0:
+            return
+        conns = row_conn[rows]
+        rows = rows[np.isin(conns, np.fromiter(self.conns.keys(), np.int64, len(self.conns)))]
+        if rows.size == 0:
+            return
+        fl = flags[rows]
+        # A FIN comes after the packet's data (and a SYN's own sequence number).
+        after = cols["seq"][rows] + ((fl & 0x02) != 0) + cols["pay_len"][rows]
+        for c, ts, is_orig, seq, f in zip(
+            row_conn[rows].tolist(), ts_ns[rows].tolist(), row_orig[rows].astype(bool).tolist(),
+            after.tolist(), fl.tolist(), strict=True,
+        ):  # fmt: skip
+            p = self.conns.get(c)
+            if p is None:
+                continue
+            if f & RST:
+                p.marks.append((ts, is_orig, seq, RST))
+            if f & FIN:
+                p.marks.append((ts, is_orig, seq, FIN))
+
+    def _payload(
+        self,
+        buf: np.ndarray,
+        row_conn: np.ndarray,
+        row_orig: np.ndarray,
+        ts_ns: np.ndarray,
+        cols: dict[str, np.ndarray],
+    ) -> None:
+        """The payload rows of one batch (columns select them; one loop per kept segment)."""
         if not self.analyzers:
             return
         proto = cols["proto"]
@@ -175,7 +222,12 @@ class PayloadRouter:
             if p.analyzer is None:
                 return None
         assert p.analyzer is not None
-        conv.segments = list(_reassemble(p.parts, conv.proto == "tcp"))
+        tcp = conv.proto == "tcp"
+        if tcp and getattr(p.analyzer, "control_marks", False):
+            conv.marks = True
+            conv.segments = _with_marks(p.parts, p.marks)
+        else:
+            conv.segments = list(_reassemble(p.parts, tcp))
         return p.analyzer, conv
 
 
@@ -244,3 +296,43 @@ def _reassemble(parts: list[tuple[int, bool, int, bytes]], tcp: bool) -> Iterato
     out.sort(key=lambda x: (x[0], x[1]))
     for _ts, _n, seg in out:
         yield seg
+
+
+def _with_marks(
+    parts: list[tuple[int, bool, int, bytes]], marks: list[tuple[int, bool, int, int]]
+) -> list[Segment]:
+    """The reassembled conversation with FIN and RST marks where Zeek's events fall.
+
+    A side's first FIN is delivered once its data up to the FIN has been (after its last data
+    segment, at the later of the two times), carrying as ``gap`` the bytes still missing before
+    the FIN: Zeek reports that hole as a content gap when the side closes. Each RST is delivered
+    at its arrival; data delivered at the same instant comes first.
+    """
+    data = list(_reassemble(parts, True))
+    timed: list[tuple[float, int, int, Segment]] = [(s.ts, 0, k, s) for k, s in enumerate(data)]
+    n = len(timed)
+    for side in (True, False):
+        mine = [x for x in parts if x[1] == side]
+        fins = [m for m in marks if m[1] == side and m[3] == FIN]
+        if fins:
+            ts, _o, seq, _f = min(fins)
+            when = ts / 1e9
+            gap = 0
+            if mine:
+                # Where this side's delivered stream ends (its lowest sequence number plus every
+                # byte and hole _reassemble delivered) and when its last delivery happened.
+                base = mine[0][2]
+                end = base + min(
+                    (q - base + (1 << 31)) % (1 << 32) - (1 << 31) for _t, _o, q, _d in mine
+                )
+                for seg in (s for s in data if s.is_orig == side):
+                    end += seg.gap + len(seg.data)
+                    when = max(when, seg.ts)
+                gap = max(0, (seq - end + (1 << 31)) % (1 << 32) - (1 << 31))
+            timed.append((when, 1, n, Segment(when, side, b"", gap, FIN)))
+            n += 1
+        for ts, _o, _seq, _f in (m for m in marks if m[1] == side and m[3] == RST):
+            timed.append((ts / 1e9, 1, n, Segment(ts / 1e9, side, b"", 0, RST)))
+            n += 1
+    timed.sort(key=lambda x: (x[0], x[1], x[2]))
+    return [x[3] for x in timed]

@@ -166,13 +166,15 @@ def _jobs(
     take = pa.array(wanted)
     fields = [cols[c].take(take).to_pylist() for c in ("uid", "orig_h", "resp_h", "proto")]
     starts = ((state[wanted, T.C_START] // 1000) / 1e6).tolist()
+    partial = ((state[wanted, T.C_FLAGS] & T.FL_PARTIAL) != 0).tolist()
     ports = state[wanted][:, [T.C_OP, T.C_RP]].tolist()
     rows: list[int] = []
     jobs: list[Job] = []
-    for row, no, uid, oh, rh, proto, ts, (op, rp) in zip(
-        wanted.tolist(), nos[wanted].tolist(), *fields, starts, ports, strict=True
+    for row, no, uid, oh, rh, proto, ts, (op, rp), part in zip(
+        wanted.tolist(), nos[wanted].tolist(), *fields, starts, ports, partial, strict=True
     ):
-        got = router.finish(Conversation(uid, ts, oh, op, rh, rp, proto), no)
+        conv = Conversation(uid, ts, oh, op, rh, rp, proto, partial=part and proto == "tcp")
+        got = router.finish(conv, no)
         if got is not None:
             analyzer, conv = got
             rows.append(row)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import gzip
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 
 import dpkt
@@ -21,23 +21,15 @@ from support.dpkt_conversations import _addr, _ip_of
 HTTP = registered()["http"]
 
 
-@dataclass(slots=True)
-class Mark(Segment):
-    """A TCP control mark in the segment list (FIN or RST), the contract ``http`` reads through
-    ``Segment.flags`` when the reassembler provides it (see docs/conformance.md)."""
-
-    flags: int = 0
-
-
-@dataclass(slots=True)
-class MarkedConversation(Conversation):
-    partial: bool = False  # Zeek's TCP IsPartial(): the connection was seen without its handshake
+Mark = Segment  # a TCP control mark: a segment with ``flags`` (FIN or RST) and no data
 
 
 def conv(*segs: tuple[float, bool, bytes] | Segment, partial: bool = False) -> Conversation:
     first = segs[0]
     ts0 = first.ts if isinstance(first, Segment) else first[0]
-    c = MarkedConversation("Ctest", ts0, "10.0.0.1", 50000, "10.0.0.80", 80, "tcp", partial=partial)
+    c = Conversation(
+        "Ctest", ts0, "10.0.0.1", 50000, "10.0.0.80", 80, "tcp", marks=True, partial=partial
+    )
     c.segments = [s if isinstance(s, Segment) else Segment(*s) for s in segs]
     return c
 
@@ -418,7 +410,8 @@ def _with_marks(build: Callable[..., list[Conversation]]) -> Callable[..., list[
             )
             kw = {f.name: getattr(c, f.name) for f in fields(Conversation)}
             kw["segments"] = [x[3] for x in segs]
-            out.append(MarkedConversation(**kw, partial=partial))
+            kw["marks"], kw["partial"] = True, partial
+            out.append(Conversation(**kw))
         return out
 
     return marked

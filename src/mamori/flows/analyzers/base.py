@@ -55,6 +55,9 @@ class Analyzer(Protocol):
     # starts with one of ``prefixes`` (either direction, case-blind), traffic on ``ports`` (where
     # Zeek attaches the analyser by port), and optionally ``prefilter(head, valid) -> mask``.
     prefixes: ClassVar[tuple[bytes, ...]]
+    # True: TCP conversations carry FIN/RST mark segments and ``partial`` (see conversation.py).
+    # Read with getattr, default False: most protocols parse the payload alone.
+    # control_marks: ClassVar[bool]
 
     def matches(self, proto: str, orig_p: int, resp_p: int, orig: bytes, resp: bytes) -> bool:
         """Does the first payload of each direction (either may be empty) look like this protocol?"""

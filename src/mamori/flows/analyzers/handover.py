@@ -27,7 +27,9 @@ def child(conv: Conversation, segments: Iterable[Segment]) -> Conversation:
         conv.resp_h,
         conv.resp_p,
         conv.proto,
-        [s for s in segments if s.data or s.gap],
+        [s for s in segments if s.data or s.gap or s.flags],
+        conv.marks,
+        conv.partial,
     )
 
 

@@ -539,6 +539,7 @@ class HttpAnalyzer:
     table: ClassVar[str] = "http"
     schema: ClassVar[pa.Schema] = SCHEMA
     transports: ClassVar[tuple[str, ...]] = ("tcp",)
+    control_marks: ClassVar[bool] = True
     prefixes: ClassVar[tuple[bytes, ...]] = (*(m + b" " for m in _METHODS), b"HTTP/")
     # Zeek also attaches HTTP by port, so odd methods on these ports still reach ``matches``.
     ports: ClassVar[tuple[tuple[str, int], ...]] = tuple(
@@ -565,9 +566,9 @@ class HttpAnalyzer:
         script = _Script()
         proto = _Protocol(script)
         sides = {True: _Side(proto, True), False: _Side(proto, False)}
-        # A reassembler that reports control marks says so by giving the conversation ``partial``;
-        # then a side without a FIN mark never closed. Without marks, assume both sides did.
-        marked = hasattr(conv, "partial")
+        # A conversation with control marks (``marks``): a side without a FIN mark never closed.
+        # Without marks (a conversation built by hand, a tunnel's inner stream), both sides did.
+        marked = getattr(conv, "marks", False)
         for seg in conv.segments:
             proto.ts = seg.ts
             if seg.gap:  # a FIN mark may carry the hole before it (Zeek reports it at close)
