@@ -155,6 +155,9 @@ def ingest(
 ) -> None:
     """Turn captures (conn, dns, http, ssl, ssh, ftp, smtp) and logs (winevt, syslog, auth, …)
     into the lake's tables."""
+    from mamori.flows.memory import prepare_ingest_process
+
+    prepare_ingest_process()  # before pyarrow loads: it picks its allocator then (memory.py)
     from mamori.flows.workers import LakeIngest
     from mamori.lake.writer import LakeWriter
     from mamori.sensors.inputs import CAPTURE

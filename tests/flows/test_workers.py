@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
 from mamori.config import Settings
+from mamori.flows.memory import ARROW_POOL_ENV
 from mamori.flows.pipeline import Ingest, tables_of
 from mamori.flows.workers import LakeIngest
 from mamori.lake.query import connect
@@ -75,3 +79,21 @@ def test_parallel_lake_ingest_matches_one_process(data_dir: Path, tmp_path: Path
             },
         )
     assert lakes[1] == lakes[2]
+
+
+def test_worker_processes_are_prepared_and_the_caller_is_not(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """Workers load Arrow on the system pool without pandas (flows/memory.py); the process that
+    called LakeIngest keeps its environment and can still import pandas."""
+    before = os.environ.get(ARROW_POOL_ENV)
+    path = data_dir / "zeek-btest/Traces/wikipedia.pcap"
+    with LakeIngest(Settings(workers=2, parallel_min_bytes=0), tmp_path) as ingester:
+        assert ingester.capture(path).error is None
+        pool = ingester._pool
+        assert pool is not None
+        assert pool.submit(os.getenv, ARROW_POOL_ENV).result() == (before or "system")
+        with pytest.raises(ModuleNotFoundError):
+            pool.submit(importlib.util.find_spec, "pandas").result()
+    assert os.environ.get(ARROW_POOL_ENV) == before
+    assert not any(type(f).__name__ == "_WithoutPandas" for f in sys.meta_path)

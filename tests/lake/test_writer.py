@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mamori.lake.query import LakeError, connect
-from mamori.lake.writer import LakeWriter
+from mamori.lake.writer import COMPACT_PARTS, LakeWriter
 from mamori.schema import schema_of
 
 
@@ -76,3 +76,21 @@ def test_every_row_lands_in_its_own_day(days: list[int]) -> None:
             }
         )
         assert got == want
+
+
+def test_many_small_writes_are_compacted_and_keep_every_row_in_order(tmp_path: Path) -> None:
+    """A slowly filling table holds a bounded number of parts, and writes the same rows in the
+    same order as one write of them all (compaction only merges buffers)."""
+    tables = [_conn_rows([i % 3] * (i % 5 + 1)) for i in range(3 * COMPACT_PARTS + 5)]
+    with LakeWriter(tmp_path / "small", flush_rows=10**9) as w:
+        for t in tables:
+            w.write("conn", t)
+            assert len(w._parts["conn"]) <= COMPACT_PARTS
+    with LakeWriter(tmp_path / "once", flush_rows=10**9) as w:
+        w.write("conn", pa.concat_tables(tables))
+    for day in ("date=2026-01-01", "date=2026-01-02", "date=2026-01-03"):
+        small, once = (
+            pq.read_table(next((tmp_path / lake / "conn" / day).iterdir()))
+            for lake in ("small", "once")
+        )
+        assert small.num_rows > 0 and small.equals(once)

