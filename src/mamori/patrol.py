@@ -160,8 +160,11 @@ def build_report(
 
 
 def _traffic(conn: pl.LazyFrame, buckets: int = 48) -> dict[str, object]:
-    """Connections over time and the busiest talkers, for the report's charts."""
-    df = conn.select("ts", "orig_h", "resp_h", "orig_ip_bytes", "resp_ip_bytes").collect()
+    """Connections over time and the busiest talkers, for the report's charts.
+
+    One column of addresses at a time: a day of connections is millions of rows, and patrol's
+    memory peak is set by what any one stage holds at once."""
+    df = conn.select("ts", "orig_ip_bytes", "resp_ip_bytes").collect()
     if df.height == 0:
         return {"connections": 0, "series": [], "top_sources": [], "top_destinations": []}
     lo, hi = df["ts"].min(), df["ts"].max()
@@ -187,29 +190,32 @@ def _traffic(conn: pl.LazyFrame, buckets: int = 48) -> dict[str, object]:
             }
             for b, c, n in series.iter_rows()
         ],
-        "top_sources": _top(df, "orig_h"),
-        "top_destinations": _top(df, "resp_h"),
+        "top_sources": _top(conn, "orig_h"),
+        "top_destinations": _top(conn, "resp_h"),
     }
 
 
-def _top(df: pl.DataFrame, col: str, n: int = 10) -> list[dict[str, object]]:
+def _top(frame: pl.LazyFrame | pl.DataFrame, col: str, n: int = 10) -> list[dict[str, object]]:
     """The ``n`` hosts with most connections (ties by name).
 
     A flood's spoofed sources are millions of hosts with a connection each, so hosts are first
-    counted by a hash of their text (cheap), and only the rows of hashes counting at least the
-    ``n``-th largest are counted by name. A hash shared by several hosts sums their counts, so it
-    can keep too many rows, and it could only drop a host wrongly if fewer than ``n`` names reach
-    that floor: then every name is counted (checked below, so the answer is always exact)."""
-    rows = df.select(col, __h=pl.col(col).hash(seed=0))
-    per_hash = rows.group_by("__h").agg(pl.len().alias("__n"))
-    floor = per_hash["__n"].top_k(n).min() if per_hash.height > n else None
-    if floor is not None:
-        kept = rows.join(per_hash.filter(pl.col("__n") >= floor), on="__h", how="semi")
-        counted = kept.group_by(col).agg(connections=pl.len())
+    counted by a hash of their text (cheap, and no text is held), and only the rows of hashes
+    counting at least the ``n``-th largest are read again and counted by name. A hash shared by
+    several hosts sums their counts, so it can keep too many rows, and it could only drop a host
+    wrongly if fewer than ``n`` names reach that floor: then every name is counted (checked
+    below, so the answer is always exact)."""
+    rows = frame.lazy().select(col)
+    hashed = pl.col(col).hash(seed=0)
+    per_hash = rows.group_by(hashed.alias("__h")).agg(pl.len().alias("__n")).collect()
+    everything = rows.group_by(col).agg(connections=pl.len())
+    if per_hash.height > n:
+        floor = per_hash["__n"].top_k(n).min()
+        kept = per_hash.filter(pl.col("__n") >= floor)["__h"].implode()
+        counted = rows.filter(hashed.is_in(kept)).group_by(col).agg(connections=pl.len()).collect()
         if counted.filter(pl.col("connections") >= floor).height < n:
-            counted = rows.group_by(col).agg(connections=pl.len())
+            counted = everything.collect()
     else:
-        counted = rows.group_by(col).agg(connections=pl.len())
+        counted = everything.collect()
     # top_k, then a sort of those few: not a sort of every host.
     top = counted.top_k(n, by=["connections", col], reverse=[False, True]).sort(
         "connections", col, descending=[True, False]
