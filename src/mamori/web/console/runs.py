@@ -214,9 +214,12 @@ class Runs:
         except Exception as exc:  # a run that fails says why on the overview; the server goes on
             status |= {"state": "failed", "finished": datetime.now(UTC).isoformat()}
             status["error"] = f"{type(exc).__name__}: {exc}"
-            _write_status(run.folder, status)
+            # Events first, then the status file: whoever sees the run ended can also find what
+            # was published about it (the other order left a window under load).
             self.broker.publish("run", {"id": run.id, "state": "failed", "error": status["error"]})
+            _write_status(run.folder, status)
             return
+        # Done: the status file first, so what the events announce (incidents, alerts) can be read.
         _write_status(run.folder, status)
         for inc in report.get("incidents", []):  # type: ignore[union-attr]
             for alert in inc.get("alerts", []):
