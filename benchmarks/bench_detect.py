@@ -9,7 +9,8 @@ count towards this process's memory) and read back as ``patrol`` reads it (``lak
 Measured, in one run:
 
 * each detector alone through ``run_detectors(only=[id])`` (``--repeat-each``), then all together as
-  ``patrol`` runs them (one ``collect_all``; Polars spreads the plans over both cores);
+  ``patrol`` runs them (``run_detectors``: one detector after another, each spread by Polars over
+  both cores);
 * a plain Python per-record loop (dicts, one pass) doing the core counting of two detectors --
   failed first contacts per source and window (the scan counter) and short sessions per
   source, service port and window (the guessing counter) -- against ``scan.trw`` +
@@ -17,6 +18,7 @@ Measured, in one run:
 * peak RSS (``ru_maxrss``) of this process.
 
     python benchmarks/bench_detect.py [--records 10000000] [--baseline 1000000] [--repeat 3]
+        [--save-alerts DIR]
 """
 
 from __future__ import annotations
@@ -82,6 +84,12 @@ def main() -> None:
     ap.add_argument(
         "--skip", action="append", default=[], help="leave a detector out (say so in the results)"
     )
+    ap.add_argument(
+        "--save-alerts",
+        type=Path,
+        help="write each detector's alerts (run alone) and all together's to DIR/<id>.parquet, "
+        "to compare a change's alerts with its predecessor's",
+    )
     a = ap.parse_args()
 
     from synth import VERSION
@@ -128,6 +136,9 @@ def main() -> None:
             per[det_id].append(time.perf_counter() - t)
             per_cpu[det_id].append(time.process_time() - c0)
             found[det_id] = run.alerts.height
+            if a.save_alerts:
+                a.save_alerts.mkdir(parents=True, exist_ok=True)
+                run.alerts.write_parquet(a.save_alerts / f"{det_id}.parquet")
             if run.failed:
                 print(f"  {det_id} FAILED: {run.failed}")
     together: list[float] = []
@@ -139,6 +150,8 @@ def main() -> None:
         cpu.append(time.process_time() - c0)
     alerts = run.alerts
     rss_detect = rss_mb()
+    if a.save_alerts:
+        alerts.write_parquet(a.save_alerts / "together.parquet")
 
     # plain Python against the compiled counters on the same first records
     m = min(a.baseline, n_conn)
