@@ -25,6 +25,10 @@ def at_least(obs: pl.LazyFrame, *, key: Sequence[str | pl.Expr], rows: int) -> p
     sorted is most of the work saved. Keys are counted by a 64-bit hash of their columns, which is
     cheap on strings: a collision merges two keys' counts, so it can only keep more rows, never
     drop one, and every key kept is kept whole, so the detector's verdicts do not change.
+
+    The counts are collected when the detector's plan is built (they are few rows), so calling a
+    detector that uses this does work. The contract is unchanged: a detector is still a function
+    of the frames it is given, so an engine running it per partition key gets the same result.
     """
     if rows <= 1:
         return obs
@@ -65,7 +69,9 @@ def threshold(
 
     ``sparse``: few of many windows will pass (a day of traffic has millions of (key, window)
     groups and a handful of attacks), so count first in a flat aggregation, then build evidence
-    lists only for the windows that passed (reading ``obs`` twice). Otherwise one pass
+    lists only for the windows that passed (reading ``obs`` twice: the counts are collected when
+    the plan is built, then ``obs`` is filtered to what passed as it is read, rather than cached
+    whole; :func:`at_least` says why). Otherwise one pass
     builds them for every window, which is cheaper when ``obs`` is small or mostly passes.
 
     ``evidence_max`` (sparse only): ``uids`` keeps the window's first ``evidence_max`` uids, for a
