@@ -86,3 +86,21 @@ def test_datagrams_land_after_their_last_fragment(datagrams: list, plain: int) -
         p = int(c["parent"][r])
         if p >= 0:  # an inner packet's parent is the reassembled outer row before it
             assert p in synthetic and p < r and int(c["proto"][p]) == 47
+
+
+def test_pending_fragments_are_bounded_in_bytes(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """First fragments of datagrams that never complete are dropped oldest first once their
+    bytes pass the limit; the newest still completes."""
+    import mamori.sensors.pcap.fragments as F
+
+    monkeypatch.setattr(F, "MAX_PENDING_BYTES", 4000)
+    body = udp(7, 53, bytes(1000))
+    frames = [_fragments(500 + k, body, [64], False)[0] for k in range(10)]  # 512-byte heads
+    frames += _fragments(509, body, [64], False)[1:]  # the last datagram's tail
+    batch = batch_of(frames, LINK_ETHER)
+    r = FragmentReassembler()
+    _buf, out = r.apply(batch.buf, decode(batch))
+    assert r.pending_bytes <= 4000 and r.dropped >= 3
+    assert r.pending_bytes == sum(dg.size for dg in r.pending.values())
+    done = [i for i in range(out.cols["rec"].shape[0]) if out.cols["pay_len"][i] == 1000]
+    assert len(done) == 1

@@ -17,6 +17,8 @@ import numpy as np
 from mamori.sensors.pcap.decode import COLUMNS, FRAGMENT, LINK_RAW, PacketColumns, decode_batch
 
 MAX_PENDING = 10_000  # datagrams waiting for fragments; the oldest is dropped beyond this
+MAX_PENDING_BYTES = 32 << 20  # and their fragments' bytes: a flood of large never-completed
+# datagrams must not grow memory by the count limit times 64 KiB
 MAX_DATAGRAM = 65_535 + 40
 
 
@@ -25,6 +27,7 @@ class _Datagram:
     header: bytes = b""  # IP header of the first fragment (offset 0), rewritten on completion
     parts: dict[int, bytes] = field(default_factory=dict)  # fragment offset -> payload
     total: int = -1  # payload length, known once the last fragment arrived
+    size: int = 0  # bytes held in ``parts``
 
 
 class FragmentReassembler:
@@ -32,6 +35,7 @@ class FragmentReassembler:
 
     def __init__(self) -> None:
         self.pending: OrderedDict[tuple[int, ...], _Datagram] = OrderedDict()
+        self.pending_bytes = 0
         self.dropped = 0
 
     def apply(self, buf: np.ndarray, pk: PacketColumns) -> tuple[np.ndarray, PacketColumns]:
@@ -53,9 +57,13 @@ class FragmentReassembler:
             if dg is None:
                 dg = self.pending[key] = _Datagram()
                 if len(self.pending) > MAX_PENDING:
-                    self.pending.popitem(last=False)
-                    self.dropped += 1
-            dg.parts.setdefault(off, buf[pay_off : pay_off + pay_cap].tobytes())
+                    self._drop_oldest()
+            if off not in dg.parts:
+                dg.parts[off] = buf[pay_off : pay_off + pay_cap].tobytes()
+                dg.size += pay_cap
+                self.pending_bytes += pay_cap
+                while self.pending_bytes > MAX_PENDING_BYTES and len(self.pending) > 1:
+                    self._drop_oldest()
             if off == 0:
                 hdr_len = pay_off - ip_off if ver == 4 else 40
                 dg.header = buf[ip_off : ip_off + hdr_len].tobytes()
@@ -63,11 +71,16 @@ class FragmentReassembler:
                 dg.total = off + plen
             packet = self._complete(dg, ver, proto)
             if packet is not None:
-                del self.pending[key]
+                self.pending_bytes -= self.pending.pop(key).size
                 done.append((r, packet))
         if not done:
             return buf, pk
         return self._merge(buf, pk, done)
+
+    def _drop_oldest(self) -> None:
+        _key, dg = self.pending.popitem(last=False)
+        self.pending_bytes -= dg.size
+        self.dropped += 1
 
     @staticmethod
     def _complete(dg: _Datagram, version: int, proto: int) -> bytes | None:
