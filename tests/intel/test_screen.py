@@ -253,3 +253,33 @@ def test_url_screen_stops_unlisted_urls() -> None:
     hosts = ["BAD.example.", "bad.example", "good.example", "a.b", "a.b", None]
     uris = ["/p/1.exe?x=1", "/p/2.exe", "/p/1.exe", None, "/?q", "/"]
     assert screen.rows(pl.Series(hosts), pl.Series(uris)).tolist() == [0, 3, 4]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["10.0.0.1", "10.0.0.2", "::1", "2001:db8::5", "010.0.0.1"]), max_size=4
+    ),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["10.0.0.1", "10.0.0.2", "10.0.0.3", "::1", "010.0.0.1", "x"]),
+            st.sampled_from(["10.0.0.2", "192.0.2.9", "2001:db8::5"]),
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+)
+def test_exact_addresses_without_ranges_hit_by_text(listed: list[str], rows: list) -> None:  # type: ignore[type-arg]
+    """A store of addresses and no ranges takes the text-lookup screen: every hit is a row whose
+    originator or responder text is listed, and every such row is a hit."""
+    from mamori.intel.match import match
+    from support.intel_frames import indicators, lake_frames
+
+    conn = [
+        {"uid": f"C{k}", "orig_h": o, "resp_h": r, "orig_p": 1, "resp_p": 2}
+        for k, (o, r) in enumerate(rows)
+    ]
+    hits = match(indicators([("ip", v, None) for v in listed]), lake_frames(conn=conn))
+    got = sorted(set(zip(hits["uid"].to_list(), hits["seen"].to_list(), strict=True)))
+    want = sorted({(c["uid"], a) for c in conn for a in (c["orig_h"], c["resp_h"]) if a in listed})
+    assert got == want

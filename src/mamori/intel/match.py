@@ -950,7 +950,12 @@ class _Matcher:
 
     @classmethod
     def build(cls, ind: pl.DataFrame, kinds: set[str]) -> _Matcher:
-        from mamori.intel.screen import AddressScreen, NameScreen, UrlScreen  # (imports this)
+        from mamori.intel.screen import (  # (imports this module)
+            AddressScreen,
+            ExactAddressScreen,
+            NameScreen,
+            UrlScreen,
+        )
 
         by_type = {  # only the two columns are split (not ids and the rest: a million strings)
             str(k[0]): v
@@ -966,9 +971,11 @@ class _Matcher:
         doms = by_type.get("domain")
         ips = by_type.get("ip")
 
-        def addresses() -> tuple[CidrIndex | None, AddressScreen | None]:
+        def addresses() -> tuple[CidrIndex | None, AddressScreen | ExactAddressScreen | None]:
             if "addr" not in kinds:
                 return None, None
+            if cidrs is None and ips is not None:
+                return None, ExactAddressScreen(ips["value"].unique())
             cidr = CidrIndex.build(cidrs["value"]) if cidrs is not None else None
             return cidr, AddressScreen.build(cidr, ips["value"] if ips is not None else None)
 

@@ -250,6 +250,29 @@ class AddressScreen:
         return _rows(parts)
 
 
+@dataclass
+class ExactAddressScreen:
+    """Listed addresses and no ranges: a row may hit only if its text is one of them.
+
+    Exact addresses match by text equality (``_Matcher._exact``), so a hash lookup of the text is
+    the whole test, and a Polars semi-join (a multi-threaded hash join) does it faster than
+    parsing every dotted quad for the block bitmap."""
+
+    ips: pl.Series
+
+    def rows(self, series: pl.Series) -> np.ndarray:
+        """Positions of the rows whose text is listed (int64, ascending)."""
+        listed = pl.LazyFrame({"v": self.ips})
+        return (
+            pl.LazyFrame({"v": series})
+            .with_row_index("i")
+            .join(listed, on="v", how="semi")
+            .select(pl.col("i").cast(pl.Int64).sort())
+            .collect()["i"]
+            .to_numpy()
+        )
+
+
 # ---- names -----------------------------------------------------------------------------------
 
 
