@@ -1,0 +1,81 @@
+"""CPU seconds of each stage of ``mamori ingest`` on one capture, in one process.
+
+    python benchmarks/ingest_stages.py benchmarks/work/workload.pcap
+
+Wraps the pipeline's stage functions with a CPU timer (``time.process_time``) and runs
+``Ingest.capture`` into a scratch lake. Where the time goes, not how fast ingest is: the wrappers
+cost a little, and a busy machine changes the totals, not much the proportions. ``analyze`` is
+the protocol analysers; ``route`` includes ``route/candidates`` and ``route/decide``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import functools
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import mamori.flows.payload as PL
+import mamori.flows.pipeline as P
+from mamori.config import Settings
+from mamori.lake.writer import LakeWriter
+
+acc: collections.Counter[str] = collections.Counter()
+
+
+def wrap(obj: Any, name: str, label: str) -> None:
+    f = getattr(obj, name, None)
+    if f is None:
+        return
+
+    @functools.wraps(f)
+    def timed(*a: Any, **k: Any) -> Any:
+        t = time.process_time()
+        try:
+            return f(*a, **k)
+        finally:
+            acc[label] += time.process_time() - t
+
+    setattr(obj, name, timed)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("capture", type=Path)
+    a = ap.parse_args()
+    wrap(P, "decode", "decode")
+    wrap(P.FragmentReassembler, "apply", "fragments")
+    wrap(P.ConnTracker, "feed", "track")
+    wrap(P.PayloadRouter, "route", "route")
+    wrap(PL, "candidates", "route/candidates")
+    wrap(PL.PayloadRouter, "_decide", "route/decide")
+    wrap(P, "conn_columns", "conn columns")
+    wrap(P, "tunnel_parents", "conn columns")
+    wrap(P, "_jobs", "conversations")
+    wrap(P, "analyze_jobs", "analyze")
+    wrap(P, "_to_table", "rows to Arrow")
+    lake = Path(tempfile.mkdtemp(prefix="mamori-stages-"))
+    try:
+        writer = LakeWriter(lake)
+        wrap(writer, "write", "lake writer")
+        t0 = time.process_time()
+        stats = P.Ingest(Settings(), writer).capture(a.capture)
+        t1 = time.process_time()
+        writer.close()
+        acc["lake writer"] += time.process_time() - t1
+        total = time.process_time() - t0
+    finally:
+        shutil.rmtree(lake, ignore_errors=True)
+    print(
+        f"{stats.packets:,} packets, {total:.2f} CPU-s ({stats.packets / total / 1e3:.0f} k/CPU-s)"
+    )
+    for k, v in acc.most_common():
+        print(f"  {k:18s} {v:6.2f}  {v / total * 100:4.1f} %")
+
+
+if __name__ == "__main__":
+    main()
