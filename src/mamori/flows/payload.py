@@ -9,6 +9,8 @@ byte per segment is still recognised once the request line is complete.
 TCP segments are kept with their sequence numbers and reassembled in order per direction when the
 connection ends: retransmitted bytes are dropped, holes become ``Segment.gap``, and data that arrived
 ahead of a hole is delivered when the hole is filled, as Zeek's reassembler delivers it.
+An analyser that sets ``control_marks`` also gets the connection's FIN and RST as mark segments
+where Zeek's events fall, and whether it was seen without its handshake (``_with_marks``).
 """
 
 from __future__ import annotations
