@@ -8,6 +8,7 @@ skips its conformance tests proves nothing.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,3 +39,18 @@ def _hermetic_data_home(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Intel lives in the XDG data home by default; a developer's own store must not leak into
     tests (intel.match would find their indicators in the shared captures)."""
     os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("xdg-data"))
+
+
+@pytest.fixture(autouse=True)
+def _no_ingest_setup_leaks() -> object:
+    """``mamori ingest`` run in-process (Typer's runner) prepares the whole process for ingest
+    only: pandas hidden, Arrow's allocator chosen (``flows.memory.prepare_ingest_process``).
+    Undone after each test, so a later one sees an ordinary process, as a user's would be."""
+    finders = list(sys.meta_path)
+    pool = os.environ.get("ARROW_DEFAULT_MEMORY_POOL")
+    yield
+    sys.meta_path[:] = finders
+    if pool is None:
+        os.environ.pop("ARROW_DEFAULT_MEMORY_POOL", None)
+    else:
+        os.environ["ARROW_DEFAULT_MEMORY_POOL"] = pool
