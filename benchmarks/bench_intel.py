@@ -425,25 +425,20 @@ def lake_mode(a: argparse.Namespace) -> None:
             f"| {max(x[2] for x in runs[name]):.2f} | {results[name].height:,} "
             f"| {py_rate / 1e3:.0f} k | {rate / py_rate:.0f}× |"
         )
-    times = [x[0] for x in semi_runs]
-    cpu = [x[1] for x in semi_runs]
     n_conn = frames["conn"].height
-    rate = n_conn / statistics.median(times)
-    print(
-        f"| Polars semi-join (exact IPs only, conn) | {n_conn:,} | {_spread(times)} "
-        f"| {rate / 1e6:.1f} M; {n_conn / min(times) / 1e6:.1f} M "
-        f"| {n_conn / statistics.median(cpu) / 1e6:.1f} M | | {semi_runs[-1][2]:,} "
-        f"| {py_rate / 1e3:.0f} k | {rate / py_rate:.0f}× |"
-    )
-    times = [x[0] for x in exact_runs]
-    cpu = [x[1] for x in exact_runs]
-    rate = n_conn / statistics.median(times)
-    print(
-        f"| `match()`, exact IPs only (conn) | {n_conn:,} | {_spread(times)} "
-        f"| {rate / 1e6:.1f} M; {n_conn / min(times) / 1e6:.1f} M "
-        f"| {n_conn / statistics.median(cpu) / 1e6:.1f} M | | {exact_runs[-1][2]:,} "
-        f"| {py_rate / 1e3:.0f} k | {rate / py_rate:.0f}× |"
-    )
+    for name, conn_runs in (
+        ("Polars semi-join (exact IPs only, conn)", semi_runs),
+        ("`match()`, exact IPs only (conn)", exact_runs),
+    ):
+        times = [x[0] for x in conn_runs]
+        cpu = [x[1] for x in conn_runs]
+        rate = n_conn / statistics.median(times)
+        print(
+            f"| {name} | {n_conn:,} | {_spread(times)} "
+            f"| {rate / 1e6:.1f} M; {n_conn / min(times) / 1e6:.1f} M "
+            f"| {n_conn / statistics.median(cpu) / 1e6:.1f} M | | {conn_runs[-1][2]:,} "
+            f"| {py_rate / 1e3:.0f} k | {rate / py_rate:.0f}× |"
+        )
     print(
         f"(plain Python: IP + CIDR on {m:,} conn and parents of {m // 10:,} dns queries, {py_hits:,} hits)"
     )
