@@ -45,6 +45,7 @@ from mamori.intel.match import (
     _lower,
     _maybe,
     _parse_all_v4,
+    _parse_v4,
     _view_start,
 )
 
@@ -148,35 +149,9 @@ def _set_addresses(values, shift, bits):  # type: ignore[no-untyped-def]
 
 @nb.njit(cache=True, inline="always")
 def _v4_block(arr, s, n, shift):  # type: ignore[no-untyped-def]
-    """The block of arr[s:s + n] when it is a canonical dotted quad (``_parse_v4``: four decimal
-    octets <= 255, no leading zeros), else -1."""
-    if n < 7 or n > 15:
-        return -1
-    value = 0
-    octet = 0
-    digits = 0
-    dots = 0
-    for p in range(s, s + n):
-        c = arr[p]
-        if c == 46:  # '.'
-            if digits == 0:
-                return -1
-            value = value * 256 + octet
-            octet = 0
-            digits = 0
-            dots += 1
-        elif 48 <= c <= 57 and digits < 3:
-            if digits == 1 and octet == 0:
-                return -1  # a leading zero: not how ipaddress spells it
-            octet = octet * 10 + (c - 48)
-            if octet > 255:
-                return -1
-            digits += 1
-        else:
-            return -1
-    if dots != 3 or digits == 0:
-        return -1
-    return (value * 256 + octet) >> shift
+    """The block of arr[s:s + n] when it is a canonical dotted quad (``_parse_v4``), else -1."""
+    value = _parse_v4(arr, s, s + n)
+    return value >> shift if value >= 0 else -1
 
 
 @nb.njit(cache=True, nogil=True)
