@@ -330,3 +330,19 @@ def vxlan(vni: int, frame: bytes) -> bytes:
 def teredo_origin(port: int, addr: bytes) -> bytes:
     """Teredo origin indication (port and address obfuscated by XOR with all-ones)."""
     return struct.pack(">HH", 0, port ^ 0xFFFF) + bytes(b ^ 0xFF for b in addr)
+
+
+def websocket_frame(payload: bytes, opcode: int = 1, mask: bytes = b"", fin: bool = True) -> bytes:
+    """One RFC 6455 frame: FIN bit and opcode, the 7/16/64-bit length, the key and the payload
+    masked with it when ``mask`` is given (as a client sends it)."""
+    n = len(payload)
+    head = bytes([(0x80 if fin else 0) | opcode])
+    m = 0x80 if mask else 0
+    if n < 126:
+        head += bytes([m | n])
+    elif n < 65536:
+        head += bytes([m | 126]) + n.to_bytes(2, "big")
+    else:
+        head += bytes([m | 127]) + n.to_bytes(8, "big")
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload)) if mask else payload
+    return head + mask + masked

@@ -17,6 +17,7 @@ from mamori.flows.analyzers.base import Analysis, registered
 from mamori.flows.analyzers.http import FIN, RST
 from mamori.flows.conversation import Conversation, Segment
 from support.dpkt_conversations import _addr, _ip_of
+from support.pcap_writer import websocket_frame
 
 HTTP = registered()["http"]
 
@@ -225,21 +226,6 @@ def test_http_inside_a_connect_tunnel_is_found_by_signature() -> None:
     assert [r["method"] for r in tls] == ["CONNECT"]
 
 
-def _ws_frame(payload: bytes, opcode: int = 1, mask: bytes = b"", fin: bool = True) -> bytes:
-    head = bytes([(0x80 if fin else 0) | opcode])
-    n = len(payload)
-    m = 0x80 if mask else 0
-    if n < 126:
-        head += bytes([m | n])
-    elif n < 65536:
-        head += bytes([m | 126]) + n.to_bytes(2, "big")
-    else:
-        head += bytes([m | 127]) + n.to_bytes(8, "big")
-    if mask:
-        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return head + mask + payload
-
-
 WS_REQ = (
     b"GET /chat HTTP/1.1\r\nHost: ws.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -254,16 +240,16 @@ def test_http_inside_websocket_messages_continues_the_connection_rows() -> None:
     # Zeek's WebSocket analyser forwards text/binary payload to DPD; an HTTP request inside (split
     # over a fragmented, masked message) gets the next trans_depth of the same connection.
     inner = b"GET /inner HTTP/1.1\r\nUser-Agent: ws-client\r\n\r\n"
-    frames = _ws_frame(inner[:10], 1, b"\x01\x02\x03\x04", fin=False) + _ws_frame(
+    frames = websocket_frame(inner[:10], 1, b"\x01\x02\x03\x04", fin=False) + websocket_frame(
         inner[10:], 0, b"\xa0\xb0\xc0\xd0"
     )
-    ping = _ws_frame(b"GET /not-data HTTP/1.1\r\n\r\n", 9, b"\x05\x06\x07\x08")
+    ping = websocket_frame(b"GET /not-data HTTP/1.1\r\n\r\n", 9, b"\x05\x06\x07\x08")
     rows = HTTP.analyze(
         conv(
             (1.0, True, WS_REQ),
-            (1.1, False, WS_101 + _ws_frame(b"\x00\x01", 2)),  # data right behind the 101
+            (1.1, False, WS_101 + websocket_frame(b"\x00\x01", 2)),  # data right behind the 101
             (1.2, True, ping + frames),
-            (1.3, False, _ws_frame(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc", 1)),
+            (1.3, False, websocket_frame(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc", 1)),
         )
     ).records
     by = {r["trans_depth"]: r for r in rows}
@@ -284,8 +270,8 @@ def test_websocket_inner_reply_lands_on_the_pending_101_row() -> None:
         conv(
             (1.0, True, WS_REQ),
             (1.1, False, WS_101),
-            (1.2, True, _ws_frame(inner, 2, b"\x11\x22\x33\x44")),
-            (1.3, False, _ws_frame(reply, 2)),
+            (1.2, True, websocket_frame(inner, 2, b"\x11\x22\x33\x44")),
+            (1.3, False, websocket_frame(reply, 2)),
         )
     ).records
     by = {r["trans_depth"]: r for r in rows}
@@ -307,7 +293,7 @@ def test_random_bytes_never_raise(segs: list[tuple[bool, bytes, int]]) -> None:
 
 
 PIECES = [REQ, RESP, WS_REQ, WS_101, _post(_multipart([b"a\nb", b"c\r"])), b"\r\n", b"--XyZ\r\n",
-          _ws_frame(b"GET / HTTP/1.1\r\n\r\n", 1, b"abcd"), _ws_frame(b"HTTP/1.1 200 OK\r\n\r\n", 2),
+          websocket_frame(b"GET / HTTP/1.1\r\n\r\n", 1, b"abcd"), websocket_frame(b"HTTP/1.1 200 OK\r\n\r\n", 2),
           b"CONNECT h:443 HTTP/1.1\r\n\r\n", b"HTTP/1.1 200 OK\r\n\r\n", b"\x81\x7e\x01\x00",
           b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n4\r\n"]  # fmt: skip
 

@@ -6,21 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mamori.flows.analyzers.websocket import CHUNK, FrameReader
-
-
-def frame(payload: bytes, opcode: int, mask: bytes = b"", fin: bool = True) -> bytes:
-    n = len(payload)
-    head = bytes([(0x80 if fin else 0) | opcode])
-    m = 0x80 if mask else 0
-    if n < 126:
-        head += bytes([m | n])
-    elif n < 65536:
-        head += bytes([m | 126]) + n.to_bytes(2, "big")
-    else:
-        head += bytes([m | 127]) + n.to_bytes(8, "big")
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload)) if mask else payload
-    return head + mask + masked
-
+from support.pcap_writer import websocket_frame as frame
 
 messages = st.lists(
     st.tuples(
