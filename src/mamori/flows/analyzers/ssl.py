@@ -35,14 +35,16 @@ _HISTORY = {
     14: "n", 15: "y", 16: "g", 20: "f", 21: "w", 22: "u", 23: "a", 24: "p", 254: "m",
 }  # fmt: skip
 _MAX_HISTORY = 100
+_NAMES = tuple(SCHEMA.names)
+
+
+_HELLO_VERSIONS = frozenset((0x0002, *_RECORD_VERSIONS, 0x0304, 0xFEFF, 0xFEFD, 0xFEFC))
+_PRE_TLS13 = frozenset((0x0002, *_RECORD_VERSIONS))
 
 
 def _version_ok(v: int) -> bool:
     """Versions Zeek's handshake parser accepts (others are a protocol violation)."""
-    return v in (0x0002, *_RECORD_VERSIONS, 0x0304, 0xFEFF, 0xFEFD, 0xFEFC) or v >> 8 in (
-        0x7F,
-        0xFB,
-    )
+    return v in _HELLO_VERSIONS or v >> 8 in (0x7F, 0xFB)
 
 
 class _Stop(Exception):
@@ -121,8 +123,7 @@ def _client_hello(st: _State, body: bytes, is_client: bool) -> None:
     if hello.session_id and hello.session_id != b"\x00" * 32:
         st.session_id = hello.session_id.hex()
         st.ticket_seen = False
-    info["ja3"] = tf.ja3(hello)
-    info["ja4"] = tf.ja4(hello)
+    info["ja3"], info["ja4"] = tf.fingerprints(hello)
 
 
 def _server_hello(st: _State, body: bytes, is_client: bool) -> None:
@@ -159,7 +160,7 @@ def _server_hello(st: _State, body: bytes, is_client: bool) -> None:
     same_session = st.session_id is not None and st.session_id == hello.session_id.hex()
     if same_session and vnum // 0xFF != 0x7F and vnum != 0x0304:
         info["resumed"] = True
-    info["ja3s"] = tf.ja3s(hello)
+    info["ja3s"] = tf.ja3s_cached(hello)
 
 
 def _certificate(st: _State, body: bytes, is_client: bool) -> None:
@@ -181,18 +182,21 @@ def _server_key_exchange(st: _State, body: bytes) -> None:
         st.session()["curve"] = curve_name(int.from_bytes(body[1:3], "big"))
 
 
-def _handshake(st: _State, is_orig: bool, data: bytes) -> None:
-    """Feed handshake-record bytes; messages may span records, so buffer per direction."""
+def _handshake(st: _State, is_orig: bool, data: bytes, pos: int, end: int) -> None:
+    """Feed handshake-record bytes ``data[pos:end]``; messages may span records, so what is left
+    of an unfinished message waits in a per-direction buffer."""
     buf = st.hs_buf[is_orig]
-    buf.extend(data)
-    while len(buf) >= 4:
-        msg_type, length = buf[0], int.from_bytes(buf[1:4], "big")
-        if len(buf) < 4 + length:
-            if length > 1 << 24:
-                raise _Stop
-            return
-        body = bytes(buf[4 : 4 + length])
-        del buf[: 4 + length]
+    if buf:
+        buf += data[pos:end]
+        data, pos, end = bytes(buf), 0, len(buf)
+        buf.clear()
+    while end - pos >= 4:
+        msg_type = data[pos]
+        length = (data[pos + 1] << 16) | (data[pos + 2] << 8) | data[pos + 3]
+        if end - pos < 4 + length:
+            break
+        body = data[pos + 4 : pos + 4 + length]
+        pos += 4 + length
         if msg_type == 1:
             _check_direction(st, True, is_orig)
         elif msg_type in (0, 2):
@@ -215,6 +219,8 @@ def _handshake(st: _State, is_orig: bool, data: bytes) -> None:
         if msg_type == 2 and st.hrr_seen:
             ch, st.hrr_seen = "j", False
         st.history(is_client, ch)
+    if pos < end:
+        buf += data[pos:end]
 
 
 def _v2_record(st: _State, is_orig: bool, rec: bytes) -> None:
@@ -253,7 +259,10 @@ def _v2_record(st: _State, is_orig: bool, rec: bytes) -> None:
         raise _Stop
 
 
-def _record(st: _State, is_orig: bool, ctype: int, version: int, frag: bytes) -> None:
+def _record(
+    st: _State, is_orig: bool, ctype: int, version: int, data: bytes, pos: int, end: int
+) -> None:
+    """One record whose fragment is ``data[pos:end]`` (sliced only where it is read)."""
     if st.record_version not in (None, 2) and version not in _RECORD_VERSIONS:
         raise _Stop  # "Invalid version late in TLS connection"
     if st.record_version is None:
@@ -265,7 +274,7 @@ def _record(st: _State, is_orig: bool, ctype: int, version: int, frag: bytes) ->
         not state
         and ctype == _APPDATA
         and st.chosen_version is not None
-        and st.chosen_version not in (0x0002, *_RECORD_VERSIONS)
+        and st.chosen_version not in _PRE_TLS13
     ):
         st.encrypted[is_orig] = state = True  # TLS 1.3: first application data switches over
     if state:
@@ -275,7 +284,7 @@ def _record(st: _State, is_orig: bool, ctype: int, version: int, frag: bytes) ->
         return
     is_client = is_orig ^ st.flipped
     if ctype == _HANDSHAKE:
-        _handshake(st, is_orig, frag)
+        _handshake(st, is_orig, data, pos, end)
     elif ctype == _CCS:
         st.history(is_client, "i")
         if is_client and st.ticket_seen and not st.cke_seen:
@@ -283,43 +292,47 @@ def _record(st: _State, is_orig: bool, ctype: int, version: int, frag: bytes) ->
         if not st.tls13():
             st.encrypted[is_orig] = True
     elif ctype == _ALERT:
-        limit = 2 if st.tls13() else len(frag) - len(frag) % 2
-        for i in range(0, min(len(frag) - 1, limit), 2):
+        n = end - pos
+        limit = 2 if st.tls13() else n - n % 2
+        for i in range(pos, pos + min(n - 1, limit), 2):
             st.history(is_client, "l")
-            st.session()["last_alert"] = alert_name(frag[i + 1])
+            st.session()["last_alert"] = alert_name(data[i + 1])
     elif ctype == _HEARTBEAT:
         st.history(is_client, "b")
     elif ctype != _APPDATA:
         raise _Stop  # unknown record type is a violation
 
 
-def _feed(st: _State, is_orig: bool, buf: bytearray) -> None:
-    """Consume every complete record in ``buf``."""
-    while len(buf) >= 5:
-        h0 = buf[0]
+def _feed(st: _State, is_orig: bool, data: bytes) -> tuple[int, int]:
+    """Consume every complete record in ``data``: where the unconsumed rest starts, and how many
+    bytes from there the next record needs before it is worth parsing again."""
+    pos, n = 0, len(data)
+    while n - pos >= 5:
+        h0 = data[pos]
         if h0 & 0x80 and st.record_version in (None, 2):
-            length = (((h0 & 0x7F) << 8) | buf[1]) + 2
-            if len(buf) < length:
-                return
-            if not ((buf[2] == 1 and is_orig) or (buf[2] == 4 and buf[4] < 2 and not is_orig)) and (
-                st.record_version != 2
-            ):
+            length = (((h0 & 0x7F) << 8) | data[pos + 1]) + 2
+            if n - pos < length:
+                return pos, length
+            kind = data[pos + 2]
+            if not (
+                (kind == 1 and is_orig) or (kind == 4 and data[pos + 4] < 2 and not is_orig)
+            ) and (st.record_version != 2):
                 raise _Stop
-            if buf[2] == 4:
+            if kind == 4:
                 st.record_version = 2
-            rec = bytes(buf[:length])
-            del buf[:length]
+            rec = data[pos : pos + length]
+            pos += length
             _v2_record(st, is_orig, rec)
             continue
-        length = 5 + int.from_bytes(buf[3:5], "big")
-        if len(buf) < length:
+        length = 5 + ((data[pos + 3] << 8) | data[pos + 4])
+        if n - pos < length:
             if length > 5 + (1 << 15) and st.record_version is None:
                 raise _Stop
-            return
-        ctype, version = buf[0], int.from_bytes(buf[1:3], "big")
-        frag = bytes(buf[5:length])
-        del buf[:length]
-        _record(st, is_orig, ctype, version, frag)
+            return pos, length
+        start = pos
+        pos += length
+        _record(st, is_orig, h0, (data[start + 1] << 8) | data[start + 2], data, start + 5, pos)
+    return pos, 5
 
 
 def _finish(st: _State) -> dict[str, object] | None:
@@ -337,7 +350,7 @@ def _finish(st: _State) -> dict[str, object] | None:
             info["subject"], info["issuer"] = names.subject, names.issuer
             if info.get("server_name") is not None and names.subject is not None:
                 info["sni_matches_cert"] = hostname_matches(names, str(info["server_name"]))
-    return {name: info.get(name) for name in SCHEMA.names}
+    return {name: info.get(name) for name in _NAMES}
 
 
 class SSLAnalyzer:
@@ -373,14 +386,31 @@ class SSLAnalyzer:
 
     def analyze(self, conv: Conversation) -> Analysis:
         st = _State(conv, ts=conv.ts)
-        bufs = {True: bytearray(), False: bytearray()}
+        # Per direction: the bytes of an unfinished record, how many it needs before parsing is
+        # worth retrying, and the record-layer version that estimate was made under (the other
+        # direction may change how the header reads).
+        pending = {True: bytearray(), False: bytearray()}
+        need = {True: 0, False: 0}
+        need_rv: dict[bool, int | None] = {True: None, False: None}
         try:
             for seg in conv.segments:
                 if seg.gap:
                     break  # Zeek's SSL analyser stops for good after a content gap
                 st.ts = seg.ts
-                bufs[seg.is_orig].extend(seg.data)
-                _feed(st, seg.is_orig, bufs[seg.is_orig])
+                o = seg.is_orig
+                buf = pending[o]
+                if buf:
+                    buf += seg.data
+                    if len(buf) < need[o] and need_rv[o] == st.record_version:
+                        continue
+                    data = bytes(buf)
+                    buf.clear()
+                else:
+                    data = seg.data
+                used, need[o] = _feed(st, o, data)
+                if used < len(data):
+                    buf += memoryview(data)[used:]
+                    need_rv[o] = st.record_version
         except _Stop:
             pass
         except Exception:  # malformed input must never escape the analyser

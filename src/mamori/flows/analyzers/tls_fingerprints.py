@@ -14,6 +14,7 @@ future QUIC analyser, say) can reuse them.
 from __future__ import annotations
 
 import hashlib
+import struct
 from dataclasses import dataclass, field
 
 EXT_SERVER_NAME = 0
@@ -25,40 +26,17 @@ EXT_SESSION_TICKET = 35
 EXT_PRE_SHARED_KEY = 41
 EXT_SUPPORTED_VERSIONS = 43
 EXT_KEY_SHARE = 51
+_DTLS = (0xFEFF, 0xFEFD, 0xFEFC)
+
+
+def _unpack_u16(buf: bytes, pos: int, count: int) -> tuple[int, ...]:
+    """``count`` big-endian 16-bit values at ``pos`` in one C call."""
+    return struct.unpack_from(f">{count}H", buf, pos)
 
 
 def is_grease(value: int) -> bool:
     """RFC 8701 GREASE values (0x?A?A with equal bytes) carry no meaning and are ignored."""
     return (value & 0x0F0F) == 0x0A0A and (value >> 8) == (value & 0xFF)
-
-
-class _Reader:
-    """Bounds-checked big-endian reader: every short read raises ``ValueError``."""
-
-    __slots__ = ("buf", "pos")
-
-    def __init__(self, buf: bytes, pos: int = 0) -> None:
-        self.buf = buf
-        self.pos = pos
-
-    def take(self, n: int) -> bytes:
-        if n < 0 or self.pos + n > len(self.buf):
-            raise ValueError("truncated")
-        out = self.buf[self.pos : self.pos + n]
-        self.pos += n
-        return out
-
-    def u8(self) -> int:
-        return self.take(1)[0]
-
-    def u16(self) -> int:
-        return int.from_bytes(self.take(2), "big")
-
-    def u24(self) -> int:
-        return int.from_bytes(self.take(3), "big")
-
-    def remaining(self) -> int:
-        return len(self.buf) - self.pos
 
 
 @dataclass(slots=True)
@@ -83,45 +61,66 @@ class Hello:
         return [c for c, _ in self.extensions]
 
 
-def _parse_extensions(r: _Reader) -> list[tuple[int, bytes]]:
+def _parse_extensions(body: bytes, pos: int) -> list[tuple[int, bytes]]:
+    """The extension block starting at ``pos`` (a short block ends the list, as before)."""
     out: list[tuple[int, bytes]] = []
-    if r.remaining() < 2:
+    n = len(body)
+    if n - pos < 2:
         return out  # extensions are optional before TLS 1.2
-    total = r.u16()
-    er = _Reader(r.take(min(total, r.remaining())))
-    while er.remaining() >= 4:
-        code = er.u16()
-        length = er.u16()
-        if length > er.remaining():
+    end = min(pos + 2 + ((body[pos] << 8) | body[pos + 1]), n)
+    pos += 2
+    while end - pos >= 4:
+        code = (body[pos] << 8) | body[pos + 1]
+        length = (body[pos + 2] << 8) | body[pos + 3]
+        pos += 4
+        if length > end - pos:
             break
-        out.append((code, er.take(length)))
+        out.append((code, body[pos : pos + length]))
+        pos += length
     return out
+
+
+def _hello_start(body: bytes) -> tuple[Hello, int]:
+    """version, random and session id (common to both hellos); offsets instead of a reader."""
+    n = len(body)
+    if n < 35 or 35 + body[34] > n:
+        raise ValueError("truncated")
+    end = 35 + body[34]
+    return Hello((body[0] << 8) | body[1], body[2:34], body[35:end]), end
 
 
 def parse_client_hello(body: bytes) -> Hello:
     """Parse a ClientHello handshake body (after the 4-byte handshake header)."""
-    r = _Reader(body)
-    hello = Hello(version=r.u16(), random=r.take(32))
-    hello.session_id = r.take(r.u8())
-    if hello.version in (0xFEFF, 0xFEFD, 0xFEFC):
-        r.take(r.u8())  # DTLS cookie
-    cipher_bytes = r.take(r.u16())
-    hello.ciphers = [
-        int.from_bytes(cipher_bytes[i : i + 2], "big") for i in range(0, len(cipher_bytes) - 1, 2)
-    ]
-    hello.compression = list(r.take(r.u8()))
-    hello.extensions = _parse_extensions(r)
+    hello, pos = _hello_start(body)
+    n = len(body)
+    if hello.version in _DTLS:
+        if pos >= n or pos + 1 + body[pos] > n:
+            raise ValueError("truncated")
+        pos += 1 + body[pos]  # DTLS cookie
+    if pos + 2 > n:
+        raise ValueError("truncated")
+    end = pos + 2 + ((body[pos] << 8) | body[pos + 1])
+    if end > n:
+        raise ValueError("truncated")
+    count = (end - pos - 2) >> 1
+    hello.ciphers = list(_unpack_u16(body, pos + 2, count))
+    pos = end
+    if pos >= n or pos + 1 + body[pos] > n:
+        raise ValueError("truncated")
+    end = pos + 1 + body[pos]
+    hello.compression = list(body[pos + 1 : end])
+    hello.extensions = _parse_extensions(body, end)
     return hello
 
 
 def parse_server_hello(body: bytes) -> Hello:
     """Parse a ServerHello handshake body; ``ciphers`` holds the one chosen suite."""
-    r = _Reader(body)
-    hello = Hello(version=r.u16(), random=r.take(32))
-    hello.session_id = r.take(r.u8())
-    hello.ciphers = [r.u16()]
-    hello.compression = [r.u8()]
-    hello.extensions = _parse_extensions(r)
+    hello, pos = _hello_start(body)
+    if pos + 3 > len(body):
+        raise ValueError("truncated")
+    hello.ciphers = [(body[pos] << 8) | body[pos + 1]]
+    hello.compression = [body[pos + 2]]
+    hello.extensions = _parse_extensions(body, pos + 3)
     return hello
 
 
@@ -130,8 +129,8 @@ def u16_list(body: bytes | None, length_bytes: int = 2) -> list[int]:
     if not body or len(body) < length_bytes:
         return []
     n = int.from_bytes(body[:length_bytes], "big")
-    data = body[length_bytes : length_bytes + n]
-    return [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data) - 1, 2)]
+    count = min(n, len(body) - length_bytes) >> 1
+    return list(_unpack_u16(body, length_bytes, count))
 
 
 def server_names(body: bytes | None) -> list[str]:
@@ -139,15 +138,16 @@ def server_names(body: bytes | None) -> list[str]:
     names: list[str] = []
     if not body or len(body) < 2:
         return names
-    r = _Reader(body[2 : 2 + int.from_bytes(body[:2], "big")])
-    try:
-        while r.remaining() >= 3:
-            kind = r.u8()
-            name = r.take(r.u16())
-            if kind == 0:
-                names.append(name.decode("utf-8", "replace"))
-    except ValueError:
-        pass
+    end = min(2 + ((body[0] << 8) | body[1]), len(body))
+    pos = 2
+    while end - pos >= 3:
+        kind = body[pos]
+        stop = pos + 3 + ((body[pos + 1] << 8) | body[pos + 2])
+        if stop > end:
+            break  # a truncated entry ends the list
+        if kind == 0:
+            names.append(body[pos + 3 : stop].decode("utf-8", "replace"))
+        pos = stop
     return names
 
 
@@ -156,12 +156,14 @@ def alpn_protocols(body: bytes | None) -> list[str]:
     out: list[str] = []
     if not body or len(body) < 2:
         return out
-    r = _Reader(body[2 : 2 + int.from_bytes(body[:2], "big")])
-    try:
-        while r.remaining() >= 1:
-            out.append(r.take(r.u8()).decode("latin-1"))
-    except ValueError:
-        pass
+    end = min(2 + ((body[0] << 8) | body[1]), len(body))
+    pos = 2
+    while pos < end:
+        stop = pos + 1 + body[pos]
+        if stop > end:
+            break  # a truncated entry ends the list
+        out.append(body[pos + 1 : stop].decode("latin-1"))
+        pos = stop
     return out
 
 
@@ -244,3 +246,49 @@ def ja4(hello: Hello, transport: str = "tcp") -> str:
     c_input = ext_part + ("_" + ",".join(f"{s:04x}" for s in sigs) if sigs else "")
     c = _sha12(c_input) if ext_part else "000000000000"
     return f"{a}_{b}_{c}"
+
+
+# JA3 and JA4 are functions of a few hello fields only (never the random, session id or key
+# shares), and real traffic repeats a handful of client stacks: remember them by those fields.
+_FP_CACHE: dict[tuple[object, ...], tuple[str, str]] = {}
+_FP_CACHE_MAX = 4096
+_FP_EXTS = (
+    EXT_SUPPORTED_GROUPS,
+    EXT_EC_POINT_FORMATS,
+    EXT_SIGNATURE_ALGORITHMS,
+    EXT_ALPN,
+    EXT_SUPPORTED_VERSIONS,
+)
+
+
+def fingerprints(hello: Hello, transport: str = "tcp") -> tuple[str, str]:
+    """``(ja3(hello), ja4(hello, transport))``, cached by exactly the fields they read."""
+    exts = hello.extensions
+    first = dict(reversed(exts))  # ``Hello.ext`` reads the first extension of a type
+    key = (
+        transport,
+        hello.version,
+        tuple(hello.ciphers),
+        tuple([c for c, _ in exts]),
+        *[first.get(code) for code in _FP_EXTS],
+    )
+    got = _FP_CACHE.get(key)
+    if got is None:
+        if len(_FP_CACHE) >= _FP_CACHE_MAX:
+            _FP_CACHE.clear()
+        got = _FP_CACHE[key] = (ja3(hello), ja4(hello, transport))
+    return got
+
+
+_JA3S_CACHE: dict[tuple[object, ...], str] = {}
+
+
+def ja3s_cached(hello: Hello) -> str:
+    """``ja3s(hello)``, cached by the version, cipher and extension types it reads."""
+    key = (hello.version, tuple(hello.ciphers), tuple([c for c, _ in hello.extensions]))
+    got = _JA3S_CACHE.get(key)
+    if got is None:
+        if len(_JA3S_CACHE) >= _FP_CACHE_MAX:
+            _JA3S_CACHE.clear()
+        got = _JA3S_CACHE[key] = ja3s(hello)
+    return got
