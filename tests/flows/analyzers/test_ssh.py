@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mamori.flows.analyzers.base import Analysis
-from mamori.flows.analyzers.ssh import SSHAnalyzer
+from mamori.flows.analyzers.ssh import SSHAnalyzer, _is_local
 from mamori.flows.conversation import Conversation, Segment
 from support.dpkt_conversations import conversations
 
@@ -85,6 +86,27 @@ def test_auth_heuristic_failure_only() -> None:
     (row,) = SSH.analyze(_session([44, 60, 60, 60])).records
     assert row["auth_success"] is False
     assert row["auth_attempts"] == 2
+
+
+def _reference_is_local(addr: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    return ip.is_private or ip.is_loopback or ip.is_link_local
+
+
+_DOTTED = st.lists(st.integers(0, 255), min_size=4, max_size=4).map(lambda o: ".".join(map(str, o)))
+_ODD_ADDR = st.text(alphabet="0123456789.:abcdef x", max_size=20)
+_NEAR_EDGES = st.sampled_from(
+    ["10.0.0.0/8", "172.0.0.0/8", "192.0.0.0/16", "169.254.0.0/16", "127.0.0.0/8", "100.64.0.0/10"]
+).flatmap(lambda net: st.ip_addresses(network=net).map(str))
+
+
+@given(st.one_of(st.ip_addresses().map(str), _DOTTED, _NEAR_EDGES, _ODD_ADDR))
+def test_is_local_agrees_with_ipaddress(addr: str) -> None:
+    """The integer fast path decides ssh.log's direction exactly as ``ipaddress`` would."""
+    assert _is_local(addr) == _reference_is_local(addr)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import ClassVar
 
 import pyarrow as pa
@@ -24,15 +25,57 @@ from mamori.schema.ssh import SCHEMA
 _KEXINIT, _NEWKEYS = 20, 21
 _COMPRESSION_HIDES_AUTH = {"zlib", "zlib@openssh.com"}
 _MAX_PACKET = 1 << 20
+_NAMES = tuple(SCHEMA.names)
 
 
-def _is_local(addr: str) -> bool:
-    """Zeek treats private address space as local when no local networks are configured."""
+@lru_cache(maxsize=1 << 14)
+def _is_local_slow(addr: str) -> bool:
     try:
         ip = ipaddress.ip_address(addr)
     except ValueError:
         return False
     return ip.is_private or ip.is_loopback or ip.is_link_local
+
+
+def _v4_table(name: str) -> tuple[tuple[int, int], ...] | None:
+    """(network, mask) pairs of one of ``ipaddress``'s own IPv4 tables, None when it has none."""
+    nets = getattr(getattr(ipaddress, "_IPv4Constants", None), name, None)
+    if nets is None:
+        return None
+    if isinstance(nets, ipaddress.IPv4Network):
+        nets = [nets]
+    return tuple((int(n.network_address), int(n.netmask)) for n in nets)
+
+
+# The running Python's definition of private, loopback and link-local IPv4 space, as integer
+# ranges: ``IPv4Address.is_private`` walks network objects and costs ~20 us an address.
+_V4_PRIVATE = _v4_table("_private_networks")
+_V4_EXCEPTIONS = _v4_table("_private_networks_exceptions") or ()
+_V4_OTHER = (_v4_table("_loopback_network") or ()) + (_v4_table("_linklocal_network") or ())
+
+
+def _is_local(addr: str) -> bool:
+    """Zeek treats private address space as local when no local networks are configured."""
+    parts = addr.split(".")
+    if _V4_PRIVATE is None or len(parts) != 4:
+        return _is_local_slow(addr)
+    v = 0
+    for part in parts:  # plain dotted quads only; anything unusual takes ipaddress's own path
+        if not (0 < len(part) <= 3 and part.isdigit() and part.isascii()) or (
+            part[0] == "0" and len(part) > 1
+        ):
+            return _is_local_slow(addr)
+        octet = int(part)
+        if octet > 255:
+            return _is_local_slow(addr)
+        v = (v << 8) | octet
+    for net, mask in _V4_OTHER:
+        if v & mask == net:
+            return True
+    for net, mask in _V4_PRIVATE:
+        if v & mask == net:
+            return not any(v & m == n for n, m in _V4_EXCEPTIONS)
+    return False
 
 
 def _ssh_string(buf: bytes, pos: int) -> tuple[bytes, int]:
@@ -44,16 +87,41 @@ def _ssh_string(buf: bytes, pos: int) -> tuple[bytes, int]:
     return buf[pos + 4 : pos + 4 + n], pos + 4 + n
 
 
-def _kexinit(payload: bytes) -> list[list[str]]:
-    """The ten name-lists of a KEXINIT payload (after the message type byte)."""
-    pos, lists = 16, []
+# KEXINIT name-lists, and what is derived from them, are remembered by the message's bytes after
+# its random cookie: the lists are the software's fixed configuration (that is what HASSH relies on).
+@lru_cache(maxsize=1024)
+def _kexinit(lists_part: bytes) -> tuple[tuple[str, ...], ...]:
+    """The ten name-lists of a KEXINIT payload (after the type byte and the 16-byte cookie)."""
+    pos, lists = 0, []
     for _ in range(10):
-        raw, pos = _ssh_string(payload, pos)
-        lists.append([n for n in raw.decode("latin-1").split(",") if n])
-    return lists
+        raw, pos = _ssh_string(lists_part, pos)
+        lists.append(tuple(n for n in raw.decode("latin-1").split(",") if n))
+    return tuple(lists)
 
 
-def _first_common(client: list[str], server: list[str]) -> str:
+@lru_cache(maxsize=1024)
+def _hassh(lists_part: bytes, is_orig: bool) -> str:
+    """HASSH (client) or HASSHServer of one KEXINIT."""
+    lists = _kexinit(lists_part)
+    c2s = 2 if is_orig else 3  # client: *_client_to_server lists; server: *_server_to_client
+    text = ";".join(",".join(lists[i]) for i in (0, c2s, c2s + 2, c2s + 4))
+    return hashlib.md5(text.encode()).hexdigest()
+
+
+@lru_cache(maxsize=1024)
+def _negotiated(client_part: bytes, server_part: bytes) -> tuple[tuple[str, str], ...]:
+    """The ssh.log algorithm fields both KEXINITs settle on, as (field, value) pairs."""
+    cl, sv = _kexinit(client_part), _kexinit(server_part)
+    return (
+        ("cipher_alg", _both_ways(_first_common(cl[2], sv[2]), _first_common(cl[3], sv[3]))),
+        ("mac_alg", _both_ways(_first_common(cl[4], sv[4]), _first_common(cl[5], sv[5]))),
+        ("compression_alg", _both_ways(_first_common(cl[6], sv[6]), _first_common(cl[7], sv[7]))),
+        ("kex_alg", _first_common(cl[0], sv[0])),
+        ("host_key_alg", _first_common(cl[1], sv[1])),
+    )
+
+
+def _first_common(client: tuple[str, ...], server: tuple[str, ...]) -> str:
     server_set = set(server)
     return next((c for c in client if c in server_set), "Algorithm negotiation failed")
 
@@ -75,7 +143,7 @@ class _State:
     buf: dict[bool, bytearray] = field(
         default_factory=lambda: {True: bytearray(), False: bytearray()}
     )
-    kex: dict[bool, list[list[str]]] = field(default_factory=dict)
+    kex: dict[bool, bytes] = field(default_factory=dict)  # each side's KEXINIT after its cookie
     newkeys: bool = False
     ssh1: bool = False
     # the authentication heuristic of Zeek's SSH.cc
@@ -178,26 +246,13 @@ def _ssh2_packet(st: _State, is_orig: bool, payload: bytes) -> None:
     info = st.session()
     msg = payload[0]
     if msg == _KEXINIT:
-        lists = _kexinit(payload[1:])
+        lists_part = payload[17:]
+        _kexinit(lists_part)  # a malformed KEXINIT ends the analysis here, as before
         if is_orig not in st.kex:
-            st.kex[is_orig] = lists
-            key = "hassh" if is_orig else "hasshServer"
-            c2s = (
-                2 if is_orig else 3
-            )  # client: *_client_to_server lists; server: *_server_to_client
-            text = ";".join(",".join(lists[i]) for i in (0, c2s, c2s + 2, c2s + 4))
-            info[key] = hashlib.md5(text.encode()).hexdigest()
+            st.kex[is_orig] = lists_part
+            info["hassh" if is_orig else "hasshServer"] = _hassh(lists_part, is_orig)
         if True in st.kex and False in st.kex:
-            cl, sv = st.kex[True], st.kex[False]
-            info["cipher_alg"] = _both_ways(
-                _first_common(cl[2], sv[2]), _first_common(cl[3], sv[3])
-            )
-            info["mac_alg"] = _both_ways(_first_common(cl[4], sv[4]), _first_common(cl[5], sv[5]))
-            info["compression_alg"] = _both_ways(
-                _first_common(cl[6], sv[6]), _first_common(cl[7], sv[7])
-            )
-            info["kex_alg"] = _first_common(cl[0], sv[0])
-            info["host_key_alg"] = _first_common(cl[1], sv[1])
+            info.update(_negotiated(st.kex[True], st.kex[False]))
     elif msg == _NEWKEYS:
         st.newkeys = True
         st.phase[is_orig] = "encrypted"
@@ -260,7 +315,7 @@ def _packets(st: _State, is_orig: bool) -> int:
 def _finish(st: _State) -> dict[str, object] | None:
     if st.info is None:
         return None
-    return {name: st.info.get(name) for name in SCHEMA.names}
+    return {name: st.info.get(name) for name in _NAMES}
 
 
 class SSHAnalyzer:
