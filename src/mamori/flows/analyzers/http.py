@@ -40,11 +40,16 @@ from mamori.flows.conversation import Conversation
 from mamori.schema.http import SCHEMA
 
 _TOKEN = re.compile(rb"[^\x00-\x20\x7f-\xff()<>@,;:\\\"/\[\]?={}]+")
-_URI_CHARS = (
-    set(b":/?#[]@!$&'()*+,;=-_.~%") | set(range(48, 58)) | set(range(65, 91)) | set(range(97, 123))
-)
+# A run of URI characters (RFC 3986's unreserved and reserved, and %), the version after the URI,
+# and the status line's parts.
+_URI_RUN = re.compile(rb"[A-Za-z0-9:/?#\[\]@!$&'()*+,;=\-_.~%]*")
+_VERSION_AT = re.compile(rb"[ \t]*HTTP/", re.I)
+_VERSION_NUM = re.compile(rb"\d\.\d")
+_TO_CODE = re.compile(rb"[^ \t]*[ \t]+")
+_REASON = re.compile(rb"[^ \t]*[ \t]+(.*)", re.S)
 _EOL = re.compile(rb"\r\n|\n|\r(?!$)")
 _CRLF = re.compile(rb"\r\n")
+_SIMPLE = {b"REFERER": "referrer", b"HOST": "host", b"ORIGIN": "origin", b"USER-AGENT": "user_agent"}  # fmt: skip
 _PROXY = {b"FORWARDED", b"X-FORWARDED-FOR", b"X-FORWARDED-FROM", b"CLIENT-IP", b"VIA", b"XROXY-CONNECTION", b"PROXY-CONNECTION"}  # fmt: skip
 _METHODS = (b"PRI", b"OPTIONS", b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"TRACE", b"CONNECT", b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK", b"VERSION-CONTROL", b"REPORT", b"CHECKOUT", b"CHECKIN", b"UNCHECKOUT", b"MKWORKSPACE", b"UPDATE", b"LABEL", b"MERGE", b"BASELINE-CONTROL", b"MKACTIVITY", b"ORDERPATCH", b"ACL", b"PATCH", b"SEARCH", b"BCOPY", b"BDELETE", b"BMOVE", b"BPROPFIND", b"BPROPPATCH", b"NOTIFY", b"POLL", b"SUBSCRIBE", b"UNSUBSCRIBE", b"X-MS-ENUMATTS", b"RPC_OUT_DATA", b"RPC_IN_DATA")  # fmt: skip
 _SIGNATURE = re.compile(rb"^\s*(" + b"|".join(_METHODS) + rb")\s*\S+\s+HTTP/\d\.\d", re.I)
@@ -57,10 +62,13 @@ FIN, RST = 0x01, 0x04  # control marks a reassembler may put in the segment list
 MAX_PENDING = 100  # HTTP::max_pending_requests
 
 Info = dict[str, object]
+_NONE_FIELDS: dict[str, object] = dict.fromkeys(SCHEMA.names[7:])
 
 
 def unescape_uri(uri: bytes) -> bytes:
     """Zeek's ``unescape_URI``: %XX and %uXXXX decoded, malformed escapes kept as they are."""
+    if b"%" not in uri:
+        return bytes(uri)  # nothing to decode: the common case, without a loop per byte
     out, i, n = bytearray(), 0, len(uri)
     hexd = b"0123456789abcdefABCDEF"
     while i < n:
@@ -129,14 +137,9 @@ class _Script:
         info = self._state(ts, is_orig)
         if not is_orig:
             return
-        simple = {
-            b"REFERER": "referrer",
-            b"HOST": "host",
-            b"ORIGIN": "origin",
-            b"USER-AGENT": "user_agent",
-        }
-        if name in simple:
-            info[simple[name]] = escape(value)
+        field = _SIMPLE.get(name)
+        if field is not None:
+            info[field] = escape(value)
         elif name in _PROXY:
             proxied = info.setdefault("proxied", [])
             entry = escape(name + b" -> " + value)
@@ -204,8 +207,7 @@ class _Protocol:
             self.done()
             self.stopped = True
 
-    def _header(self, is_orig: bool, name: bytes, value: bytes) -> None:
-        lname = name.lower()
+    def _header(self, is_orig: bool, name: bytes, lname: bytes, value: bytes) -> None:
         if lname == b"connection":
             tok = token(value).lower()
             if is_orig and tok == b"keep-alive":
@@ -225,7 +227,7 @@ class _Protocol:
             is_orig,
             expect,
             self.req_version if is_orig else self.rep_version,
-            lambda n, v: self._header(is_orig, n, v),
+            lambda n, ln, v: self._header(is_orig, n, ln, v),
             lambda n: self._message_done(is_orig, n),
         )
         msg.connection_close = self.conn_close
@@ -273,20 +275,18 @@ class _Protocol:
             self._bad_request(line)
             return
         method, rest = m.group(0), rest.lstrip(b" \t")
-        end = 0
-        while end < len(rest) and rest[end] in _URI_CHARS:
-            end += 1
+        end = _URI_RUN.match(rest).end()  # type: ignore[union-attr]
         if end >= len(rest) and rest.startswith(b"HTTP/"):
             end = 0
-        vm = re.search(rb"[ \t]*HTTP/", rest[end:], re.I) if end < len(rest) else None
+        vm = _VERSION_AT.search(rest, end) if end < len(rest) else None
         if vm is None:
             version, uri = (0, 9), rest
             if len(method) < 3 or not uri:
                 self._bad_request(line)
                 return
         else:
-            uri, vstr = rest[: end + vm.start()], rest[end + vm.end() :]
-            version = (vstr[0] - 48, vstr[2] - 48) if re.match(rb"\d\.\d", vstr) else (0, 0)
+            uri, vstr = rest[: vm.start()], rest[vm.end() :]
+            version = (vstr[0] - 48, vstr[2] - 48) if _VERSION_NUM.match(vstr) else (0, 0)
         self._set_version(True, version)
         self.num_requests += 1
         self.req_state, self.req_ongoing = "message", True
@@ -315,16 +315,16 @@ class _Protocol:
             return
         rest = line[5:]
         self._set_version(
-            False, (rest[0] - 48, rest[2] - 48) if re.match(rb"\d\.\d", rest) else (0, 0)
+            False, (rest[0] - 48, rest[2] - 48) if _VERSION_NUM.match(rest) else (0, 0)
         )
-        m = re.match(rb"[^ \t]*[ \t]+", rest)
+        m = _TO_CODE.match(rest)
         if m is None or len(rest) - m.end() < 3:  # no status code: not a reply line
             self._violation()
             self.rep_state = "nothing"
             return
         code_s = rest[m.end() : m.end() + 3]
         code = int(code_s) if code_s.isdigit() else 0
-        r = re.match(rb"[^ \t]*[ \t]+(.*)", rest[m.end() + 3 :], re.S)
+        r = _REASON.match(rest, m.end() + 3)
         reason = r.group(1) if r else b"<empty>"
         if self.unanswered:
             self.confirmed = True
@@ -391,8 +391,7 @@ class _Side:
             return
         if self.delivery > 0:
             self.delivery -= len(data)
-        self.buf += data
-        self._run()
+        self._run(data)
         if p.tunnel is not None:  # this delivery switched protocols: its rest is the tunnel's
             rest = bytes(self.buf)
             self.buf.clear()
@@ -412,33 +411,61 @@ class _Side:
                 if msg is not None and msg.delivery is not None:
                     self.delivery, msg.delivery = msg.delivery, None
 
-    def _run(self) -> None:
+    def _run(self, data: bytes) -> None:
+        """Cut ``data``, after what the buffer still holds, into lines and plain runs.
+
+        The pieces are sliced from one ``bytes`` with a moving offset (one copy each); only an
+        unfinished line goes back to the buffer, which is searched in place while it grows.
+        """
         p, buf, is_orig = self.p, self.buf, self.is_orig
-        while buf and not p.stopped and not self.skip and p.tunnel is None:
-            if not is_orig and p.rep_state == "http09":
-                chunk = bytes(buf)
-                buf.clear()
-                self.scan = 0
-                p.http09_data(chunk)
-                continue
+        if p.stopped or self.skip or p.tunnel is not None:
+            buf += data
+            return
+        if buf:
+            buf += data
             msg = p.req if is_orig else p.rep
-            if msg is not None and msg.plain and not msg.finished:
-                chunk = bytes(buf[: msg.plain])
-                del buf[: len(chunk)]
-                self.scan = 0
-                msg.deliver(chunk, False)
-            else:
-                m = (_CRLF if msg is not None and msg.crlf_only else _EOL).search(buf, self.scan)
-                if m is None:
-                    self.scan = max(0, len(buf) - 1)
-                    return
-                line = bytes(buf[: m.start()])
-                del buf[: m.end()]
-                self.scan = 0
-                p.line(is_orig, line)
+            line_mode = (is_orig or p.rep_state != "http09") and not (
+                msg is not None and msg.plain and not msg.finished
+            )
+            if (
+                line_mode
+                and (_CRLF if msg is not None and msg.crlf_only else _EOL).search(buf, self.scan)
+                is None
+            ):
+                self.scan = max(0, len(buf) - 1)  # still no end of line: wait for more
+                return
+            data = bytes(buf)
+            buf.clear()
+        pos, n, scan = 0, len(data), self.scan
+        try:
+            while pos < n and not p.stopped and not self.skip and p.tunnel is None:
+                if not is_orig and p.rep_state == "http09":
+                    chunk = data[pos:]
+                    pos, scan = n, 0
+                    p.http09_data(chunk)
+                    continue
                 msg = p.req if is_orig else p.rep
-            if msg is not None and msg.delivery is not None:  # a new ContentLine delivery size
-                self.delivery, msg.delivery = msg.delivery, None
+                if msg is not None and msg.plain and not msg.finished:
+                    end = min(n, pos + msg.plain)
+                    chunk = data[pos:end]
+                    pos, scan = end, 0
+                    msg.deliver(chunk, False)
+                else:
+                    eol = _CRLF if msg is not None and msg.crlf_only else _EOL
+                    m = eol.search(data, pos + scan)
+                    if m is None:
+                        scan = max(0, n - pos - 1)
+                        return
+                    line = data[pos : m.start()]
+                    pos, scan = m.end(), 0
+                    p.line(is_orig, line)
+                    msg = p.req if is_orig else p.rep
+                if msg is not None and msg.delivery is not None:  # a new ContentLine delivery size
+                    self.delivery, msg.delivery = msg.delivery, None
+        finally:
+            self.scan = scan
+            if pos < n:
+                buf += memoryview(data)[pos:]
 
     def eof(self) -> None:
         """This direction's FIN, once all its data is delivered (Zeek's EndpointEOF)."""
@@ -591,7 +618,7 @@ class HttpAnalyzer:
             proto.tunnel.done()
         rows = []
         for info in script.finish():
-            rows.append({"ts": info.pop("ts"), **conv.id_fields(), **{f: None for f in SCHEMA.names[7:]}, **info})  # fmt: skip
+            rows.append({"ts": info.pop("ts"), **conv.id_fields(), **_NONE_FIELDS, **info})
         return Analysis(proto.confirmed, rows)
 
 

@@ -25,6 +25,17 @@ BODY_NOT_EXPECTED, BODY_EXPECTED, BODY_MAYBE = 0, 1, 2
 # A MIME token: printable ASCII without tspecials (space and tab are not printable here).
 _TOKEN = re.compile(rb"[ \t]*([!#-\'*+\-.0-9A-Z^-z|~{}]*)")
 _FIELD = re.compile(rb"([^\s:]+)[ \t]*:")
+_RANGE = re.compile(rb"\s*bytes\s*(\d+)\s*-\s*(\d+)\s*/")
+# The headers ``_entity_header`` reads (lower case); any other skips its chain of comparisons.
+_ENTITY_HEADERS = frozenset(
+    (
+        b"content-length",
+        b"content-range",
+        b"transfer-encoding",
+        b"content-encoding",
+        b"content-type",
+    )
+)
 _BOUNDARY = re.compile(rb'boundary[ \t]*=[ \t]*(?:"([^"]*)"|([^;\s]+))', re.I)
 
 
@@ -34,21 +45,17 @@ def token(value: bytes) -> bytes:
     return m.group(1) if m else b""
 
 
+_DIGITS = {10: re.compile(rb"[0-9]*"), 16: re.compile(rb"[0-9a-fA-F]*")}
+
+
 def atoi(data: bytes, base: int) -> int | None:
     """Zeek's ``atoi_n``: an optional sign and leading digits; None when no digit comes first."""
     neg = data.startswith(b"-")
     digits = data[1:] if neg else data
-    n, i = 0, 0
-    for i, ch in enumerate(digits):
-        try:
-            d = int(chr(ch), base)
-        except ValueError:
-            if i == 0:
-                return None
-            break
-        n = n * base + d
-    if not digits:
-        n = 0
+    run = _DIGITS[base].match(digits).group()  # type: ignore[union-attr]
+    if not run:
+        return None if digits else 0
+    n = int(run, base)
     return -n if neg else n
 
 
@@ -89,7 +96,7 @@ class Message:
         is_orig: bool,
         expect_body: int,
         version: tuple[int, int],
-        on_header: Callable[[bytes, bytes], None],
+        on_header: Callable[[bytes, bytes, bytes], None],  # (name, lower-case name, value)
         on_done: Callable[[int], None],
     ) -> None:
         self.is_orig = is_orig
@@ -124,8 +131,10 @@ class Message:
             return
         name = m.group(1)
         value = line[m.end() :].lstrip(b" \t\r\n\v\f")
-        self._entity_header(name.lower(), value)
-        self.on_header(name, value)
+        lname = name.lower()
+        if lname in _ENTITY_HEADERS:
+            self._entity_header(lname, value)
+        self.on_header(name, lname, value)
 
     def _entity_header(self, name: bytes, value: bytes) -> None:
         if name == b"content-length":
@@ -134,7 +143,7 @@ class Message:
                 n = atoi(tok, 10)
                 self.content_length = n if n is not None else 0
         elif name == b"content-range" and self.reply_code == 206:
-            m = re.match(rb"\s*bytes\s*(\d+)\s*-\s*(\d+)\s*/", value)
+            m = _RANGE.match(value)
             if m and int(m.group(2)) - int(m.group(1)) + 1 > 0:
                 rlen = int(m.group(2)) - int(m.group(1)) + 1
                 self.content_length = (
