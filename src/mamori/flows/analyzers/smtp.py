@@ -21,6 +21,9 @@ from mamori.flows.analyzers.base import Analysis, register
 from mamori.flows.conversation import Conversation, Segment
 from mamori.schema.smtp import SCHEMA
 
+_NAMES = tuple(SCHEMA.names)
+# The line that ends DATA ("." with any CRs before its LF); a body's other lines are never read.
+_DATA_END = re.compile(rb"^\.\r*\n", re.M)
 _EMAIL = re.compile(r"[^\s<>,;:\"]+@[^\s<>,;:\"]+")
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
@@ -103,7 +106,7 @@ class _State:
     def emit(self) -> None:
         """Write the current transaction if the client did anything, then start a fresh one."""
         if self.log is not None and self.active:
-            row = {name: self.log.get(name) for name in SCHEMA.names}
+            row = {name: self.log.get(name) for name in _NAMES}
             for key in ("rcptto", "to", "cc"):
                 if row[key] is not None:
                     row[key] = list(dict.fromkeys(row[key]))  # type: ignore[call-overload]
@@ -246,7 +249,19 @@ class SMTPAnalyzer:
                 st.ts = seg.ts
                 buf = bufs[seg.is_orig]
                 buf.extend(seg.data)
-                while not st.tls and (nl := buf.find(b"\n")) >= 0:
+                while not st.tls:
+                    if seg.is_orig and st.in_data and not st.in_headers:
+                        # A message body: only its closing "." line matters, so skip to it.
+                        m = _DATA_END.search(buf)
+                        if m is None:
+                            del buf[: buf.rfind(b"\n") + 1]
+                            break
+                        del buf[: m.end()]
+                        _data_line(st, ".")
+                        continue
+                    nl = buf.find(b"\n")
+                    if nl < 0:
+                        break
                     line = bytes(buf[:nl]).rstrip(b"\r").decode("utf-8", "replace")
                     del buf[: nl + 1]
                     if not seg.is_orig:
