@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mamori.flows.payload import FIN, RST, _prefix, _reassemble, _with_marks
+from mamori.flows.payload import DPD_BUFFER, FIN, RST, _Pending, _prefix, _reassemble, _with_marks
 
 
 def _reference(parts: list[tuple[int, bool, int, bytes]], side: bool, limit: int) -> bytes:
@@ -19,13 +19,14 @@ def _reference(parts: list[tuple[int, bool, int, bytes]], side: bool, limit: int
 
 
 @st.composite
-def streams(draw: st.DrawFn) -> list[tuple[int, bool, int, bytes]]:
+def streams(draw: st.DrawFn, repeat: int = 1) -> list[tuple[int, bool, int, bytes]]:
     """Segments of two directions cut from random streams, near the 32-bit wrap, then
-    optionally duplicated, dropped or reordered."""
+    optionally duplicated, dropped or reordered (``repeat`` makes streams up to that many
+    times longer)."""
     parts = []
     for side in (True, False):
         base = draw(st.sampled_from([0, 1000, 2**32 - 5, 2**31]))
-        data = draw(st.binary(min_size=0, max_size=60))
+        data = draw(st.binary(min_size=0, max_size=60)) * draw(st.integers(1, repeat))
         cuts = sorted(draw(st.lists(st.integers(0, len(data)), max_size=6)))
         pos = 0
         for cut in [*cuts, len(data)]:
@@ -44,6 +45,17 @@ def streams(draw: st.DrawFn) -> list[tuple[int, bool, int, bytes]]:
 def test_prefix_equals_reassembled_stream(parts, limit: int) -> None:
     for side in (True, False):
         assert _prefix(parts, side, limit) == _reference(parts, side, limit)
+
+
+@given(streams(repeat=40))
+def test_grown_heads_equal_the_prefix_after_every_segment(parts) -> None:
+    """The router's incremental prefixes (what recognition sees) match _prefix at every step."""
+    p = _Pending()
+    for k, (ts, is_orig, seq, data) in enumerate(parts):
+        p.parts.append((ts, is_orig, seq, data))
+        p.grow(0 if is_orig else 1, seq, data)
+        for side in (True, False):
+            assert p.head(side) == _reference(parts[: k + 1], side, DPD_BUFFER)
 
 
 @given(streams(), st.booleans(), st.data())

@@ -41,6 +41,30 @@ class _Pending:
     kept: list[int] = field(default_factory=lambda: [0, 0])
     # TCP FIN/RST packets: (ts_ns, is_orig, seq just past the packet's data, FIN or RST)
     marks: list[tuple[int, bool, int, int]] = field(default_factory=list)
+    # TCP while undecided: each direction's in-order stream prefix so far (at most DPD_BUFFER
+    # bytes), grown as segments arrive, and the sequence number the next in-order one starts at
+    # (-1 before the first, -2 once a segment came out of order: _prefix then reassembles).
+    heads: list[bytes] = field(default_factory=lambda: [b"", b""])
+    expect: list[int] = field(default_factory=lambda: [-1, -1])
+
+    def grow(self, side: int, seq: int, data: bytes) -> None:
+        """Extend one direction's prefix with a segment that arrived (see ``_prefix``)."""
+        want = self.expect[side]
+        if want == -2:
+            return
+        if want != -1 and seq != want:
+            self.expect[side] = -2
+            return
+        if len(self.heads[side]) < DPD_BUFFER:
+            self.heads[side] = (self.heads[side] + data)[:DPD_BUFFER]
+        self.expect[side] = (seq + len(data)) & 0xFFFFFFFF
+
+    def head(self, is_orig: bool) -> bytes:
+        """One direction's in-order stream prefix, up to its first hole, at most DPD_BUFFER."""
+        side = 0 if is_orig else 1
+        if self.expect[side] == -2:
+            return _prefix(self.parts, is_orig, DPD_BUFFER)
+        return self.heads[side]
 
 
 class PayloadRouter:
@@ -48,6 +72,11 @@ class PayloadRouter:
 
     def __init__(self) -> None:
         self.analyzers = [a for a in registered().values()]
+        # Per transport, the analysers that speak it, in registration order (first match wins).
+        self._speakers = {
+            proto: tuple(a for a in self.analyzers if proto in a.transports)
+            for proto in ("tcp", "udp")
+        }
         self.conns: dict[int, _Pending] = {}
         self.ignored: set[int] = set()
 
@@ -160,6 +189,8 @@ class PayloadRouter:
             if not p.decided:
                 p.first.setdefault(is_orig, data)
                 p.parts.append((ts, is_orig, seq, data))
+                if not is_udp:
+                    p.grow(0 if is_orig else 1, seq, data)
                 if len(p.first) == 2 or len(p.parts) >= PENDING_SEGMENTS:
                     ident = ("udp" if is_udp else "tcp",) + ((sp, dp) if is_orig else (dp, sp))
                     self._decide(c, p, ident, final=False)
@@ -185,14 +216,12 @@ class PayloadRouter:
         """
         proto, orig_p, resp_p = ident
         if proto == "tcp":
-            heads = {side: _prefix(p.parts, side, DPD_BUFFER) for side in (True, False)}
+            orig, resp = p.head(True), p.head(False)
         else:
-            heads = {side: p.first.get(side, b"") for side in (True, False)}
-        for a in self.analyzers:
-            if proto not in a.transports:
-                continue
+            orig, resp = p.first.get(True, b""), p.first.get(False, b"")
+        for a in self._speakers.get(proto, ()):
             try:
-                ok = a.matches(proto, orig_p, resp_p, heads[True], heads[False])
+                ok = a.matches(proto, orig_p, resp_p, orig, resp)
             except Exception:  # an analyser bug must not stop the patrol
                 ok = False
             if ok:
@@ -204,33 +233,46 @@ class PayloadRouter:
             not final
             and proto == "tcp"
             and len(p.parts) < MAX_PENDING_SEGMENTS
-            and all(len(h) < DPD_BUFFER for h in heads.values())
+            and len(orig) < DPD_BUFFER
+            and len(resp) < DPD_BUFFER
         ):
             return
         p.decided = True
         self.conns.pop(conn, None)
         self.ignored.add(conn)
 
-    def finish(self, conv: Conversation, conn: int) -> tuple[Analyzer, Conversation] | None:
-        """The analyser and conversation of an ended connection, or None if it was not analysed."""
+    def claim(self, conn: int, ident: tuple[str, int, int]) -> tuple[Analyzer, _Pending] | None:
+        """Take an ended connection's analyser and kept payload (None if it was not analysed)."""
         self.ignored.discard(conn)
         p = self.conns.pop(conn, None)
         if p is None:
             return None
         if not p.decided:
-            ident = (conv.proto, conv.orig_p, conv.resp_p)
             self._decide(conn, p, ident, final=True)
             self.ignored.discard(conn)
             if p.analyzer is None:
                 return None
         assert p.analyzer is not None
-        tcp = conv.proto == "tcp"
-        if tcp and getattr(p.analyzer, "control_marks", False):
-            conv.marks = True
-            conv.segments = _with_marks(p.parts, p.marks)
-        else:
-            conv.segments = list(_reassemble(p.parts, tcp))
-        return p.analyzer, conv
+        return p.analyzer, p
+
+    def finish(self, conv: Conversation, conn: int) -> tuple[Analyzer, Conversation] | None:
+        """The analyser and conversation of an ended connection, or None if it was not analysed."""
+        got = self.claim(conn, (conv.proto, conv.orig_p, conv.resp_p))
+        if got is None:
+            return None
+        analyzer, p = got
+        fill(conv, analyzer, p)
+        return analyzer, conv
+
+
+def fill(conv: Conversation, analyzer: Analyzer, p: _Pending) -> None:
+    """Give ``conv`` the reassembled payload the router kept for it (with marks if asked)."""
+    tcp = conv.proto == "tcp"
+    if tcp and getattr(analyzer, "control_marks", False):
+        conv.marks = True
+        conv.segments = _with_marks(p.parts, p.marks)
+    else:
+        conv.segments = list(_reassemble(p.parts, tcp))
 
 
 def _prefix(parts: list[tuple[int, bool, int, bytes]], side: bool, limit: int) -> bytes:
