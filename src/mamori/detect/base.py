@@ -48,6 +48,9 @@ class Detector:
     fn: DetectorFn
     doc: str
     derive: Mapping[str, Mapping[str, pl.Expr]] = dataclasses.field(default_factory=dict)
+    # Its working set grows with the whole table it reads (every connection of a flood, every
+    # walk's rows), not with what it finds: a local engine runs no two heavy detectors at once.
+    heavy: bool = False
 
     def run(self, frames: Mapping[str, pl.LazyFrame], params: Params | None = None) -> pl.LazyFrame:
         return self.fn(*(frames[t] for t in self.reads), params or self.params())
@@ -64,6 +67,7 @@ def detector(
     attack: tuple[str, ...],
     params: type[Params],
     derive: Mapping[str, Mapping[str, pl.Expr]] | None = None,
+    heavy: bool = False,
 ) -> Callable[[DetectorFn], DetectorFn]:
     """Register a detector function under a stable id; a second one with the same id is a bug,
     and so is a key an engine could not compute for every table the detector reads."""
@@ -83,7 +87,7 @@ def detector(
         if id in _REGISTRY:
             raise ValueError(f"detector {id!r} registered twice")
         doc = (fn.__doc__ or "").strip()
-        _REGISTRY[id] = Detector(id, tables, key, attack, params, fn, doc, derive)
+        _REGISTRY[id] = Detector(id, tables, key, attack, params, fn, doc, derive, heavy)
         return fn
 
     return wrap

@@ -7,13 +7,71 @@ reports the same way and no detector hand-rolls its own bookkeeping.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import timedelta
 
 import polars as pl
 
 _WINDOW = "__window"
 _HASH = "__key_hash"
+
+
+class _Shared:
+    """Findings already computed in one engine run, by (name, input frames, params)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.done: dict[Hashable, tuple[tuple[pl.LazyFrame, ...], pl.DataFrame]] = {}
+        self.busy: dict[Hashable, threading.Lock] = {}
+
+
+_SHARING: ContextVar[_Shared | None] = ContextVar("mamori_detect_sharing", default=None)
+
+
+@contextmanager
+def sharing() -> Iterator[None]:
+    """Within it, :func:`shared` computes each intermediate result once for every detector.
+
+    Opened by an engine around one run over one set of frames (threads it starts for detectors
+    see it if they run in a copy of its context, ``contextvars.copy_context()``); outside it (a
+    test calling one detector, an engine running each partition separately) every call computes
+    its own."""
+    token = _SHARING.set(_Shared())
+    try:
+        yield
+    finally:
+        _SHARING.reset(token)
+
+
+def shared(
+    name: str,
+    frames: Sequence[pl.LazyFrame],
+    params: Hashable,
+    build: Callable[[], pl.LazyFrame],
+) -> pl.LazyFrame:
+    """``build()``, collected once per sharing scope for the same ``name``, input ``frames`` (the
+    same objects) and ``params`` (equal), so two detectors that report two readings of the same
+    counts (backscatter and TCP reflection) count once, and neither calls the other.
+
+    The result is collected (it should be a detector's few findings, not its observations) and
+    handed back as a LazyFrame over that frame; the frames are held with it, so their ids cannot
+    be reused for other frames while the scope is open. A detector stays a function of the frames
+    it is given: with different frames or parameters the key differs and the work is done again.
+    """
+    scope = _SHARING.get()
+    if scope is None:
+        return build()
+    key = (name, tuple(id(f) for f in frames), params)
+    with scope.lock:
+        busy = scope.busy.setdefault(key, threading.Lock())
+    with busy:  # a second thread asking for the same findings waits for the first
+        hit = scope.done.get(key)
+        if hit is None:
+            hit = scope.done[key] = (tuple(frames), build().collect())
+    return hit[1].lazy()
 
 
 def at_least(obs: pl.LazyFrame, *, key: Sequence[str | pl.Expr], rows: int) -> pl.LazyFrame:

@@ -26,6 +26,7 @@ from mamori.detect.base import Params, alerts, detector
 from mamori.detect.detectors.amplification import responses
 from mamori.detect.detectors.amplification import service_flipped as amp_flipped
 from mamori.detect.detectors.ddos import windowed
+from mamori.detect.windows import shared
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,12 @@ def _alerts(
 
 
 def _findings(conn: pl.LazyFrame, p: BackscatterParams) -> pl.LazyFrame:
+    """Every window of unsolicited answers worth an alert, with ``reflection`` telling the two
+    readings apart: both detectors report from the same findings, counted once per engine run."""
+    return shared("ddos.unsolicited", (conn,), p, lambda: _count_findings(conn, p))
+
+
+def _count_findings(conn: pl.LazyFrame, p: BackscatterParams) -> pl.LazyFrame:
     window = timedelta(seconds=p.window_seconds)
     kind = pl.col("kind")
     hits = windowed(

@@ -149,7 +149,7 @@ def _wanted(p: BeaconingParams) -> pl.Expr:
 
 
 @detector(ID, reads=("conn", "http", "ssl"), key=("orig_h",), attack=("T1071", "T1573"),
-          params=BeaconingParams)  # fmt: skip
+          params=BeaconingParams, heavy=True)  # fmt: skip
 def beaconing(
     conn: pl.LazyFrame, http: pl.LazyFrame, ssl: pl.LazyFrame, p: BeaconingParams
 ) -> pl.LazyFrame:

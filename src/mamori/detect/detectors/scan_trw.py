@@ -222,7 +222,14 @@ def _first_contacts(frame: pl.DataFrame, p: ScanTrwParams) -> pl.DataFrame:
     )
 
 
-@detector("scan.trw", reads="conn", key=("orig_h",), attack=("T1046",), params=ScanTrwParams)
+@detector(
+    "scan.trw",
+    reads="conn",
+    key=("orig_h",),
+    attack=("T1046",),
+    params=ScanTrwParams,
+    heavy=True,  # every failed first contact of every source, sorted
+)
 def scan_trw(conn: pl.LazyFrame, p: ScanTrwParams) -> pl.LazyFrame:
     """Sources whose first contacts to distinct services walk past TRW's scanner threshold."""
     every = f"{int(timedelta(minutes=p.window_minutes).total_seconds() * 1_000_000)}us"
