@@ -18,13 +18,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mamori.config import Settings
+from mamori.flows import dns_batch
 from mamori.flows import tracker as T
 from mamori.flows.analyzers.base import Analysis, Analyzer, registered
 from mamori.flows.conn_columns import conn_columns, network_table, tunnel_parents
 from mamori.flows.connections import ConnTracker, Ended
-from mamori.flows.conversation import Conversation
+from mamori.flows.conversation import Conversation, Segment
 from mamori.flows.memory import keep_memory_flat
-from mamori.flows.payload import PayloadRouter
+from mamori.flows.payload import PayloadRouter, fill
 from mamori.flows.shards import keep_shard
 from mamori.schema import schema_of
 from mamori.sensors.pcap.decode import decode
@@ -119,11 +120,18 @@ class Ingest:
             ended.state, ended.size, ended.hist, ended.hist_len, seed, self._nets, stats.path
         )
         nos = ended.state[:, T.C_NO]
-        rows, jobs = _jobs(cols, ended.state, router)
+        rows, jobs, batch, dns_rows = _jobs(cols, ended.state, router)
         # Ended connections the router never decided on are forgotten with them.
         router.forget(nos)
         cols["tunnel_parents"] = tunnel_parents(seed, ended.state[:, T.C_PARENT])
-        self._write(cols, nos, rows, analyze_jobs(jobs), stats)
+        dns_table, fast_rows, fast_services, more = analyze_dns_batch(batch, dns_rows)
+        services, records = analyze_jobs(jobs + more)
+        services.update(fast_services)
+        more_rows = dns_rows[np.isin(dns_rows, fast_rows, invert=True)]
+        rows = np.concatenate([rows, more_rows, fast_rows])
+        self._write(cols, nos, rows, (services, records), stats)
+        if dns_table is not None:
+            self._send("dns", dns_table, stats)
 
     def _write(
         self,
@@ -154,32 +162,81 @@ Analysed = tuple[dict[int, str], dict[str, list[dict[str, object]]]]
 
 def _jobs(
     cols: dict[str, pa.Array], state: np.ndarray, router: PayloadRouter
-) -> tuple[np.ndarray, list[Job]]:
-    """The conversations of the ended connections the router kept payload for, and their rows."""
+) -> tuple[np.ndarray, list[Job], dns_batch.Batch, np.ndarray]:
+    """The conversations of the ended connections the router kept payload for, and their rows.
+
+    UDP DNS conversations come out apart, as a ``dns_batch.Batch`` (their rows last): most of them
+    are analysed in columns, without a Conversation each.
+    """
     none = np.empty(0, np.int64)
+    batch = dns_batch.Batch([], [], [], [], [], [], [], [])
     if not router.conns:
-        return none, []
+        return none, [], batch, none
     nos = state[:, T.C_NO]
     wanted = np.nonzero(np.isin(nos, np.fromiter(router.conns.keys(), np.int64)))[0]
     if wanted.size == 0:
-        return none, []
+        return none, [], batch, none
     take = pa.array(wanted)
     fields = [cols[c].take(take).to_pylist() for c in ("uid", "orig_h", "resp_h", "proto")]
     starts = ((state[wanted, T.C_START] // 1000) / 1e6).tolist()
     partial = ((state[wanted, T.C_FLAGS] & T.FL_PARTIAL) != 0).tolist()
     ports = state[wanted][:, [T.C_OP, T.C_RP]].tolist()
     rows: list[int] = []
+    dns_rows: list[int] = []
     jobs: list[Job] = []
     for row, no, uid, oh, rh, proto, ts, (op, rp), part in zip(
         wanted.tolist(), nos[wanted].tolist(), *fields, starts, ports, partial, strict=True
     ):
+        got = router.claim(no, (proto, op, rp))
+        if got is None:
+            continue
+        analyzer, pending = got
+        if proto == "udp" and analyzer.service == "dns":
+            dns_rows.append(row)
+            for column, value in zip(
+                (
+                    batch.nos,
+                    batch.ts,
+                    batch.uid,
+                    batch.orig_h,
+                    batch.orig_p,
+                    batch.resp_h,
+                    batch.resp_p,
+                ),
+                (no, ts, uid, oh, op, rh, rp),
+                strict=True,
+            ):
+                column.append(value)
+            batch.parts.append(pending.parts)
+            continue
         conv = Conversation(uid, ts, oh, op, rh, rp, proto, partial=part and proto == "tcp")
-        got = router.finish(conv, no)
-        if got is not None:
-            analyzer, conv = got
-            rows.append(row)
-            jobs.append((no, analyzer.service, conv))
-    return np.array(rows, np.int64), jobs
+        fill(conv, analyzer, pending)
+        rows.append(row)
+        jobs.append((no, analyzer.service, conv))
+    return np.array(rows, np.int64), jobs, batch, np.array(dns_rows, np.int64)
+
+
+def analyze_dns_batch(
+    batch: dns_batch.Batch, rows: np.ndarray
+) -> tuple[pa.Table | None, np.ndarray, dict[int, str], list[Job]]:
+    """UDP DNS conversations: columns for the common shapes, jobs for the Python analyser.
+
+    Returns (dns rows, conn rows of the column-analysed conversations, their services, jobs).
+    """
+    if not batch.nos:
+        return None, np.empty(0, np.int64), {}, []
+    table, confirmed, rest = dns_batch.analyze(batch)
+    jobs: list[Job] = []
+    for k in np.nonzero(rest)[0].tolist():
+        conv = Conversation(
+            batch.uid[k], batch.ts[k], batch.orig_h[k], batch.orig_p[k], batch.resp_h[k],
+            batch.resp_p[k], "udp",
+        )  # fmt: skip
+        conv.segments = [Segment(t / 1e9, o, d) for t, o, _s, d in batch.parts[k]]
+        jobs.append((batch.nos[k], "dns", conv))
+    nos = np.array(batch.nos, np.int64)
+    services = dict.fromkeys(nos[confirmed].tolist(), "dns")
+    return table, rows[~rest], services, jobs
 
 
 def _service_column(

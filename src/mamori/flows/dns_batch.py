@@ -1,0 +1,208 @@
+"""dns.log rows of many UDP DNS conversations at once, as columns.
+
+The Python analyser (``analyzers.dns``) reproduces Zeek's DNS script message by message; it costs
+tens of microseconds per conversation, and DNS lookups are most of the analysed connections. Most
+of those conversations are one of three shapes: a query from the originator and the reply with the
+same transaction ID within the session timeout, a lone query, or a lone reply from the responder.
+For those shapes the script's outcome is a fixed function of the two messages, so this module
+parses every message of a batch with the compiled kernel (``dns_kernel``) and builds the rows as
+Arrow columns. Every other conversation (more messages, other answer types, NetBIOS, malformed or
+odd messages) is handed back to go through the Python analyser, which stays the reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from mamori.flows import dns_kernel as K
+from mamori.flows.analyzers.dns import SESSION_TIMEOUT
+from mamori.flows.analyzers.dns_names import qclass_name, qtype_name, rcode_name
+from mamori.schema.dns import SCHEMA
+
+# (ts_ns, is_orig, seq, data): the router's parts of one UDP conversation
+Parts = list[tuple[int, bool, int, bytes]]
+
+
+@dataclass
+class Batch:
+    """UDP DNS conversations of one round of ended connections, in columns."""
+
+    nos: list[int]  # connection numbers
+    ts: list[float]  # the connections' starts
+    uid: list[str]
+    orig_h: list[str]
+    orig_p: list[int]
+    resp_h: list[str]
+    resp_p: list[int]
+    parts: list[Parts]
+
+
+def _names(codes: np.ndarray, valid: np.ndarray, name: object) -> pa.Array:
+    """A name column from codes through one of dns_names' functions, once per distinct code."""
+    uniq, inv = np.unique(codes, return_inverse=True)
+    table = pa.array([name(int(c)) for c in uniq.tolist()], pa.string())  # type: ignore[operator]
+    out = table.take(pa.array(inv.astype(np.int32)))
+    return pa.compute.if_else(pa.array(valid), out, pa.scalar(None, pa.string()))
+
+
+def _strings(text: np.ndarray, at: np.ndarray, size: np.ndarray, valid: np.ndarray) -> pa.Array:
+    """A string column of pieces of the kernel's text (null where not ``valid``)."""
+    size = np.where(valid, size, 0).astype(np.int64)
+    offsets, data = K.gather(text, at.astype(np.int64), size)
+    nulls = int((~valid).sum())
+    validity = pa.array(valid).buffers()[1] if nulls else None
+    return pa.StringArray.from_buffers(
+        at.shape[0], pa.py_buffer(offsets), pa.py_buffer(data), validity, nulls
+    )
+
+
+def analyze(batch: Batch) -> tuple[pa.Table | None, np.ndarray, np.ndarray]:
+    """Rows of the conversations this path can decide, which ones were confirmed, which not.
+
+    Returns (dns table or None, confirmed mask over ``batch.nos``, mask of conversations left to
+    the Python analyser).
+    """
+    n = len(batch.nos)
+    counts = np.fromiter((len(p) for p in batch.parts), np.int64, n)
+    flat = [x for p in batch.parts for x in p]
+    m = len(flat)
+    lens = np.fromiter((len(x[3]) for x in flat), np.int64, m)
+    offs = np.zeros(m, np.int64)
+    offs[1:] = np.cumsum(lens)[:-1]
+    buf = np.frombuffer(b"".join(x[3] for x in flat), np.uint8)
+    if buf.shape[0] == 0:
+        buf = np.zeros(1, np.uint8)
+    ts_ns = np.fromiter((x[0] for x in flat), np.int64, m)
+    is_orig = np.fromiter((x[1] for x in flat), np.bool_, m)
+    header, status, nq, question, answers, text = K.parse(buf, offs, lens)
+
+    first = np.zeros(n, np.int64)
+    first[1:] = np.cumsum(counts)[:-1]
+    if m == 0:
+        return None, np.zeros(n, np.bool_), np.ones(n, np.bool_)
+    op = np.array(batch.orig_p, np.int64)
+    rp = np.array(batch.resp_p, np.int64)
+    ok_conv = (op != 137) & (rp != 137) & (counts >= 1) & (counts <= 2)
+    m0 = np.minimum(first, max(m - 1, 0))
+    m1 = np.minimum(first + 1, max(m - 1, 0))
+    qr = (header[:, 1] & 0x8000) != 0
+    good = status == K.OK
+    one = counts == 1
+    two = counts == 2
+    lone_q = one & is_orig[m0] & ~qr[m0]
+    lone_r = one & ~is_orig[m0] & qr[m0]
+    ts = ts_ns / 1e9
+    pair = (
+        two
+        & is_orig[m0]
+        & ~qr[m0]
+        & ~is_orig[m1]
+        & qr[m1]
+        & (header[m0, 0] == header[m1, 0])
+        & ~((ts[m0] + SESSION_TIMEOUT) <= ts[m1])
+        & good[m1]
+    )
+    fast = ok_conv & good[m0] & (lone_q | lone_r | pair)
+    rest = ~fast
+    confirmed = np.zeros(n, np.bool_)
+    if not fast.any():
+        return None, confirmed, rest
+    confirmed = fast & ((header[m0, 6] == 1) | (two & (header[m1, 6] == 1)))
+
+    rows = np.nonzero(fast)[0]
+    qmsg = np.where(lone_r[rows], -1, m0[rows])  # the query message, or -1
+    rmsg = np.where(lone_r[rows], m0[rows], np.where(pair[rows], m1[rows], -1))  # the reply
+    has_q = qmsg >= 0
+    has_r = rmsg >= 0
+    qi = np.maximum(qmsg, 0)
+    ri = np.maximum(rmsg, 0)
+    asked = has_q & (nq[qi] > 0)
+
+    # Answers of the reply messages: those with a reply make the row's answers when non-empty,
+    # and the first of them gives AA/RA, rtt and (for a lone reply) the query name.
+    amsg = answers[:, 0]
+    row_of_msg = np.full(max(m, 1), -1, np.int64)
+    row_of_msg[rmsg[has_r]] = np.nonzero(has_r)[0]
+    arow = row_of_msg[amsg] if answers.shape[0] else np.zeros(0, np.int64)
+    with_reply = (arow >= 0) & (answers[:, 4] == 1)
+    none = np.iinfo(np.int64).max
+    first_reply = np.full(rows.shape[0], none, np.int64)
+    wr = np.nonzero(with_reply)[0]
+    np.minimum.at(first_reply, arow[wr], wr)
+    replied = first_reply != none
+    first_reply[~replied] = 0
+    kept = with_reply & (answers[:, 6] > 0)
+
+    t0 = ts[np.where(has_q, qi, ri)]
+    rtt = ts[ri] - t0
+    rtt_valid = replied & (rtt != 0)
+    hdr_q = header[qi]
+    hdr_r = header[ri]
+    flags_q, flags_r = hdr_q[:, 1], hdr_r[:, 1]
+    rcode = flags_r & 0xF
+    rejected = has_r & (
+        ((rcode != 0) & (hdr_r[:, 2] == 0))
+        | ((nq[ri] > 0) & (hdr_r[:, 3] == 0) & (hdr_r[:, 4] == 0) & (hdr_r[:, 5] == 0))
+    )
+    fr = first_reply
+    q_at = np.where(asked, question[qi, 0], answers[fr, 1] if answers.shape[0] else 0)
+    q_len = np.where(asked, question[qi, 1], answers[fr, 2] if answers.shape[0] else 0)
+    query = _strings(text, q_at, q_len, asked | replied)
+
+    ka = np.nonzero(kept)[0]
+    values = _strings(text, answers[ka, 5], answers[ka, 6], np.ones(ka.shape[0], np.bool_))
+    per_row = (
+        np.bincount(arow[ka], minlength=rows.shape[0])
+        if ka.size
+        else np.zeros(rows.shape[0], np.int64)
+    )
+    loffs = np.zeros(rows.shape[0] + 1, np.int32)
+    np.cumsum(per_row, out=loffs[1:])
+    lmask = pa.array(per_row == 0)
+    ans = pa.ListArray.from_arrays(pa.array(loffs), values, mask=lmask)
+    ttls = pa.ListArray.from_arrays(
+        pa.array(loffs), pa.array(answers[ka, 3].astype(np.float64)), mask=lmask
+    )
+
+    sel = rows.tolist()
+    qtype = question[qi, 2]
+    qclass = question[qi, 3]
+    micros = np.round(t0 * 1e6).astype(np.int64)
+
+    def pick(values: list[object]) -> list[object]:
+        return [values[k] for k in sel]
+
+    def masked(values: np.ndarray, valid: np.ndarray, kind: pa.DataType) -> pa.Array:
+        return pa.array(values, kind, mask=~valid)
+
+    cols = {
+        "ts": pa.array(micros, pa.int64()).cast(SCHEMA.field("ts").type),
+        "uid": pa.array(pick(batch.uid), pa.string()),  # type: ignore[arg-type]
+        "orig_h": pa.array(pick(batch.orig_h), pa.string()),  # type: ignore[arg-type]
+        "orig_p": pa.array(op[rows], pa.uint16()),
+        "resp_h": pa.array(pick(batch.resp_h), pa.string()),  # type: ignore[arg-type]
+        "resp_p": pa.array(rp[rows], pa.uint16()),
+        "proto": pa.array(["udp"] * rows.shape[0], pa.string()),
+        "trans_id": pa.array(header[np.where(has_q, qi, ri), 0], pa.uint16()),
+        "rtt": masked(rtt, rtt_valid, pa.float64()),
+        "query": query,
+        "qclass": masked(qclass, asked, pa.uint16()),
+        "qclass_name": _names(qclass, asked, qclass_name),
+        "qtype": masked(qtype, asked, pa.uint16()),
+        "qtype_name": _names(qtype, asked, qtype_name),
+        "rcode": masked(rcode, has_r, pa.uint16()),
+        "rcode_name": _names(rcode, has_r, rcode_name),
+        "AA": pa.array(replied & ((flags_r & 0x0400) != 0)),
+        "TC": pa.array(asked & ((flags_q & 0x0200) != 0)),
+        "RD": pa.array(asked & ((flags_q & 0x0100) != 0)),
+        "RA": pa.array(replied & ((flags_r & 0x0080) != 0)),
+        "Z": pa.array(np.where(asked, (flags_q >> 4) & 0x7, 0), pa.uint8()),
+        "answers": ans,
+        "TTLs": ttls,
+        "rejected": pa.array(rejected),
+    }
+    table = pa.Table.from_arrays([cols[f.name] for f in SCHEMA], schema=SCHEMA)
+    return table, confirmed, rest
