@@ -22,6 +22,7 @@ import base64
 import binascii
 import re
 from collections import deque
+from functools import partial
 from typing import ClassVar
 
 import pyarrow as pa
@@ -105,10 +106,11 @@ class _Script:
 
     def _state(self, ts: float, is_orig: bool) -> Info:
         idx = self.cur_req if is_orig else self.cur_resp
-        if idx not in self.pending:
+        info = self.pending.get(idx)
+        if info is None:
             self.depth += 1
-            self.pending[idx] = {"ts": ts, "trans_depth": self.depth, "request_body_len": 0, "response_body_len": 0, "tags": []}  # fmt: skip
-        return self.pending[idx]
+            info = self.pending[idx] = {"ts": ts, "trans_depth": self.depth, "request_body_len": 0, "response_body_len": 0, "tags": []}  # fmt: skip
+        return info
 
     def request(self, ts: float, method: bytes, uri: bytes) -> None:
         self.cur_req = max(self.cur_req, self.cur_resp)
@@ -133,10 +135,11 @@ class _Script:
         if 100 <= code <= 199:
             info["info_code"], info["info_msg"] = code, escape(reason)
 
-    def header(self, ts: float, is_orig: bool, name: bytes, value: bytes) -> None:
+    def header(self, ts: float, is_orig: bool, lname: bytes, value: bytes) -> None:
         info = self._state(ts, is_orig)
         if not is_orig:
             return
+        name = lname.upper()
         field = _SIMPLE.get(name)
         if field is not None:
             info[field] = escape(value)
@@ -220,15 +223,15 @@ class _Protocol:
                 self.upgrade_conn = True
         if not is_orig and lname == b"upgrade":
             self.upgrade_proto = token(value)
-        self.s.header(self.ts, is_orig, name.upper(), value)
+        self.s.header(self.ts, is_orig, lname, value)
 
     def _new_message(self, is_orig: bool, expect: int) -> Message:
         msg = Message(
             is_orig,
             expect,
             self.req_version if is_orig else self.rep_version,
-            lambda n, ln, v: self._header(is_orig, n, ln, v),
-            lambda n: self._message_done(is_orig, n),
+            partial(self._header, is_orig),
+            partial(self._message_done, is_orig),
         )
         msg.connection_close = self.conn_close
         msg.reply_code = 0 if is_orig else self.reply_code
