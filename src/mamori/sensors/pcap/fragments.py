@@ -1,19 +1,22 @@
 """IPv4 and IPv6 fragment reassembly, as Zeek does before any connection sees the packet.
 
-Fragments are rare, so only the rows the decoder marked ``FRAGMENT`` reach Python. A complete
+Only the rows the decoder marked ``FRAGMENT`` are looked at, by one compiled pass
+(``fragments_kernel``) that keeps the partial datagrams in NumPy arrays across batches. A complete
 datagram becomes one synthetic raw-IP packet, decoded by the same compiled decoder and placed in the
 row order right after the fragment that completed it: a connection counts it once, with the
-reassembled length, as Zeek's conn.log does. Incomplete datagrams wait across batches (bounded).
+reassembled length, as Zeek's conn.log does. Incomplete datagrams wait across batches, bounded in
+count and in bytes (the oldest is dropped first). The first fragment at an offset is kept, and
+overlapping fragments are laid down in arrival order, so a later overlap overwrites.
 """
 
 from __future__ import annotations
 
-import struct
-from collections import OrderedDict
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
+from mamori.sensors.pcap import fragments_kernel as K
 from mamori.sensors.pcap.decode import COLUMNS, FRAGMENT, LINK_RAW, PacketColumns, decode_batch
 
 MAX_PENDING = 10_000  # datagrams waiting for fragments; the oldest is dropped beyond this
@@ -21,140 +24,202 @@ MAX_PENDING_BYTES = 32 << 20  # and their fragments' bytes: a flood of large nev
 # datagrams must not grow memory by the count limit times 64 KiB
 MAX_DATAGRAM = 65_535 + 40
 
+_KEY_COLUMNS = ("ip_ver", "src_hi", "src_lo", "dst_hi", "dst_lo", "ip_id", "proto")
+_FRAG_COLUMNS = ("frag_off", "pay_off", "pay_cap", "ip_off", "more_frags", "pay_len")
+_MIN_ARENA = 1 << 20
 
-@dataclass
-class _Datagram:
-    header: bytes = b""  # IP header of the first fragment (offset 0), rewritten on completion
-    parts: dict[int, bytes] = field(default_factory=dict)  # fragment offset -> payload
-    total: int = -1  # payload length, known once the last fragment arrived
-    size: int = 0  # bytes held in ``parts``
+
+@dataclass(frozen=True, slots=True)
+class PendingDatagram:
+    """What is known of a datagram still waiting for fragments."""
+
+    size: int  # payload bytes held
+    total: int  # payload length, -1 until the last fragment arrived
+
+
+class PendingView(Mapping[tuple[int, ...], PendingDatagram]):
+    """The pending datagrams by key ``(ip_ver, src_hi, src_lo, dst_hi, dst_lo, ip_id, proto)``,
+    oldest first; a live view, read-only."""
+
+    def __init__(self, owner: FragmentReassembler) -> None:
+        self._r = owner
+
+    def __len__(self) -> int:
+        return int(self._r._scal[K.C_COUNT])
+
+    def __iter__(self) -> Iterator[tuple[int, ...]]:
+        r = self._r
+        s = int(r._scal[K.C_OLDEST])
+        while s >= 0:
+            si, sk = r._slot_int[s], r._slot_key[s]
+            yield (
+                int(si[K.S_VER]), int(sk[0]), int(sk[1]), int(sk[2]), int(sk[3]),
+                int(si[K.S_IDENT]), int(si[K.S_PROTO]),
+            )  # fmt: skip
+            s = int(si[K.S_NEXT])
+
+    def _slot(self, key: object) -> int:
+        try:
+            ver, sh, sl, dh, dl, ident, proto = key  # type: ignore[misc]
+            words = [np.uint64(w) for w in (sh, sl, dh, dl)]
+            r = self._r
+            return int(
+                K.find(r._table, r._slot_int, r._slot_key, int(ver), *words, int(ident), int(proto))
+            )
+        except (TypeError, ValueError, OverflowError):
+            return -1
+
+    def __contains__(self, key: object) -> bool:
+        return self._slot(key) >= 0
+
+    def __getitem__(self, key: tuple[int, ...]) -> PendingDatagram:
+        s = self._slot(key)
+        if s < 0:
+            raise KeyError(key)
+        si = self._r._slot_int[s]
+        return PendingDatagram(int(si[K.S_SIZE]), int(si[K.S_TOTAL]))
 
 
 class FragmentReassembler:
     """Keeps partial datagrams between batches; :meth:`apply` returns columns with datagrams added."""
 
     def __init__(self) -> None:
-        self.pending: OrderedDict[tuple[int, ...], _Datagram] = OrderedDict()
-        self.pending_bytes = 0
-        self.dropped = 0
+        self._scal = np.zeros(K.SCALARS, np.int64)
+        self._scal[[K.C_OLDEST, K.C_NEWEST, K.C_FREE_SLOT, K.C_FREE_PART]] = -1
+        self._slot_int = np.zeros((0, K.SLOT_INTS), np.int64)
+        self._slot_key = np.zeros((0, K.KEY_WORDS), np.uint64)
+        self._slot_hdr = np.zeros((0, K.HDR_MAX), np.uint8)
+        self._table = np.full(1, -1, np.int64)
+        self._part_int = np.zeros((0, K.PART_INTS), np.int64)
+        self._arena = np.zeros(0, np.uint8)
+        self._out = np.zeros(0, np.uint8)  # the current batch's completed datagrams
+
+    @property
+    def pending(self) -> PendingView:
+        return PendingView(self)
+
+    @property
+    def pending_bytes(self) -> int:
+        return int(self._scal[K.C_BYTES])
+
+    @property
+    def dropped(self) -> int:
+        return int(self._scal[K.C_DROPPED])
 
     def apply(self, buf: np.ndarray, pk: PacketColumns) -> tuple[np.ndarray, PacketColumns]:
         c = pk.cols
-        frag_rows = np.nonzero(c["status"] == FRAGMENT)[0]
-        if frag_rows.size == 0:
+        rows = np.flatnonzero(c["status"] == FRAGMENT)
+        if rows.size == 0:
             return buf, pk
-        done: list[tuple[int, bytes]] = []  # (completing row, raw IP packet)
-        # Columns of the fragment rows as plain lists: indexing NumPy scalars one at a time cost
-        # more than the reassembly itself.
-        names = ("ip_ver", "src_hi", "src_lo", "dst_hi", "dst_lo", "ip_id", "proto", "frag_off")
-        names += ("pay_off", "pay_cap", "ip_off", "more_frags", "pay_len")
-        cols = [c[name][frag_rows].tolist() for name in names]
-        for r, ver, sh, sl, dh, dl, ident, proto, off, pay_off, pay_cap, ip_off, more, plen in zip(
-            frag_rows.tolist(), *cols, strict=True
-        ):
-            key = (ver, sh, sl, dh, dl, ident, proto)
-            dg = self.pending.get(key)
-            if dg is None:
-                dg = self.pending[key] = _Datagram()
-                if len(self.pending) > MAX_PENDING:
-                    self._drop_oldest()
-            if off not in dg.parts:
-                dg.parts[off] = buf[pay_off : pay_off + pay_cap].tobytes()
-                dg.size += pay_cap
-                self.pending_bytes += pay_cap
-                while self.pending_bytes > MAX_PENDING_BYTES and len(self.pending) > 1:
-                    self._drop_oldest()
-            if off == 0:
-                hdr_len = pay_off - ip_off if ver == 4 else 40
-                dg.header = buf[ip_off : ip_off + hdr_len].tobytes()
-            if not more:
-                dg.total = off + plen
-            packet = self._complete(dg, ver, proto)
-            if packet is not None:
-                self.pending_bytes -= self.pending.pop(key).size
-                done.append((r, packet))
-        if not done:
+        n = rows.shape[0]
+        done_row = np.empty(n, np.int64)
+        done_start = np.empty(n, np.int64)
+        done_len = np.empty(n, np.int64)
+        self._scal[K.C_OUT_TOP] = 0
+        self._scal[K.C_DONE] = 0
+        cols = [c[name] for name in _KEY_COLUMNS + _FRAG_COLUMNS]
+        i = 0
+        while True:
+            i, need = K.reassemble(
+                buf, rows, i, *cols,
+                self._table, self._slot_int, self._slot_key, self._slot_hdr, self._part_int,
+                self._arena, self._scal, self._out, done_row, done_start, done_len,
+                MAX_PENDING, MAX_PENDING_BYTES, MAX_DATAGRAM,
+            )  # fmt: skip
+            if need == K.NEED_NOTHING:
+                break
+            self._grow(need, int(c["pay_cap"][rows[i]]))
+        k = int(self._scal[K.C_DONE])
+        if k == 0:
             return buf, pk
-        return self._merge(buf, pk, done)
+        top = int(self._scal[K.C_OUT_TOP])
+        return _merge(buf, pk, done_row[:k], self._out[:top], done_start[:k], done_len[:k])
 
-    def _drop_oldest(self) -> None:
-        _key, dg = self.pending.popitem(last=False)
-        self.pending_bytes -= dg.size
-        self.dropped += 1
-
-    @staticmethod
-    def _complete(dg: _Datagram, version: int, proto: int) -> bytes | None:
-        if dg.total < 0 or not dg.header or dg.total > MAX_DATAGRAM:
-            return None
-        covered = 0  # [0, covered) is present, walking the parts by offset
-        for off in sorted(dg.parts):
-            if covered >= dg.total:
-                break  # parts past the end (bogus offsets) are ignored, as below
-            if off > covered:
-                return None
-            covered = max(covered, off + len(dg.parts[off]))
-        if covered < dg.total:
-            return None
-        data = bytearray(dg.total)
-        for off, part in dg.parts.items():  # arrival order: a later overlap overwrites
-            end = min(off + len(part), dg.total)
-            if end > off:
-                data[off:end] = part[: end - off]
-        hdr = bytearray(dg.header)
-        if version == 4:
-            struct.pack_into("!H", hdr, 2, len(hdr) + dg.total)
-            struct.pack_into("!H", hdr, 6, 0)
+    def _grow(self, need: int, payload: int) -> None:
+        """Room for the fragment a pass stopped at (see ``fragments_kernel.reassemble``)."""
+        if need == K.NEED_SLOT:
+            self._grow_slots()
+        elif need == K.NEED_PART:
+            old = self._part_int
+            n = max(256, 2 * old.shape[0])
+            self._part_int = np.zeros((n, K.PART_INTS), np.int64)
+            self._part_int[: old.shape[0]] = old
+            self._chain_free(self._part_int, old.shape[0], K.P_NEXT, K.C_FREE_PART)
+        elif need == K.NEED_ARENA:
+            # Compacting drops the bytes of completed and dropped datagrams; the new arena holds
+            # twice what is live, so the copies cost O(1) per byte written.
+            live = int(self._scal[K.C_BYTES])
+            arena = np.empty(max(_MIN_ARENA, 2 * (live + payload)), np.uint8)
+            K.compact(self._slot_int, self._part_int, self._arena, self._scal, arena)
+            self._arena = arena
         else:
-            hdr = hdr[:40]
-            struct.pack_into("!H", hdr, 4, dg.total)
-            hdr[6] = proto
-        return bytes(hdr) + bytes(data)
+            top = int(self._scal[K.C_OUT_TOP])
+            out = np.empty(
+                max(2 * self._out.shape[0], top + 2 * (MAX_DATAGRAM + K.HDR_MAX)), np.uint8
+            )
+            out[:top] = self._out[:top]
+            self._out = out
 
-    @staticmethod
-    def _merge(
-        buf: np.ndarray, pk: PacketColumns, done: list[tuple[int, bytes]]
-    ) -> tuple[np.ndarray, PacketColumns]:
-        c = pk.cols
-        blob = b"".join(p for _r, p in done)
-        base = buf.shape[0]
-        new_buf = np.concatenate([buf, np.frombuffer(blob, np.uint8)])
-        starts = np.cumsum([0] + [len(p) for _r, p in done[:-1]]).astype(np.int64) + base
-        lens = np.array([len(p) for _r, p in done], np.int32)
-        n = len(done)
-        cap = 2 * n + 4
+    def _grow_slots(self) -> None:
+        old = self._slot_int.shape[0]
+        n = max(64, 2 * old)
+        for name in ("_slot_int", "_slot_key", "_slot_hdr"):
+            a = getattr(self, name)
+            b = np.zeros((n, a.shape[1]), a.dtype)
+            b[:old] = a
+            setattr(self, name, b)
+        self._chain_free(self._slot_int, old, K.S_NEXT, K.C_FREE_SLOT)
+        self._table = np.full(1 << (2 * n - 1).bit_length(), -1, np.int64)  # at most half full
+        K.index_all(self._table, self._slot_int)
+
+    def _chain_free(self, ints: np.ndarray, first: int, link: int, head: int) -> None:
+        """Put rows ``first:`` of a grown array on its free list (which is empty when it grows)."""
+        n = ints.shape[0]
+        ints[first:, link] = np.arange(first + 1, n + 1)
+        ints[n - 1, link] = self._scal[head]
+        self._scal[head] = first
+
+
+def _merge(
+    buf: np.ndarray,
+    pk: PacketColumns,
+    completing: np.ndarray,
+    packets: np.ndarray,
+    starts: np.ndarray,
+    lens: np.ndarray,
+) -> tuple[np.ndarray, PacketColumns]:
+    """The batch with each completed datagram decoded into rows right after ``completing``."""
+    c = pk.cols
+    base = buf.shape[0]
+    new_buf = np.empty(base + packets.shape[0], np.uint8)
+    new_buf[:base] = buf
+    new_buf[base:] = packets
+    n = completing.shape[0]
+    cap = 2 * n + 4
+    while True:
         extra = {name: np.empty(cap, dtype) for name, dtype in COLUMNS.items()}
         rows = decode_batch(
-            new_buf, starts, lens, np.full(n, LINK_RAW, np.int32),
+            new_buf, starts + base, lens.astype(np.int32), np.full(n, LINK_RAW, np.int32),
             *(extra[name] for name in COLUMNS),
         )  # fmt: skip
-        extra = {k: v[:rows] for k, v in extra.items()}
-        completing = np.array([r for r, _p in done], np.int64)
-        own = extra["rec"].astype(np.int64)  # index into ``done``
-        anchor = completing[own]
-        # Synthetic rows inherit the record (time, provenance) and the tunnel parent of the fragment
-        # that completed them.
-        extra["rec"] = c["rec"][anchor]
-        outer = extra["parent"] < 0
-        local_parent = extra["parent"].astype(np.int64)
-        extra["depth"] = extra["depth"] + c["depth"][anchor]
-        extra["vlan"] = c["vlan"][anchor]
-        n_old = len(pk)
-        # Each datagram's row goes right after the fragment that completed it (``done`` is in row
-        # order, and a fragment completes at most one datagram): inserting keeps every other row's
-        # order without sorting the batch.
-        new_pos = np.arange(n_old) + np.searchsorted(anchor, np.arange(n_old), side="left")
-        ins_pos = anchor + 1 + np.arange(rows)  # after its anchor and the datagrams before it
-        parent_new = np.where(outer, c["parent"][anchor], local_parent + n_old)
-        total = n_old + rows
-        merged = {}
-        for name in COLUMNS:
-            col = np.empty(total, c[name].dtype)
-            col[new_pos] = c[name]
-            col[ins_pos] = extra[name].astype(c[name].dtype)
-            merged[name] = col
-        inverse = np.concatenate([new_pos, ins_pos])  # old index (then extra index) -> new row
-        par = np.empty(total, np.int64)
-        par[new_pos] = c["parent"]
-        par[ins_pos] = parent_new
-        merged["parent"] = np.where(par >= 0, inverse[np.maximum(par, 0)], -1).astype(np.int32)
-        return new_buf, PacketColumns(merged)
+        if rows < cap:
+            break
+        cap *= 2
+    extra = {k: v[:rows] for k, v in extra.items()}
+    anchor = completing[extra["rec"]]  # ``rec`` of an extra row: its datagram
+    # Synthetic rows inherit the record (time, provenance), the tunnel parent and VLAN of the
+    # fragment that completed them; ``done`` is in row order and a fragment completes at most one
+    # datagram, so the anchors never decrease.
+    extra["rec"] = c["rec"][anchor]
+    extra["depth"] = extra["depth"] + c["depth"][anchor]
+    extra["vlan"] = c["vlan"][anchor]
+    total = c["rec"].shape[0] + rows
+    merged = {}
+    for name in COLUMNS:
+        col = np.empty(total, c[name].dtype)
+        if name == "parent":
+            K.spread_parents(c[name], extra[name], anchor, col)
+        else:
+            K.spread(c[name], extra[name].astype(c[name].dtype, copy=False), anchor, col)
+        merged[name] = col
+    return new_buf, PacketColumns(merged)
