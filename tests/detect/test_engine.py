@@ -1,13 +1,21 @@
-"""The engine isolates a failing detector and suppresses repeats like Zeek's notice framework."""
+"""The engine isolates a failing detector, suppresses repeats like Zeek's notice framework, runs
+light detectors beside heavy ones (never two heavy ones at once) and shares findings within a run."""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import polars as pl
+import pytest
 
+from mamori.detect import base
 from mamori.detect.base import empty_alerts
 from mamori.detect.engine import run_detectors, suppress
+from support.golden import capture_frames
 
 
 def _alert(key: str, minute: int, count: int = 1) -> dict[str, object]:
@@ -44,3 +52,80 @@ def test_a_failing_detector_is_reported_and_the_others_still_run(monkeypatch) ->
     run = run_detectors(frames)
     assert "broken.one" in run.failed
     assert run.alerts.height == 0
+
+
+def _fake(det_id: str, heavy: bool, body: Callable[[], None]) -> base.Detector:
+    def fn(conn: pl.LazyFrame, p: base.Params) -> pl.LazyFrame:
+        body()
+        return empty_alerts().lazy()
+
+    return base.Detector(det_id, ("conn",), ("orig_h",), ("T0000",), base.Params, fn, "", {}, heavy)
+
+
+def test_two_lanes_run_a_light_detector_beside_a_heavy_one_but_never_two_heavy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The heavy lane's detector waits until a light one has run while it is running (the lanes
+    overlap; one after another, the wait times out and the test fails); two heavy ones never
+    overlap."""
+    lock = threading.Lock()
+    active = {"heavy": 0, "max_heavy": 0}
+    heavy_started, light_ran = threading.Event(), threading.Event()
+
+    def heavy() -> None:
+        with lock:
+            active["heavy"] += 1
+            active["max_heavy"] = max(active["max_heavy"], active["heavy"])
+        heavy_started.set()
+        light_ran.wait(5)
+        time.sleep(0.02)
+        with lock:
+            active["heavy"] -= 1
+
+    def light() -> None:
+        if heavy_started.wait(5):
+            with lock:
+                if active["heavy"]:
+                    light_ran.set()
+
+    dets = {f"h{i}": _fake(f"h{i}", True, heavy) for i in range(3)}
+    dets |= {f"l{i}": _fake(f"l{i}", False, light) for i in range(3)}
+    monkeypatch.setattr("mamori.detect.engine.registered", lambda: dets)
+    run = run_detectors({"conn": pl.LazyFrame(schema={"orig_h": pl.String})}, lanes=2)
+    assert run.failed == {}
+    assert light_ran.is_set(), "no light detector ran while a heavy one was running"
+    assert active["max_heavy"] == 1
+
+
+def test_two_lanes_and_one_lane_find_the_same_alerts(data_dir: Path) -> None:
+    frames = capture_frames(data_dir / "pcaps-ddos-stopddos/amp.TCP.reflection.SYNACK.pcap")
+    one, two = run_detectors(frames, lanes=1), run_detectors(frames, lanes=2)
+    assert one.alerts.height > 0 and one.failed == two.failed == {}
+    assert one.alerts.equals(two.alerts)
+
+
+def test_backscatter_and_tcp_reflection_count_once_per_run(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mamori.detect.detectors import backscatter
+
+    calls: list[object] = []
+    count = backscatter._count_findings
+
+    def counted(conn: pl.LazyFrame, p: backscatter.BackscatterParams) -> pl.LazyFrame:
+        calls.append(p)
+        return count(conn, p)
+
+    monkeypatch.setattr(backscatter, "_count_findings", counted)
+    frames = capture_frames(data_dir / "pcaps-ddos-stopddos/amp.TCP.reflection.SYNACK.pcap")
+    both = ["ddos.backscatter", "ddos.tcp_reflection"]
+    together = run_detectors(frames, only=both)
+    assert len(calls) == 1
+    alone = [run_detectors(frames, only=[d]).alerts for d in both]
+    assert len(calls) == 3
+    assert together.alerts.equals(pl.concat(alone).sort("first_seen", "detector", "key"))
+    assert together.alerts["detector"].to_list() == ["ddos.tcp_reflection"]
+    # Other parameters for one of them: its findings are its own.
+    other = {"ddos.backscatter": backscatter.BackscatterParams(min_sources=11)}
+    run_detectors(frames, params=other, only=both)
+    assert len(calls) == 5

@@ -1,4 +1,5 @@
-"""The shared counting helpers: ``at_least`` keeps exactly the keys with enough rows."""
+"""The shared counting helpers: ``at_least`` keeps exactly the keys with enough rows; ``shared``
+builds findings once per engine run."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mamori.detect.windows import at_least
+from mamori.detect.windows import at_least, shared, sharing
 
 rows = st.lists(
     st.tuples(st.sampled_from(["10.0.0.1", "10.0.0.2", "::1", ""]), st.integers(0, 3)),
@@ -56,3 +57,59 @@ def test_threshold_evidence_max_is_the_head_of_the_full_evidence(data: list, k: 
     head = threshold(frame, **args, evidence_max=k).sort("h", "window").collect()
     assert head.drop("uids").equals(full.drop("uids"))
     assert head["uids"].to_list() == [u[:k] for u in full["uids"].to_list()]
+
+
+def test_shared_computes_once_per_scope_frames_and_params() -> None:
+    """Inside one engine run the same findings are built once; other frames, other parameters,
+    or no scope at all build them again (a detector stays a function of its inputs)."""
+    calls: list[int] = []
+    a = pl.LazyFrame({"x": [1, 2, 3]})
+    b = pl.LazyFrame({"x": [1, 2, 3]})
+
+    def build(frame: pl.LazyFrame, k: int) -> pl.LazyFrame:
+        calls.append(k)
+        return frame.select(pl.col("x") * k)
+
+    def get(frame: pl.LazyFrame, k: int) -> list[int]:
+        return shared("t", (frame,), k, lambda: build(frame, k)).collect()["x"].to_list()
+
+    assert get(a, 2) == get(a, 2) == [2, 4, 6]
+    assert len(calls) == 2  # no scope: every call builds
+    calls.clear()
+    with sharing():
+        assert get(a, 2) == [2, 4, 6] and get(a, 2) == [2, 4, 6]
+        assert calls == [2]
+        assert get(a, 3) == [3, 6, 9] and get(b, 2) == [2, 4, 6]
+        assert calls == [2, 3, 2]
+    with sharing():  # a new run starts afresh
+        get(a, 2)
+    assert calls == [2, 3, 2, 2]
+
+
+def test_shared_builds_once_when_two_threads_ask_at_once() -> None:
+    import contextvars
+    import threading
+    import time
+
+    calls: list[int] = []
+    frame = pl.LazyFrame({"x": [1]})
+
+    def build() -> pl.LazyFrame:
+        calls.append(1)
+        time.sleep(0.05)
+        return frame
+
+    out: list[int] = []
+    with sharing():
+        threads = [
+            threading.Thread(
+                target=contextvars.copy_context().run,
+                args=(lambda: out.append(shared("t", (frame,), 0, build).collect().height),),
+            )
+            for _ in range(4)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert out == [1, 1, 1, 1] and calls == [1]
