@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
+from itertools import pairwise
 from pathlib import Path
 
 import dpkt
@@ -172,6 +173,67 @@ def test_mutated_handshakes_never_raise(data: st.DataObject) -> None:
         cut = data.draw(st.integers(0, len(raw)))
         seg.data = bytes(raw[:cut])
     assert isinstance(SSL.analyze(conv), Analysis)
+
+
+_SPLIT_TRACES = (
+    "zeek-btest/Traces/tls/tls-conn-with-extensions.pcap",
+    "zeek-btest/Traces/tls/ecdhe.pcap",
+    "zeek-btest/Traces/tls/tls1.2-late-protocol-error.pcap",
+    "zeek-btest/Traces/tls/missing-intermediate.pcap",
+)
+_split_cache: list[Conversation] = []
+
+
+def _tls_conversations(data_dir: Path) -> list[Conversation]:
+    """The conversations of a few real TLS traces that give an ssl.log row (read once)."""
+    if not _split_cache:
+        for name in _SPLIT_TRACES:
+            for conv in conversations(data_dir / name):
+                if conv.proto == "tcp" and SSL.analyze(conv).records:
+                    _split_cache.append(conv)
+        _split_cache.append(_tls12_session())
+    return _split_cache
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_records_do_not_depend_on_segmentation(data_dir: Path, data: st.DataObject) -> None:
+    """Records and handshake messages are reassembled from each direction's bytes: cutting that
+    data into other pieces (records split anywhere, several records in one piece) changes
+    nothing."""
+    conv = data.draw(st.sampled_from(_tls_conversations(data_dir)))
+    pieces = []
+    for seg in conv.segments:
+        cuts = sorted(data.draw(st.lists(st.integers(0, len(seg.data)), max_size=6)))
+        bounds = [0, *cuts, len(seg.data)]
+        for i, (a, b) in enumerate(pairwise(bounds)):
+            pieces.append(Segment(seg.ts, seg.is_orig, seg.data[a:b], seg.gap if i == 0 else 0))
+    split = Conversation(
+        conv.uid, conv.ts, conv.orig_h, conv.orig_p, conv.resp_h, conv.resp_p, conv.proto, pieces
+    )
+    assert SSL.analyze(split) == SSL.analyze(conv)
+
+
+_EXT_CODES = st.sampled_from([0, 10, 11, 13, 16, 35, 41, 43, 51, 0x0A0A, 0xFAFA, 0xFF01])
+_HELLOS = st.builds(
+    tf.Hello,
+    version=st.sampled_from([0x0301, 0x0303, 0xFEFD, 0x0304]),
+    random=st.binary(min_size=32, max_size=32),
+    ciphers=st.lists(st.sampled_from([0x0A0A, 0xC02F, 0xC030, 0x1301, 0x002F]), max_size=5),
+    extensions=st.lists(
+        st.tuples(_EXT_CODES, st.sampled_from([b"", b"\x00\x02\x00\x1d", b"\x02h2", b"\x01\x00"])),
+        max_size=6,
+    ),
+)
+
+
+@given(_HELLOS, st.sampled_from(["tcp", "quic"]))
+def test_cached_fingerprints_equal_computed_ones(hello: tf.Hello, transport: str) -> None:
+    """The JA3/JA4/JA3S caches are keyed by every field the fingerprints read: a cached answer
+    (the second call) is always the one computing afresh gives."""
+    for _ in range(2):
+        assert tf.fingerprints(hello, transport) == (tf.ja3(hello), tf.ja4(hello, transport))
+        assert tf.ja3s_cached(hello) == tf.ja3s(hello)
 
 
 # ---------------------------------------------------------------- conformance with Zeek 7.2.2
