@@ -7,6 +7,7 @@ reads the tables of the one before.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,7 +66,12 @@ def patrol(
                     progress(item.path, logs[-1].bytes)
     tables = sorted({t for d in registered().values() for t in d.reads} | {"conn"})
     frames = lake_frames(lake, tables)
-    run = run_detectors(frames, params)
+    # The report's traffic charts read only the conn table, not the alerts: counted on a thread of
+    # their own while the detectors run (Polars releases the GIL), not after them.
+    with ThreadPoolExecutor(1, thread_name_prefix="mamori-report") as pool:
+        counting = pool.submit(_traffic, frames["conn"])
+        run = run_detectors(frames, params)
+        traffic = counting.result()
     with LakeWriter(lake) as writer:
         writer.write("alerts", run.alerts.to_arrow())
     incidents = correlate(
@@ -74,7 +80,15 @@ def patrol(
         aliases=host_aliases(settings.host_addresses),
     )
     report = build_report(
-        stats, frames["conn"], run.alerts, incidents, run.failed, started, lake=lake, logs=logs
+        stats,
+        frames["conn"],
+        run.alerts,
+        incidents,
+        run.failed,
+        started,
+        lake=lake,
+        logs=logs,
+        traffic=traffic,
     )
     out.mkdir(parents=True, exist_ok=True)
     json_path, html_path = out / "report.json", out / "report.html"
@@ -105,9 +119,11 @@ def build_report(
     started: datetime,
     lake: Path | None = None,
     logs: list[LogStats] | None = None,
+    traffic: dict[str, object] | None = None,
 ) -> dict[str, object]:
-    """The report's content (the JSON is the contract; the HTML renders the same dict)."""
-    traffic = _traffic(conn)
+    """The report's content (the JSON is the contract; the HTML renders the same dict).
+    ``traffic``: :func:`_traffic` of ``conn`` if the caller counted it already."""
+    traffic = _traffic(conn) if traffic is None else traffic
     by_sev = {
         s: sum(1 for i in incidents if i.severity == s)
         for s in ("critical", "high", "medium", "low")
