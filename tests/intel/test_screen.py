@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mamori.intel.match import CidrIndex, DomainIndex
-from mamori.intel.screen import AddressScreen, NameScreen, UrlScreen
+from mamori.intel.screen import AddressScreen, ExactAddressScreen, NameScreen, UrlScreen
 
 
 def _chunked(values: list[str | None], cuts: list[int]) -> pl.Series:
@@ -119,6 +119,43 @@ def test_address_screen_repeats_and_chunks() -> None:
     want = np.flatnonzero(np.array([x.startswith("203.0.113.") and int(x.rsplit(".")[-1]) >= 128
                                     for x in a + b + a]))  # fmt: skip
     assert np.array_equal(kept, want)
+
+
+# Texts on both sides of every length the exact-address hash treats apart: up to 12 bytes (in the
+# view), 13-16 (three words of the data), longer (every byte); and texts that differ only past
+# the twelfth, thirteenth or sixteenth byte.
+address_text = st.one_of(
+    st.builds(lambda a: str(ipaddress.IPv4Address(a)), v4),
+    st.builds(lambda a: str(ipaddress.IPv6Address(a)), st.integers(0, 2**128 - 1)),
+    st.sampled_from([
+        "1.2.3.4", "100.100.100.10", "100.100.100.100", "100.100.100.101", "2001:db8::ff00:42",
+        "2001:db8::ff00:43", "123456789012", "1234567890123", "1234567890124", "::1", "a",
+        "1234567890123456", "1234567890123457", "12345678901234567",
+    ]),
+    st.text("0123456789.:abcdef", min_size=1, max_size=20),
+)  # fmt: skip
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(address_text, max_size=6),
+    st.lists(st.one_of(st.none(), st.just(""), address_text), min_size=1, max_size=60),
+    st.lists(st.integers(0, 200), max_size=4),
+    st.integers(0, 9),
+    st.data(),
+)
+def test_exact_address_screen_is_text_membership(
+    listed: list[str], texts: list[str | None], cuts: list[int], pad: int, data: st.DataObject
+) -> None:
+    """The exact-address screen lets through exactly the rows whose text is listed: texts of
+    every length class, nulls and empty strings, columns of several chunks, and bytes that lie
+    at any alignment in their buffer (a prefix cut off each text moves it)."""
+    texts = texts + data.draw(st.lists(st.sampled_from(listed), max_size=5)) if listed else texts
+    shifted = pl.Series([None if t is None else "x" * pad + t for t in texts], dtype=pl.String)
+    column = _chunked(shifted.str.slice(pad).to_list(), cuts) if pad % 2 else shifted.str.slice(pad)
+    screen = ExactAddressScreen.build(pl.Series(listed, dtype=pl.String))
+    want = [i for i, t in enumerate(texts) if t and t in set(listed)]
+    assert screen.rows(column).tolist() == want
 
 
 # ---- names -----------------------------------------------------------------------------------

@@ -975,7 +975,7 @@ class _Matcher:
             if "addr" not in kinds:
                 return None, None
             if cidrs is None and ips is not None:
-                return None, ExactAddressScreen(ips["value"].unique())
+                return None, ExactAddressScreen.build(ips["value"])
             cidr = CidrIndex.build(cidrs["value"]) if cidrs is not None else None
             return cidr, AddressScreen.build(cidr, ips["value"] if ips is not None else None)
 
