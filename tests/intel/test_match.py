@@ -143,3 +143,29 @@ def test_domain_parents_match_brute_force(listed: list[str], names: list[str]) -
     }  # fmt: skip
     assert got == want
     assert np.all(np.diff(rec) >= 0)
+
+
+def test_indexes_are_reused_only_for_the_same_indicators() -> None:
+    """A second match of the same indicators reuses the built indexes; indicators of the same
+    size that differ in one value, or in order, are indexed anew, so their hits are their own."""
+    from mamori.intel import match as m
+
+    m.clear_cache()
+    conn = [_rec("C1", "192.168.1.2", "203.0.113.9"), _rec("C2", "10.1.2.3", "198.51.100.7")]
+    a = _indicators([("ip", "203.0.113.9", None), ("cidr", "10.0.0.0/8", None)])
+    b = _indicators([("ip", "198.51.100.7", None), ("cidr", "10.0.0.0/8", None)])
+    first = match(a, _frames(conn=conn))
+    built = m._cache[0][2]
+    again = match(a.clone(), _frames(conn=conn))
+    assert m._cache[0][2] is built
+    assert again.equals(first)
+    other = match(b, _frames(conn=conn))
+    assert m._cache[0][2] is not built
+    assert sorted(other["seen"].to_list()) == ["10.1.2.3", "198.51.100.7"]
+    assert sorted(first["seen"].to_list()) == ["10.1.2.3", "203.0.113.9"]
+    flipped = match(a.reverse(), _frames(conn=conn))  # rows of the indicators in another order
+    assert sorted(zip(flipped["seen"], flipped["indicator"], strict=True)) == sorted(
+        zip(first["seen"], first["indicator"], strict=True)
+    )
+    m.clear_cache()
+    assert not m._cache

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import ctypes
 import ipaddress
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -1058,6 +1059,38 @@ class _Matcher:
         return pl.concat(found_parts)
 
 
+# The indexes of the last few indicator tables matched, each with the (type, value) columns it
+# was built from: a store matched again (patrol over several inputs, a web view, a case) reuses
+# its indexes instead of rebuilding them (~0.5 CPU-s for a million indicators). A hit is decided
+# by comparing those columns in full (~10 ms a million rows), never by a hash alone.
+_CACHED = 2
+_cache: list[tuple[pl.DataFrame, frozenset[str], _Matcher]] = []
+_cache_lock = threading.Lock()
+
+
+def _matcher_for(ind: pl.DataFrame, kinds: set[str]) -> _Matcher:
+    """The matcher of these indicators, from the cache when the same (type, value) rows in the
+    same order were indexed before (the matcher reads nothing else of them; ids, ports and
+    confidence are read from ``ind`` on every call)."""
+    key = ind.select("type", "value")
+    with _cache_lock:
+        entries = list(_cache)
+    for k, ks, matcher in entries:
+        if ks == kinds and k.height == key.height and k.equals(key):
+            return matcher
+    matcher = _Matcher.build(ind, kinds)
+    with _cache_lock:
+        _cache.insert(0, (key, frozenset(kinds), matcher))
+        del _cache[_CACHED:]
+    return matcher
+
+
+def clear_cache() -> None:
+    """Forget the cached indexes (a benchmark timing the cold path; memory back)."""
+    with _cache_lock:
+        _cache.clear()
+
+
 def _capped(hits: pl.DataFrame, ind: pl.DataFrame, per_value: int) -> pl.DataFrame:
     """At most ``per_value`` indicators per distinct value: most specific, most confident, then
     in the order of the indicator table (sorted only when some value has more)."""
@@ -1122,7 +1155,7 @@ def match(
     if not sources:
         return pl.DataFrame(schema=HITS_SCHEMA)
     records = _records(frames, kinds)
-    matcher = _Matcher.build(ind, kinds)
+    matcher = _matcher_for(ind, kinds)
 
     def coded(source: _Source) -> tuple[pl.Series, np.ndarray | None, np.ndarray, np.ndarray]:
         raw, rec = matcher.screened(source, records[source.table])
