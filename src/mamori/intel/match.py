@@ -33,6 +33,10 @@ path on the rows let through, by *distinct* value: those rows are coded by value
 (``distinct_codes``: a hash table whose key is the string itself up to 16 bytes), each value is
 looked up once, hits are mapped back to records through the codes, and rows are built only for
 the records that hit, with at most ``per_value`` indicators per value.
+
+The indexes and screens of the last two indicator tables are kept (``_matcher_for``), keyed by
+the indicators' type and value columns compared in full: matching the same store again costs no
+rebuild.
 """
 
 from __future__ import annotations

@@ -12,7 +12,10 @@ way, and lets through anything it does not fully understand (non-ASCII, unusual 
   level cache) with a bit set for every block that a listed range covers in part or whole, or
   that holds a listed address. A row that parses as a canonical dotted quad (as ``ipaddress``
   spells it) in a clear block cannot hit: no range covers it, and no listed address is its text.
-  Anything else (IPv6, junk) passes to the exact path.
+  Anything else (IPv6, junk) passes to the exact path. A store of addresses without ranges
+  (``ExactAddressScreen``) needs no parse at all: a listed address can only be hit by its own
+  text, so each row's text is hashed straight from its view and looked up in a set of the listed
+  texts' hashes (a blocked Bloom filter first).
 * Names (DNS queries, TLS SNI, HTTP hosts): the domain index's own Bloom filter over every
   suffix at a label boundary, hashed right to left exactly as the index hashes them; HTTP hosts
   first lose their port and trailing dots as ``match()`` normalises them.
