@@ -320,3 +320,31 @@ def test_exact_addresses_without_ranges_hit_by_text(listed: list[str], rows: lis
     got = sorted(set(zip(hits["uid"].to_list(), hits["seen"].to_list(), strict=True)))
     want = sorted({(c["uid"], a) for c in conn for a in (c["orig_h"], c["resp_h"]) if a in listed})
     assert got == want
+
+
+def test_exact_address_screen_ignores_view_padding() -> None:
+    """Bytes past a short text in its view are not the text: a writer may leave anything there
+    (here 0xAB), and the screen must still find the listed texts."""
+    import pyarrow as pa
+
+    texts = ["1.2.3.4", "::1", "10.0.0.1", "100.100.100.1"]
+    views = np.zeros((len(texts), 2), np.uint64)
+    raw = views.view(np.uint8).reshape(len(texts), 16)
+    data = b""
+    for i, t in enumerate(texts):
+        b = t.encode()
+        raw[i, :4] = np.frombuffer(np.uint32(len(b)).tobytes(), np.uint8)
+        raw[i, 4:] = 0xAB
+        if len(b) <= 12:
+            raw[i, 4 : 4 + len(b)] = np.frombuffer(b, np.uint8)
+        else:  # prefix, buffer 0, offset
+            raw[i, 4:8] = np.frombuffer(b[:4], np.uint8)
+            raw[i, 8:16] = np.frombuffer(np.array([0, len(data)], np.uint32).tobytes(), np.uint8)
+            data += b
+    arr = pa.Array.from_buffers(
+        pa.string_view(), len(texts), [None, pa.py_buffer(views.tobytes()), pa.py_buffer(data)]
+    )
+    column = pl.from_arrow(arr)
+    assert column.to_list() == texts  # type: ignore[union-attr]
+    screen = ExactAddressScreen.build(pl.Series(["1.2.3.4", "::1", "100.100.100.1"]))
+    assert screen.rows(column).tolist() == [0, 1, 3]  # type: ignore[arg-type]
