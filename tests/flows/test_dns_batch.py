@@ -11,6 +11,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -62,18 +63,28 @@ def rdata(draw: st.DrawFn, rtype: int) -> bytes:
         )
     if rtype in (2, 5, 12):
         return draw(names())
+    if rtype in (15, 65):
+        return b"\x00\x0a" + draw(names()) + draw(st.binary(max_size=3))
+    if rtype == 6:
+        return draw(names()) + draw(names()) + draw(st.binary(min_size=18, max_size=22))
+    if rtype in (16, 99):
+        strings = draw(st.lists(st.binary(max_size=8) | st.just(b"v=spf1 -all"), max_size=3))
+        raw = b"".join(bytes([len(x) + draw(st.sampled_from([0, 0, 0, 1]))]) + x for x in strings)
+        return raw
+    if rtype == 46:
+        return b"\x00\x01" + bytes(16) + draw(names()) + draw(st.binary(max_size=6))
     return draw(st.binary(max_size=12))
 
 
 @st.composite
-def messages(draw: st.DrawFn) -> bytes:
-    qr = draw(st.booleans())
+def messages(draw: st.DrawFn, qr: bool | None = None) -> bytes:
+    qr = draw(st.booleans()) if qr is None else qr
     opcode = draw(st.sampled_from([0, 0, 0, 0, 1, 5]))
     flags = (qr << 15) | (opcode << 11) | draw(st.integers(0, 0x7FF))
     questions = draw(st.lists(st.tuples(names(), st.sampled_from([1, 28, 12, 255])), max_size=2))
     answers = []
     for _ in range(draw(st.integers(0, 4))):
-        rtype = draw(st.sampled_from([1, 1, 28, 5, 12, 2, 15, 16, 65]))
+        rtype = draw(st.sampled_from([1, 1, 28, 5, 12, 2, 15, 16, 99, 65, 46, 6, 13, 33, 4321]))
         data = draw(rdata(rtype))
         answers.append(
             draw(names()) + struct.pack(">HHIH", rtype, 1, draw(st.integers(0, 2**32 - 1)), len(data))
@@ -99,9 +110,13 @@ def conversations(draw: st.DrawFn) -> tuple[int, int, list[tuple[int, bool, int,
     ports = draw(st.sampled_from([(40000, 53), (53, 53), (5353, 5353), (137, 137), (4000, 137)]))
     ts = 1_700_000_000_000_000_000
     parts = []
-    for _ in range(draw(st.integers(1, 3))):
+    lookups = draw(st.booleans())  # queries and replies taking turns, as resolvers send them
+    for k in range(draw(st.integers(1, 5))):
         ts += draw(st.sampled_from([0, 1, 1000, 10**9 * 9, 10**10, 10**10 + 1]))
-        parts.append((ts, draw(st.booleans()), 0, draw(messages())))
+        if lookups:
+            parts.append((ts, k % 2 == 0, 0, draw(messages(qr=k % 2 == 1))))
+        else:
+            parts.append((ts, draw(st.booleans()), 0, draw(messages())))
     return ports[0], ports[1], parts
 
 
@@ -147,7 +162,17 @@ def test_the_common_shapes_take_the_column_path() -> None:
     )
     r = struct.pack(">6H", 7, 0x8180, 1, 1, 0, 0) + q[12:]
     r += b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 300, 4) + b"\x5d\xb8\xd8\x22"
-    shapes = [[(0, True, 0, q), (5000, False, 0, r)], [(0, True, 0, q)], [(0, False, 0, r)]]
+    shapes = [
+        [(0, True, 0, q), (5000, False, 0, r)],
+        [(0, True, 0, q)],
+        [(0, False, 0, r)],
+        [
+            (0, True, 0, q),
+            (1, False, 0, r),
+            (2 * 10**10, True, 0, q),
+            (2 * 10**10 + 1, False, 0, r),
+        ],
+    ]
     n = len(shapes)
     batch = dns_batch.Batch(
         list(range(n)), [0.0] * n, [f"C{k}" for k in range(n)], ["10.0.0.1"] * n, [5000] * n,
@@ -159,6 +184,7 @@ def test_the_common_shapes_take_the_column_path() -> None:
     assert rows["C0"]["query"] == "example.org" and rows["C0"]["answers"] == ["93.184.216.34"]
     assert rows["C0"]["rtt"] == 5e-6 and rows["C1"]["answers"] is None
     assert rows["C2"]["query"] == "example.org" and rows["C2"]["qtype"] is None
+    assert len(table.filter(pa.compute.equal(table["uid"], "C3"))) == 2  # a lookup every 20 s
 
 
 @settings(max_examples=100, deadline=None)

@@ -2,9 +2,12 @@
 
 The Python analyser (``analyzers.dns``) reproduces Zeek's DNS script message by message; it costs
 tens of microseconds per conversation, and DNS lookups are most of the analysed connections. Most
-of those conversations are one of three shapes: a query from the originator and the reply with the
-same transaction ID within the session timeout, a lone query, or a lone reply from the responder.
-For those shapes the script's outcome is a fixed function of the two messages, so this module
+of those conversations are one of a few shapes: a query from the originator and the reply with the
+same transaction ID within the session timeout, queries alone (retried, unanswered), or replies
+alone from the responder.
+(More generally: queries from the originator each answered by the responder before the next, as
+a resolver reusing its port sends them.) For those shapes the script's outcome is a fixed function
+of each query and its reply, so this module
 parses every message of a batch with the compiled kernel (``dns_kernel``) and builds the rows as
 Arrow columns. Every other conversation (more messages, other answer types, NetBIOS, malformed or
 odd messages) is handed back to go through the Python analyser, which stays the reference.
@@ -85,36 +88,34 @@ def analyze(batch: Batch) -> tuple[pa.Table | None, np.ndarray, np.ndarray]:
         return None, np.zeros(n, np.bool_), np.ones(n, np.bool_)
     op = np.array(batch.orig_p, np.int64)
     rp = np.array(batch.resp_p, np.int64)
-    ok_conv = (op != 137) & (rp != 137) & (counts >= 1) & (counts <= 2)
-    m0 = np.minimum(first, max(m - 1, 0))
-    m1 = np.minimum(first + 1, max(m - 1, 0))
-    qr = (header[:, 1] & 0x8000) != 0
-    good = status == K.OK
-    one = counts == 1
-    two = counts == 2
-    lone_q = one & is_orig[m0] & ~qr[m0]
-    lone_r = one & ~is_orig[m0] & qr[m0]
     ts = ts_ns / 1e9
-    pair = (
-        two
-        & is_orig[m0]
-        & ~qr[m0]
-        & ~is_orig[m1]
-        & qr[m1]
-        & (header[m0, 0] == header[m1, 0])
-        & ~((ts[m0] + SESSION_TIMEOUT) <= ts[m1])
-        & good[m1]
-    )
-    fast = ok_conv & good[m0] & (lone_q | lone_r | pair)
+    qr = (header[:, 1] & 0x8000) != 0
+    kind = K.shapes(first, counts, is_orig, qr, header[:, 0], status == K.OK, ts, SESSION_TIMEOUT)
+    kind[(op == 137) | (rp == 137)] = K.OTHER  # NetBIOS names and NBSTAT: the Python analyser
+    fast = kind != K.OTHER
     rest = ~fast
-    confirmed = np.zeros(n, np.bool_)
     if not fast.any():
-        return None, confirmed, rest
-    confirmed = fast & ((header[m0, 6] == 1) | (two & (header[m1, 6] == 1)))
+        return None, np.zeros(n, np.bool_), rest
+    msg_conv = np.repeat(np.arange(n), counts)
+    confirmed = fast & (np.bincount(msg_conv, weights=header[:, 6], minlength=n) > 0)
 
-    rows = np.nonzero(fast)[0]
-    qmsg = np.where(lone_r[rows], -1, m0[rows])  # the query message, or -1
-    rmsg = np.where(lone_r[rows], m0[rows], np.where(pair[rows], m1[rows], -1))  # the reply
+    # One row per query (with the reply after it, if any) of an alternating conversation;
+    # rows are ordered by message so that answers follow them.
+    alt = np.nonzero(kind == K.ALTERNATING)[0]
+    per = (counts[alt] + 1) // 2
+    conv_a = np.repeat(alt, per)
+    k = np.arange(conv_a.shape[0]) - np.repeat(np.cumsum(per) - per, per)
+    q_a = first[conv_a] + 2 * k
+    r_a = np.where(q_a + 1 < first[conv_a] + counts[conv_a], q_a + 1, -1)
+    # Conversations of queries only or replies only: a row per message.
+    single = msg_conv[np.isin(kind[msg_conv], (K.QUERIES, K.REPLIES))]
+    each = np.nonzero(np.isin(kind[msg_conv], (K.QUERIES, K.REPLIES)))[0]
+    asks = kind[single] == K.QUERIES
+    rows = np.concatenate([conv_a, single])
+    qmsg = np.concatenate([q_a, np.where(asks, each, -1)])
+    rmsg = np.concatenate([r_a, np.where(asks, -1, each)])
+    order = np.argsort(np.where(qmsg >= 0, qmsg, rmsg), kind="stable")
+    rows, qmsg, rmsg = rows[order], qmsg[order], rmsg[order]
     has_q = qmsg >= 0
     has_r = rmsg >= 0
     qi = np.maximum(qmsg, 0)
@@ -128,11 +129,11 @@ def analyze(batch: Batch) -> tuple[pa.Table | None, np.ndarray, np.ndarray]:
     row_of_msg[rmsg[has_r]] = np.nonzero(has_r)[0]
     arow = row_of_msg[amsg] if answers.shape[0] else np.zeros(0, np.int64)
     with_reply = (arow >= 0) & (answers[:, 4] == 1)
-    none = np.iinfo(np.int64).max
-    first_reply = np.full(rows.shape[0], none, np.int64)
+    big = np.iinfo(np.int64).max
+    first_reply = np.full(rows.shape[0], big, np.int64)
     wr = np.nonzero(with_reply)[0]
     np.minimum.at(first_reply, arow[wr], wr)
-    replied = first_reply != none
+    replied = first_reply != big
     first_reply[~replied] = 0
     kept = with_reply & (answers[:, 6] > 0)
 

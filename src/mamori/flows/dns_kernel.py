@@ -20,6 +20,18 @@ MAX_QUERIES = 25  # Zeek's dns_max_queries
 NAME_ROOM = 512  # Zeek's name buffer
 
 OK, SHORT, FALLBACK = 0, 1, 2  # message status
+_UNKNOWN = np.frombuffer(b"<unknown type=", np.uint8)
+_TXT = np.frombuffer(b"TXT ", np.uint8)
+_SPF = np.frombuffer(b"SPF ", np.uint8)
+_RRSIG = np.frombuffer(b"RRSIG ", np.uint8)
+_ROOT = np.frombuffer(b"<Root>", np.uint8)
+# RR types dns_wire parses with a handler of its own (the rest are "<unknown type=N>")
+_KNOWN = np.zeros(65536, np.bool_)
+_KNOWN[[1, 28, 38, 2, 5, 12, 6, 15, 33, 16, 99, 11, 41, 250, 46, 48, 47, 50, 51, 43, 65534, 44]] = (
+    True
+)
+_KNOWN[[29, 64, 65, 13, 32, 249, 257]] = True
+OTHER, ALTERNATING, QUERIES, REPLIES = 0, 1, 2, 3  # conversation shapes (see shapes)
 
 
 @nb.njit(cache=True, inline="always")
@@ -283,15 +295,111 @@ def parse(buf: np.ndarray, offs: np.ndarray, lens: np.ndarray):  # type: ignore[
                 used, odd = _ipv6(text, used, raw16)
                 if odd:
                     status[i] = FALLBACK
-            elif rtype == 2 or rtype == 5 or rtype == 12:
+            elif rtype == 2 or rtype == 5 or rtype == 12 or rtype == 15:
+                if rtype == 15 and end - pos >= 2:
+                    pos += 2  # MX preference
                 pos, n, bad, text = _name(buf, base, end, pos, text, used)
                 if bad:
                     status[i] = FALLBACK
                 used += n
-            else:
-                status[i] = FALLBACK
+            elif rtype == 16 or rtype == 99:  # TXT, SPF: "TXT <len> <text>" per string
+                text = _room(text, used, 16 * rdlength + 64)
+                rest = rdlength
+                clean = True
+                count = 0
+                while rest > 0 and end - pos > 0:
+                    size = np.int64(buf[base + pos])
+                    pos += 1
+                    rest -= 1
+                    if size > rest:
+                        clean = False
+                        break
+                    if count:
+                        text[used] = 0x20
+                        used += 1
+                    count += 1
+                    for c in _TXT if rtype == 16 else _SPF:
+                        text[used] = c
+                        used += 1
+                    used = _decimal(text, used, size)
+                    text[used] = 0x20
+                    used += 1
+                    for j in range(size):
+                        c = buf[base + pos + j]
+                        if c < 0x20 or c >= 0x7F or c == 0x5C:
+                            status[i] = FALLBACK
+                        text[used + j] = c
+                    used += size
+                    pos += size
+                    rest -= size
+                if not clean or rest != 0:
+                    row[4] = 1
+                    row[5] = rat
+                    row[6] = used - rat
+                    done = True
+                    break
+            elif rtype == 46:  # RRSIG: "RRSIG <type covered> <signer>"
+                if end - pos < 18:
+                    row[4] = 0
+                    done = True
+                    break
+                covered = _u16(buf, base + pos)
+                start = pos + 18
+                for c in _RRSIG:
+                    text[used] = c
+                    used += 1
+                used = _decimal(text, used, covered)
+                text[used] = 0x20
+                used += 1
+                pos, n, bad, text = _name(buf, base, end, start, text, used)
+                if bad:
+                    status[i] = FALLBACK
+                if n == 0:
+                    text = _room(text, used, 8)
+                    for c in _ROOT:
+                        text[used + n] = c
+                        n += 1
+                used += n
+                pos += max(0, min(rdlength - ((pos - start) + 18), end - pos))
+            elif rtype == 6:  # SOA: logged as its MNAME
+                pos, n, bad, text = _name(buf, base, end, pos, text, used)
+                pos, _n2, bad2, text = _name(buf, base, end, pos, text, used + n)
+                if bad or bad2:
+                    status[i] = FALLBACK
+                if end - pos < 20:
+                    row[4] = 0
+                    done = True
+                    break
+                pos += 20
+                used += n
+            elif rtype == 64 or rtype == 65:  # SVCB, HTTPS: parsed, not logged
+                if end - pos < 3:
+                    row[4] = 0
+                    done = True
+                    break
+                start = pos
+                pos, n, bad, text = _name(buf, base, end, pos + 2, text, used)
+                if bad:
+                    status[i] = FALLBACK
+                pos = max(pos, start + rdlength)
+                row[4] = 0
+                continue
+            elif rtype == 13 or rtype == 32 or rtype == 249 or rtype == 257:
+                pos += rdlength  # HINFO, NB, TKEY, CAA: skipped, nothing logged
+                row[4] = 0
+                continue
+            elif _KNOWN[rtype]:
+                status[i] = FALLBACK  # rendered by the Python analyser only
                 done = True
                 break
+            else:  # a type Zeek does not parse
+                pos += rdlength
+                for c in _UNKNOWN:
+                    text[used] = c
+                    used += 1
+                used = _decimal(text, used, rtype)
+                text[used] = 0x3E
+                used += 1
             row[4] = 1
             row[5] = rat
             row[6] = used - rat
@@ -315,3 +423,77 @@ def gather(text: np.ndarray, at: np.ndarray, size: np.ndarray) -> tuple[np.ndarr
         for j in range(size[k]):
             data[o + j] = text[at[k] + j]
     return offsets, data
+
+
+@nb.njit(cache=True)
+def shapes(
+    first: np.ndarray,
+    counts: np.ndarray,
+    is_orig: np.ndarray,
+    qr: np.ndarray,
+    tid: np.ndarray,
+    good: np.ndarray,
+    ts: np.ndarray,
+    timeout: float,
+) -> np.ndarray:
+    """Each conversation's shape, when all its messages parsed in the kernel's subset:
+    QUERIES (queries only: each is a row of its own, as Zeek logs unanswered queries), REPLIES
+    (replies from the responder only: each a row of its own), ALTERNATING (queries from the
+    originator, each but perhaps the last followed by the responder's reply with its ID, no query
+    left waiting when the DNS session expires: a row per query with its reply) or OTHER.
+
+    The expiry follows the Python analyser's timer loop exactly (same float additions): a timer
+    every ``timeout`` seconds from the session's first message ends the session when the last
+    message is at least ``timeout - 1`` old.
+    """
+    n = first.shape[0]
+    out = np.zeros(n, np.int8)
+    for c in range(n):
+        f, k = first[c], counts[c]
+        if k == 0:
+            continue
+        ok = True
+        for j in range(f, f + k):
+            if not good[j]:
+                ok = False
+        if not ok:
+            continue
+        queries = replies = True
+        for j in range(f, f + k):
+            if qr[j]:
+                queries = False
+            if not qr[j] or is_orig[j]:
+                replies = False
+        if queries:
+            out[c] = QUERIES
+            continue
+        if replies:
+            out[c] = REPLIES
+            continue
+        nxt = ts[f] + timeout
+        last = ts[f]
+        for j in range(f, f + k):
+            reply = (j - f) % 2 == 1
+            if reply:
+                if is_orig[j] or not qr[j] or tid[j] != tid[j - 1]:
+                    ok = False
+                    break
+            elif not is_orig[j] or qr[j]:
+                ok = False
+                break
+            if j > f:
+                expired = False
+                while nxt <= ts[j]:
+                    if nxt - last >= timeout - 1.0:
+                        expired = True
+                        break
+                    nxt += timeout
+                if expired:
+                    if reply:
+                        ok = False
+                        break
+                    nxt = ts[j] + timeout
+            last = ts[j]
+        if ok:
+            out[c] = ALTERNATING
+    return out
