@@ -117,11 +117,15 @@ class FragmentReassembler:
         done_len = np.empty(n, np.int64)
         self._scal[K.C_OUT_TOP] = 0
         self._scal[K.C_DONE] = 0
-        cols = [c[name] for name in _KEY_COLUMNS + _FRAG_COLUMNS]
+        # The fragment rows' fields gathered first: the pass then reads them in sequence, not one
+        # scattered cache line per field and fragment.
+        cols = [c[name][rows] for name in _KEY_COLUMNS + _FRAG_COLUMNS]
+        at = np.arange(n)
         i = 0
+        data = np.ascontiguousarray(buf)
         while True:
             i, need = K.reassemble(
-                buf, rows, i, *cols,
+                data, at, i, *cols,
                 self._table, self._slot_int, self._slot_key, self._slot_hdr, self._part_int,
                 self._arena, self._scal, self._out, done_row, done_start, done_len,
                 MAX_PENDING, MAX_PENDING_BYTES, MAX_DATAGRAM,
@@ -133,7 +137,8 @@ class FragmentReassembler:
         if k == 0:
             return buf, pk
         top = int(self._scal[K.C_OUT_TOP])
-        return _merge(buf, pk, done_row[:k], self._out[:top], done_start[:k], done_len[:k])
+        completing = rows[done_row[:k]]
+        return _merge(buf, pk, completing, self._out[:top], done_start[:k], done_len[:k])
 
     def _grow(self, need: int, payload: int) -> None:
         """Room for the fragment a pass stopped at (see ``fragments_kernel.reassemble``)."""
@@ -146,11 +151,15 @@ class FragmentReassembler:
             self._part_int[: old.shape[0]] = old
             self._chain_free(self._part_int, old.shape[0], K.P_NEXT, K.C_FREE_PART)
         elif need == K.NEED_ARENA:
-            # Compacting drops the bytes of completed and dropped datagrams; the new arena holds
-            # twice what is live, so the copies cost O(1) per byte written.
-            live = int(self._scal[K.C_BYTES])
-            arena = np.empty(max(_MIN_ARENA, 2 * (live + payload)), np.uint8)
-            K.compact(self._slot_int, self._part_int, self._arena, self._scal, arena)
+            # Compacting drops the bytes of completed and dropped datagrams, in place while the
+            # live ones fill at most half the arena; a new arena holds three times what is live.
+            # Either way the room left is at least what was live: moves cost O(1) per byte
+            # written, and the arena stays under three times the byte bound.
+            want = int(self._scal[K.C_BYTES]) + payload
+            size = self._arena.shape[0]
+            same = 8 * want >= size and 2 * want <= size
+            arena = self._arena if same else np.empty(max(_MIN_ARENA, 3 * want), np.uint8)
+            K.compact(self._slot_int, self._part_int, self._arena, self._scal, arena, same)
             self._arena = arena
         else:
             top = int(self._scal[K.C_OUT_TOP])
@@ -216,10 +225,11 @@ def _merge(
     total = c["rec"].shape[0] + rows
     merged = {}
     for name in COLUMNS:
-        col = np.empty(total, c[name].dtype)
+        old = np.ascontiguousarray(c[name])
+        col = np.empty(total, old.dtype)
         if name == "parent":
-            K.spread_parents(c[name], extra[name], anchor, col)
+            K.spread_parents(old, extra[name], anchor, col)
         else:
-            K.spread(c[name], extra[name].astype(c[name].dtype, copy=False), anchor, col)
+            K.spread(old, extra[name].astype(old.dtype, copy=False), anchor, col)
         merged[name] = col
     return new_buf, PacketColumns(merged)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numba as nb
 import numpy as np
+from numba.core import cgutils, types
+from numba.extending import intrinsic
 
 # Per-slot integers (``slot_int`` columns).
 S_HDR = 0  # bytes of the offset-0 fragment's IP header held, 0 until it arrived
@@ -60,6 +62,33 @@ NEED_PART = 1
 NEED_ARENA = 2
 NEED_OUT = 3
 NEED_SLOT = 4
+
+
+@intrinsic
+def _move(typingctx, dst, d, src, s, n):  # type: ignore[no-untyped-def]
+    """``dst[d : d + n] = src[s : s + n]`` as one memmove (the caller keeps the ranges inside the
+    arrays): Numba's own slice copy goes byte by byte, which made copying fragment payloads the
+    largest cost of the pass."""
+    if not (
+        isinstance(dst, types.Array)
+        and isinstance(src, types.Array)
+        and dst.dtype == src.dtype
+        and dst.layout == "C"
+        and src.layout == "C"
+    ):
+        return None  # contiguous arrays of one type only
+    sig = types.void(dst, types.intp, src, types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        da = context.make_array(signature.args[0])(context, builder, args[0])
+        sa = context.make_array(signature.args[2])(context, builder, args[2])
+        size = context.get_abi_sizeof(context.get_data_type(signature.args[0].dtype))
+        dp = builder.gep(da.data, [args[1]])
+        sp = builder.gep(sa.data, [args[3]])
+        cgutils.raw_memmove(builder, dp, sp, args[4], size)
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 @nb.njit(cache=True, inline="always")
@@ -201,8 +230,7 @@ def _emit(slot_int: np.ndarray, slot_hdr: np.ndarray, part_int: np.ndarray, aren
         off = part_int[p, P_OFF]
         end = min(off + part_int[p, P_LEN], total)
         if end > off:
-            pos = part_int[p, P_POS]
-            out[data + off : data + end] = arena[pos : pos + end - off]
+            _move(out, data + off, arena, part_int[p, P_POS], end - off)
         p = part_int[p, P_NEXT]
     return hl + total
 
@@ -314,7 +342,9 @@ def reassemble(
                 scal[C_FREE_PART] = part_int[p, P_NEXT]
                 pos = scal[C_ARENA_TOP]
                 src = pay_off[r]
-                arena[pos : pos + cap] = buf[src : src + cap]
+                if cap > 0 and (src < 0 or src + cap > buf.shape[0]):
+                    raise ValueError("fragment payload outside the batch buffer")
+                _move(arena, pos, buf, src, cap)
                 scal[C_ARENA_TOP] = pos + cap
                 part_int[p, P_OFF] = off
                 part_int[p, P_LEN] = cap
@@ -361,20 +391,38 @@ def reassemble(
 
 @nb.njit(cache=True)
 def compact(slot_int: np.ndarray, part_int: np.ndarray, arena: np.ndarray, scal: np.ndarray,
-            new_arena: np.ndarray) -> None:  # fmt: skip
-    """Copy the pending parts' bytes to the front of ``new_arena`` (dead bytes left behind)."""
-    top = 0
+            new_arena: np.ndarray, same: bool) -> None:  # fmt: skip
+    """Move the pending parts' bytes to the front of ``new_arena``, which is ``arena`` itself when
+    ``same``: parts move in the order of their place, each to a place no later than its own."""
+    k = 0
     s = scal[C_OLDEST]
     while s >= 0:
         p = slot_int[s, S_HEAD]
         while p >= 0:
-            n = part_int[p, P_LEN]
-            pos = part_int[p, P_POS]
-            new_arena[top : top + n] = arena[pos : pos + n]
-            part_int[p, P_POS] = top
-            top += n
+            k += 1
             p = part_int[p, P_NEXT]
         s = slot_int[s, S_NEXT]
+    parts = np.empty(k, np.int64)
+    place = np.empty(k, np.int64)
+    k = 0
+    s = scal[C_OLDEST]
+    while s >= 0:
+        p = slot_int[s, S_HEAD]
+        while p >= 0:
+            parts[k] = p
+            place[k] = part_int[p, P_POS]
+            k += 1
+            p = part_int[p, P_NEXT]
+        s = slot_int[s, S_NEXT]
+    top = 0
+    for i in np.argsort(place):
+        p = parts[i]
+        n = part_int[p, P_LEN]
+        pos = part_int[p, P_POS]
+        if pos != top or not same:
+            _move(new_arena, top, arena, pos, n)
+        part_int[p, P_POS] = top
+        top += n
     scal[C_ARENA_TOP] = top
 
 
@@ -387,12 +435,12 @@ def spread(old: np.ndarray, extra: np.ndarray, anchor: np.ndarray, out: np.ndarr
     for j in range(anchor.shape[0]):
         a = anchor[j] + 1
         if a > s:
-            out[o : o + a - s] = old[s:a]
+            _move(out, o, old, s, a - s)
             o += a - s
             s = a
         out[o] = extra[j]
         o += 1
-    out[o:] = old[s:]
+    _move(out, o, old, s, old.shape[0] - s)
 
 
 @nb.njit(cache=True)
