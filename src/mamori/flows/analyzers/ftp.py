@@ -61,6 +61,7 @@ _REPLIES: dict[str, set[int]] = {
     "MLSD": {150, 226, 250, 500, 501, 550}, "CLNT": {200, 500}, "MACB": {200, 500, 550}, "<missing>": {0},
 }  # fmt: skip
 _DIR_CMDS = {("CWD", 250), ("CDUP", 200), ("CDUP", 250), ("PWD", 257), ("XPWD", 257)}
+_WORD = re.compile(rb"[A-Za-z]+")
 _PASV = re.compile(rb"(\d+),(\d+),(\d+),(\d+),(\d+),(\d+)")
 _EPSV = re.compile(rb"\((.)\1\1(\d+)\1\)")
 _CONT_OK = re.compile(r"^[1-9][0-9]{2} [\x20-\x7e]{10}")
@@ -171,7 +172,7 @@ def _message(st: _State) -> None:
 
 def _request(st: _State, line: bytes) -> None:
     text = line.lstrip(b" \t")
-    word = re.match(rb"[A-Za-z]+", text)
+    word = _WORD.match(text)
     if not word or (word.end() < len(text) and text[word.end()] not in b" \t"):
         return  # not an FTP command: Zeek ignores the line
     cmd = word.group().decode().upper()
@@ -290,12 +291,22 @@ class FTPAnalyzer:
             for seg in conv.segments:
                 st.ts = seg.ts
                 buf = bufs[seg.is_orig]
-                buf.extend(seg.data)
-                while (nl := buf.find(b"\n")) >= 0:
-                    line = bytes(buf[:nl]).rstrip(b"\r")
-                    del buf[: nl + 1]
+                data = seg.data
+                if buf:  # a partial line waits for its end: join it once, only then
+                    buf += data
+                    if data.find(b"\n") < 0:
+                        continue
+                    data = bytes(buf)
+                    buf.clear()
+                handle = _request if seg.is_orig else _reply
+                pos = 0
+                while (nl := data.find(b"\n", pos)) >= 0:
+                    line = data[pos:nl].rstrip(b"\r")
+                    pos = nl + 1
                     if line:
-                        (_request if seg.is_orig else _reply)(st, line)
+                        handle(st, line)
+                if pos < len(data):
+                    buf += memoryview(data)[pos:]
             for seq in sorted(st.pending):  # connection end: flush what never got a final reply
                 st.cmdarg = st.pending[seq]
                 _message(st)
