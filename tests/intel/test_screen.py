@@ -149,13 +149,22 @@ def test_exact_address_screen_is_text_membership(
 ) -> None:
     """The exact-address screen lets through exactly the rows whose text is listed: texts of
     every length class, nulls and empty strings, columns of several chunks, and bytes that lie
-    at any alignment in their buffer (a prefix cut off each text moves it)."""
+    at any alignment in their buffer (a prefix cut off each text moves it); whole, and in small
+    pieces on threads (a piece may start anywhere in a chunk and its validity bits)."""
     texts = texts + data.draw(st.lists(st.sampled_from(listed), max_size=5)) if listed else texts
     shifted = pl.Series([None if t is None else "x" * pad + t for t in texts], dtype=pl.String)
     column = _chunked(shifted.str.slice(pad).to_list(), cuts) if pad % 2 else shifted.str.slice(pad)
     screen = ExactAddressScreen.build(pl.Series(listed, dtype=pl.String))
     want = [i for i, t in enumerate(texts) if t and t in set(listed)]
     assert screen.rows(column).tolist() == want
+    import mamori.intel.screen as screen_module
+
+    piece = screen_module._PIECE
+    screen_module._PIECE = data.draw(st.integers(1, 9))  # pieces cut inside chunks, on threads
+    try:
+        assert screen.rows(column).tolist() == want
+    finally:
+        screen_module._PIECE = piece
 
 
 # ---- names -----------------------------------------------------------------------------------

@@ -28,7 +28,9 @@ The kernels hold no GIL and are single-threaded: ``match()`` runs two columns at
 from __future__ import annotations
 
 import ctypes
+import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numba as nb
@@ -316,6 +318,8 @@ def _fill_texts(hashes, bloom, bshift, table, tmask):  # type: ignore[no-untyped
 
 
 _NO_BLOOM = np.zeros(1, np.uint64)
+_PIECE = 1 << 20  # rows a thread screens at a time
+_WORKERS = min(os.cpu_count() or 1, 4)
 
 
 def _chunk_words(c: _Chunk) -> tuple[object, ...]:
@@ -356,14 +360,29 @@ class ExactAddressScreen:
         return cls(bloom, 64 - wbits, table, tmask)
 
     def rows(self, series: pl.Series) -> np.ndarray:
-        """Positions of the rows whose text is listed (int64, ascending)."""
-        parts, start = [], 0
+        """Positions of the rows whose text is listed (int64, ascending). A large column goes in
+        pieces of ``_PIECE`` rows to a few threads (the kernel holds no GIL): the two address
+        columns of conn cost unequally (the responders' longer texts are read from the data),
+        so a thread per column would leave a core idle while the longer one finishes."""
+        pieces, start = [], 0
         for c in _chunks(series):
-            out = np.empty(len(c.views), np.int64)
-            k = _texts(*_chunk_words(c), self.bloom, self.bshift, self.table, self.tmask, True, out)
-            parts.append(out[:k] + start)
-            start += len(c.views)
-        return _rows(parts)
+            n = len(c.views)
+            pieces += [(c, lo, min(n, lo + _PIECE), start + lo) for lo in range(0, n, _PIECE)]
+            start += n
+
+        def run(piece: tuple[_Chunk, int, int, int]) -> np.ndarray:
+            c, lo, hi, at = piece
+            out = np.empty(hi - lo, np.int64)
+            k = _texts(
+                c.views[lo:hi], c.words, c.base, c.valid, c.bit0 + lo,
+                self.bloom, self.bshift, self.table, self.tmask, True, out,
+            )  # fmt: skip
+            return out[:k] + at
+
+        if len(pieces) < 2:
+            return _rows([run(p) for p in pieces])
+        with ThreadPoolExecutor(_WORKERS) as pool:
+            return _rows(list(pool.map(run, pieces)))
 
 
 # ---- names -----------------------------------------------------------------------------------
