@@ -1,0 +1,124 @@
+"""CPU time of each protocol analyser per conversation, this tree against an earlier revision.
+
+    python benchmarks/bench_analyzers.py benchmarks/work/workload-10r.pcap --against 9729d08
+
+The capture is ingested once (this tree's pipeline) to collect the conversations the tracker hands
+to each analyser; both trees' analysers then parse exactly those conversations, each in its own
+process, alternating rounds so a busy machine weighs on both alike (the earlier tree comes from
+``git archive REV src``, put first on ``PYTHONPATH``). Reported: CPU microseconds per conversation,
+best of ``--rounds``, and the ratio earlier/now; the outputs of both trees are compared too, and a
+difference is reported (speed never at the cost of a changed record).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import subprocess
+import sys
+import tarfile
+import tempfile
+from io import BytesIO
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Run in a child process: parse every conversation of every analyser, print CPU-s per analyser and
+# write the rows (for the comparison) next to the conversations.
+_CHILD = r"""
+import json, pickle, sys, time
+from mamori.flows.analyzers.base import registered
+convs = pickle.load(open(sys.argv[1], "rb"))
+analyzers = registered()
+times, out = {}, {}
+for service, items in sorted(convs.items()):
+    a = analyzers[service]
+    t = time.process_time()
+    results = [a.analyze(c) for c in items]
+    times[service] = time.process_time() - t
+    out[service] = [(r.services(a), r.tables(a)) for r in results]
+pickle.dump(out, open(sys.argv[2], "wb"))
+print(json.dumps(times))
+"""
+
+
+def collect(capture: Path, dest: Path) -> dict[str, int]:
+    """Ingest ``capture`` into a scratch lake and keep every conversation an analyser received."""
+    import mamori.flows.pipeline as P
+    from mamori.config import Settings
+    from mamori.lake.writer import LakeWriter
+
+    convs: dict[str, list[object]] = {}
+    real = P._safe_analyze
+
+    def keep(analyzer, conv):  # type: ignore[no-untyped-def]
+        convs.setdefault(analyzer.service, []).append(conv)
+        return real(analyzer, conv)
+
+    P._safe_analyze = keep
+    with tempfile.TemporaryDirectory() as lake, LakeWriter(Path(lake)) as writer:
+        P.Ingest(Settings(), writer).capture(capture)
+    P._safe_analyze = real
+    dest.write_bytes(pickle.dumps(convs))
+    return {k: len(v) for k, v in convs.items()}
+
+
+def earlier_tree(rev: str, into: Path) -> Path:
+    """``src`` of revision ``rev``, unpacked under ``into``."""
+    blob = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", rev, "src"], check=True, capture_output=True
+    ).stdout
+    with tarfile.open(fileobj=BytesIO(blob)) as tar:
+        tar.extractall(into, filter="data")
+    return into / "src"
+
+
+def run(convs: Path, rows: Path, pythonpath: str | None) -> dict[str, float]:
+    env = dict(os.environ)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    else:
+        env.pop("PYTHONPATH", None)
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(convs), str(rows)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("capture", type=Path)
+    ap.add_argument("--against", required=True, help="earlier git revision to compare with")
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        counts = collect(args.capture, work / "convs.pkl")
+        old_src = earlier_tree(args.against, work / "old")
+        best: dict[str, dict[str, float]] = {"now": {}, "earlier": {}}
+        for _ in range(args.rounds):
+            for label, path in (("earlier", str(old_src)), ("now", None)):
+                times = run(work / "convs.pkl", work / f"rows-{label}.pkl", path)
+                for service, sec in times.items():
+                    best[label][service] = min(best[label].get(service, sec), sec)
+        same = pickle.loads((work / "rows-now.pkl").read_bytes()) == pickle.loads(
+            (work / "rows-earlier.pkl").read_bytes()
+        )
+    load = os.getloadavg()
+    print(f"{args.capture.name}: earlier = {args.against}, load average {load[0]:.1f}")
+    print(f"{'analyser':9s} {'convs':>7s} {'earlier us':>11s} {'now us':>8s} {'ratio':>6s}")
+    for service in sorted(counts, key=lambda s: -best["earlier"].get(s, 0)):
+        n = counts[service]
+        old_us, new_us = (1e6 * best[k][service] / n for k in ("earlier", "now"))
+        print(f"{service:9s} {n:7d} {old_us:11.1f} {new_us:8.1f} {old_us / new_us:5.2f}x")
+    print("records identical" if same else "RECORDS DIFFER between the two trees")
+
+
+if __name__ == "__main__":
+    main()
