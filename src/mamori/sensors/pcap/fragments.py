@@ -93,6 +93,7 @@ class FragmentReassembler:
         self._part_int = np.zeros((0, K.PART_INTS), np.int64)
         self._arena = np.zeros(0, np.uint8)
         self._out = np.zeros(0, np.uint8)  # the current batch's completed datagrams
+        self._buf = np.zeros(0, np.uint8)  # the batch buffer returned with datagrams appended
 
     @property
     def pending(self) -> PendingView:
@@ -107,6 +108,13 @@ class FragmentReassembler:
         return int(self._scal[K.C_DROPPED])
 
     def apply(self, buf: np.ndarray, pk: PacketColumns) -> tuple[np.ndarray, PacketColumns]:
+        """The batch's buffer and rows with the datagrams its fragments completed added.
+
+        Without a completed datagram, ``buf`` and ``pk`` come back as they are. Otherwise the
+        returned buffer, like a batch's, is valid until the next call (this object reuses it), and
+        ``pk`` is consumed: its columns are grown in place where they have room (``decode``
+        leaves it), so the caller uses only what is returned, as ``Ingest`` does.
+        """
         c = pk.cols
         rows = np.flatnonzero(c["status"] == FRAGMENT)
         if rows.size == 0:
@@ -138,7 +146,65 @@ class FragmentReassembler:
             return buf, pk
         top = int(self._scal[K.C_OUT_TOP])
         completing = rows[done_row[:k]]
-        return _merge(buf, pk, completing, self._out[:top], done_start[:k], done_len[:k])
+        return self._merge(buf, pk, completing, self._out[:top], done_start[:k], done_len[:k])
+
+    def _merge(
+        self,
+        buf: np.ndarray,
+        pk: PacketColumns,
+        completing: np.ndarray,
+        packets: np.ndarray,
+        starts: np.ndarray,
+        lens: np.ndarray,
+    ) -> tuple[np.ndarray, PacketColumns]:
+        """The batch with each completed datagram decoded into rows right after ``completing``.
+
+        Ingest runs with a low mmap threshold (``flows.memory``), so every fresh batch-sized array
+        is new pages, faulted in one by one: copying the batch into a fresh buffer and its columns
+        into fresh arrays cost ten times the reassembly. The buffer is therefore this object's,
+        reused, and the columns grow in place where ``decode`` left them room.
+        """
+        c = pk.cols
+        base = buf.shape[0]
+        size = base + packets.shape[0]
+        if self._buf.shape[0] < size:
+            self._buf = np.empty(size + size // 8, np.uint8)
+        new_buf = self._buf[:size]
+        new_buf[:base] = buf
+        new_buf[base:] = packets
+        n = completing.shape[0]
+        cap = 2 * n + 4
+        while True:
+            extra = {name: np.empty(cap, dtype) for name, dtype in COLUMNS.items()}
+            rows = decode_batch(
+                new_buf, starts + base, lens.astype(np.int32), np.full(n, LINK_RAW, np.int32),
+                *(extra[name] for name in COLUMNS),
+            )  # fmt: skip
+            if rows < cap:
+                break
+            cap *= 2
+        extra = {k: v[:rows] for k, v in extra.items()}
+        anchor = completing[extra["rec"]]  # ``rec`` of an extra row: its datagram
+        # Synthetic rows inherit the record (time, provenance), the tunnel parent and VLAN of the
+        # fragment that completed them; ``done`` is in row order and a fragment completes at most
+        # one datagram, so the anchors never decrease.
+        extra["rec"] = c["rec"][anchor]
+        extra["depth"] = extra["depth"] + c["depth"][anchor]
+        extra["vlan"] = c["vlan"][anchor]
+        n_old = len(pk)
+        total = n_old + rows
+        merged = {}
+        for name in COLUMNS:
+            col = _room(c[name], total)
+            if col is None:
+                col = np.empty(total, c[name].dtype)
+                col[:n_old] = c[name]
+            more = np.ascontiguousarray(extra[name], col.dtype)
+            if name == "parent":
+                K.renumber_parents(col, n_old, more, anchor)
+            K.insert_rows(col, n_old, more, anchor)
+            merged[name] = col
+        return new_buf, PacketColumns(merged)
 
     def _grow(self, need: int, payload: int) -> None:
         """Room for the fragment a pass stopped at (see ``fragments_kernel.reassemble``)."""
@@ -189,47 +255,19 @@ class FragmentReassembler:
         self._scal[head] = first
 
 
-def _merge(
-    buf: np.ndarray,
-    pk: PacketColumns,
-    completing: np.ndarray,
-    packets: np.ndarray,
-    starts: np.ndarray,
-    lens: np.ndarray,
-) -> tuple[np.ndarray, PacketColumns]:
-    """The batch with each completed datagram decoded into rows right after ``completing``."""
-    c = pk.cols
-    base = buf.shape[0]
-    new_buf = np.empty(base + packets.shape[0], np.uint8)
-    new_buf[:base] = buf
-    new_buf[base:] = packets
-    n = completing.shape[0]
-    cap = 2 * n + 4
-    while True:
-        extra = {name: np.empty(cap, dtype) for name, dtype in COLUMNS.items()}
-        rows = decode_batch(
-            new_buf, starts + base, lens.astype(np.int32), np.full(n, LINK_RAW, np.int32),
-            *(extra[name] for name in COLUMNS),
-        )  # fmt: skip
-        if rows < cap:
-            break
-        cap *= 2
-    extra = {k: v[:rows] for k, v in extra.items()}
-    anchor = completing[extra["rec"]]  # ``rec`` of an extra row: its datagram
-    # Synthetic rows inherit the record (time, provenance), the tunnel parent and VLAN of the
-    # fragment that completed them; ``done`` is in row order and a fragment completes at most one
-    # datagram, so the anchors never decrease.
-    extra["rec"] = c["rec"][anchor]
-    extra["depth"] = extra["depth"] + c["depth"][anchor]
-    extra["vlan"] = c["vlan"][anchor]
-    total = c["rec"].shape[0] + rows
-    merged = {}
-    for name in COLUMNS:
-        old = np.ascontiguousarray(c[name])
-        col = np.empty(total, old.dtype)
-        if name == "parent":
-            K.spread_parents(old, extra[name], anchor, col)
-        else:
-            K.spread(old, extra[name].astype(old.dtype, copy=False), anchor, col)
-        merged[name] = col
-    return new_buf, PacketColumns(merged)
+def _room(col: np.ndarray, total: int) -> np.ndarray | None:
+    """``col`` grown to ``total`` rows in place, when it is the start of a larger writable array
+    (as ``decode`` returns its columns), else None."""
+    b = col.base
+    if (
+        isinstance(b, np.ndarray)
+        and b.ndim == 1
+        and b.dtype == col.dtype
+        and b.shape[0] >= total
+        and b.flags.c_contiguous
+        and b.flags.writeable
+        and col.flags.c_contiguous
+        and col.ctypes.data == b.ctypes.data
+    ):
+        return b[:total]
+    return None

@@ -427,55 +427,34 @@ def compact(slot_int: np.ndarray, part_int: np.ndarray, arena: np.ndarray, scal:
 
 
 @nb.njit(cache=True)
-def spread(old: np.ndarray, extra: np.ndarray, anchor: np.ndarray, out: np.ndarray) -> None:
-    """``out`` = ``old`` with ``extra[j]`` inserted right after row ``anchor[j]`` (non-decreasing;
-    several extras after one row keep their order)."""
-    o = 0
-    s = 0
-    for j in range(anchor.shape[0]):
+def insert_rows(col: np.ndarray, n: int, extra: np.ndarray, anchor: np.ndarray) -> None:
+    """With the old rows in ``col[:n]`` and room for the extras behind them, put ``extra[j]``
+    right after old row ``anchor[j]`` (non-decreasing; extras after one row keep their order).
+    Works from the end, so each old row moves once, by one memmove per run of rows."""
+    o = n + anchor.shape[0]
+    s = n
+    for j in range(anchor.shape[0] - 1, -1, -1):
         a = anchor[j] + 1
-        if a > s:
-            _move(out, o, old, s, a - s)
-            o += a - s
+        if s > a:
+            o -= s - a
+            _move(col, o, col, a, s - a)
             s = a
-        out[o] = extra[j]
-        o += 1
-    _move(out, o, old, s, old.shape[0] - s)
+        o -= 1
+        col[o] = extra[j]
 
 
 @nb.njit(cache=True)
-def spread_parents(old: np.ndarray, extra: np.ndarray, anchor: np.ndarray, out: np.ndarray) -> None:
-    """The ``parent`` column of :func:`spread`'s result: links renumbered to the new rows; an
-    extra row without a parent of its own (-1) takes its anchor's, one with a parent among the
-    extras (an index into them) points at that extra's new row."""
-    n_old = old.shape[0]
-    m = anchor.shape[0]
-    new_pos = np.empty(n_old, np.int64)
-    ins_pos = np.empty(m, np.int64)
-    o = 0
-    s = 0
-    for j in range(m):
-        a = anchor[j] + 1
-        while s < a:
-            new_pos[s] = o
-            o += 1
-            s += 1
-        ins_pos[j] = o
-        o += 1
-    while s < n_old:
-        new_pos[s] = o
-        o += 1
-        s += 1
-    for i in range(n_old):
-        p = old[i]
-        out[new_pos[i]] = new_pos[p] if p >= 0 else -1
-    for j in range(m):
+def renumber_parents(par: np.ndarray, n: int, extra: np.ndarray, anchor: np.ndarray) -> None:
+    """Before :func:`insert_rows` on the ``parent`` column: old links (``par[:n]``) become the new
+    row numbers; an extra row without a parent of its own (-1) takes its anchor's, one whose
+    parent is another extra (an index into them) points at that extra's new row."""
+    for i in range(n):
+        p = par[i]
+        if p >= 0:  # extras anchored before row p now precede it
+            par[i] = p + np.searchsorted(anchor, p)
+    for j in range(extra.shape[0]):
         p = extra[j]
-        if p < 0:
-            q = old[anchor[j]]
-            out[ins_pos[j]] = new_pos[q] if q >= 0 else -1
-        else:
-            out[ins_pos[j]] = ins_pos[p]
+        extra[j] = par[anchor[j]] if p < 0 else anchor[p] + 1 + p
 
 
 @nb.njit(cache=True)
