@@ -9,6 +9,11 @@ private empty one (``XDG_DATA_HOME``), so a developer's store cannot change the 
     python benchmarks/bench_patrol.py [--capture benchmarks/work/workload-200k.pcap] [--repeat 3]
         [--baseline-src DIR]
 
+``--stages``: then, on the lake of the last patrol round, time patrol's stages after ingest one by
+one in a child process (opening the lake, detection as patrol runs it, the traffic charts,
+correlation, writing the reports), in wall and CPU seconds, with the load average: where what
+patrol adds to ingest goes.
+
 ``--baseline-src DIR``: also time ``mamori patrol`` with ``PYTHONPATH=DIR`` (another ``src`` tree,
 e.g. this one with the detection files of an earlier commit) in the same rounds, so a change to
 patrol is measured against its predecessor under the same load, beside the same ingest.
@@ -22,6 +27,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -54,7 +60,12 @@ def main() -> None:
     ap.add_argument("--capture", type=Path, default=HERE / "work" / "workload-200k.pcap")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--baseline-src", type=Path, help="a src tree to time patrol with as well")
+    ap.add_argument("--stages", action="store_true", help="time patrol's stages after ingest")
+    ap.add_argument("--stages-of", type=Path, help=argparse.SUPPRESS)  # the child's own mode
     a = ap.parse_args()
+    if a.stages_of:
+        stages(a.stages_of)
+        return
     mamori = shutil.which("mamori") or "mamori"
     scratch = Path(tempfile.mkdtemp(prefix="mamori-bench-patrol-"))
     env = {**os.environ, "XDG_DATA_HOME": str(scratch / "xdg")}
@@ -97,7 +108,12 @@ def main() -> None:
             ),
             flush=True,
         )
-        for d in (f"ingest-{i}", f"patrol-lake-{i}", f"patrol-lake-{1000 + i}"):
+        last = i == a.repeat - 1 and a.stages
+        for d in (
+            f"ingest-{i}",
+            *([] if last else [f"patrol-lake-{i}"]),
+            f"patrol-lake-{1000 + i}",
+        ):
             shutil.rmtree(scratch / d, ignore_errors=True)
     report = json.loads((scratch / f"patrol-{a.repeat - 1}" / "report.json").read_text())
     summary = report["summary"]
@@ -128,7 +144,66 @@ def main() -> None:
         old = json.loads((scratch / f"patrol-{1000 + a.repeat - 1}" / "report.json").read_text())
         print(f"baseline patrol found {old['summary']['alerts']} alerts, "
               f"{old['summary']['incidents']} incidents")  # fmt: skip
+    print(f"\nPATROL / INGEST (wall, median of {a.repeat}): {ratio('wall')}; CPU {ratio('cpu')}; "
+          f"patrol peak RSS {med('rss_mb', 1):,.0f} MB (largest process)")  # fmt: skip
+    if a.stages:
+        lake = scratch / f"patrol-lake-{a.repeat - 1}"
+        print("\nStages after ingest, on the last round's lake (child process):", flush=True)
+        subprocess.run([sys.executable, __file__, "--stages-of", str(lake)], env=env, check=True)
     shutil.rmtree(scratch, ignore_errors=True)
+
+
+def stages(lake: Path) -> None:
+    """Each stage patrol runs after ingest, timed alone (wall and this process's CPU)."""
+    import resource
+    from datetime import UTC, datetime
+
+    def cpu() -> float:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+
+    rows: list[tuple[str, float, float]] = []
+
+    def timed_stage(name: str, fn):  # type: ignore[no-untyped-def]
+        t, c = time.perf_counter(), cpu()
+        out = fn()
+        rows.append((name, time.perf_counter() - t, cpu() - c))
+        return out
+
+    load = os.getloadavg()
+    from mamori.config import load_settings
+    from mamori.correlate.incidents import correlate, host_aliases
+    from mamori.detect.base import registered
+    from mamori.detect.engine import lake_frames, run_detectors
+    from mamori.patrol import _indicators, _traffic, build_report
+    from mamori.report.patrol import write_html, write_json
+
+    tables = sorted({t for d in registered().values() for t in d.reads} | {"conn"})
+    frames = timed_stage("open the lake", lambda: lake_frames(lake, tables))
+    run = timed_stage("detection (run_detectors)", lambda: run_detectors(frames))
+    traffic = timed_stage("traffic charts (_traffic)", lambda: _traffic(frames["conn"]))
+    settings = load_settings(None)
+    incidents = timed_stage(
+        "correlation",
+        lambda: correlate(
+            run.alerts, indicators=_indicators(None), aliases=host_aliases(settings.host_addresses)
+        ),
+    )
+    report = build_report(
+        [], frames["conn"], run.alerts, incidents, run.failed, datetime.now(UTC), lake=lake,
+        traffic=traffic,
+    )  # fmt: skip
+    out = Path(tempfile.mkdtemp(prefix="mamori-bench-stages-"))
+    timed_stage("report.json", lambda: write_json(report, out / "report.json"))
+    timed_stage("report.html", lambda: write_html(report, out / "report.html"))
+    shutil.rmtree(out, ignore_errors=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; {run.alerts.height} alerts, "
+          f"{len(incidents)} incidents; peak RSS {peak:,.0f} MB\n")  # fmt: skip
+    print("| stage | wall s | CPU s |")
+    print("|---|---:|---:|")
+    for name, wall, used in rows:
+        print(f"| {name} | {wall:.2f} | {used:.2f} |")
 
 
 if __name__ == "__main__":
