@@ -63,7 +63,8 @@ def test_wrong_columns_are_rejected(tmp_path: Path) -> None:
 @given(st.lists(st.integers(-400, 400), min_size=1, max_size=30))
 @settings(max_examples=40)
 def test_every_row_lands_in_its_own_day(days: list[int]) -> None:
-    """Unsorted rows, several days per flush, dates before 1970: each row in its UTC day."""
+    """Unsorted rows, several days per flush, dates before 1970: each row in its UTC day, in
+    the order it was written."""
     with tempfile.TemporaryDirectory() as tmp:
         with LakeWriter(Path(tmp), flush_rows=7) as w:
             w.write("conn", _conn_rows(days))
@@ -76,6 +77,10 @@ def test_every_row_lands_in_its_own_day(days: list[int]) -> None:
             }
         )
         assert got == want
+        # Within a file, rows keep the order they were written in (uids are C0, C1, ...).
+        for f in (Path(tmp) / "conn").rglob("*.parquet"):
+            order = [int(u[1:]) for u in pq.read_table(f, columns=["uid"])["uid"].to_pylist()]
+            assert order == sorted(order)
 
 
 def test_many_small_writes_are_compacted_and_keep_every_row_in_order(tmp_path: Path) -> None:

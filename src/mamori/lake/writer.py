@@ -7,6 +7,7 @@ every later query slower. Partitioning by the record's own date (UTC) keeps a da
 from __future__ import annotations
 
 import uuid
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -90,13 +91,24 @@ class LakeWriter:
         # Day numbers from the integer microseconds: formatting every row's timestamp as text
         # (pc.strftime) cost more than the Parquet encoding itself.
         micros = data["ts"].cast(pa.int64()).to_numpy()
-        days = np.floor_divide(micros, _DAY_US)
-        present = np.unique(days)
-        for day in present:
-            chunk = data if len(present) == 1 else data.filter(pa.array(days == day))
-            date = (_EPOCH + np.timedelta64(int(day), "D")).astype(str)
+        for day, chunk in _by_day(data, np.floor_divide(micros, _DAY_US)):
+            date = (_EPOCH + np.timedelta64(day, "D")).astype(str)
             folder = self.root / table / f"date={date}"
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"part-{uuid.uuid4().hex}.parquet"
             pq.write_table(chunk, path, compression="zstd", **_encoding(chunk.schema))
             self.files.append(path)
+
+
+def _by_day(data: pa.Table, days: np.ndarray) -> list[tuple[int, pa.Table]]:
+    """The rows of each day, in their order. A merged capture can span many days in one flush:
+    one stable sort and a slice per day cost one pass, where a filter per day cost one pass per
+    day (a third of the writer's own CPU on the workload)."""
+    lo, hi = int(days.min()), int(days.max())
+    if lo == hi:
+        return [(lo, data)]
+    order = np.argsort(days, kind="stable")
+    ordered = days[order]
+    data = data.take(pa.array(order))
+    cuts = [0, *(np.flatnonzero(ordered[1:] != ordered[:-1]) + 1).tolist(), len(ordered)]
+    return [(int(ordered[a]), data.slice(a, b - a)) for a, b in pairwise(cuts)]
