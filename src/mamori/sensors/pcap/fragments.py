@@ -202,7 +202,7 @@ class FragmentReassembler:
             more = np.ascontiguousarray(extra[name], col.dtype)
             if name == "parent":
                 K.renumber_parents(col, n_old, more, anchor)
-            K.insert_rows(col, n_old, more, anchor)
+            K.insert_rows(col.view(np.uint8), n_old, more.view(np.uint8), anchor, col.itemsize)
             merged[name] = col
         return new_buf, PacketColumns(merged)
 
@@ -217,16 +217,18 @@ class FragmentReassembler:
             self._part_int[: old.shape[0]] = old
             self._chain_free(self._part_int, old.shape[0], K.P_NEXT, K.C_FREE_PART)
         elif need == K.NEED_ARENA:
-            # Compacting drops the bytes of completed and dropped datagrams, in place while the
-            # live ones fill at most half the arena; a new arena holds three times what is live.
-            # Either way the room left is at least what was live: moves cost O(1) per byte
-            # written, and the arena stays under three times the byte bound.
+            # Compacting drops the bytes of completed and dropped datagrams; the pass may then
+            # fill up to three times what is live, so moves cost O(1) per byte written. The arena
+            # is reserved once for the byte bound (address space: a page is only resident once
+            # the arena reached it) and compacted in place; only a datagram alone past the bound
+            # makes a new one.
             want = int(self._scal[K.C_BYTES]) + payload
-            size = self._arena.shape[0]
-            same = 8 * want >= size and 2 * want <= size
-            arena = self._arena if same else np.empty(max(_MIN_ARENA, 3 * want), np.uint8)
+            end = max(_MIN_ARENA, 3 * want)
+            same = end <= self._arena.shape[0]
+            arena = self._arena if same else np.empty(max(end, 3 * MAX_PENDING_BYTES), np.uint8)
             K.compact(self._slot_int, self._part_int, self._arena, self._scal, arena, same)
             self._arena = arena
+            self._scal[K.C_ARENA_END] = end
         else:
             top = int(self._scal[K.C_OUT_TOP])
             out = np.empty(

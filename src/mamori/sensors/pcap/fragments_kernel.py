@@ -52,7 +52,8 @@ C_FREE_PART = 6
 C_ARENA_TOP = 7  # arena bytes in use, dead ones included
 C_OUT_TOP = 8  # bytes written to the output of the current batch
 C_DONE = 9  # datagrams completed in the current batch
-SCALARS = 10
+C_ARENA_END = 10  # arena bytes the pass may use before it asks for a compaction
+SCALARS = 11
 
 HDR_MAX = 60  # longest IPv4 header; an IPv6 one is 40
 
@@ -292,7 +293,7 @@ def reassemble(
             return i, NEED_SLOT
         if scal[C_FREE_PART] < 0:
             return i, NEED_PART
-        if scal[C_ARENA_TOP] + cap > arena.shape[0]:
+        if scal[C_ARENA_TOP] + cap > scal[C_ARENA_END]:
             return i, NEED_ARENA
         if scal[C_OUT_TOP] + max_datagram + HDR_MAX > out.shape[0]:
             return i, NEED_OUT
@@ -427,20 +428,24 @@ def compact(slot_int: np.ndarray, part_int: np.ndarray, arena: np.ndarray, scal:
 
 
 @nb.njit(cache=True)
-def insert_rows(col: np.ndarray, n: int, extra: np.ndarray, anchor: np.ndarray) -> None:
+def insert_rows(col: np.ndarray, n: int, extra: np.ndarray, anchor: np.ndarray, size: int) -> None:
     """With the old rows in ``col[:n]`` and room for the extras behind them, put ``extra[j]``
     right after old row ``anchor[j]`` (non-decreasing; extras after one row keep their order).
-    Works from the end, so each old row moves once, by one memmove per run of rows."""
+
+    ``col`` and ``extra`` are the columns' bytes (``size`` per row), so one compiled function
+    serves every column type. Works from the end, so each old row moves once, by one memmove per
+    run of rows.
+    """
     o = n + anchor.shape[0]
     s = n
     for j in range(anchor.shape[0] - 1, -1, -1):
         a = anchor[j] + 1
         if s > a:
             o -= s - a
-            _move(col, o, col, a, s - a)
+            _move(col, o * size, col, a * size, (s - a) * size)
             s = a
         o -= 1
-        col[o] = extra[j]
+        _move(col, o * size, extra, j * size, size)
 
 
 @nb.njit(cache=True)
