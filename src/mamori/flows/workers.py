@@ -19,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 
 from mamori.config import Settings
+from mamori.flows.collector import rare_collection
 from mamori.flows.memory import prepare_ingest_process
 from mamori.flows.pipeline import CaptureStats, Ingest
 from mamori.lake.writer import LakeWriter
@@ -32,7 +33,7 @@ def usable_cores() -> int:
 
 
 def _shard(path: Path, settings: Settings, lake: Path, k: int, n: int) -> CaptureStats:
-    with LakeWriter(lake) as writer:
+    with LakeWriter(lake) as writer, rare_collection():
         return Ingest(settings, writer).capture(path, (k, n))
 
 
@@ -63,7 +64,8 @@ class LakeIngest:
     def capture(self, path: Path, progress: Callable[[int], None] | None = None) -> CaptureStats:
         n = self.workers
         if n <= 1 or path.stat().st_size < self.settings.parallel_min_bytes:
-            return Ingest(self.settings, self.writer, progress).capture(path)
+            with rare_collection():
+                return Ingest(self.settings, self.writer, progress).capture(path)
         # Each process holds its own batch: split the batch budget so memory stays as bounded.
         settings = replace(self.settings, batch_bytes=max(1 << 20, self.settings.batch_bytes // n))
         if self._pool is None:
@@ -75,7 +77,8 @@ class LakeIngest:
         others: list[Future[CaptureStats]] = [
             self._pool.submit(_shard, path, settings, self.lake, k, n) for k in range(1, n)
         ]
-        mine = Ingest(settings, self.writer, progress).capture(path, (0, n))
+        with rare_collection():
+            mine = Ingest(settings, self.writer, progress).capture(path, (0, n))
         return merge([mine, *(f.result() for f in others)])
 
 
