@@ -203,7 +203,7 @@ def _same(buf: np.ndarray, a: tuple, b: tuple) -> None:  # type: ignore[type-arg
     assert np.array_equal(buf_a[buf.shape[0] :], buf_b[buf.shape[0] :])  # the datagrams
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(_stream_datagram, min_size=1, max_size=6),
     st.randoms(use_true_random=False),  # arrival order across datagrams

@@ -218,14 +218,14 @@ class FragmentReassembler:
             self._chain_free(self._part_int, old.shape[0], K.P_NEXT, K.C_FREE_PART)
         elif need == K.NEED_ARENA:
             # Compacting drops the bytes of completed and dropped datagrams; the pass may then
-            # fill up to three times what is live, so moves cost O(1) per byte written. The arena
-            # is reserved once for the byte bound (address space: a page is only resident once
-            # the arena reached it) and compacted in place; only a datagram alone past the bound
-            # makes a new one.
+            # fill up to twice what is live, so moves cost O(1) per byte written and at most
+            # twice the live bytes are resident. The arena is reserved once for the byte bound
+            # (address space: a page is only resident once the arena reached it) and compacted
+            # in place; only a datagram alone past the bound makes a new one.
             want = int(self._scal[K.C_BYTES]) + payload
-            end = max(_MIN_ARENA, 3 * want)
+            end = max(_MIN_ARENA, 2 * want)
             same = end <= self._arena.shape[0]
-            arena = self._arena if same else np.empty(max(end, 3 * MAX_PENDING_BYTES), np.uint8)
+            arena = self._arena if same else np.empty(max(end, 2 * MAX_PENDING_BYTES), np.uint8)
             K.compact(self._slot_int, self._part_int, self._arena, self._scal, arena, same)
             self._arena = arena
             self._scal[K.C_ARENA_END] = end
