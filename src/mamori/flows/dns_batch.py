@@ -2,15 +2,14 @@
 
 The Python analyser (``analyzers.dns``) reproduces Zeek's DNS script message by message; it costs
 tens of microseconds per conversation, and DNS lookups are most of the analysed connections. Most
-of those conversations are one of a few shapes: a query from the originator and the reply with the
-same transaction ID within the session timeout, queries alone (retried, unanswered), or replies
-alone from the responder.
-(More generally: queries from the originator each answered by the responder before the next, as
-a resolver reusing its port sends them.) For those shapes the script's outcome is a fixed function
-of each query and its reply, so this module
-parses every message of a batch with the compiled kernel (``dns_kernel``) and builds the rows as
-Arrow columns. Every other conversation (more messages, other answer types, NetBIOS, malformed or
-odd messages) is handed back to go through the Python analyser, which stays the reference.
+of those conversations have one of a few shapes: queries from the originator, each answered by the
+responder with its transaction ID before the session times out (one lookup, or a resolver reusing
+its port); queries alone (retried, unanswered); replies alone from the responder. For those shapes
+the script's outcome is a fixed function of each query and its reply, so this module parses every
+message of a batch with the compiled kernel (``dns_kernel``) and builds the rows as Arrow columns.
+Every other conversation (other orders of messages, answer types the kernel does not render,
+NetBIOS, malformed or odd messages) is handed back to the Python analyser, which stays the
+reference.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mamori.flows import dns_kernel as K
 from mamori.flows.analyzers.dns import SESSION_TIMEOUT
@@ -48,7 +48,7 @@ def _names(codes: np.ndarray, valid: np.ndarray, name: object) -> pa.Array:
     uniq, inv = np.unique(codes, return_inverse=True)
     table = pa.array([name(int(c)) for c in uniq.tolist()], pa.string())  # type: ignore[operator]
     out = table.take(pa.array(inv.astype(np.int32)))
-    return pa.compute.if_else(pa.array(valid), out, pa.scalar(None, pa.string()))
+    return pc.if_else(pa.array(valid), out, pa.scalar(None, pa.string()))
 
 
 def _strings(text: np.ndarray, at: np.ndarray, size: np.ndarray, valid: np.ndarray) -> pa.Array:

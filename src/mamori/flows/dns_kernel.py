@@ -205,10 +205,11 @@ def parse(buf: np.ndarray, offs: np.ndarray, lens: np.ndarray):  # type: ignore[
     status = np.zeros(m, np.int8)
     nq = np.zeros(m, np.int64)
     question = np.zeros((m, 4), np.int64)
-    cap = 0
+    cap = 0  # answer rows: at most ANCOUNT, and each consumes at least 4 bytes
     for i in range(m):
-        cap += lens[i] // 4 + 1
-    answers = np.zeros((cap, 7), np.int64)
+        if lens[i] >= HEADER_LEN:
+            cap += min(_u16(buf, np.int64(offs[i]) + 6), lens[i] // 4 + 1)
+    answers = np.empty((cap, 7), np.int64)
     na = 0
     text = np.empty(4096, np.uint8)
     used = 0
@@ -276,6 +277,8 @@ def parse(buf: np.ndarray, offs: np.ndarray, lens: np.ndarray):  # type: ignore[
             row[1] = at
             row[2] = n
             row[3] = ttl
+            row[5] = 0
+            row[6] = 0
             text = _room(text, used, 64)
             rat = used
             if rtype == 1:

@@ -318,14 +318,16 @@ def _reassemble(parts: list[tuple[int, bool, int, bytes]], tcp: bool) -> Iterato
             continue
         # Sequence numbers are 32-bit: unwrap relative to the first segment.
         base = mine[0][2]
-        items = []
-        for ts, _o, seq, data in mine:
-            rel = (seq - base + (1 << 31)) % (1 << 32) - (1 << 31)
-            items.append((rel, ts, data))
-        items.sort(key=lambda x: (x[0], x[1]))
+        # (offset, arrival, arrival order, data): plain tuple order is the stable sort by offset
+        # and arrival (the order never ties, so data is never compared), with no key function.
+        items = [
+            ((seq - base + (1 << 31)) % (1 << 32) - (1 << 31), ts, k, data)
+            for k, (ts, _o, seq, data) in enumerate(mine)
+        ]
+        items.sort()
         nxt = items[0][0]
         delivered = 0  # arrival time of the latest segment delivered so far in this direction
-        for rel, ts, data in items:
+        for rel, ts, _k, data in items:
             end = rel + len(data)
             if end <= nxt:
                 continue  # retransmission of delivered bytes
@@ -337,7 +339,7 @@ def _reassemble(parts: list[tuple[int, bool, int, bytes]], tcp: bool) -> Iterato
             delivered = max(delivered, ts)
             out.append((delivered, len(out), Segment(delivered / 1e9, side, data, gap)))
             nxt = end
-    out.sort(key=lambda x: (x[0], x[1]))
+    out.sort()  # (time, unique append order, _): never compares the segments
     for _ts, _n, seg in out:
         yield seg
 
@@ -378,5 +380,5 @@ def _with_marks(
         for ts, _o, _seq, _f in (m for m in marks if m[1] == side and m[3] == RST):
             timed.append((ts / 1e9, 1, n, Segment(ts / 1e9, side, b"", 0, RST)))
             n += 1
-    timed.sort(key=lambda x: (x[0], x[1], x[2]))
+    timed.sort()  # the third item is unique: segments are never compared
     return [x[3] for x in timed]
