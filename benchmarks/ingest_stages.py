@@ -5,7 +5,9 @@
 Wraps the pipeline's stage functions with a CPU timer (``time.process_time``) and runs
 ``Ingest.capture`` into a scratch lake. Where the time goes, not how fast ingest is: the wrappers
 cost a little, and a busy machine changes the totals, not much the proportions. ``analyze`` is
-the protocol analysers; ``route`` includes ``route/candidates`` and ``route/decide``.
+the protocol analysers (and the UDP DNS conversations ``dns columns`` hands back to them);
+``dns columns`` is the column path for UDP DNS (``flows/dns_batch.py``); ``route`` includes
+``route/candidates`` and ``route/decide``.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ def main() -> None:
     wrap(P, "tunnel_parents", "conn columns")
     wrap(P, "_jobs", "conversations")
     wrap(P, "analyze_jobs", "analyze")
+    wrap(P, "analyze_dns_batch", "dns columns")
     wrap(P, "_to_table", "rows to Arrow")
     lake = Path(tempfile.mkdtemp(prefix="mamori-stages-"))
     try:
