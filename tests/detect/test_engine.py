@@ -129,3 +129,41 @@ def test_backscatter_and_tcp_reflection_count_once_per_run(
     other = {"ddos.backscatter": backscatter.BackscatterParams(min_sources=11)}
     run_detectors(frames, params=other, only=both)
     assert len(calls) == 5
+
+
+def test_an_alone_detector_runs_with_nothing_beside_it_and_tasks_ride_the_light_lane(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lock = threading.Lock()
+    running: list[str] = []
+    seen_beside_alone: list[list[str]] = []
+
+    def body(name: str) -> Callable[[], None]:
+        def run() -> None:
+            with lock:
+                running.append(name)
+                if name.startswith("a"):
+                    seen_beside_alone.append([r for r in running if r != name])
+            time.sleep(0.03)
+            with lock:
+                running.remove(name)
+                if name.startswith("a"):
+                    seen_beside_alone.append([r for r in running if r != name])
+
+        return run
+
+    def fake(det_id: str, heavy: bool, alone: bool) -> base.Detector:
+        d = _fake(det_id, heavy, body(det_id))
+        return base.Detector(*[getattr(d, f) for f in ("id", "reads", "key", "attack", "params",
+                                                         "fn", "doc", "derive")], heavy, alone)  # fmt: skip
+
+    dets = {"l0": fake("l0", False, False), "a0": fake("a0", True, True)}
+    dets |= {"h0": fake("h0", True, False), "l1": fake("l1", False, False)}
+    monkeypatch.setattr("mamori.detect.engine.registered", lambda: dets)
+    run = run_detectors(
+        {"conn": pl.LazyFrame(schema={"orig_h": pl.String})},
+        lanes=2,
+        beside={"answer": lambda: 42},
+    )
+    assert run.failed == {} and run.beside == {"answer": 42}
+    assert seen_beside_alone == [[], []]

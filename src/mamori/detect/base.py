@@ -51,6 +51,9 @@ class Detector:
     # Its working set grows with the whole table it reads (every connection of a flood, every
     # walk's rows), not with what it finds: a local engine runs no two heavy detectors at once.
     heavy: bool = False
+    # Heavier still (a flood is most of the table, with a set of sources per victim and window):
+    # the engine runs it with nothing beside it.
+    alone: bool = False
 
     def run(self, frames: Mapping[str, pl.LazyFrame], params: Params | None = None) -> pl.LazyFrame:
         return self.fn(*(frames[t] for t in self.reads), params or self.params())
@@ -68,6 +71,7 @@ def detector(
     params: type[Params],
     derive: Mapping[str, Mapping[str, pl.Expr]] | None = None,
     heavy: bool = False,
+    alone: bool = False,
 ) -> Callable[[DetectorFn], DetectorFn]:
     """Register a detector function under a stable id; a second one with the same id is a bug,
     and so is a key an engine could not compute for every table the detector reads."""
@@ -87,7 +91,9 @@ def detector(
         if id in _REGISTRY:
             raise ValueError(f"detector {id!r} registered twice")
         doc = (fn.__doc__ or "").strip()
-        _REGISTRY[id] = Detector(id, tables, key, attack, params, fn, doc, derive, heavy)
+        _REGISTRY[id] = Detector(
+            id, tables, key, attack, params, fn, doc, derive, heavy or alone, alone
+        )
         return fn
 
     return wrap

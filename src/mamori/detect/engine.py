@@ -8,7 +8,9 @@ the whole conn table are alive at once, and a day of a busy site's connections p
 times ingest's memory (2.3 GB against 0.56 on the 5 M-packet workload). Two lanes instead: one
 runs the *heavy* detectors (``Detector.heavy``: their working set is the whole table) one after
 another, then helps with the rest; the other runs only the light ones, so no two heavy ones are
-ever alive together. Results are gathered in registry order whatever finishes first. Detectors
+ever alive together. The heaviest (``Detector.alone``, a flood's sets of sources) run first, with
+nothing beside them. Work that is not a detector but reads the same lake (the report's traffic
+charts) can ride on the light lane (``beside``), so it never runs beside an ``alone`` one. Results are gathered in registry order whatever finishes first. Detectors
 that report readings of the same counts share them (:func:`mamori.detect.windows.shared`, scoped
 to one run). A detector that raises is logged and counted and the run continues without it (one
 bad detector must not blind the patrol).
@@ -53,6 +55,7 @@ def lake_frames(lake: Path, tables: Iterable[str]) -> dict[str, pl.LazyFrame]:
 class DetectionRun:
     alerts: pl.DataFrame
     failed: dict[str, str] = field(default_factory=dict)  # detector id -> error
+    beside: dict[str, object] = field(default_factory=dict)  # name -> what the task returned
 
 
 def run_detectors(
@@ -61,9 +64,12 @@ def run_detectors(
     only: Iterable[str] | None = None,
     suppress_for: timedelta = SUPPRESS_FOR,
     lanes: int | None = None,
+    beside: Mapping[str, Callable[[], object]] | None = None,
 ) -> DetectionRun:
     """Every chosen detector's alerts over ``frames``, suppressed. ``lanes``: detectors collected
-    at once (default 2 on a machine with several cores, else 1; at most 2, see the module)."""
+    at once (default 2 on a machine with several cores, else 1; at most 2, see the module).
+    ``beside``: light tasks run on the light lane after its detectors (their results in
+    ``DetectionRun.beside``; an exception in one is raised here, after the detectors)."""
     wanted = None if only is None else set(only)
     chosen = [d for d in registered().values() if wanted is None or d.id in wanted]
     lanes = min(2, lanes or (2 if (os.cpu_count() or 1) > 1 else 1))
@@ -83,12 +89,20 @@ def run_detectors(
             log.exception("detector %s failed", d.id)
             failed[d.id] = f"{type(exc).__name__}: {exc}"
 
+    done: dict[str, object] = {}
+
+    def tasks() -> None:
+        for name, task in (beside or {}).items():
+            done[name] = task()
+
     with sharing():
-        if lanes == 1:
-            for d in chosen:
+        for d in chosen:
+            if d.alone or lanes == 1:
                 one(d)
+        if lanes == 1:
+            tasks()
         else:
-            _two_lanes(chosen, one)
+            _two_lanes([d for d in chosen if not d.alone], one, tasks)
     base = empty_alerts()
     found = [
         results[d.id].cast(base.schema, strict=False)  # type: ignore[arg-type]
@@ -97,13 +111,18 @@ def run_detectors(
     ]
     alerts = pl.concat([base, *found], how="vertical") if found else base
     return DetectionRun(
-        suppress(alerts, suppress_for), {d.id: failed[d.id] for d in chosen if d.id in failed}
+        suppress(alerts, suppress_for),
+        {d.id: failed[d.id] for d in chosen if d.id in failed},
+        done,
     )
 
 
-def _two_lanes(chosen: list[Detector], one: Callable[[Detector], None]) -> None:
+def _two_lanes(
+    chosen: list[Detector], one: Callable[[Detector], None], then: Callable[[], None]
+) -> None:
     """Heavy detectors one after another on a second thread, which then takes light ones too;
-    this thread takes only light ones. Both run in the caller's context (its sharing scope)."""
+    this thread takes only light ones, then runs ``then``. Both run in the caller's context (its
+    sharing scope)."""
     heavy = deque(d for d in chosen if d.heavy)
     light = deque(d for d in chosen if not d.heavy)
     lock = threading.Lock()
@@ -130,6 +149,7 @@ def _two_lanes(chosen: list[Detector], one: Callable[[Detector], None]) -> None:
     thread.start()
     try:
         drain(light)
+        then()
     finally:
         thread.join()
     if errors:

@@ -118,7 +118,7 @@ def flood_obs(conn: pl.LazyFrame, p: FloodParams) -> pl.LazyFrame:
     key=("resp_h",),
     attack=("T1498.001", "T1499.001"),
     params=FloodParams,
-    heavy=True,  # a flood is most of the conn table
+    alone=True,  # a flood is most of the conn table, and a set of sources per window
 )
 def flood(conn: pl.LazyFrame, p: FloodParams) -> pl.LazyFrame:
     """Victims of SYN, UDP or ICMP floods: many sources, or a high rate on few ports, unanswered."""
