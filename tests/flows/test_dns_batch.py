@@ -23,6 +23,15 @@ from mamori.flows.pipeline import _to_table
 
 LABELS = st.one_of(
     st.sampled_from([b"www", b"Example", b"COM", b"a", b"x-y", b"local", b"in-addr", b"arpa"]),
+    # NetBIOS first-level encodings ("WORKGROUP", "*" then NULs, one with a \x01 byte)
+    st.sampled_from(
+        [
+            b"FHEPFCELEHFCEPFFFACACACACACACAAA",
+            b"CKAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            b"fhepfcelehfcepffacacacacacacacab",
+            b"ABACFPFPENFDECFCEPFHFDEFFPFPACAB",
+        ]
+    ),
     st.binary(min_size=0, max_size=70),
 )
 
@@ -81,10 +90,12 @@ def messages(draw: st.DrawFn, qr: bool | None = None) -> bytes:
     qr = draw(st.booleans()) if qr is None else qr
     opcode = draw(st.sampled_from([0, 0, 0, 0, 1, 5]))
     flags = (qr << 15) | (opcode << 11) | draw(st.integers(0, 0x7FF))
-    questions = draw(st.lists(st.tuples(names(), st.sampled_from([1, 28, 12, 255])), max_size=2))
+    questions = draw(
+        st.lists(st.tuples(names(), st.sampled_from([1, 28, 12, 255, 32, 33])), max_size=2)
+    )
     answers = []
     for _ in range(draw(st.integers(0, 4))):
-        rtype = draw(st.sampled_from([1, 1, 28, 5, 12, 2, 15, 16, 99, 65, 46, 6, 13, 33, 4321]))
+        rtype = draw(st.sampled_from([1, 1, 28, 5, 12, 2, 15, 16, 99, 65, 46, 6, 13, 32, 33, 4321]))
         data = draw(rdata(rtype))
         answers.append(
             draw(names()) + struct.pack(">HHIH", rtype, 1, draw(st.integers(0, 2**32 - 1)), len(data))
@@ -194,7 +205,7 @@ def test_kernel_survives_any_bytes(msgs: list[bytes]) -> None:
     lens = np.array([len(m) for m in msgs], np.int64)
     offs = np.zeros(len(msgs), np.int64)
     offs[1:] = np.cumsum(lens)[:-1]
-    header, _status, _nq, question, answers, text = K.parse(buf, offs, lens)
+    header, _status, _nq, question, answers, text = K.parse(buf, offs, lens, lens % 2 == 0)
     assert header.shape[0] == len(msgs)
     assert ((answers[:, 5] + answers[:, 6]) <= text.shape[0]).all()
     assert ((question[:, 0] + question[:, 1]) <= text.shape[0]).all()
@@ -223,7 +234,9 @@ def test_kernel_stays_in_bounds_as_plain_python() -> None:
             msgs.append(rng.integers(0, 256, rng.integers(0, 60), dtype=np.uint8).tobytes())
         for m in msgs:  # one message per buffer: any read past it is out of bounds
             buf = np.frombuffer(m, np.uint8) if m else np.zeros(0, np.uint8)
-            K.parse(buf, np.zeros(1, np.int64), np.array([len(m)], np.int64))
+            K.parse(
+                buf, np.zeros(1, np.int64), np.array([len(m)], np.int64), np.ones(1, np.bool_)
+            )
         print("ok", len(msgs))
         """
     )

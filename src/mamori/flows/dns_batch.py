@@ -8,7 +8,7 @@ its port); queries alone (retried, unanswered); replies alone from the responder
 the script's outcome is a fixed function of each query and its reply, so this module parses every
 message of a batch with the compiled kernel (``dns_kernel``) and builds the rows as Arrow columns.
 Every other conversation (other orders of messages, answer types the kernel does not render,
-NetBIOS, malformed or odd messages) is handed back to the Python analyser, which stays the
+replies from the originator, malformed or odd messages) is handed back to the Python analyser, which stays the
 reference.
 """
 
@@ -21,7 +21,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mamori.flows import dns_kernel as K
-from mamori.flows.analyzers.dns import SESSION_TIMEOUT
+from mamori.flows.analyzers import dns_wire
+from mamori.flows.analyzers.dns import SESSION_TIMEOUT, _netbios_name
 from mamori.flows.analyzers.dns_names import qclass_name, qtype_name, rcode_name
 from mamori.schema.dns import SCHEMA
 
@@ -80,7 +81,8 @@ def analyze(batch: Batch) -> tuple[pa.Table | None, np.ndarray, np.ndarray]:
         buf = np.zeros(1, np.uint8)
     ts_ns = np.fromiter((x[0] for x in flat), np.int64, m)
     is_orig = np.fromiter((x[1] for x in flat), np.bool_, m)
-    header, status, nq, question, answers, text = K.parse(buf, offs, lens)
+    counts_rp = np.repeat(np.array(batch.resp_p, np.int64), counts)
+    header, status, nq, question, answers, text = K.parse(buf, offs, lens, counts_rp == 137)
 
     first = np.zeros(n, np.int64)
     first[1:] = np.cumsum(counts)[:-1]
@@ -91,7 +93,6 @@ def analyze(batch: Batch) -> tuple[pa.Table | None, np.ndarray, np.ndarray]:
     ts = ts_ns / 1e9
     qr = (header[:, 1] & 0x8000) != 0
     kind = K.shapes(first, counts, is_orig, qr, header[:, 0], status == K.OK, ts, SESSION_TIMEOUT)
-    kind[(op == 137) | (rp == 137)] = K.OTHER  # NetBIOS names and NBSTAT: the Python analyser
     fast = kind != K.OTHER
     rest = ~fast
     if not fast.any():
@@ -152,6 +153,14 @@ def analyze(batch: Batch) -> tuple[pa.Table | None, np.ndarray, np.ndarray]:
     q_at = np.where(asked, question[qi, 0], answers[fr, 1] if answers.shape[0] else 0)
     q_len = np.where(asked, question[qi, 1], answers[fr, 2] if answers.shape[0] else 0)
     query = _strings(text, q_at, q_len, asked | replied)
+    netbios = asked & (rp[rows] == 137)
+    if netbios.any():  # NetBIOS queries log the decoded name (Zeek's decode_netbios_name)
+        values = query.to_pylist()
+        for r in np.nonzero(netbios)[0].tolist():
+            decoded = _netbios_name(values[r].encode("ascii"))
+            if decoded:
+                values[r] = dns_wire.escape(decoded)
+        query = pa.array(values, pa.string())
 
     ka = np.nonzero(kept)[0]
     values = _strings(text, answers[ka, 5], answers[ka, 6], np.ones(ka.shape[0], np.bool_))
@@ -193,7 +202,9 @@ def analyze(batch: Batch) -> tuple[pa.Table | None, np.ndarray, np.ndarray]:
         "qclass": masked(qclass, asked, pa.uint16()),
         "qclass_name": _names(qclass, asked, qclass_name),
         "qtype": masked(qtype, asked, pa.uint16()),
-        "qtype_name": _names(qtype, asked, qtype_name),
+        "qtype_name": pc.if_else(
+            pa.array(netbios & (qtype == 33)), "NBSTAT", _names(qtype, asked, qtype_name)
+        ),
         "rcode": masked(rcode, has_r, pa.uint16()),
         "rcode_name": _names(rcode, has_r, rcode_name),
         "AA": pa.array(replied & ((flags_r & 0x0400) != 0)),

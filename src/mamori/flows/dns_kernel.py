@@ -46,9 +46,16 @@ def _room(text: np.ndarray, used: int, need: int) -> np.ndarray:
 
 @nb.njit(cache=True)
 def _name(
-    buf: np.ndarray, base: int, end0: int, pos: int, text: np.ndarray, used: int
+    buf: np.ndarray,
+    base: int,
+    end0: int,
+    pos: int,
+    text: np.ndarray,
+    used: int,
+    long_labels: bool = False,
 ) -> tuple[int, int, int, np.ndarray]:
-    """Walk one name at message offset ``pos`` as ``dns_wire._Cursor._walk`` (no long labels).
+    """Walk one name at message offset ``pos`` as ``dns_wire._Cursor._walk`` (labels over 63
+    only with ``long_labels``, as NetBIOS names have them).
 
     Returns (next offset, rendered length, escape needed, text) with the lower-cased rendering
     written at ``text[used:]``.
@@ -78,7 +85,7 @@ def _name(
         if label > end - pos:
             pos = end
             break
-        if label > 63 or label >= NAME_ROOM - n:
+        if (label > 63 and not long_labels) or label >= NAME_ROOM - n:
             break
         for k in range(label):
             text[used + n + k] = buf[base + pos + k]
@@ -189,8 +196,9 @@ def _u16(buf: np.ndarray, at: int) -> int:
 
 
 @nb.njit(cache=True)
-def parse(buf: np.ndarray, offs: np.ndarray, lens: np.ndarray):  # type: ignore[no-untyped-def]
-    """Parse every message ``buf[offs[i]:offs[i]+lens[i]]``.
+def parse(buf: np.ndarray, offs: np.ndarray, lens: np.ndarray, port137: np.ndarray):  # type: ignore[no-untyped-def]
+    """Parse every message ``buf[offs[i]:offs[i]+lens[i]]`` (``port137[i]``: the message is
+    NetBIOS name service traffic to port 137, parsed as dns_wire's ``port137``).
 
     Returns (header, status, nq, question, answers, text):
 
@@ -217,6 +225,7 @@ def parse(buf: np.ndarray, offs: np.ndarray, lens: np.ndarray):  # type: ignore[
     for i in range(m):
         base = np.int64(offs[i])
         end = np.int64(lens[i])
+        long137 = port137[i]
         if end < HEADER_LEN:
             status[i] = SHORT
             continue
@@ -232,7 +241,7 @@ def parse(buf: np.ndarray, offs: np.ndarray, lens: np.ndarray):  # type: ignore[
         done = False
         for _q in range(qd):
             at = used
-            pos, n, bad, text = _name(buf, base, end, pos, text, used)
+            pos, n, bad, text = _name(buf, base, end, pos, text, used, long137)
             if bad:
                 status[i] = FALLBACK
             if end - pos < 4:
@@ -249,7 +258,7 @@ def parse(buf: np.ndarray, offs: np.ndarray, lens: np.ndarray):  # type: ignore[
             continue
         for _a in range(an):
             at = used
-            pos, n, bad, text = _name(buf, base, end, pos, text, used)
+            pos, n, bad, text = _name(buf, base, end, pos, text, used, long137)
             if bad:
                 status[i] = FALLBACK
             used = at + n
@@ -385,6 +394,9 @@ def parse(buf: np.ndarray, offs: np.ndarray, lens: np.ndarray):  # type: ignore[
                 if bad:
                     status[i] = FALLBACK
                 pos = max(pos, start + rdlength)
+                row[4] = 0
+                continue
+            elif rtype == 33 and long137:  # NBSTAT: Zeek skips it without consuming
                 row[4] = 0
                 continue
             elif rtype == 13 or rtype == 32 or rtype == 249 or rtype == 257:
