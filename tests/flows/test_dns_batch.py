@@ -244,3 +244,26 @@ def test_kernel_stays_in_bounds_as_plain_python() -> None:
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.startswith("ok")
+
+
+def test_a_failing_column_path_hands_every_conversation_to_the_analyser(monkeypatch) -> None:
+    """A bug in the column path costs speed, never records: the Python analyser gets them all."""
+    from mamori.flows import pipeline
+
+    q = (
+        struct.pack(">6H", 7, 0x0100, 1, 0, 0, 0)
+        + _name([b"example", b"org"])
+        + b"\x00\x01\x00\x01"
+    )
+    batch = dns_batch.Batch(
+        [3], [0.0], ["C3"], ["10.0.0.1"], [5000], ["10.0.0.2"], [53], [[(0, True, 0, q)]]
+    )
+
+    def broken(_batch: dns_batch.Batch) -> None:
+        raise ValueError("bug")
+
+    monkeypatch.setattr(dns_batch, "analyze", broken)
+    table, rows, services, jobs = pipeline.analyze_dns_batch(batch, np.array([0]))
+    assert table is None and rows.size == 0 and not services
+    assert [(no, service, conv.uid) for no, service, conv in jobs] == [(3, "dns", "C3")]
+    assert pipeline.analyze_jobs(jobs)[1]["dns"][0]["query"] == "example.org"

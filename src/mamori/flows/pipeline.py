@@ -225,7 +225,11 @@ def analyze_dns_batch(
     """
     if not batch.nos:
         return None, np.empty(0, np.int64), {}, []
-    table, confirmed, rest = dns_batch.analyze(batch)
+    try:
+        table, confirmed, rest = dns_batch.analyze(batch)
+    except Exception:  # a bug of the column path must cost speed, never records
+        log.exception("DNS column path failed; %d conversations go to the analyser", len(rows))
+        table, confirmed, rest = None, np.zeros(len(rows), np.bool_), np.ones(len(rows), np.bool_)
     jobs: list[Job] = []
     for k in np.nonzero(rest)[0].tolist():
         conv = Conversation(
