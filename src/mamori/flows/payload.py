@@ -41,14 +41,16 @@ class _Pending:
     kept: list[int] = field(default_factory=lambda: [0, 0])
     # TCP FIN/RST packets: (ts_ns, is_orig, seq just past the packet's data, FIN or RST)
     marks: list[tuple[int, bool, int, int]] = field(default_factory=list)
-    # TCP while undecided: each direction's in-order stream prefix so far (at most DPD_BUFFER
-    # bytes), grown as segments arrive, and the sequence number the next in-order one starts at
-    # (-1 before the first, -2 once a segment came out of order: _prefix then reassembles).
+    # TCP while undecided: each direction's in-order stream prefix (at most DPD_BUFFER bytes)
+    # over ``parts[:scanned]``, grown by ``head`` over the parts that arrived since, and the
+    # sequence number the next in-order one starts at (-1 before the first, -2 once a segment
+    # came out of order: _prefix then reassembles).
     heads: list[bytes] = field(default_factory=lambda: [b"", b""])
     expect: list[int] = field(default_factory=lambda: [-1, -1])
+    scanned: int = 0
 
     def grow(self, side: int, seq: int, data: bytes) -> None:
-        """Extend one direction's prefix with a segment that arrived (see ``_prefix``)."""
+        """Extend one direction's prefix with the next segment that arrived (see ``_prefix``)."""
         want = self.expect[side]
         if want == -2:
             return
@@ -60,7 +62,16 @@ class _Pending:
         self.expect[side] = (seq + len(data)) & 0xFFFFFFFF
 
     def head(self, is_orig: bool) -> bytes:
-        """One direction's in-order stream prefix, up to its first hole, at most DPD_BUFFER."""
+        """One direction's in-order stream prefix, up to its first hole, at most DPD_BUFFER.
+
+        Each part is looked at once, and only when recognition asks (most segments of a pending
+        connection arrive before its other direction does).
+        """
+        parts = self.parts
+        if self.scanned < len(parts):
+            for _ts, o, seq, data in parts[self.scanned :]:
+                self.grow(0 if o else 1, seq, data)
+            self.scanned = len(parts)
         side = 0 if is_orig else 1
         if self.expect[side] == -2:
             return _prefix(self.parts, is_orig, DPD_BUFFER)
@@ -189,8 +200,6 @@ class PayloadRouter:
             if not p.decided:
                 p.first.setdefault(is_orig, data)
                 p.parts.append((ts, is_orig, seq, data))
-                if not is_udp:
-                    p.grow(0 if is_orig else 1, seq, data)
                 if len(p.first) == 2 or len(p.parts) >= PENDING_SEGMENTS:
                     ident = ("udp" if is_udp else "tcp",) + ((sp, dp) if is_orig else (dp, sp))
                     self._decide(c, p, ident, final=False)
