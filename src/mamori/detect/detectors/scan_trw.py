@@ -228,7 +228,7 @@ def _first_contacts(frame: pl.DataFrame, p: ScanTrwParams) -> pl.DataFrame:
     key=("orig_h",),
     attack=("T1046",),
     params=ScanTrwParams,
-    heavy=True,  # every failed first contact of every source, coded and sorted
+    alone=True,  # every failed first contact of every source, coded and sorted
 )
 def scan_trw(conn: pl.LazyFrame, p: ScanTrwParams) -> pl.LazyFrame:
     """Sources whose first contacts to distinct services walk past TRW's scanner threshold."""
