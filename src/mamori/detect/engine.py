@@ -8,12 +8,13 @@ the whole conn table are alive at once, and a day of a busy site's connections p
 times ingest's memory (2.3 GB against 0.56 on the 5 M-packet workload). Two lanes instead: one
 runs the *heavy* detectors (``Detector.heavy``: their working set is the whole table) one after
 another, then helps with the rest; the other runs only the light ones, so no two heavy ones are
-ever alive together. The heaviest (``Detector.alone``, a flood's sets of sources) run first, with
-nothing beside them. Work that is not a detector but reads the same lake (the report's traffic
-charts) can ride on the light lane (``beside``), so it never runs beside an ``alone`` one. Results are gathered in registry order whatever finishes first. Detectors
-that report readings of the same counts share them (:func:`mamori.detect.windows.shared`, scoped
-to one run). A detector that raises is logged and counted and the run continues without it (one
-bad detector must not blind the patrol).
+ever alive together. The heaviest (``Detector.alone``: a flood's sets of sources, TRW's coded
+and sorted walks) run first, with nothing beside them, so no pair of lanes holds more than they
+do alone. Work that is not a detector but reads the same lake (the report's traffic charts) can
+ride on the light lane (``beside``). Results are gathered in registry order whatever finishes
+first. Detectors that report readings of the same counts share them
+(:func:`mamori.detect.windows.shared`, scoped to one run). A detector that raises is logged and
+counted and the run continues without it (one bad detector must not blind the patrol).
 """
 
 from __future__ import annotations
