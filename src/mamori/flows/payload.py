@@ -45,12 +45,14 @@ class _Pending:
     # over ``parts[:scanned]``, grown by ``head`` over the parts that arrived since, and the
     # sequence number the next in-order one starts at (-1 before the first, -2 once a segment
     # came out of order: _prefix then reassembles).
-    heads: list[bytes] = field(default_factory=lambda: [b"", b""])
-    expect: list[int] = field(default_factory=lambda: [-1, -1])
+    # (allocated on first use: most pending connections never get that far)
+    heads: list[bytes] | None = None
+    expect: list[int] | None = None
     scanned: int = 0
 
     def grow(self, side: int, seq: int, data: bytes) -> None:
         """Extend one direction's prefix with the next segment that arrived (see ``_prefix``)."""
+        assert self.heads is not None and self.expect is not None
         want = self.expect[side]
         if want == -2:
             return
@@ -68,6 +70,8 @@ class _Pending:
         connection arrive before its other direction does).
         """
         parts = self.parts
+        if self.heads is None or self.expect is None:
+            self.heads, self.expect = [b"", b""], [-1, -1]
         if self.scanned < len(parts):
             for _ts, o, seq, data in parts[self.scanned :]:
                 self.grow(0 if o else 1, seq, data)
