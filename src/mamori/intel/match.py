@@ -1138,6 +1138,27 @@ def _take(series: pl.Series, rows: np.ndarray) -> pl.Series:
     return pl.concat(parts) if parts else series.clear()
 
 
+def _take_columns(table: pl.DataFrame, names: list[str], rows: np.ndarray) -> list[pl.Series]:
+    """``_take`` of several columns at once: one gather per chunk for all of them where their
+    chunks line up (a table read from Parquet: one chunk per row group in every column), instead
+    of one per chunk and column (four columns of a 28-chunk conn cost 113 small Polars queries,
+    a third of an exact-IP match)."""
+    sub = table.select(names)
+    lengths = [[len(c) for c in sub[n].get_chunks()] for n in names]
+    if any(ls != lengths[0] for ls in lengths[1:]):
+        return [_take(sub[n], rows) for n in names]
+    ends = np.cumsum(lengths[0])
+    cuts = np.searchsorted(rows, ends)
+    parts, lo = [], 0
+    for size, end, hi in zip(lengths[0], ends, cuts, strict=True):
+        if hi > lo:
+            local = pl.Series(rows[lo:hi] - (end - size))
+            parts.append(sub.slice(int(end - size), size).select(pl.all().gather(local)))
+        lo = hi
+    taken = pl.concat(parts) if parts else sub.clear()
+    return [taken[n] for n in names]
+
+
 def match(
     indicators: pl.DataFrame, frames: dict[str, pl.LazyFrame], per_value: int = PER_VALUE
 ) -> pl.DataFrame:
@@ -1192,12 +1213,15 @@ def match(
                 found = found.unique(["_rec", "_i", "seen"], maintain_order=True)
             # only now the strings, and only for the hits (views: the gathers share the bytes)
             at_rec = found["_rec"].to_numpy()
+            uid, ts, orig_h, resp_h = _take_columns(
+                table, ["uid", "ts", "orig_h", "resp_h"], at_rec
+            )
             out.append(
                 pl.DataFrame({
-                    "uid": _take(table["uid"], at_rec),
-                    "ts": _take(table["ts"], at_rec),
-                    "orig_h": _take(table["orig_h"], at_rec),
-                    "resp_h": _take(table["resp_h"], at_rec),
+                    "uid": uid,
+                    "ts": ts,
+                    "orig_h": orig_h,
+                    "resp_h": resp_h,
                     "seen": found["seen"],
                     "indicator": ind["id"].gather(found["_i"]),
                 }).with_columns(
