@@ -82,6 +82,9 @@ class Settings:
     # computer or syslog host name and the IP the network records know it by are one entity, so
     # incidents join host and network evidence about it.
     host_addresses: tuple[str, ...] = ()
+    # The zone syslog's RFC 3164 ("Mmm dd hh:mm:ss") timestamps are written in, an IANA name such as
+    # "Europe/Berlin": they carry none. Other log times name their zone or are UTC.
+    log_timezone: str = "UTC"
     # Where shared test data lives (tests and benchmarks only).
     data_dir: Path = field(default=Path("../shared/data"))
 

@@ -60,7 +60,11 @@ def patrol(
     with LakeWriter(lake) as writer:
         for item in chosen:
             if item.kind != CAPTURE:
-                logs.append(ingest_log(item.path, sensors[item.kind], writer))
+                logs.append(
+                    ingest_log(
+                        item.path, sensors[item.kind], writer, timezone=settings.log_timezone
+                    )
+                )
                 if progress:
                     progress(item.path, logs[-1].bytes)
     tables = sorted({t for d in registered().values() for t in d.reads} | {"conn"})

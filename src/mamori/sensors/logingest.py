@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import polars as pl
 import pyarrow as pa
 
 from mamori.schema import schema_of
@@ -33,19 +34,32 @@ class LogStats:
     packets: int = 0  # logs have none; kept so totals over captures and logs add up
 
 
+def known_zone(name: str) -> bool:
+    """Whether Polars (which carries its own zone database) knows ``name``."""
+    try:
+        pl.Series([0], dtype=pl.Datetime("us")).dt.replace_time_zone(name)
+    except pl.exceptions.PolarsError:
+        return False
+    return True
+
+
 def ingest_log(
     path: Path,
     sensor: LogSensor,
     sink: Sink,
     *,
     year: int | None = None,
+    timezone: str = "UTC",
     progress: Callable[[int], None] | None = None,
 ) -> LogStats:
     """Every table batch the sensor yields goes to ``sink``, cast to the lake's schema."""
     stats = LogStats(str(path), sensor.name)
+    if not known_zone(timezone):
+        stats.error = f"{path}: unknown time zone {timezone!r} (log_timezone: an IANA name)"
+        return stats
     try:
         stats.bytes = path.stat().st_size
-        ctx = ReadContext(path=path, seed=content_seed(path), year=year)
+        ctx = ReadContext(path=path, seed=content_seed(path), year=year, timezone=timezone)
     except OSError as exc:
         stats.error = f"{path}: cannot read: {exc.strerror or exc}"
         return stats

@@ -50,6 +50,8 @@ class ReadContext:
     batch_rows: int = BATCH_ROWS
     # The year of RFC 3164 timestamps, which have none (None: from the file's modification time).
     year: int | None = None
+    # The zone RFC 3164 timestamps were written in (an IANA name): they carry none.
+    timezone: str = "UTC"
     warnings: list[tuple[int, str]] = field(default_factory=list)
     warned: int = 0
 

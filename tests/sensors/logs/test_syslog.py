@@ -29,13 +29,16 @@ from mamori.sensors.registry import MAX_WARNINGS, registered_sensors, sensor_for
 OPENSSH = "logs/loghub/OpenSSH/OpenSSH_2k.log"
 
 
-def _read(path: Path, year: int | None = None) -> tuple[dict[str, pl.DataFrame], LogStats]:
+def _read(
+    path: Path, year: int | None = None, timezone: str = "UTC"
+) -> tuple[dict[str, pl.DataFrame], LogStats]:
     got: dict[str, list[pl.DataFrame]] = {}
     stats = ingest_log(
         path,
         registered_sensors()["syslog"],
         lambda t, b: got.setdefault(t, []).append(pl.from_arrow(b)),  # type: ignore[arg-type]
         year=year,
+        timezone=timezone,
     )
     return {t: pl.concat(fs) for t, fs in got.items()}, stats
 
@@ -115,6 +118,44 @@ def test_rfc3164_with_and_without_pri_and_rsyslog_file_format(tmp_path: Path) ->
     assert tables["auth"].select("outcome", "user", "src_ip", "method").row(0) == (
         "success", "ops", "10.0.0.7", "publickey",
     )  # fmt: skip
+
+
+def test_bsd_times_are_read_in_the_configured_zone(tmp_path: Path) -> None:
+    """A host logging in local time: its BSD times move to UTC by that zone's offset on that day
+    (CET in winter, CEST in summer); RFC 3339 and RFC 5424 times keep the offset they name."""
+    lines = [
+        "Jan 10 12:00:00 h app: winter",
+        "Jul 10 12:00:00 h app: summer",
+        "Mar 31 02:30:00 h app: in the hour the spring change skips",
+        "Oct 27 02:30:00 h app: in the hour the autumn change repeats",
+        "2024-07-10T12:00:00+02:00 h app: names its own offset",
+        "<13>1 2024-07-10T12:00:00Z h app - - - names UTC",
+    ]
+    path = _write(tmp_path, lines)
+    tables, stats = _read(path, year=2024, timezone="Europe/Berlin")
+    assert tables["syslog"]["ts"].to_list() == [
+        datetime(2024, 1, 10, 11, 0, tzinfo=UTC),
+        datetime(2024, 7, 10, 10, 0, tzinfo=UTC),
+        datetime(2024, 10, 27, 0, 30, tzinfo=UTC),  # the first 02:30, still CEST
+        datetime(2024, 7, 10, 10, 0, tzinfo=UTC),
+        datetime(2024, 7, 10, 12, 0, tzinfo=UTC),
+    ]
+    assert stats.warnings == [
+        f"{path}: record 3: a local time that Europe/Berlin skips (daylight saving)"
+    ]
+    # The default is UTC: the same BSD line is read as written.
+    tables, stats = _read(path, year=2024)
+    assert tables["syslog"]["ts"][0] == datetime(2024, 1, 10, 12, 0, tzinfo=UTC)
+    assert stats.skipped == 0
+
+
+def test_unknown_zone_is_one_clear_error(tmp_path: Path) -> None:
+    path = _write(tmp_path, ["Jan 10 12:00:00 h app: a"])
+    tables, stats = _read(path, timezone="Mars/Olympus_Mons")
+    assert not tables
+    assert stats.error == (
+        f"{path}: unknown time zone 'Mars/Olympus_Mons' (log_timezone: an IANA name)"
+    )
 
 
 def test_year_turns_in_december(tmp_path: Path) -> None:

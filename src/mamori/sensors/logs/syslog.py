@@ -9,8 +9,11 @@ missing, as BusyBox and macOS write them locally, is recognised by its tag in th
 5424 structured data becomes one JSON object ``{SD-ID: {PARAM: value}}`` (a repeated PARAM-NAME
 keeps its first value); NILVALUE (``-``) fields are null and a UTF-8 BOM before MSG is dropped.
 
-BSD timestamps have no year and no zone: they are read as UTC, in ``ReadContext.year`` (the year of
-the file's first line) or else the year of the file's modification time (the year of its last
+BSD timestamps have no year and no zone. They are read in ``ReadContext.timezone`` (the
+``log_timezone`` setting, UTC unless told: a host that logs in local time needs its zone, or its
+events sit hours away from the network records of the same moment; a time that falls in the hour a
+DST change skips is warned about and skipped, one that occurs twice takes its first occurrence)
+and in ``ReadContext.year`` (the year of the file's first line) or else the year of the file's modification time (the year of its last
 line, moved back one when that date would lie after the modification). Logs are written in time
 order, so a month that falls back by more than half a year (December, then January) is a new
 year; a pre-pass over the months counts these turns so the first line's year is known before the
@@ -158,7 +161,9 @@ def _after(line: pl.Expr, head: pl.Expr) -> pl.Expr:
     return line.str.slice(head.str.len_chars())
 
 
-def _headers(frame: pl.DataFrame, year: int, carry: int | None) -> tuple[pl.DataFrame, int | None]:
+def _headers(
+    frame: pl.DataFrame, year: int, carry: int | None, zone: str = "UTC"
+) -> tuple[pl.DataFrame, int | None]:
     """Header fields of each line; ``fmt`` is null where no syslog layout fits."""
     line = pl.col("line")
     f = frame.with_columns(
@@ -210,26 +215,33 @@ def _headers(frame: pl.DataFrame, year: int, carry: int | None) -> tuple[pl.Data
         pl.col("clock"),
     )
     tag = pl.col("rest").str.extract_groups(_HTAG)
-    f = f.with_columns(turns=turns, tag=tag).with_columns(
-        ts=pl.when(pl.col("fmt") == "rfc5424")
-        .then(parse_times(pl.col("iso")))
-        .when(pl.col("mon").is_not_null())
-        .then(
-            pl.coalesce(
-                bsd.str.to_datetime("%Y %m %d %H:%M:%S", strict=False, time_unit="us"),
-                bsd.str.to_datetime("%Y %m %d %H:%M:%S%.f", strict=False, time_unit="us"),
-            ).dt.replace_time_zone("UTC")
+    local = pl.coalesce(
+        bsd.str.to_datetime("%Y %m %d %H:%M:%S", strict=False, time_unit="us"),
+        bsd.str.to_datetime("%Y %m %d %H:%M:%S%.f", strict=False, time_unit="us"),
+    )
+    f = (
+        f.with_columns(turns=turns, tag=tag)
+        .with_columns(bsd_local=local)
+        .with_columns(
+            ts=pl.when(pl.col("fmt") == "rfc5424")
+            .then(parse_times(pl.col("iso")))
+            .when(pl.col("mon").is_not_null())
+            .then(
+                pl.col("bsd_local")
+                .dt.replace_time_zone(zone, ambiguous="earliest", non_existent="null")
+                .dt.convert_time_zone("UTC")
+            )
+            .otherwise(parse_times(pl.col("iso"))),
+            app=pl.coalesce(pl.col("app"), pl.col("tag").struct.field("app")),
+            pid=pl.coalesce(pl.col("procid"), pl.col("tag").struct.field("pid")).cast(
+                pl.Int64, strict=False
+            ),
+            message=pl.when(pl.col("fmt") == "rfc5424")
+            .then(pl.col("msg5424").str.strip_prefix("\ufeff"))
+            .otherwise(
+                pl.coalesce(_after(pl.col("rest"), pl.col("tag").struct.field("h")), pl.col("rest"))
+            ),
         )
-        .otherwise(parse_times(pl.col("iso"))),
-        app=pl.coalesce(pl.col("app"), pl.col("tag").struct.field("app")),
-        pid=pl.coalesce(pl.col("procid"), pl.col("tag").struct.field("pid")).cast(
-            pl.Int64, strict=False
-        ),
-        message=pl.when(pl.col("fmt") == "rfc5424")
-        .then(pl.col("msg5424").str.strip_prefix("\ufeff"))
-        .otherwise(
-            pl.coalesce(_after(pl.col("rest"), pl.col("tag").struct.field("h")), pl.col("rest"))
-        ),
     )
     f = f.with_columns(_nil("host"), _nil("app"), _nil("msgid"), _nil("sd"))
     return f, carry
@@ -621,7 +633,7 @@ def read(path: Path, ctx: ReadContext) -> Iterator[tuple[str, pa.Table]]:
         )
         if frame.height == 0:
             continue
-        f, carry_next = _headers(frame, year + turned, carry)
+        f, carry_next = _headers(frame, year + turned, carry, ctx.timezone)
         if f.height:
             turned += int(f["turns"][-1])
         carry = carry_next
@@ -634,6 +646,8 @@ def read(path: Path, ctx: ReadContext) -> Iterator[tuple[str, pa.Table]]:
                 .then(pl.lit("not a syslog line (RFC 3164 or RFC 5424)"))
                 .when(bad_pri.fill_null(False))
                 .then(pl.format("PRI {} out of range (0-191)", pl.col("pri")))
+                .when(pl.col("mon").is_not_null() & pl.col("bsd_local").is_not_null())
+                .then(pl.lit(f"a local time that {ctx.timezone} skips (daylight saving)"))
                 .otherwise(pl.lit("no timestamp it could read")),
             )
         )
