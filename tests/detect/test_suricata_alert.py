@@ -40,7 +40,8 @@ def _row(n: int, ts: str, sid: int, src: str, dst: str, **kw: object) -> dict[st
         "flow_uid": f"Cflow{n}", "flow_id": n, "src_ip": src, "src_port": 40000 + n,
         "dest_ip": dst, "dest_port": 80, "proto": "TCP", "app_proto": "http",
         "action": "allowed", "signature_id": sid, "rev": 1, "signature": f"rule {sid}",
-        "category": "", "severity": 3, "metadata": None,
+        "category": "", "severity": 3, "metadata": None, "source_ip": None,
+        "source_port": None, "target_ip": None, "target_port": None,
     }  # fmt: skip
     row.update(kw)
     return row
@@ -68,6 +69,11 @@ GOLDEN = [
     # Two hours later the same signature and hosts: a second window, a second alert.
     _row(7, "2024-05-01T12:30:00Z", 2100498, "82.165.177.154", "10.16.1.11", severity=2,
          category="Potentially Bad Traffic"),
+    # A rule with ``target:src_ip`` fired on the victim's reply: the rule's sides decide who
+    # attacked whom, not the packet's direction.
+    _row(8, "2024-05-01T10:00:00Z", 2019284, "10.0.0.9", "198.51.100.20", severity=1,
+         category="Successful Administrator Privilege Gain", source_ip="198.51.100.20",
+         source_port=4444, target_ip="10.0.0.9", target_port=40008),
 ]
 # fmt: on
 
@@ -75,22 +81,32 @@ EXPECTED = [
     {"key": "suricata.alert|2010935|198.51.100.9|10.0.0.1", "severity": "low",
      "confidence": 0.4, "techniques": ["T1046"], "count": 1, "evidence": ["E5"],
      "summary": "Suricata: rule 2010935 (sid 2010935, Detection of a Network Scan) from "
-                "198.51.100.9 to 10.0.0.1: 1 alert(s), 1 blocked"},
+                "198.51.100.9 to 10.0.0.1: 1 alert(s), 1 blocked", "src": "198.51.100.9",
+     "dst": "10.0.0.1"},
+    {"key": "suricata.alert|2019284|10.0.0.9|198.51.100.20", "severity": "high",
+     "confidence": 0.8, "techniques": ["T1190"], "count": 1, "evidence": ["E8"],
+     "summary": "Suricata: rule 2019284 (sid 2019284, Successful Administrator Privilege Gain) "
+                "from 198.51.100.20 to 10.0.0.9: 1 alert(s)", "src": "198.51.100.20",
+     "dst": "10.0.0.9"},
     {"key": "suricata.alert|2024897|10.0.0.5|203.0.113.7", "severity": "high",
      "confidence": 0.8, "techniques": ["T1071"], "count": 3, "evidence": ["E1", "E2", "E3"],
      "summary": "Suricata on sensor-1: ET MALWARE Example CnC Beacon (sid 2024897, A Network "
-                "Trojan was detected) from 10.0.0.5 to 203.0.113.7: 3 alert(s)"},
+                "Trojan was detected) from 10.0.0.5 to 203.0.113.7: 3 alert(s)", "src": "10.0.0.5",
+     "dst": "203.0.113.7"},
     {"key": "suricata.alert|2024897|10.0.0.5|203.0.113.8", "severity": "high",
      "confidence": 0.8, "techniques": ["T1071"], "count": 1, "evidence": ["E4"],
-     "summary": "Suricata: rule 2024897 (sid 2024897) from 10.0.0.5 to 203.0.113.8: 1 alert(s)"},
+     "summary": "Suricata: rule 2024897 (sid 2024897) from 10.0.0.5 to 203.0.113.8: 1 alert(s)",
+     "src": "10.0.0.5", "dst": "203.0.113.8"},
     {"key": "suricata.alert|2100498|82.165.177.154|10.16.1.11", "severity": "medium",
      "confidence": 0.6, "techniques": [], "count": 1, "evidence": ["E6"],
      "summary": "Suricata: rule 2100498 (sid 2100498, Potentially Bad Traffic) from "
-                "82.165.177.154 to 10.16.1.11: 1 alert(s)"},
+                "82.165.177.154 to 10.16.1.11: 1 alert(s)", "src": "82.165.177.154",
+     "dst": "10.16.1.11"},
     {"key": "suricata.alert|2100498|82.165.177.154|10.16.1.11", "severity": "medium",
      "confidence": 0.6, "techniques": [], "count": 1, "evidence": ["E7"],
      "summary": "Suricata: rule 2100498 (sid 2100498, Potentially Bad Traffic) from "
-                "82.165.177.154 to 10.16.1.11: 1 alert(s)"},
+                "82.165.177.154 to 10.16.1.11: 1 alert(s)", "src": "82.165.177.154",
+     "dst": "10.16.1.11"},
 ]  # fmt: skip
 
 
@@ -108,16 +124,16 @@ def _frame(rows: list[dict[str, object]]) -> pl.LazyFrame:
 def test_golden_case() -> None:
     got = registered()["suricata.alert"].run({"eve_alert": _frame(GOLDEN)}).collect()
     got = got.sort("key", "first_seen").select(
-        "key", "severity", "confidence", "techniques", "count", "evidence", "summary"
+        "key", "severity", "confidence", "techniques", "count", "evidence", "summary", "src", "dst"
     )
     assert got.to_dicts() == EXPECTED
-    assert got["key"].n_unique() == 4  # the last two share a key, in different windows
+    assert got["key"].n_unique() == 5  # the last two share a key, in different windows
 
 
 def test_window_is_a_parameter() -> None:
     p = SuricataAlertParams(window_minutes=1440.0)
     got = registered()["suricata.alert"].run({"eve_alert": _frame(GOLDEN)}, p).collect()
-    assert got.height == 4  # 10:00 and 12:30 now fall into one (daily, tumbling) window
+    assert got.height == 5  # 10:00 and 12:30 now fall into one (daily, tumbling) window
     with pytest.raises(ValueError, match="window_minutes"):
         SuricataAlertParams(window_minutes=0)
 
@@ -166,14 +182,19 @@ outputs:
 
 
 def test_end_to_end_from_suricata(data_dir: Path, tmp_path: Path) -> None:
-    """Suricata's alert on a shared capture becomes a mamori alert naming its EVE record."""
+    """Suricata's alert on a shared capture becomes a mamori alert naming its EVE record; the
+    same rule rewritten with ``target:src_ip`` names the other side as the victim."""
     suricata = shutil.which("suricata")
     assert suricata, "suricata is not installed (scripts/setup-system installs it)"
     sv = data_dir / "suricata-verify/tests"
     (tmp_path / "suricata.yaml").write_text(CONFIG)
+    rule = (sv / "alert-testmyids/test.rules").read_text().strip()
+    assert "target:dest_ip;" in rule and "sid:2100498;" in rule
+    flipped = rule.replace("target:dest_ip;", "target:src_ip;").replace("sid:2100498;", "sid:9;")
+    (tmp_path / "test.rules").write_text(f"{rule}\n{flipped}\n")
     done = subprocess.run(
         [suricata, "-c", str(tmp_path / "suricata.yaml"),
-         "-S", str(sv / "alert-testmyids/test.rules"),
+         "-S", str(tmp_path / "test.rules"),
          "-r", str(sv / "flowbit-oring/input.pcap"), "-l", str(tmp_path), "-k", "none",
          "--runmode", "single"],
         capture_output=True, text=True, timeout=120, check=False,
@@ -188,12 +209,15 @@ def test_end_to_end_from_suricata(data_dir: Path, tmp_path: Path) -> None:
     eve_alert = pl.from_arrow(pa.concat_tables(got["eve_alert"]))
     assert isinstance(eve_alert, pl.DataFrame)
     run = run_detectors({"eve_alert": eve_alert.lazy()}, only=["suricata.alert"])
-    [alert] = run.alerts.to_dicts()
+    alert, other = sorted(run.alerts.to_dicts(), key=lambda a: a["key"])
+    # The rule's target is the packet's destination: the reply's sender is the attacker.
     assert alert["src"] == "82.165.177.154" and alert["dst"] == "10.16.1.11"
+    assert "sid 9," in other["summary"]
+    assert other["src"] == "10.16.1.11" and other["dst"] == "82.165.177.154"
     assert alert["severity"] == "medium"  # classtype bad-unknown: priority 2
     assert "GPL ATTACK_RESPONSE id check returned root" in alert["summary"]
     assert alert["evidence_table"] == "eve_alert"
-    assert alert["evidence"] == eve_alert["uid"].to_list()
+    assert alert["evidence"] == eve_alert.filter(pl.col("signature_id") == 2100498)["uid"].to_list()
     conn = pl.from_arrow(pa.concat_tables(got["conn"]))
     assert isinstance(conn, pl.DataFrame)
     assert set(eve_alert["flow_uid"]) <= set(conn["uid"])

@@ -28,5 +28,11 @@ SCHEMA: pa.Schema = pa.schema(
         pa.field("category", pa.string()),
         pa.field("severity", pa.int16()),  # 1 (high) .. 4
         pa.field("metadata", pa.string()),  # the rule's metadata as a JSON object of lists
+        # The sides a rule with Suricata's ``target:`` keyword names: EVE's ``alert.source`` (the
+        # attacker) and ``alert.target`` (the victim); null for rules that name none.
+        pa.field("source_ip", pa.string()),
+        pa.field("source_port", pa.uint16()),
+        pa.field("target_ip", pa.string()),
+        pa.field("target_port", pa.uint16()),
     ]
 )

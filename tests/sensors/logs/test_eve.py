@@ -264,6 +264,7 @@ def test_dns_rows_agree_with_zeek(runs: list[Run], data_dir: Path) -> None:
 
 def test_alerts_land_with_their_sids_and_flows(runs: list[Run]) -> None:
     sids = set()
+    targeted = 0
     for run in runs:
         events = [e for e in run.events if e["event_type"] == "alert"]
         alerts = run.tables.get("eve_alert", pl.DataFrame())
@@ -282,8 +283,16 @@ def test_alerts_land_with_their_sids_and_flows(runs: list[Run]) -> None:
             )  # fmt: skip
             if "metadata" in a:
                 assert json.loads(row["metadata"]) == a["metadata"]
+            # A rule with ``target:`` makes EVE name the attacking and the attacked side.
+            want: list[object] = []
+            for side in (a.get("source", {}), a.get("target", {})):
+                want += [_canon(side["ip"]) if "ip" in side else None, side.get("port")]
+            got = [row[c] for c in ("source_ip", "source_port", "target_ip", "target_port")]
+            assert got == want
+            targeted += "target" in a
         sids |= set(alerts["signature_id"])
     assert {2100498, 1300013, 1, 2, 3, 4} <= sids
+    assert targeted  # alert-testmyids' rule says target:dest_ip
 
 
 def test_tls_ssh_smtp_ftp_fields(runs: list[Run]) -> None:

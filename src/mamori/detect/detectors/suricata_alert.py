@@ -12,6 +12,11 @@ otherwise from the rule's classification (EVE's ``category``, the text of classi
 through :data:`CATEGORY_TECHNIQUES`. Classifications that say nothing about the adversary's
 behaviour ("Potentially Bad Traffic", "Misc activity", policy violations) map to none: the alert
 stands without a technique rather than with a guessed one.
+
+An alert's ``src`` is the attacker and ``dst`` the victim, which the packet's direction does not
+say: a rule that matches a server's reply ("id check returned root") fires on a packet from the
+victim. Rules written with Suricata's ``target:`` keyword name the sides, and where they do, those
+are the alert's ``src`` and ``dst``; otherwise the packet's source and destination stand.
 """
 
 from __future__ import annotations
@@ -129,7 +134,11 @@ def suricata_alert(eve_alert: pl.LazyFrame, p: SuricataAlertParams) -> pl.LazyFr
             .alias("techniques"),
             (pl.col("action") == "blocked").sum().alias("blocked"),
             pl.col("host").drop_nulls().first().alias("sensor"),
+            pl.col("source_ip").drop_nulls().first().alias("attacker"),
+            pl.col("target_ip").drop_nulls().first().alias("victim"),
         ),
+    ).with_columns(
+        attacker=pl.coalesce("attacker", "src_ip"), victim=pl.coalesce("victim", "dest_ip")
     )
     severity = pl.col("worst").replace_strict(_SEVERITY, default="low", return_dtype=pl.String)
     confidence = (
@@ -160,13 +169,13 @@ def suricata_alert(eve_alert: pl.LazyFrame, p: SuricataAlertParams) -> pl.LazyFr
             pl.when(pl.col("class").is_not_null() & (pl.col("class") != ""))
             .then(pl.format(", {}", pl.col("class")))
             .otherwise(pl.lit("")),
-            pl.col("src_ip"),
-            pl.col("dest_ip"),
+            pl.col("attacker"),
+            pl.col("victim"),
             pl.col("n"),
             blocked,
         ),
-        src=pl.col("src_ip"),
-        dst=pl.col("dest_ip"),
+        src=pl.col("attacker"),
+        dst=pl.col("victim"),
         first_seen=pl.col("first_seen"),
         last_seen=pl.col("last_seen"),
         count=pl.col("n"),

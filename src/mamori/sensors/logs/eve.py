@@ -48,7 +48,9 @@ What maps and what does not:
 * **ftp**: every command with its reply (EVE logs them all; Zeek a subset), ``user`` carried from
   the flow's USER command. PASS arguments are kept only for anonymous logins, as Zeek does.
 * **eve_alert** (``alert``): signature id, rev, signature, category, severity, action and the
-  rule's metadata as a JSON object of lists; ``flow_uid`` names the conn row.
+  rule's metadata as a JSON object of lists; ``flow_uid`` names the conn row. Rules with the
+  ``target:`` keyword make EVE name the attacking and the attacked side (``alert.source`` and
+  ``alert.target``): they become ``source_ip``/``source_port`` and ``target_ip``/``target_port``.
 
 Other event types (stats, fileinfo, anomaly, quic, smb, ...) are counted and skipped with one note
 per type.
@@ -141,7 +143,8 @@ EVE_SHAPE = _obj(
               start=_S, end=_S),
     netflow=_obj(pkts=_S, bytes=_S, start=_S, end=_S),
     tcp=_obj(tcp_flags_ts=_S, tcp_flags_tc=_S),
-    alert=_obj(action=_S, signature_id=_S, rev=_S, signature=_S, category=_S, severity=_S),
+    alert=_obj(action=_S, signature_id=_S, rev=_S, signature=_S, category=_S, severity=_S,
+               source=_obj(ip=_S, port=_S), target=_obj(ip=_S, port=_S)),
     dns=_obj(type=_S, id=_S, rrname=_S, rrtype=_S, rcode=_S, flags=_S, aa=_S, tc=_S, rd=_S,
              ra=_S, ttl=_S, rdata=_S,
              answers=pl.List(_obj(rrname=_S, rrtype=_S, ttl=_S, rdata=_S)),
@@ -515,7 +518,12 @@ def _alerts(alerts: pl.DataFrame, path: Path, ctx: ReadContext) -> pa.Table:
         category=_m("$.alert.category"),
         severity=_m("$.alert.severity").cast(pl.Int16, strict=False),
         metadata=_m("$.alert.metadata"),
+        source_ip=_m("$.alert.source.ip"),
+        source_port=_m("$.alert.source.port").cast(pl.UInt16, strict=False),
+        target_ip=_m("$.alert.target.ip"),
+        target_port=_m("$.alert.target.port").cast(pl.UInt16, strict=False),
     )
+    frame = _canonical(frame, ("source_ip", "target_ip"))
     return _table("eve_alert", frame).to_arrow()
 
 
