@@ -14,7 +14,6 @@ It replays Zeek's record-layer state machine rather than just reading the hellos
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -34,6 +33,8 @@ _HISTORY = {
     0: "h", 1: "c", 2: "s", 3: "v", 4: "t", 5: "e", 6: "j", 8: "o", 11: "x", 12: "k", 13: "r",
     14: "n", 15: "y", 16: "g", 20: "f", 21: "w", 22: "u", 23: "a", 24: "p", 254: "m",
 }  # fmt: skip
+_HISTORY_CLIENT = {k: v.upper() for k, v in _HISTORY.items()}
+_HISTORY_SERVER = _HISTORY
 _MAX_HISTORY = 100
 _NAMES = tuple(SCHEMA.names)
 
@@ -51,46 +52,73 @@ class _Stop(Exception):
     """Zeek would stop analysing here (established, violation or gap)."""
 
 
-@dataclass(slots=True)
 class _State:
-    """Per-connection parser state plus the ssl.log record being built (Zeek's ``c$ssl``)."""
+    """Per-connection parser state plus the ssl.log record being built (Zeek's ``c$ssl``).
 
-    conv: Conversation
-    info: dict[str, object] | None = None
-    confirmed: bool = False
-    record_version: int | None = None  # None = not yet synchronised; 2 = SSLv2 for the session
-    encrypted: dict[bool, bool] = field(default_factory=lambda: {True: False, False: False})
-    chosen_version: int | None = None
-    flipped: bool = False
-    established: bool = False
-    hs_buf: dict[bool, bytearray] = field(
-        default_factory=lambda: {True: bytearray(), False: bytearray()}
-    )
-    session_id: str | None = None
-    hrr_seen: bool = False
-    ticket_seen: bool = False
-    cke_seen: bool = False
-    psk_seen: bool = False
-    certs: dict[bool, list[bytes]] = field(default_factory=lambda: {True: [], False: []})
-    certs_seen: bool = False
-    ts: float = 0.0
+    A plain slotted class (no dataclass factories): one is built per TLS connection. The history
+    is kept here as a string and written into the record at the end, so that adding a letter is
+    one concatenation rather than a dict read and write.
+    """
+
+    __slots__ = (
+        "certs",
+        "certs_seen",
+        "chosen_version",
+        "cke_seen",
+        "confirmed",
+        "conv",
+        "encrypted",
+        "established",
+        "flipped",
+        "hist",
+        "hrr_seen",
+        "hs_buf",
+        "info",
+        "psk_seen",
+        "record_version",
+        "session_id",
+        "ticket_seen",
+        "ts",
+    )  # fmt: skip
+
+    def __init__(self, conv: Conversation, ts: float) -> None:
+        self.conv = conv
+        self.info: dict[str, object] | None = None
+        self.confirmed = False
+        self.record_version: int | None = None  # None = not yet synchronised; 2 = SSLv2
+        self.encrypted = {True: False, False: False}
+        self.chosen_version: int | None = None
+        self.flipped = False
+        self.established = False
+        self.hs_buf = {True: bytearray(), False: bytearray()}
+        self.session_id: str | None = None
+        self.hrr_seen = self.ticket_seen = self.cke_seen = self.psk_seen = False
+        self.certs: dict[bool, list[bytes]] = {True: [], False: []}
+        self.certs_seen = False
+        self.ts = ts
+        self.hist = ""  # ssl_history so far (the record gets it in ``_finish``)
 
     def session(self) -> dict[str, object]:
-        if self.info is None:
-            self.info = {
+        info = self.info
+        if info is None:
+            conv = self.conv
+            info = self.info = {
                 "ts": self.ts,
-                **self.conv.id_fields(),
+                "uid": conv.uid,
+                "orig_h": conv.orig_h,
+                "orig_p": conv.orig_p,
+                "resp_h": conv.resp_h,
+                "resp_p": conv.resp_p,
                 "resumed": False,
                 "established": False,
-                "ssl_history": "",
             }
-        return self.info
+        return info
 
     def history(self, is_client: bool, ch: str) -> None:
-        info = self.session()
-        hist = str(info["ssl_history"])
-        if len(hist) < _MAX_HISTORY:
-            info["ssl_history"] = hist + (ch.upper() if is_client else ch.lower())
+        if self.info is None:
+            self.session()
+        if len(self.hist) < _MAX_HISTORY:
+            self.hist += ch.upper() if is_client else ch
 
     def tls13(self) -> bool:
         v = self.chosen_version
@@ -101,8 +129,8 @@ def _check_direction(st: _State, desired_orig: bool, is_orig: bool) -> None:
     """Zeek's direction check: a hello from the 'wrong' side flips client/server roles."""
     if st.flipped == (desired_orig == is_orig):
         st.flipped = not st.flipped
-        info = st.session()
-        info["ssl_history"] = str(info["ssl_history"]) + "^"
+        st.session()
+        st.hist += "^"
 
 
 def _client_hello(st: _State, body: bytes, is_client: bool) -> None:
@@ -195,30 +223,41 @@ def _handshake(st: _State, is_orig: bool, data: bytes, pos: int, end: int) -> No
         length = (data[pos + 1] << 16) | (data[pos + 2] << 8) | data[pos + 3]
         if end - pos < 4 + length:
             break
-        body = data[pos + 4 : pos + 4 + length]
-        pos += 4 + length
-        if msg_type == 1:
-            _check_direction(st, True, is_orig)
-        elif msg_type in (0, 2):
-            _check_direction(st, False, is_orig)
-        is_client = is_orig ^ st.flipped
-        try:
-            if msg_type == 1:
-                _client_hello(st, body, is_client)
-            elif msg_type == 2:
-                _server_hello(st, body, is_client)
-            elif msg_type == 11:
-                _certificate(st, body, is_client)
-            elif msg_type == 12:
-                _server_key_exchange(st, body)
-        except (ValueError, IndexError):
-            raise _Stop from None
-        if is_client and msg_type == 16:
-            st.cke_seen = True
-        ch = _HISTORY.get(msg_type, "z")
+        start = pos + 4
+        pos = start + length
+        if msg_type <= 2:
+            if st.flipped == ((msg_type == 1) == is_orig):  # Zeek's direction check
+                _check_direction(st, msg_type == 1, is_orig)
+            is_client = is_orig ^ st.flipped
+            try:
+                if msg_type == 1:
+                    _client_hello(st, data[start:pos], is_client)
+                elif msg_type == 2:
+                    _server_hello(st, data[start:pos], is_client)
+            except (ValueError, IndexError):
+                raise _Stop from None
+        else:
+            is_client = is_orig ^ st.flipped
+            try:
+                if msg_type == 11:
+                    _certificate(st, data[start:pos], is_client)
+                elif msg_type == 12:
+                    _server_key_exchange(st, data[start:pos])
+            except (ValueError, IndexError):
+                raise _Stop from None
+            if is_client and msg_type == 16:
+                st.cke_seen = True
         if msg_type == 2 and st.hrr_seen:
-            ch, st.hrr_seen = "j", False
-        st.history(is_client, ch)
+            ch = "J" if is_client else "j"
+            st.hrr_seen = False
+        else:
+            ch = (_HISTORY_CLIENT if is_client else _HISTORY_SERVER).get(msg_type)
+            if ch is None:
+                ch = "Z" if is_client else "z"
+        if st.info is None:
+            st.session()
+        if len(st.hist) < _MAX_HISTORY:
+            st.hist += ch
     if pos < end:
         buf += data[pos:end]
 
@@ -335,22 +374,42 @@ def _feed(st: _State, is_orig: bool, data: bytes) -> tuple[int, int]:
     return pos, 5
 
 
+# SHA-256 of certificates by their bytes: servers present the same chain on every connection, and
+# hashing a 1-2 KB certificate costs several times the dict lookup that finds it again.
+_FP_CACHE: dict[bytes, str] = {}
+_FP_CACHE_MAX = 4096
+
+
+def _cert_fp(der: bytes) -> str:
+    fp = _FP_CACHE.get(der)
+    if fp is None:
+        if len(_FP_CACHE) >= _FP_CACHE_MAX:
+            _FP_CACHE.clear()
+        fp = _FP_CACHE[der] = hashlib.sha256(der).hexdigest()
+    return fp
+
+
 def _finish(st: _State) -> dict[str, object] | None:
     info = st.info
     if info is None:
         return None
     info.pop("version_num", None)
     info["established"] = st.established
+    info["ssl_history"] = st.hist
     if st.certs_seen:
         server, client = st.certs[False], st.certs[True]
-        info["cert_chain_fps"] = [hashlib.sha256(c).hexdigest() for c in server]
-        info["client_cert_chain_fps"] = [hashlib.sha256(c).hexdigest() for c in client]
-        if server:
-            names = cert_names(server[0])
+        # cert_names first: its cache hashes the leaf's bytes once, and the fingerprint cache then
+        # finds the leaf by that same hash.
+        names = cert_names(server[0]) if server else None
+        info["cert_chain_fps"] = [_cert_fp(c) for c in server]
+        info["client_cert_chain_fps"] = [_cert_fp(c) for c in client]
+        if names is not None:
             info["subject"], info["issuer"] = names.subject, names.issuer
             if info.get("server_name") is not None and names.subject is not None:
                 info["sni_matches_cert"] = hostname_matches(names, str(info["server_name"]))
-    return {name: info.get(name) for name in _NAMES}
+    out = dict.fromkeys(_NAMES)
+    out.update(info)  # every key the record gets is one of the schema's names
+    return out
 
 
 class SSLAnalyzer:
