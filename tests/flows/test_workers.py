@@ -28,6 +28,8 @@ CAPTURES = [
     "zeek-btest/Traces/tcp/handshake-reorder.pcap",
     "zeek-btest/Traces/pppoe-over-qinq.pcap",
     "zeek-btest/Traces/dns53.pcap",
+    "zeek-btest/Traces/tunnels/gtp/gtp1_gn_normal_incl_fragmentation.pcap",
+    "pcaps-ddos-stopddos/amp.dns.RRSIG.fragmented.pcap",
 ]
 
 

@@ -84,7 +84,7 @@ class Ingest:
         fragments = FragmentReassembler()
         try:
             for batch in reader:
-                buf, pk = fragments.apply(batch.buf, decode(batch))
+                buf, pk = fragments.apply(batch.buf, decode(batch, shard))
                 keep_shard(pk, *shard)
                 rec = pk["rec"]
                 ts = batch.ts_ns[rec]

@@ -1,13 +1,14 @@
 """Split a capture's connections across workers by a hash of their outermost flow.
 
-Every worker reads and decodes the whole capture (cheap, compiled) but tracks and analyses only
-the connections of its shard, so two cores share the per-connection work without passing packets
-between processes. The hash must send every packet of a connection, in both directions, and every
+Every worker reads the whole capture and decodes its own packets (``decode(batch, shard)`` skips
+the plain packets of other shards with this same hash, ``sensors.pcap.shardhash``), then tracks
+and analyses only the connections of its shard, so two cores share the per-connection work without
+passing packets between processes. The hash must send every packet of a connection, in both directions, and every
 packet of anything tunnelled inside it, to the same worker: it covers the outermost layer's
 endpoints (address and port for TCP/UDP, address alone otherwise, where the tracker's key pairs
 ICMP messages of different types) in an order-free way.
 
-Every worker runs this over every row of the capture, so it is one compiled pass: the NumPy
+Every worker runs this over every row it decoded, so it is one compiled pass: the NumPy
 version (kept in the tests as the reference) walked the parent chains with whole-batch ``where``
 passes and cost as much as decoding.
 """
@@ -18,19 +19,9 @@ import numpy as np
 from numba import njit
 
 from mamori.sensors.pcap.decode import OK, PacketColumns
+from mamori.sensors.pcap.shardhash import endpoint_shard
 
 OTHER_SHARD = 200  # ``status`` of rows another worker tracks; the tracker skips any non-OK row
-
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-
-
-@njit(cache=True, inline="always")
-def _mix(x: np.uint64) -> np.uint64:
-    """splitmix64's finaliser: every input bit moves every output bit."""
-    x = (x ^ (x >> np.uint64(30))) * _M1
-    x = (x ^ (x >> np.uint64(27))) * _M2
-    return x ^ (x >> np.uint64(31))
 
 
 @njit(cache=True)
@@ -46,21 +37,14 @@ def _shards(
     n: int,
 ) -> np.ndarray:
     out = np.empty(parent.shape[0], np.int64)
-    zero = np.uint64(0)
     for i in range(parent.shape[0]):
         root = i
         while parent[root] >= 0:
             root = parent[root]
-        p = np.uint64(proto[root])
-        sp, dp = zero, zero
-        if p == 6 or p == 17 or p == 132:
-            # Ports are int32 columns: reinterpret as the NumPy version's uint64 cast does.
-            sp = np.uint64(np.int64(sport[root]))
-            dp = np.uint64(np.int64(dport[root]))
-        a = _mix(_mix(src_hi[root] ^ sp) ^ src_lo[root])
-        b = _mix(_mix(dst_hi[root] ^ dp) ^ dst_lo[root])
-        h = _mix(a + b + p)  # the sum is order-free: both directions land alike
-        out[i] = np.int64(h % np.uint64(n))
+        out[i] = endpoint_shard(
+            proto[root], sport[root], dport[root],
+            src_hi[root], src_lo[root], dst_hi[root], dst_lo[root], n,
+        )  # fmt: skip
     return out
 
 

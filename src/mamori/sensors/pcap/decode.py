@@ -18,6 +18,7 @@ import numba as nb
 import numpy as np
 
 from mamori.sensors.pcap.reader import RecordBatch
+from mamori.sensors.pcap.shardhash import endpoint_shard
 
 # Link types (LINKTYPE_* values as they appear in pcap/pcapng headers).
 LINK_NULL = 0  # BSD loopback, address family in host byte order
@@ -232,8 +233,15 @@ def decode_batch(
     pay_cap: np.ndarray,
     pay_len: np.ndarray,
     vlan: np.ndarray,
+    shard_k: int = 0,
+    shard_n: int = 1,
 ) -> int:
-    """Fill one row per packet (more for tunnels); returns the number of rows written."""
+    """Fill one row per packet (more for tunnels); returns the number of rows written.
+
+    With ``shard_n > 1`` a plain packet (no tunnel, complete headers, not a fragment) whose
+    endpoints hash to another worker than ``shard_k`` gets no row: its row is written, then taken
+    back (see ``decode``).
+    """
     n = data_off.shape[0]
     cap = rec.shape[0]
     row = 0
@@ -560,6 +568,16 @@ def decode_batch(
                             tunnel[r] = TUN_GTP
             if inner < 0 or inner >= pe:
                 tunnel[r] = TUN_NONE
+                if (
+                    d == 0
+                    and shard_n > 1
+                    and i != n - 1
+                    and endpoint_shard(
+                        pr, sport[r], dport[r], src_hi[r], src_lo[r], dst_hi[r], dst_lo[r], shard_n
+                    )
+                    != shard_k
+                ):
+                    row = r  # another worker's packet: its row is overwritten by the next one
                 break
             # Descend: the inner packet becomes the next row.
             par = r
@@ -570,15 +588,24 @@ def decode_batch(
     return row
 
 
-def decode(batch: RecordBatch) -> PacketColumns:
-    """Decode every record of a batch (tunnels add rows)."""
+def decode(batch: RecordBatch, shard: tuple[int, int] = (0, 1)) -> PacketColumns:
+    """Decode every record of a batch (tunnels add rows).
+
+    With ``shard=(k, n)``, the plain packets of connections of other workers than k are skipped
+    (``flows.shards``): most of a worker's decoding and every later pass over its rows were spent
+    on packets it only marked as another's. Skipped are only packets that would be one complete,
+    untunnelled row: fragments (which every worker reassembles, as the reassembler's bounds depend
+    on all of them), tunnels and damaged packets keep their rows, which ``keep_shard`` then marks.
+    So does the batch's last record, whose time is the tracker's clock at the batch end. ``rec``
+    still numbers records in the batch, so a row's record is found as before.
+    """
     n = len(batch)
     cap = n * 2 + 16
     while True:
         cols = {name: np.empty(cap, dtype) for name, dtype in COLUMNS.items()}
         rows = decode_batch(
             batch.buf, batch.data_off, batch.caplen, batch.linktype,
-            *(cols[name] for name in COLUMNS),
+            *(cols[name] for name in COLUMNS), *shard,
         )  # fmt: skip
         if rows < cap:
             return PacketColumns({k: v[:rows] for k, v in cols.items()})

@@ -1,0 +1,48 @@
+"""The hash that splits a capture's connections across ingest workers (``flows.shards``).
+
+It lives beside the decoder because the decoder applies it too: a worker skips the plain packets
+of other workers' connections while decoding, so it never writes their rows. One definition
+serves both, so the two can never disagree on a packet's worker.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+
+
+@njit(cache=True, inline="always")
+def mix(x: np.uint64) -> np.uint64:
+    """splitmix64's finaliser: every input bit moves every output bit."""
+    x = (x ^ (x >> np.uint64(30))) * _M1
+    x = (x ^ (x >> np.uint64(27))) * _M2
+    return x ^ (x >> np.uint64(31))
+
+
+@njit(cache=True, inline="always")
+def endpoint_shard(
+    proto: int,
+    sport: int,
+    dport: int,
+    src_hi: np.uint64,
+    src_lo: np.uint64,
+    dst_hi: np.uint64,
+    dst_lo: np.uint64,
+    n: int,
+) -> int:
+    """The worker (0..n-1) of an outermost packet: an order-free hash of its endpoints (address
+    and port for TCP, UDP and SCTP, address alone otherwise)."""
+    zero = np.uint64(0)
+    p = np.uint64(proto)
+    sp, dp = zero, zero
+    if p == 6 or p == 17 or p == 132:
+        # Ports are int32 columns: reinterpret as the NumPy reference's uint64 cast does.
+        sp = np.uint64(np.int64(sport))
+        dp = np.uint64(np.int64(dport))
+    a = mix(mix(src_hi ^ sp) ^ src_lo)
+    b = mix(mix(dst_hi ^ dp) ^ dst_lo)
+    h = mix(a + b + p)  # the sum is order-free: both directions land alike
+    return np.int64(h % np.uint64(n))
