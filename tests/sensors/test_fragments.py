@@ -218,7 +218,8 @@ def _same(buf: np.ndarray, a: tuple, b: tuple) -> None:  # type: ignore[type-arg
         ]
     ),
     st.integers(0, 2),  # plain packets between fragments
-    st.booleans(),  # columns with room to grow in place (as decode returns them) or without
+    st.booleans(),  # columns and buffer with room to grow in place (as decode and the reader
+    # return them) or without
 )
 def test_compiled_matches_reference(datagrams, rnd, boundaries, limits, plain, roomy) -> None:  # type: ignore[no-untyped-def]
     """Random fragment streams (IPv4 and IPv6, overlaps, duplicates, out of order, snaplen cuts,
@@ -244,7 +245,12 @@ def test_compiled_matches_reference(datagrams, rnd, boundaries, limits, plain, r
             expected = ref.apply(
                 batch.buf, PacketColumns({k: v.copy() for k, v in pk.cols.items()})
             )
-            _same(batch.buf, expected, new.apply(batch.buf, mine))
+            buf = batch.buf
+            if roomy:  # as the reader's buffer: the start of a larger array, datagrams go after
+                store = np.full(buf.shape[0] + rnd.choice([0, 40, 1 << 17]), 0xEE, np.uint8)
+                store[: buf.shape[0]] = buf
+                buf = store[: buf.shape[0]]
+            _same(batch.buf, expected, new.apply(buf, mine))
             assert list(new.pending) == list(ref.pending)
             assert [dg.size for dg in new.pending.values()] == [
                 dg.size for dg in ref.pending.values()

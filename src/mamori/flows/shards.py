@@ -3,10 +3,10 @@
 Every worker reads the whole capture and decodes its own packets (``decode(batch, shard)`` skips
 the plain packets of other shards with this same hash, ``sensors.pcap.shardhash``), then tracks
 and analyses only the connections of its shard, so two cores share the per-connection work without
-passing packets between processes. The hash must send every packet of a connection, in both directions, and every
-packet of anything tunnelled inside it, to the same worker: it covers the outermost layer's
-endpoints (address and port for TCP/UDP, address alone otherwise, where the tracker's key pairs
-ICMP messages of different types) in an order-free way.
+passing packets between processes. The hash must send every packet of a connection, in both
+directions, and every packet of anything tunnelled inside it, to the same worker: it covers the
+outermost layer's endpoints (address and port for TCP/UDP, address alone otherwise, where the
+tracker's key pairs ICMP messages of different types) in an order-free way.
 
 Every worker runs this over every row it decoded, so it is one compiled pass: the NumPy
 version (kept in the tests as the reference) walked the parent chains with whole-batch ``where``

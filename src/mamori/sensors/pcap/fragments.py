@@ -112,8 +112,10 @@ class FragmentReassembler:
 
         Without a completed datagram, ``buf`` and ``pk`` come back as they are. Otherwise the
         returned buffer, like a batch's, is valid until the next call (this object reuses it), and
-        ``pk`` is consumed: its columns are grown in place where they have room (``decode``
-        leaves it), so the caller uses only what is returned, as ``Ingest`` does.
+        ``buf`` and ``pk`` are consumed: the datagrams are written after ``buf``'s bytes when it
+        is the start of a larger array (as the reader's buffer is), and the columns are grown in
+        place where they have room (``decode`` leaves it), so the caller uses only what is
+        returned, as ``Ingest`` does.
         """
         c = pk.cols
         rows = np.flatnonzero(c["status"] == FRAGMENT)
@@ -161,16 +163,19 @@ class FragmentReassembler:
 
         Ingest runs with a low mmap threshold (``flows.memory``), so every fresh batch-sized array
         is new pages, faulted in one by one: copying the batch into a fresh buffer and its columns
-        into fresh arrays cost ten times the reassembly. The buffer is therefore this object's,
-        reused, and the columns grow in place where ``decode`` left them room.
+        into fresh arrays cost ten times the reassembly. The datagrams therefore go in place after
+        the batch's bytes where the reader left room for them, else into a buffer of this
+        object's, reused; and the columns grow in place where ``decode`` left them room.
         """
         c = pk.cols
         base = buf.shape[0]
         size = base + packets.shape[0]
-        if self._buf.shape[0] < size:
-            self._buf = np.empty(size + size // 8, np.uint8)
-        new_buf = self._buf[:size]
-        new_buf[:base] = buf
+        new_buf = _room(buf, size)  # the reader leaves room after its buffer (reader.py)
+        if new_buf is None:
+            if self._buf.shape[0] < size:
+                self._buf = np.empty(size + size // 8, np.uint8)
+            new_buf = self._buf[:size]
+            new_buf[:base] = buf
         new_buf[base:] = packets
         n = completing.shape[0]
         cap = 2 * n + 4
