@@ -454,13 +454,28 @@ class _Side:
                     pos, scan = end, 0
                     msg.deliver(chunk, False)
                 else:
-                    eol = _CRLF if msg is not None and msg.crlf_only else _EOL
-                    m = eol.search(data, pos + scan)
-                    if m is None:
+                    start = pos + scan
+                    if msg is not None and msg.crlf_only:
+                        cut = data.find(b"\r\n", start)
+                        nxt = cut + 2
+                    else:  # _EOL's match, from two plain finds (a bare CR is bounded by the LF)
+                        cut = data.find(b"\n", start)
+                        if cut < 0:
+                            cut = data.find(b"\r", start)
+                            if cut == n - 1:
+                                cut = -1  # a CR at the very end may be half of a CRLF
+                            nxt = cut + 1
+                        else:
+                            nxt = cut + 1
+                            cr = data.find(b"\r", start, cut)
+                            if cr >= 0:
+                                nxt = cut + 1 if cr == cut - 1 else cr + 1
+                                cut = cr
+                    if cut < 0:
                         scan = max(0, n - pos - 1)
                         return
-                    line = data[pos : m.start()]
-                    pos, scan = m.end(), 0
+                    line = data[pos:cut]
+                    pos, scan = nxt, 0
                     p.line(is_orig, line)
                     msg = p.req if is_orig else p.rep
                 if msg is not None and msg.delivery is not None:  # a new ContentLine delivery size
