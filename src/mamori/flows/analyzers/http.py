@@ -635,8 +635,9 @@ class HttpAnalyzer:
         if proto.tunnel is not None:
             proto.tunnel.done()
         rows = []
+        ids = conv.id_fields()
         for info in script.finish():
-            rows.append({"ts": info.pop("ts"), **conv.id_fields(), **_NONE_FIELDS, **info})
+            rows.append({"ts": info.pop("ts"), **ids, **_NONE_FIELDS, **info})
         return Analysis(proto.confirmed, rows)
 
 

@@ -206,8 +206,17 @@ class Message:
                 else:
                     self.header_line += data
             else:
-                self._finish_header()
+                line = self.header_line
                 self.header_line = data
+                if line is not None:  # the previous header is complete: _finish_header, inline
+                    m = _FIELD.match(line)
+                    if m:
+                        name = m.group(1)
+                        value = line[m.end() :].lstrip(b" \t\r\n\v\f")
+                        lname = name.lower()
+                        if lname in _ENTITY_HEADERS:
+                            self._entity_header(lname, value)
+                        self.on_header(name, lname, value)
             return
         if self.boundary is not None:
             self._body(data, crlf)
