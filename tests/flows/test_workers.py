@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -99,3 +101,50 @@ def test_worker_processes_are_prepared_and_the_caller_is_not(
             pool.submit(importlib.util.find_spec, "pandas").result()
     assert os.environ.get(ARROW_POOL_ENV) == before
     assert not any(type(f).__name__ == "_WithoutPandas" for f in sys.meta_path)
+
+
+_FORKED = """
+import json, sys
+from mamori.flows.memory import prepare_ingest_process
+prepare_ingest_process()
+from pathlib import Path
+from mamori.config import Settings
+from mamori.flows.workers import LakeIngest
+from mamori.lake.query import connect
+with LakeIngest(Settings(workers=2, parallel_min_bytes=0), Path(sys.argv[2])) as ingester:
+    method = ingester._pool._mp_context.get_start_method()
+    stats = ingester.capture(Path(sys.argv[1]))
+    child_has_pandas = ingester._pool.submit(
+        __import__("importlib.util").util.find_spec, "pandas"
+    ).exception() is None
+con = connect(Path(sys.argv[2]))
+rows = {t: con.sql(f"SELECT * EXCLUDE (date) FROM {t} ORDER BY ALL").fetchall() for t in stats.rows}
+print(json.dumps({"method": method, "pandas": child_has_pandas, "error": stats.error,
+                  "rows": stats.rows, "tables": {t: [repr(r) for r in v] for t, v in rows.items()}}))
+"""
+
+
+def test_a_prepared_process_forks_its_workers_and_writes_the_same_lake(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """The ``ingest`` command's process (prepared before pyarrow loads) forks its workers when the
+    ingest starts instead of spawning them; the lake is the one process's lake."""
+    path = data_dir / "zeek-btest/Traces/wikipedia.pcap"
+    one = tmp_path / "one"
+    with LakeIngest(Settings(workers=1), one) as ingester:
+        stats = ingester.capture(path)
+    con = connect(one)
+    want = {
+        t: [repr(r) for r in con.sql(f"SELECT * EXCLUDE (date) FROM {t} ORDER BY ALL").fetchall()]
+        for t in stats.rows
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", _FORKED, str(path), str(tmp_path / "two")],
+        capture_output=True, text=True, check=True, timeout=300,
+    )  # fmt: skip
+    got = json.loads(out.stdout)
+    assert got["method"] == "fork"
+    assert got["pandas"] is False  # the fork inherits the prepared process's import blocker
+    assert got["error"] is None
+    assert got["rows"] == stats.rows
+    assert got["tables"] == want

@@ -37,6 +37,7 @@ MMAP_THRESHOLD = 256 * 1024
 ARENAS = 2
 ARROW_POOL_ENV = "ARROW_DEFAULT_MEMORY_POOL"
 _done = False
+_prepared_early = False  # prepare_ingest_process ran before pyarrow and pandas loaded
 
 
 class _WithoutPandas(importlib.abc.MetaPathFinder):
@@ -56,11 +57,25 @@ def prepare_ingest_process() -> None:
     this one starts (they inherit the environment). A pool the user chose is kept. pandas then
     looks uninstalled to this process: not for library callers, who may need it after ingest.
     """
+    global _prepared_early
+    _prepared_early = _prepared_early or (
+        "pyarrow" not in sys.modules and "pandas" not in sys.modules
+    )
     os.environ.setdefault(ARROW_POOL_ENV, "system")
     if "pandas" not in sys.modules and not any(
         isinstance(f, _WithoutPandas) for f in sys.meta_path
     ):
         sys.meta_path.insert(0, _WithoutPandas())
+
+
+def forks_prepared() -> bool:
+    """Whether a process forked from this one is prepared as a spawned worker would be.
+
+    It is when :func:`prepare_ingest_process` ran here before pyarrow or pandas loaded (as the
+    ``ingest`` command does): a fork inherits this process's Arrow pool and the absence of pandas,
+    so it needs no fresh interpreter, imports nor pool choice of its own (``flows.workers``).
+    """
+    return _prepared_early and ARROW_POOL_ENV in os.environ and "pandas" not in sys.modules
 
 
 def keep_memory_flat() -> None:

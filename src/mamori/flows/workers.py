@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import warnings
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import replace
@@ -20,7 +21,7 @@ from types import TracebackType
 
 from mamori.config import Settings
 from mamori.flows.collector import rare_collection
-from mamori.flows.memory import prepare_ingest_process
+from mamori.flows.memory import forks_prepared, prepare_ingest_process
 from mamori.flows.pipeline import CaptureStats, Ingest
 from mamori.lake.writer import LakeWriter
 
@@ -44,8 +45,10 @@ class LakeIngest:
         self.settings = settings
         self.lake = Path(lake)
         self.workers = settings.workers or usable_cores()
-        self.writer = LakeWriter(self.lake)
         self._pool: ProcessPoolExecutor | None = None
+        if self.workers > 1 and forks_prepared() and "fork" in mp.get_all_start_methods():
+            self._pool = _forked_pool(self.workers - 1)
+        self.writer = LakeWriter(self.lake)
 
     def __enter__(self) -> LakeIngest:
         return self
@@ -69,8 +72,9 @@ class LakeIngest:
         # Each process holds its own batch: split the batch budget so memory stays as bounded.
         settings = replace(self.settings, batch_bytes=max(1 << 20, self.settings.batch_bytes // n))
         if self._pool is None:
-            # spawn, not fork: Polars' and Numba's threads do not survive a fork safely. The
-            # initializer is unpickled and run before the first task imports pyarrow (memory.py).
+            # spawn, not fork, in any other process than a prepared one (see ``_forked_pool``):
+            # Polars' and Numba's threads do not survive a fork safely. The initializer is
+            # unpickled and run before the first task imports pyarrow (memory.py).
             self._pool = ProcessPoolExecutor(
                 n - 1, mp_context=mp.get_context("spawn"), initializer=prepare_ingest_process
             )
@@ -80,6 +84,25 @@ class LakeIngest:
         with rare_collection():
             mine = Ingest(settings, self.writer, progress).capture(path, (0, n))
         return merge([mine, *(f.result() for f in others)])
+
+
+def _forked_pool(n: int) -> ProcessPoolExecutor:
+    """Workers forked now, from a process prepared for ingest (``memory.forks_prepared``).
+
+    A spawned worker starts a fresh interpreter and imports everything ingest needs before its
+    first packet, which made it finish about half a second after the calling process on the
+    workload: the whole run's wall time. A fork has all that already and exits without tearing
+    an interpreter down. It is taken as the ingest starts, before the caller runs anything of
+    its own (a progress bar's thread, Polars or Numba thread pools, an open lake writer): the
+    threads present then (OpenBLAS, jemalloc, Polars' idle spill cleaner) are fork-safe or
+    unused by ingest, which never calls Polars.
+    """
+    pool = ProcessPoolExecutor(n, mp_context=mp.get_context("fork"))
+    with warnings.catch_warnings():
+        # Python 3.12 warns of any fork from a process with threads, whichever they are.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pool.submit(os.getpid).result()  # a fork context starts all its processes at once
+    return pool
 
 
 def merge(parts: list[CaptureStats]) -> CaptureStats:
