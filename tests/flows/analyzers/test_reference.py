@@ -15,9 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flows.analyzers.ref.http import HttpAnalyzer as RefHttp
+from flows.analyzers.ref.ssh import SSHAnalyzer as RefSSH
 from flows.analyzers.ref.ssl import SSLAnalyzer as RefSSL
 from mamori.flows.analyzers.base import Analysis, Analyzer
 from mamori.flows.analyzers.http import HttpAnalyzer
+from mamori.flows.analyzers.ssh import SSHAnalyzer
 from mamori.flows.analyzers.ssl import SSLAnalyzer
 from mamori.flows.conversation import Conversation, Segment
 from support.dpkt_conversations import conversations
@@ -25,6 +27,7 @@ from support.dpkt_conversations import conversations
 PAIRS: dict[str, tuple[Analyzer, Analyzer]] = {
     "http": (HttpAnalyzer(), RefHttp()),
     "ssl": (SSLAnalyzer(), RefSSL()),
+    "ssh": (SSHAnalyzer(), RefSSH()),
 }
 FIN, RST = 0x01, 0x04
 
@@ -38,8 +41,10 @@ def assert_same(service: str, conv: Conversation) -> None:
     assert _out(fast, fast.analyze(conv)) == _out(ref, ref.analyze(conv))
 
 
-def _conv(segs: list[Segment], partial: bool = False, marks: bool = True) -> Conversation:
-    c = Conversation("Cref", 1.0, "10.0.0.1", 50000, "10.0.0.2", 80, "tcp", marks=marks)
+def _conv(
+    segs: list[Segment], partial: bool = False, marks: bool = True, resp_h: str = "10.0.0.2"
+) -> Conversation:
+    c = Conversation("Cref", 1.0, "10.0.0.1", 50000, resp_h, 80, "tcp", marks=marks)
     c.partial = partial
     c.segments = segs
     return c
@@ -50,6 +55,7 @@ def _conv(segs: list[Segment], partial: bool = False, marks: bool = True) -> Con
     [
         ("http", ["zeek-btest/Traces/http", "zeek-btest/Traces/tcp-http-with-padding.pcap"]),
         ("ssl", ["zeek-btest/Traces/tls", "zeek-btest/Traces/socks-with-ssl.pcap"]),
+        ("ssh", ["zeek-btest/Traces/ssh"]),
     ],
 )
 def test_same_records_on_zeek_traces(data_dir: Path, service: str, traces: list[str]) -> None:
@@ -203,3 +209,65 @@ def test_ssl_same_on_protocol_pieces(segs: list[Segment]) -> None:
 @given(_segments(st.binary(max_size=300)))
 def test_ssl_same_on_arbitrary_bytes(segs: list[Segment]) -> None:
     assert_same("ssl", _conv(segs))
+
+
+# -- SSH ---------------------------------------------------------------------------------------
+def _ssh_string(raw: bytes) -> bytes:
+    return len(raw).to_bytes(4, "big") + raw
+
+
+def _ssh_packet(payload: bytes, pad: int = 4) -> bytes:
+    return (len(payload) + pad + 1).to_bytes(4, "big") + bytes([pad]) + payload + b"\0" * pad
+
+
+_LISTS = [b"curve25519-sha256,diffie-hellman-group-exchange-sha256", b"ssh-ed25519,rsa-sha2-512",
+          b"aes128-ctr,chacha20-poly1305@openssh.com", b"aes256-ctr,aes128-ctr", b"hmac-sha2-256",
+          b"umac-64@openssh.com,hmac-sha2-256", b"none,zlib@openssh.com", b"zlib", b""]  # fmt: skip
+
+
+@st.composite
+def _ssh_stream(draw: st.DrawFn, is_orig: bool) -> list[bytes]:
+    """One side: optional pre-banner text, a banner, cleartext packets, then encrypted pieces."""
+    out = []
+    if not is_orig and draw(st.booleans()):
+        out.append(b"Welcome\r\n")
+    out.append(draw(st.sampled_from([b"SSH-2.0-OpenSSH_9.6", b"SSH-1.99-x", b"SSH-1.5-old"])) + b"\r\n")  # fmt: skip
+    for _ in range(draw(st.integers(0, 4))):
+        kind = draw(st.integers(0, 5))
+        if kind == 0:
+            lists = b"".join(_ssh_string(draw(st.sampled_from(_LISTS))) for _ in range(10))
+            out.append(_ssh_packet(b"\x14" + b"\x01" * 16 + lists + b"\0\0\0\0\0"))
+        elif kind == 1:
+            out.append(_ssh_packet(b"\x15"))
+        elif kind == 2:
+            out.append(_ssh_packet(bytes([draw(st.sampled_from([31, 33]))]) + _ssh_string(b"hostkey")))  # fmt: skip
+        elif kind == 3:
+            out.append(draw(st.binary(max_size=40)))
+        elif kind == 4:
+            out.append(_ssh_packet(b"\x1e" + b"k" * draw(st.integers(0, 30))))
+        else:  # SSH-1 framing: length, 8 - length % 8 bytes of padding, type and data, CRC
+            body = bytes([draw(st.sampled_from([2, 3]))]) + b"\x07" * draw(st.integers(0, 40))
+            plen = len(body) + 4
+            out.append(plen.to_bytes(4, "big") + b"\0" * (8 - plen % 8) + body + b"crc!")
+    for _ in range(draw(st.integers(0, 8))):  # encrypted segments: only their sizes matter
+        out.append(b"x" * draw(st.sampled_from([36, 52, 68, 84, 100, 400])))
+    return out
+
+
+@_SETTINGS
+@given(st.data(), st.sampled_from(["10.0.0.2", "8.8.8.8"]))
+def test_ssh_same_on_protocol_pieces(data: st.DataObject, resp_h: str) -> None:
+    sides = {o: data.draw(_ssh_stream(o)) for o in (True, False)}
+    segs, ts = [], 1.0
+    while sides[True] or sides[False]:
+        o = data.draw(st.booleans()) if sides[True] and sides[False] else bool(sides[True])
+        gap = data.draw(st.sampled_from([0] * 15 + [7]))
+        segs.append(Segment(ts, o, sides[o].pop(0), gap))
+        ts += 0.25
+    assert_same("ssh", _conv(segs, resp_h=resp_h))
+
+
+@_SETTINGS
+@given(_segments(st.binary(max_size=300)))
+def test_ssh_same_on_arbitrary_bytes(segs: list[Segment]) -> None:
+    assert_same("ssh", _conv(segs))

@@ -54,8 +54,12 @@ _V4_EXCEPTIONS = _v4_table("_private_networks_exceptions") or ()
 _V4_OTHER = (_v4_table("_loopback_network") or ()) + (_v4_table("_linklocal_network") or ())
 
 
+@lru_cache(maxsize=1 << 14)
 def _is_local(addr: str) -> bool:
-    """Zeek treats private address space as local when no local networks are configured."""
+    """Zeek treats private address space as local when no local networks are configured.
+
+    Remembered per address: the same hosts open connection after connection.
+    """
     parts = addr.split(".")
     if _V4_PRIVATE is None or len(parts) != 4:
         return _is_local_slow(addr)
@@ -131,7 +135,7 @@ def _both_ways(c2s: str, s2c: str) -> str:
 
 
 def _md5_colons(data: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in hashlib.md5(data).digest())
+    return hashlib.md5(data).digest().hex(":")
 
 
 @dataclass(slots=True)
@@ -157,8 +161,9 @@ class _State:
         if self.info is None:
             c = self.conv
             self.info = {"ts": self.ts, **c.id_fields(), "auth_attempts": 0}
-            if _is_local(c.orig_h) != _is_local(c.resp_h):
-                self.info["direction"] = "OUTBOUND" if _is_local(c.orig_h) else "INBOUND"
+            orig_local = _is_local(c.orig_h)
+            if orig_local != _is_local(c.resp_h):
+                self.info["direction"] = "OUTBOUND" if orig_local else "INBOUND"
         return self.info
 
 
@@ -343,6 +348,10 @@ class SSHAnalyzer:
                 st.ts = seg.ts
                 o = seg.is_orig
                 if st.phase[o] == "encrypted":
+                    if st.decided or st.ssh1:
+                        if st.phase[not o] == "encrypted":
+                            break  # both sides encrypted and the guess made: nothing more to learn
+                        continue
                     _encrypted(st, len(seg.data), o)
                     continue
                 st.buf[o].extend(seg.data)
