@@ -11,10 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mamori.flows.shards import shard_of
 from mamori.sensors.pcap.decode import COLUMNS, OK, TUN_NONE, PacketColumns, decode
-from mamori.sensors.pcap.reader import PcapReader
+from mamori.sensors.pcap.reader import PcapReader, RecordBatch
+from sensors.test_decode import batch_of, frames
 
 CAPTURES = [
     "zeek-btest/Traces/tunnels/gre-within-gre.pcap",
@@ -44,6 +47,30 @@ def expected_rows(full: PacketColumns, k: int, n: int, records: int) -> np.ndarr
     return np.flatnonzero(~(plain & (shard_of(full, n) != k)))
 
 
+def check_shards(batch: RecordBatch, n: int) -> None:
+    """Every worker's decode is the full decode's rows it keeps; together they keep them all."""
+    full = decode(batch)
+    kept_by = np.zeros(len(full), np.int64)
+    for k in range(n):
+        part = decode(batch, (k, n))
+        want = expected_rows(full, k, n, len(batch))
+        kept_by[want] += 1
+        assert len(part) == want.shape[0]
+        for name in COLUMNS:
+            got, exp = part[name], full[name][want]
+            if name == "parent":  # parents point at rows, which moved
+                exp = np.where(exp >= 0, np.searchsorted(want, exp), exp)
+            assert np.array_equal(got, exp), name
+    assert (kept_by >= 1).all()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(frames(), min_size=1, max_size=12), st.integers(2, 4))
+def test_random_frames_split_like_the_full_decode(items: list[tuple[bytes, int]], n: int) -> None:
+    """Random frames (every link type, tunnels, fragments, damage, cuts): the same property."""
+    check_shards(batch_of([f for f, _ in items], [lt for _, lt in items]), n)
+
+
 @pytest.mark.parametrize("name", CAPTURES)
 @pytest.mark.parametrize("n", [2, 3])
 def test_shard_decode_is_the_full_decode_without_other_plain_packets(
@@ -54,19 +81,6 @@ def test_shard_decode_is_the_full_decode_without_other_plain_packets(
         pytest.fail(f"missing shared capture {path}")
     seen = 0
     for batch in PcapReader(path, 1 << 16):
-        full = decode(batch)
-        kept_by = np.zeros(len(full), np.int64)
-        for k in range(n):
-            part = decode(batch, (k, n))
-            want = expected_rows(full, k, n, len(batch))
-            kept_by[want] += 1
-            assert len(part) == want.shape[0]
-            for name_ in COLUMNS:
-                got, exp = part[name_], full[name_][want]
-                if name_ == "parent":  # parents point at rows, which moved
-                    exp = np.where(exp >= 0, np.searchsorted(want, exp), exp)
-                assert np.array_equal(got, exp), name_
-        # Every row of the full decode is written by at least one worker.
-        assert (kept_by >= 1).all()
+        check_shards(batch, n)
         seen += len(batch)
     assert seen > 0
