@@ -298,33 +298,10 @@ def _v2_record(st: _State, is_orig: bool, rec: bytes) -> None:
         raise _Stop
 
 
-def _record(
-    st: _State, is_orig: bool, ctype: int, version: int, data: bytes, pos: int, end: int
-) -> None:
-    """One record whose fragment is ``data[pos:end]`` (sliced only where it is read)."""
-    if st.record_version not in (None, 2) and version not in _RECORD_VERSIONS:
-        raise _Stop  # "Invalid version late in TLS connection"
-    if st.record_version is None:
-        if version not in _RECORD_VERSIONS or not 20 <= ctype <= 30:
-            raise _Stop
-        st.record_version = version
-    state = st.encrypted[is_orig]
-    if (
-        not state
-        and ctype == _APPDATA
-        and st.chosen_version is not None
-        and st.chosen_version not in _PRE_TLS13
-    ):
-        st.encrypted[is_orig] = state = True  # TLS 1.3: first application data switches over
-    if state:
-        if st.encrypted[True] and st.encrypted[False] and not st.established:
-            st.established = True
-            raise _Stop
-        return
+def _other_record(st: _State, is_orig: bool, ctype: int, data: bytes, pos: int, end: int) -> None:
+    """A cleartext record that is not a handshake record; its fragment is ``data[pos:end]``."""
     is_client = is_orig ^ st.flipped
-    if ctype == _HANDSHAKE:
-        _handshake(st, is_orig, data, pos, end)
-    elif ctype == _CCS:
+    if ctype == _CCS:
         st.history(is_client, "i")
         if is_client and st.ticket_seen and not st.cke_seen:
             st.session()["resumed"] = True
@@ -344,18 +321,24 @@ def _record(
 
 def _feed(st: _State, is_orig: bool, data: bytes) -> tuple[int, int]:
     """Consume every complete record in ``data``: where the unconsumed rest starts, and how many
-    bytes from there the next record needs before it is worth parsing again."""
+    bytes from there the next record needs before it is worth parsing again.
+
+    The record layer (version checks, the switch to encrypted, the end at ``established``) is
+    inline here, one pass per delivery; a record's fragment is sliced only where it is read.
+    """
     pos, n = 0, len(data)
+    enc = st.encrypted
     while n - pos >= 5:
         h0 = data[pos]
-        if h0 & 0x80 and st.record_version in (None, 2):
+        rv = st.record_version
+        if h0 & 0x80 and (rv is None or rv == 2):
             length = (((h0 & 0x7F) << 8) | data[pos + 1]) + 2
             if n - pos < length:
                 return pos, length
             kind = data[pos + 2]
             if not (
                 (kind == 1 and is_orig) or (kind == 4 and data[pos + 4] < 2 and not is_orig)
-            ) and (st.record_version != 2):
+            ) and (rv != 2):
                 raise _Stop
             if kind == 4:
                 st.record_version = 2
@@ -365,12 +348,35 @@ def _feed(st: _State, is_orig: bool, data: bytes) -> tuple[int, int]:
             continue
         length = 5 + ((data[pos + 3] << 8) | data[pos + 4])
         if n - pos < length:
-            if length > 5 + (1 << 15) and st.record_version is None:
+            if length > 5 + (1 << 15) and rv is None:
                 raise _Stop
             return pos, length
         start = pos
         pos += length
-        _record(st, is_orig, h0, (data[start + 1] << 8) | data[start + 2], data, start + 5, pos)
+        version = (data[start + 1] << 8) | data[start + 2]
+        if rv is None:
+            if version not in _RECORD_VERSIONS or not 20 <= h0 <= 30:
+                raise _Stop
+            st.record_version = version
+        elif rv != 2 and version not in _RECORD_VERSIONS:
+            raise _Stop  # "Invalid version late in TLS connection"
+        state = enc[is_orig]
+        if (
+            not state
+            and h0 == _APPDATA
+            and st.chosen_version is not None
+            and st.chosen_version not in _PRE_TLS13
+        ):
+            enc[is_orig] = state = True  # TLS 1.3: first application data switches over
+        if state:
+            if enc[True] and enc[False] and not st.established:
+                st.established = True
+                raise _Stop
+            continue
+        if h0 == _HANDSHAKE:
+            _handshake(st, is_orig, data, start + 5, pos)
+        else:
+            _other_record(st, is_orig, h0, data, start + 5, pos)
     return pos, 5
 
 
