@@ -83,6 +83,9 @@ class LakeIngest:
         ]
         with rare_collection():
             mine = Ingest(settings, self.writer, progress).capture(path, (0, n))
+            # The rows still buffered are written now, while the other workers finish theirs
+            # (each of them flushes before returning), not after the last of them.
+            self.writer.close()
         return merge([mine, *(f.result() for f in others)])
 
 
