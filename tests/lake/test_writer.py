@@ -124,3 +124,55 @@ def test_delta_encoded_columns_read_back_the_same_everywhere(tmp_path: Path) -> 
     assert got[0] == sum(counts.to_pylist()) and got[1] == 499
     assert got[2] == rows["ts"][0].as_py()
     assert pl.read_parquet(path)["orig_pkts"].to_list() == counts.to_pylist()
+
+
+def test_unique_text_is_written_plain_and_reads_back_the_same_everywhere(tmp_path: Path) -> None:
+    """uid (one length, unique) is length-delta encoded, addresses are plain, low-cardinality text
+    keeps its dictionary; Arrow, DuckDB and Polars all read every text column as written."""
+    import polars as pl
+
+    n = 3000
+    rows = _conn_rows([0] * n)
+    text = {
+        "uid": pa.array([f"C{i:017d}"[::-1] for i in range(n)]),
+        "orig_h": pa.array([f"10.{i % 7}.{i % 251}.{i % 13}" for i in range(n)]),
+        "resp_h": pa.array([f"2001:db8::{i:x}" if i % 3 else "192.0.2.1" for i in range(n)]),
+        "history": pa.array([("ShADadFf", "S", None, "Dd")[i % 4] for i in range(n)]),
+    }
+    for name, values in text.items():
+        rows = rows.set_column(rows.schema.get_field_index(name), rows.schema.field(name), values)
+    with LakeWriter(tmp_path) as w:
+        w.write("conn", rows)
+    (path,) = (tmp_path / "conn").rglob("*.parquet")
+    meta = pq.ParquetFile(path).metadata.row_group(0)
+    encodings = {
+        meta.column(i).path_in_schema: meta.column(i).encodings for i in range(meta.num_columns)
+    }
+    assert "DELTA_LENGTH_BYTE_ARRAY" in encodings["uid"]
+    for name in ("uid", "orig_h", "resp_h"):
+        assert "RLE_DICTIONARY" not in encodings[name], name
+    assert "RLE_DICTIONARY" in encodings["history"]
+    assert pq.read_table(path).equals(rows)
+    frame = pl.read_parquet(path)
+    con = connect(tmp_path)
+    for name, values in text.items():
+        assert frame[name].to_list() == values.to_pylist(), name
+        got = con.sql(f"SELECT {name} FROM conn ORDER BY first_record").fetchall()
+        assert [r[0] for r in got] == values.to_pylist(), name
+
+
+def test_tables_in_another_but_compatible_schema_are_cast_to_the_lake_schema(
+    tmp_path: Path,
+) -> None:
+    """A stage handing over wider types (int64 ports) gets the lake's types on disk."""
+    rows = _conn_rows([0, 1])
+    wide = rows.set_column(
+        rows.schema.get_field_index("orig_p"), "orig_p", rows["orig_p"].cast(pa.int64())
+    )
+    with LakeWriter(tmp_path) as w:
+        w.write("conn", wide)
+    back = pa.concat_tables(
+        pq.read_table(f) for f in sorted((tmp_path / "conn").rglob("*.parquet"))
+    )
+    assert back.schema.field("orig_p").type == pa.uint16()
+    assert back.equals(rows)
