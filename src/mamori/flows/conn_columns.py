@@ -72,7 +72,7 @@ def _uid_bytes(h0: np.uint64, numbers: np.ndarray, b62: np.ndarray) -> np.ndarra
 def uid_array(seed: bytes, numbers: np.ndarray) -> pa.Array:
     """Zeek-style uids for connection numbers, deterministic for a capture's seed."""
     n = numbers.shape[0]
-    data = _uid_bytes(uid_seed(seed), numbers.astype(np.int64), _B62)
+    data = _uid_bytes(uid_seed(seed), np.ascontiguousarray(numbers, np.int64), _B62)
     offsets = np.arange(0, (n + 1) * UID_LEN, UID_LEN, dtype=np.int32)
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
 
@@ -158,11 +158,11 @@ def _addr_bytes(hi: np.ndarray, lo: np.ndarray, hx: np.ndarray) -> tuple[np.ndar
 
 def addr_array(hi: np.ndarray, lo: np.ndarray) -> pa.Array:
     """Addresses as Zeek prints them (IPv4-mapped values as dotted quads)."""
-    data, offsets = _addr_bytes(hi.astype(np.int64), lo.astype(np.int64), _HEX)
-    n = hi.shape[0]
-    return pa.StringArray.from_buffers(
-        n, pa.py_buffer(offsets), pa.py_buffer(data[: offsets[n]].copy())
+    data, offsets = _addr_bytes(
+        np.ascontiguousarray(hi, np.int64), np.ascontiguousarray(lo, np.int64), _HEX
     )
+    # The data buffer is sized for the longest text; Arrow reads only up to the last offset.
+    return _strings(hi.shape[0], offsets, data)
 
 
 def network_table(nets: tuple[str, ...]) -> np.ndarray:
@@ -268,12 +268,49 @@ def _states(
     return state, data, offsets
 
 
+@nb.njit(cache=True)
+def _pick(codes: np.ndarray, data: np.ndarray, offs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets and bytes of a string column whose row i is name ``codes[i]`` of a small table."""
+    n = codes.shape[0]
+    offsets = np.empty(n + 1, np.int32)
+    total = 0
+    for i in range(n):
+        offsets[i] = total
+        c = codes[i]
+        total += offs[c + 1] - offs[c]
+    offsets[n] = total
+    out = np.empty(max(total, 1), np.uint8)
+    for i in range(n):
+        c = codes[i]
+        p = offsets[i]
+        for k in range(offs[c], offs[c + 1]):
+            out[p] = data[k]
+            p += 1
+    return offsets, out
+
+
+def _strings(n: int, offsets: np.ndarray, data: np.ndarray) -> pa.Array:
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
+
+
 def _names(codes: np.ndarray, names: tuple[str, ...]) -> pa.Array:
-    return pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(names)).cast(pa.string())
+    """Row i is ``names[codes[i]]``, built straight into Arrow buffers (a dictionary array cast
+    to strings cost as much as the uid column)."""
+    raw = [t.encode() for t in names]
+    offs = np.zeros(len(raw) + 1, np.int64)
+    np.cumsum([len(b) for b in raw], out=offs[1:])
+    data = np.frombuffer(b"".join(raw) or b"\0", np.uint8)
+    offsets, out = _pick(np.ascontiguousarray(codes, np.int64), data, offs)
+    return _strings(codes.shape[0], offsets, out)
 
 
 def _constant(text: str, n: int) -> pa.Array:
-    return _names(np.zeros(n, np.int8), (text,))
+    raw = text.encode()
+    offsets = np.arange(0, (n + 1) * len(raw), len(raw) or 1, dtype=np.int32)[: n + 1]
+    if not raw:
+        offsets = np.zeros(n + 1, np.int32)
+    data = np.frombuffer(raw * n or b"\0", np.uint8)
+    return _strings(n, offsets, data)
 
 
 def _nullable(values: np.ndarray, valid: np.ndarray, type_: pa.DataType) -> pa.Array:
@@ -310,23 +347,23 @@ def conn_columns(
         "orig_p": pa.array(S[:, T.C_OP].astype(np.uint16)),
         "resp_h": addr_array(S[:, T.C_RHI], S[:, T.C_RLO]),
         "resp_p": pa.array(S[:, T.C_RP].astype(np.uint16)),
-        "proto": _names(S[:, T.C_KIND].astype(np.int8), PROTO_NAMES),
+        "proto": _names(S[:, T.C_KIND], PROTO_NAMES),
         "duration": _nullable(dur_ns / 1e9, has_dur, pa.float64()),
         "orig_bytes": _nullable(size[:, 0].astype(np.uint64), has_dur, u64),
         "resp_bytes": _nullable(size[:, 1].astype(np.uint64), has_dur, u64),
         "conn_state": _names(codes, STATE_NAMES),
         "local_orig": pa.array(in_table(S[:, T.C_OHI], S[:, T.C_OLO], nets)),
         "local_resp": pa.array(in_table(S[:, T.C_RHI], S[:, T.C_RLO], nets)),
-        "missed_bytes": pa.array(S[:, T.C_MISSED].astype(np.uint64)),
+        "missed_bytes": pa.array(S[:, T.C_MISSED].view(np.uint64)),
         "history": history,
-        "orig_pkts": pa.array(S[:, T.C_OPKTS].astype(np.uint64)),
-        "orig_ip_bytes": pa.array(S[:, T.C_OIPB].astype(np.uint64)),
-        "resp_pkts": pa.array(S[:, T.C_RPKTS].astype(np.uint64)),
-        "resp_ip_bytes": pa.array(S[:, T.C_RIPB].astype(np.uint64)),
+        "orig_pkts": pa.array(S[:, T.C_OPKTS].view(np.uint64)),
+        "orig_ip_bytes": pa.array(S[:, T.C_OIPB].view(np.uint64)),
+        "resp_pkts": pa.array(S[:, T.C_RPKTS].view(np.uint64)),
+        "resp_ip_bytes": pa.array(S[:, T.C_RIPB].view(np.uint64)),
         "ip_proto": pa.array(S[:, T.C_PROTO].astype(np.uint8)),
         "source": _constant(source, n),
-        "first_record": pa.array(S[:, T.C_FIRST_ROW_FILE].astype(np.uint64)),
-        "last_record": pa.array(S[:, T.C_LAST_ROW_FILE].astype(np.uint64)),
+        "first_record": pa.array(S[:, T.C_FIRST_ROW_FILE].view(np.uint64)),
+        "last_record": pa.array(S[:, T.C_LAST_ROW_FILE].view(np.uint64)),
     }
 
 

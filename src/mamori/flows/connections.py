@@ -25,8 +25,8 @@ if MAX_DEPTH >= T.NO_PER_RECORD:  # a connection number must name one (record, l
 class Ended:
     """Columns of connections that have ended (one row each)."""
 
-    state: np.ndarray  # (n, N_COLS) int64
-    hist: np.ndarray  # (n, HIST_MAX) uint8
+    state: np.ndarray  # (n, C_EP) int64 connection columns (a view of column-major buffers)
+    hist: np.ndarray  # (n, HIST_MAX) uint8, valid up to hist_len
     hist_len: np.ndarray  # (n,) int32
     size: np.ndarray  # (n, 2) int64 orig/resp payload bytes
 
@@ -44,7 +44,7 @@ class ConnTracker:
         self.free = np.arange(self.capacity - 1, -1, -1, dtype=np.int64)
         self.n_free = self.capacity
         self.next_no = 0
-        self.E = np.zeros((self.out_capacity, T.N_COLS), np.int64)
+        self.E = np.zeros((T.C_EP, self.out_capacity), np.int64)
         self.EH = np.zeros((self.out_capacity, T.HIST_MAX), np.uint8)
         self.EHL = np.zeros(self.out_capacity, np.int32)
         self.ESZ = np.zeros((self.out_capacity, 2), np.int64)
@@ -64,15 +64,16 @@ class ConnTracker:
         self.H = np.zeros((cap, T.HIST_MAX), np.uint8)
         self.HL = np.zeros(cap, np.int32)
         self.K = np.zeros((cap, 5), np.int64)
+        self.NX = np.full(cap, T.NEVER, np.int64)
 
     def _grow(self) -> None:
         # 1.5x keeps the transient (old + new arrays during the copy) small on big live sets.
         old = self.S.shape[0]
-        new = old + old // 2
-        S, H, HL, K = self.S, self.H, self.HL, self.K
+        new = old + max(old // 2, 1)
+        S, H, HL, K, NX = self.S, self.H, self.HL, self.K, self.NX
         self._alloc_state(new)
-        self.S[:old], self.H[:old], self.HL[:old], self.K[:old] = S, H, HL, K
-        del S, H, HL, K
+        self.S[:old], self.H[:old], self.HL[:old], self.K[:old], self.NX[:old] = S, H, HL, K, NX
+        del S, H, HL, K, NX
         added = new - old
         free = np.empty(new, np.int64)
         free[: self.n_free] = self.free[: self.n_free]
@@ -86,8 +87,11 @@ class ConnTracker:
 
     def _grow_out(self) -> None:
         """Double the output buffers, keeping the ended connections not yet taken."""
-        n, cap = self.n_out, 2 * self.E.shape[0]
-        for name in ("E", "EH", "EHL", "ESZ"):
+        n, cap = self.n_out, 2 * self.E.shape[1]
+        E = np.zeros((T.C_EP, cap), np.int64)
+        E[:, :n] = self.E[:, :n]
+        self.E = E
+        for name in ("EH", "EHL", "ESZ"):
             old = getattr(self, name)
             new = np.zeros((cap, *old.shape[1:]), old.dtype)
             new[:n] = old[:n]
@@ -109,14 +113,15 @@ class ConnTracker:
                 c["ip_len"], c["sport"], c["dport"], c["flags"], c["seq"], c["ack"], c["win"],
                 c["pay_len"], c["pay_cap"],
                 row_conn, row_orig,
-                self.idx, self.S, self.H, self.HL, self.K, self.free, self.n_free, self.next_no,
+                self.idx, self.S, self.H, self.HL, self.K, self.NX, self.free, self.n_free,
+                self.next_no,
                 self.E, self.EH, self.EHL, self.ESZ,
                 self.ports, *self.timeouts, i, self.n_out,
             )  # fmt: skip
             self.n_out = n_out
             if i < n and self.n_free == 0:
                 self._grow()
-            if i < n and n_out + 2 > self.E.shape[0]:
+            if i < n and n_out + 2 > self.E.shape[1]:
                 self._grow_out()
         if n:
             self.last_now = int(ts_ns[-1])
@@ -127,10 +132,11 @@ class ConnTracker:
     def sweep(self, now: int, flush_all: bool) -> None:
         while True:
             self.n_free, self.n_out = T.sweep(
-                self.idx, self.S, self.H, self.HL, self.K, self.free, self.n_free, now, flush_all,
+                self.idx, self.S, self.H, self.HL, self.K, self.NX, self.free, self.n_free, now,
+                flush_all,
                 self.n_out, self.E, self.EH, self.EHL, self.ESZ,
             )  # fmt: skip
-            if self.n_out < self.E.shape[0]:
+            if self.n_out < self.E.shape[1]:
                 return
             self._grow_out()  # stopped because the output was full: make room, go on
 
@@ -145,4 +151,4 @@ class ConnTracker:
         if n == 0:
             return None
         self.n_out = 0
-        return Ended(self.E[:n], self.EH[:n], self.EHL[:n], self.ESZ[:n])
+        return Ended(self.E[:, :n].T, self.EH[:n], self.EHL[:n], self.ESZ[:n])

@@ -66,6 +66,7 @@ _FLIP_PAIRS = np.array(
     [(C_OHI, C_RHI), (C_OLO, C_RLO), (C_OP, C_RP), (C_OSTATE, C_RSTATE), (C_OPREV, C_RPREV),
      (C_OPKTS, C_RPKTS), (C_OIPB, C_RIPB), (C_OSIZE, C_RSIZE)], np.int64)  # fmt: skip
 _TIMER_COLS = np.array([C_ATTEMPT, C_DELETE, C_EXPIRE, C_INACT_NEXT], np.int64)
+NEVER = np.iinfo(np.int64).max  # deadline of a free slot or of one with no timer pending
 
 # Flag bits in C_FLAGS.
 FL_PARTIAL, FL_SEEN_O, FL_SEEN_R, FL_OCLOSE, FL_RCLOSE, FL_FIRSTACK, FL_ACTIVE = (
@@ -353,14 +354,29 @@ def _timers(S: np.ndarray, s: int, now: int, linger: int, session_timer: int) ->
             S[s, C_INACT_NEXT] = S[s, C_LAST] + to
 
 
+@nb.njit(cache=True, inline="always")
+def _deadline(S: np.ndarray, s: int) -> int:
+    """The earliest pending timer of slot ``s`` (NEVER if none): a sweep skips the slot before it."""
+    best = NEVER
+    for k in range(_TIMER_COLS.shape[0]):
+        d = S[s, _TIMER_COLS[k]]
+        if d > 0 and d < best:
+            best = d
+    return best
+
+
 @nb.njit(cache=True)
 def _emit(S: np.ndarray, H: np.ndarray, HL: np.ndarray, s: int, E: np.ndarray, EH: np.ndarray,
           EHL: np.ndarray, ESZ: np.ndarray, n_out: int) -> int:  # fmt: skip
-    for k in range(N_COLS):
-        E[n_out, k] = S[s, k]
-    for k in range(HIST_MAX):
+    """Append slot ``s`` to the output: its connection columns (``E`` is column-major, one row
+    per column below ``C_EP``, so conn.log's columns come out contiguous), history and sizes.
+    The endpoint columns stay behind: ``ESZ`` sums up all conn.log needs of them."""
+    for k in range(C_EP):
+        E[k, n_out] = S[s, k]
+    hl = HL[s]
+    for k in range(hl):
         EH[n_out, k] = H[s, k]
-    EHL[n_out] = HL[s]
+    EHL[n_out] = hl
     if S[s, C_KIND] == K_TCP:
         ESZ[n_out, 0] = _size(S, s, 0)
         ESZ[n_out, 1] = _size(S, s, 1)
@@ -382,7 +398,7 @@ def track(
     row_conn: np.ndarray, row_orig: np.ndarray,
     # connection state
     idx: np.ndarray, S: np.ndarray, H: np.ndarray, HL: np.ndarray, K: np.ndarray,
-    free: np.ndarray, n_free: int, next_no: int,
+    NX: np.ndarray, free: np.ndarray, n_free: int, next_no: int,
     # ended connections
     E: np.ndarray, EH: np.ndarray, EHL: np.ndarray, ESZ: np.ndarray,
     # settings (nanoseconds) and the server-port table
@@ -400,7 +416,7 @@ def track(
     session_timer = 6 * NS
     n_out = out_start
     n = ts_ns.shape[0]
-    cap_out = E.shape[0]
+    cap_out = E.shape[1]
     i = start_row
     while i < n:
         row_conn[i] = -1
@@ -518,6 +534,7 @@ def track(
             if _timers(S, s, now, linger, session_timer):
                 n_out = _emit(S, H, HL, s, E, EH, EHL, ESZ, n_out)
                 remove_at(idx, K, pos)
+                NX[s] = NEVER
                 free[n_free] = s
                 n_free += 1
                 s = -1
@@ -542,6 +559,7 @@ def track(
             if reuse:
                 n_out = _emit(S, H, HL, s, E, EH, EHL, ESZ, n_out)
                 remove_at(idx, K, pos)
+                NX[s] = NEVER
                 free[n_free] = s
                 n_free += 1
                 s = -1
@@ -647,6 +665,7 @@ def track(
             e = _tcp_packet(S, H, HL, s, e, now, flags[i], seq[i], ack[i], win[i], pay_len[i],
                             pay_cap[i], tcp_to, attempt, close_delay, session_timer)  # fmt: skip
             is_orig = e == 0
+        NX[s] = _deadline(S, s)
         row_conn[i] = S[s, C_NO]
         row_orig[i] = 1 if is_orig else 0
         i += 1
@@ -904,24 +923,36 @@ def _hist_check(S: np.ndarray, H: np.ndarray, HL: np.ndarray, s: int, e: int, ma
 
 @nb.njit(cache=True)
 def sweep(idx: np.ndarray, S: np.ndarray, H: np.ndarray, HL: np.ndarray, K: np.ndarray,
-          free: np.ndarray, n_free: int, now: int, flush_all: bool, out_start: int,
+          NX: np.ndarray, free: np.ndarray, n_free: int, now: int, flush_all: bool, out_start: int,
           E: np.ndarray, EH: np.ndarray, EHL: np.ndarray, ESZ: np.ndarray) -> tuple[int, int]:  # fmt: skip
-    """End every connection whose timers fire by ``now`` (or all of them); returns (free, ended)."""
+    """End every connection whose timers fire by ``now`` (or all of them); returns (free, ended).
+
+    ``NX`` holds each slot's earliest pending deadline (``NEVER`` for a free slot), so a sweep
+    reads one contiguous array and visits only the slots with a timer due: running the timers of
+    every live slot each batch cost a third of tracking on captures of short flows.
+    """
     linger = 5 * NS
     session_timer = 6 * NS
     n_out = out_start
-    cap = E.shape[0]
+    cap = E.shape[1]
     used = np.ones(S.shape[0], np.bool_)
-    for k in range(n_free):
-        used[free[k]] = False
+    if flush_all:
+        for k in range(n_free):
+            used[free[k]] = False
     for s in range(S.shape[0]):
-        if not used[s]:
+        if flush_all:
+            if not used[s]:
+                continue
+        elif NX[s] > now:
             continue
         if n_out >= cap:
             break
         if flush_all or _timers(S, s, now, linger, session_timer):
             n_out = _emit(S, H, HL, s, E, EH, EHL, ESZ, n_out)
             remove_slot(idx, K, s)
+            NX[s] = NEVER
             free[n_free] = s
             n_free += 1
+        else:
+            NX[s] = _deadline(S, s)
     return n_free, n_out

@@ -1,0 +1,345 @@
+"""Frozen copy (HEAD 7454125) kept as the reference the fast kernels are property-tested against.
+
+Ended connections to conn.log columns: compiled text, straight into Arrow buffers.
+
+A flow-heavy capture ends about as many connections as it has packets, so what is computed per
+ended connection costs as much as what is computed per packet. Building the text columns (uid,
+addresses, history, conn_state) through Polars expressions and Python fallbacks cost more than
+tracking the connections; here each is one Numba pass writing the bytes and offsets of an Arrow
+string array, with no Python object per connection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+
+import numba as nb
+import numpy as np
+import pyarrow as pa
+
+from flows.ref import tracker as T
+
+_B62 = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", np.uint8)
+_HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
+UID_LEN = 18
+
+# conn_state codes; the names are indexed by code.
+STATE_NAMES = (
+    "S0",
+    "S1",
+    "SF",
+    "REJ",
+    "S2",
+    "S3",
+    "RSTO",
+    "RSTR",
+    "RSTOS0",
+    "RSTRH",
+    "SH",
+    "SHR",
+    "OTH",
+)
+S0, S1, SF, REJ, S2, S3, RSTO, RSTR, RSTOS0, RSTRH, SH, SHR, OTH = range(len(STATE_NAMES))
+PROTO_NAMES = ("tcp", "udp", "icmp", "unknown_transport")  # indexed by the tracker's kind
+
+
+def uid_seed(seed: bytes) -> np.uint64:
+    return np.uint64(int.from_bytes(hashlib.blake2b(seed, digest_size=8).digest(), "little"))
+
+
+@nb.njit(cache=True)
+def _uid_bytes(h0: np.uint64, numbers: np.ndarray, b62: np.ndarray) -> np.ndarray:
+    """ "C" + 17 base62 digits from two splitmix64 rounds of (number ^ seed hash)."""
+    n = numbers.shape[0]
+    out = np.empty(n * UID_LEN, np.uint8)
+    salts = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xD1B54A32D192ED03))
+    for i in range(n):
+        x = np.uint64(numbers[i]) ^ h0
+        o = i * UID_LEN
+        out[o] = 67  # "C"
+        pos = 1
+        for r in range(2):
+            z = x + salts[r]
+            z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            z = z ^ (z >> np.uint64(31))
+            for _ in range(9 if r == 0 else 8):
+                out[o + pos] = b62[np.int64(z % np.uint64(62))]
+                z //= np.uint64(62)
+                pos += 1
+    return out
+
+
+def uid_array(seed: bytes, numbers: np.ndarray) -> pa.Array:
+    """Zeek-style uids for connection numbers, deterministic for a capture's seed."""
+    n = numbers.shape[0]
+    data = _uid_bytes(uid_seed(seed), numbers.astype(np.int64), _B62)
+    offsets = np.arange(0, (n + 1) * UID_LEN, UID_LEN, dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
+
+
+@nb.njit(cache=True, inline="always")
+def _dec(out: np.ndarray, p: int, v: int) -> int:
+    if v >= 100:
+        out[p] = 48 + v // 100
+        p += 1
+    if v >= 10:
+        out[p] = 48 + (v // 10) % 10
+        p += 1
+    out[p] = 48 + v % 10
+    return p + 1
+
+
+@nb.njit(cache=True, inline="always")
+def _hextet(out: np.ndarray, p: int, v: int, hx: np.ndarray) -> int:
+    started = False
+    for sh in (12, 8, 4, 0):
+        d = (v >> sh) & 0xF
+        if d or started or sh == 0:
+            out[p] = hx[d]
+            p += 1
+            started = True
+    return p
+
+
+@nb.njit(cache=True)
+def _addr_bytes(hi: np.ndarray, lo: np.ndarray, hx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dotted quads for IPv4-mapped values, RFC 5952 text (as Python prints it) for the rest."""
+    n = hi.shape[0]
+    out = np.empty(n * 39, np.uint8)
+    offsets = np.empty(n + 1, np.int32)
+    groups = np.empty(8, np.int64)
+    p = 0
+    for i in range(n):
+        offsets[i] = p
+        h = np.uint64(hi[i])
+        lw = np.uint64(lo[i])
+        if h == 0 and (lw >> np.uint64(32)) == np.uint64(0xFFFF):
+            for k in range(4):
+                p = _dec(out, p, np.int64((lw >> np.uint64(24 - 8 * k)) & np.uint64(0xFF)))
+                if k < 3:
+                    out[p] = 46  # "."
+                    p += 1
+            continue
+        for k in range(4):
+            groups[k] = np.int64((h >> np.uint64(48 - 16 * k)) & np.uint64(0xFFFF))
+            groups[4 + k] = np.int64((lw >> np.uint64(48 - 16 * k)) & np.uint64(0xFFFF))
+        # The first longest run of zero groups, if longer than one, becomes "::".
+        best_s, best_n, run_s, run_n = -1, 0, -1, 0
+        for k in range(8):
+            if groups[k] == 0:
+                if run_s < 0:
+                    run_s = k
+                run_n += 1
+                if run_n > best_n:
+                    best_s, best_n = run_s, run_n
+            else:
+                run_s, run_n = -1, 0
+        if best_n < 2:
+            best_s = -1
+        k = 0
+        first = True
+        while k < 8:
+            if k == best_s:
+                out[p] = 58
+                out[p + 1] = 58
+                p += 2
+                k += best_n
+                first = True  # the next group follows "::" directly
+                continue
+            if not first:
+                out[p] = 58  # ":"
+                p += 1
+            p = _hextet(out, p, groups[k], hx)
+            first = False
+            k += 1
+    offsets[n] = p
+    return out, offsets
+
+
+def addr_array(hi: np.ndarray, lo: np.ndarray) -> pa.Array:
+    """Addresses as Zeek prints them (IPv4-mapped values as dotted quads)."""
+    data, offsets = _addr_bytes(hi.astype(np.int64), lo.astype(np.int64), _HEX)
+    n = hi.shape[0]
+    return pa.StringArray.from_buffers(
+        n, pa.py_buffer(offsets), pa.py_buffer(data[: offsets[n]].copy())
+    )
+
+
+def network_table(nets: tuple[str, ...]) -> np.ndarray:
+    """Networks as rows of (base hi, base lo, mask hi, mask lo), IPv4 as IPv4-mapped ranges."""
+    out = np.zeros((len(nets), 4), np.uint64)
+    low = (1 << 64) - 1
+    for k, text in enumerate(nets):
+        net = ipaddress.ip_network(text, strict=False)
+        if net.version == 4:
+            base, plen = (0xFFFF << 32) | int(net.network_address), 96 + net.prefixlen
+        else:
+            base, plen = int(net.network_address), net.prefixlen
+        mask = ((1 << plen) - 1) << (128 - plen)
+        base &= mask
+        out[k] = (base >> 64, base & low, mask >> 64, mask & low)
+    return out
+
+
+@nb.njit(cache=True)
+def in_table(hi: np.ndarray, lo: np.ndarray, nets: np.ndarray) -> np.ndarray:
+    """Membership of each address in any network of ``network_table``."""
+    n = hi.shape[0]
+    out = np.zeros(n, np.bool_)
+    for i in range(n):
+        h = np.uint64(hi[i])
+        lw = np.uint64(lo[i])
+        for k in range(nets.shape[0]):
+            if (h & nets[k, 2]) == nets[k, 0] and (lw & nets[k, 3]) == nets[k, 1]:
+                out[i] = True
+                break
+    return out
+
+
+@nb.njit(cache=True)
+def _states(
+    S: np.ndarray, size: np.ndarray, hist: np.ndarray, hist_len: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """conn_state codes, and the history column's bytes and offsets (empty: no history)."""
+    n = S.shape[0]
+    state = np.empty(n, np.int8)
+    offsets = np.empty(n + 1, np.int32)
+    total = 0
+    for i in range(n):
+        total += hist_len[i]
+    data = np.empty(max(total, 1), np.uint8)
+    p = 0
+    for i in range(n):
+        offsets[i] = p
+        hl = hist_len[i]
+        for k in range(hl):
+            data[p + k] = hist[i, k]
+        p += hl
+        kind = S[i, T.C_KIND]
+        o = S[i, T.C_OSTATE]
+        r = S[i, T.C_RSTATE]
+        if kind == T.K_TCP:
+            o_in = o == T.INACTIVE or o == T.PARTIAL
+            r_in = r == T.INACTIVE or r == T.PARTIAL
+            if r == T.RESET:
+                unanswered = o == T.SYN_SENT or o == T.SYN_ACK_SENT
+                if unanswered or (o == T.RESET and size[i, 0] == 0 and size[i, 1] == 0):
+                    st = REJ
+                elif o_in:
+                    st = RSTRH
+                else:
+                    st = RSTR
+            elif o == T.RESET:
+                if r_in:
+                    # History "^?S", then no H/A/F/G/I/Q before an "R": a SYN answered by nothing
+                    # but the originator's own reset.
+                    st = OTH
+                    k = 1 if hl > 0 and hist[i, 0] == 94 else 0
+                    if k < hl and hist[i, k] == 83:
+                        for j in range(k + 1, hl):
+                            c = hist[i, j]
+                            if c == 82:
+                                st = RSTOS0
+                                break
+                            if c == 72 or c == 65 or c == 70 or c == 71 or c == 73 or c == 81:
+                                break
+                else:
+                    st = RSTO
+            elif r == T.CLOSED and o == T.CLOSED:
+                st = SF
+            elif o == T.CLOSED:
+                st = SH if r_in else S2
+            elif r == T.CLOSED:
+                st = SHR if o_in else S3
+            elif o == T.SYN_SENT and r == T.INACTIVE:
+                st = S0
+            elif o == T.ESTABLISHED and r == T.ESTABLISHED:
+                st = S1
+            else:
+                st = OTH
+        elif kind == T.K_UDP:
+            o_act = S[i, T.C_OSIZE] >= 0
+            r_act = S[i, T.C_RSIZE] >= 0
+            st = (SF if r_act else S0) if o_act else (SHR if r_act else OTH)
+        else:
+            st = OTH
+        state[i] = st
+    offsets[n] = p
+    return state, data, offsets
+
+
+def _names(codes: np.ndarray, names: tuple[str, ...]) -> pa.Array:
+    return pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(names)).cast(pa.string())
+
+
+def _constant(text: str, n: int) -> pa.Array:
+    return _names(np.zeros(n, np.int8), (text,))
+
+
+def _nullable(values: np.ndarray, valid: np.ndarray, type_: pa.DataType) -> pa.Array:
+    return pa.array(values, type=type_, mask=~valid)
+
+
+def conn_columns(
+    state: np.ndarray,
+    size: np.ndarray,
+    hist: np.ndarray,
+    hist_len: np.ndarray,
+    seed: bytes,
+    nets: np.ndarray,
+    source: str,
+) -> dict[str, pa.Array]:
+    """Every conn.log column but ``service`` and ``tunnel_parents``, lake names and types."""
+    S = state
+    n = S.shape[0]
+    start = S[:, T.C_START]
+    dur_ns = S[:, T.C_LAST] - start
+    has_dur = dur_ns > 0
+    codes, hdata, hoffsets = _states(S, size, hist, hist_len)
+    history = pa.StringArray.from_buffers(
+        n,
+        pa.py_buffer(hoffsets),
+        pa.py_buffer(hdata),
+        pa.py_buffer(np.packbits(hist_len > 0, bitorder="little")),
+    )
+    u64 = pa.uint64()
+    return {
+        "ts": pa.array(start // 1000, pa.timestamp("us", "UTC")),
+        "uid": uid_array(seed, S[:, T.C_NO]),
+        "orig_h": addr_array(S[:, T.C_OHI], S[:, T.C_OLO]),
+        "orig_p": pa.array(S[:, T.C_OP].astype(np.uint16)),
+        "resp_h": addr_array(S[:, T.C_RHI], S[:, T.C_RLO]),
+        "resp_p": pa.array(S[:, T.C_RP].astype(np.uint16)),
+        "proto": _names(S[:, T.C_KIND].astype(np.int8), PROTO_NAMES),
+        "duration": _nullable(dur_ns / 1e9, has_dur, pa.float64()),
+        "orig_bytes": _nullable(size[:, 0].astype(np.uint64), has_dur, u64),
+        "resp_bytes": _nullable(size[:, 1].astype(np.uint64), has_dur, u64),
+        "conn_state": _names(codes, STATE_NAMES),
+        "local_orig": pa.array(in_table(S[:, T.C_OHI], S[:, T.C_OLO], nets)),
+        "local_resp": pa.array(in_table(S[:, T.C_RHI], S[:, T.C_RLO], nets)),
+        "missed_bytes": pa.array(S[:, T.C_MISSED].astype(np.uint64)),
+        "history": history,
+        "orig_pkts": pa.array(S[:, T.C_OPKTS].astype(np.uint64)),
+        "orig_ip_bytes": pa.array(S[:, T.C_OIPB].astype(np.uint64)),
+        "resp_pkts": pa.array(S[:, T.C_RPKTS].astype(np.uint64)),
+        "resp_ip_bytes": pa.array(S[:, T.C_RIPB].astype(np.uint64)),
+        "ip_proto": pa.array(S[:, T.C_PROTO].astype(np.uint8)),
+        "source": _constant(source, n),
+        "first_record": pa.array(S[:, T.C_FIRST_ROW_FILE].astype(np.uint64)),
+        "last_record": pa.array(S[:, T.C_LAST_ROW_FILE].astype(np.uint64)),
+    }
+
+
+def tunnel_parents(seed: bytes, parents: np.ndarray) -> pa.Array:
+    """``tunnel_parents``: a one-element list with the carrying connection's uid, else null."""
+    has = parents >= 0
+    n = parents.shape[0]
+    offsets = np.zeros(n + 1, np.int32)
+    np.cumsum(has, out=offsets[1:])
+    values = uid_array(seed, parents[has])
+    validity = pa.py_buffer(np.packbits(has, bitorder="little"))
+    return pa.Array.from_buffers(
+        pa.list_(pa.string()), n, [validity, pa.py_buffer(offsets)], children=[values]
+    )

@@ -1,0 +1,99 @@
+"""Frozen copy (HEAD 7454125) kept as the reference the fast kernels are property-tested against.
+
+The tracker's map from a canonical 5-tuple to its state slot, as a flat open-addressing table.
+
+A Numba typed dict did this job first, but creating one compiles its methods in every process
+(about 0.9 s, which the on-disk cache cannot keep) and each lookup paid for a boxed tuple key. The
+keys already live in the tracker's ``K`` array (one row of five int64 per slot), so the index only
+needs slot numbers: ``idx[pos]`` is a slot or -1, positions are probed linearly from the key's
+hash, and deletion shifts later entries back (no tombstones, so probe chains never rot on a
+capture that opens and ends millions of connections). The table is kept at most half full; the
+tracker rebuilds it whenever its slot arrays grow.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+EMPTY = -1
+
+
+def new_index(slots: int) -> np.ndarray:
+    """An empty index for ``slots`` state slots (a power of two, at least twice as large)."""
+    size = 1 << max(4, int(2 * slots - 1).bit_length())
+    return np.full(size, EMPTY, np.int64)
+
+
+@nb.njit(cache=True, inline="always")
+def _mix(h: np.uint64, v: np.int64) -> np.uint64:
+    h ^= np.uint64(v) + np.uint64(0x9E3779B97F4A7C15) + (h << np.uint64(6)) + (h >> np.uint64(2))
+    return h
+
+
+@nb.njit(cache=True, inline="always")
+def key_hash(a: np.int64, b: np.int64, c: np.int64, d: np.int64, e: np.int64) -> np.uint64:
+    h = np.uint64(0)
+    h = _mix(h, a)
+    h = _mix(h, b)
+    h = _mix(h, c)
+    h = _mix(h, d)
+    h = _mix(h, e)
+    # Final avalanche (splitmix64): addresses differ in few bits, the table uses the low ones.
+    h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return h ^ (h >> np.uint64(31))
+
+
+@nb.njit(cache=True, inline="always")
+def find(
+    idx: np.ndarray, K: np.ndarray, a: np.int64, b: np.int64, c: np.int64, d: np.int64, e: np.int64
+) -> np.int64:
+    """Position of the key in ``idx`` if present (>= 0), else ``-1 - p`` for the free position p."""
+    mask = idx.shape[0] - 1
+    p = np.int64(key_hash(a, b, c, d, e) & np.uint64(mask))
+    while True:
+        s = idx[p]
+        if s == EMPTY:
+            return -1 - p
+        if K[s, 0] == a and K[s, 1] == b and K[s, 2] == c and K[s, 3] == d and K[s, 4] == e:
+            return p
+        p = (p + 1) & mask
+
+
+@nb.njit(cache=True)
+def remove_at(idx: np.ndarray, K: np.ndarray, p: np.int64) -> None:
+    """Empty position ``p``, shifting back the entries whose probe chain passed through it."""
+    mask = idx.shape[0] - 1
+    i = p
+    j = p
+    while True:
+        j = (j + 1) & mask
+        s = idx[j]
+        if s == EMPTY:
+            break
+        home = np.int64(key_hash(K[s, 0], K[s, 1], K[s, 2], K[s, 3], K[s, 4]) & np.uint64(mask))
+        # The entry at j may stay only if its home lies cyclically in (i, j].
+        stays = (i < home <= j) if i <= j else (home > i or home <= j)
+        if stays:
+            continue
+        idx[i] = s
+        i = j
+    idx[i] = EMPTY
+
+
+@nb.njit(cache=True)
+def remove_slot(idx: np.ndarray, K: np.ndarray, s: np.int64) -> None:
+    """Remove slot ``s`` (whose key is ``K[s]``) from the index."""
+    p = find(idx, K, K[s, 0], K[s, 1], K[s, 2], K[s, 3], K[s, 4])
+    if p >= 0:
+        remove_at(idx, K, p)
+
+
+@nb.njit(cache=True)
+def rebuild(idx: np.ndarray, K: np.ndarray, used: np.ndarray) -> None:
+    """Fill an empty ``idx`` with every used slot of ``K``."""
+    for s in range(used.shape[0]):
+        if used[s]:
+            p = find(idx, K, K[s, 0], K[s, 1], K[s, 2], K[s, 3], K[s, 4])
+            idx[-1 - p] = s
