@@ -50,8 +50,10 @@ _TO_CODE = re.compile(rb"[^ \t]*[ \t]+")
 _REASON = re.compile(rb"[^ \t]*[ \t]+(.*)", re.S)
 _EOL = re.compile(rb"\r\n|\n|\r(?!$)")
 _CRLF = re.compile(rb"\r\n")
-_SIMPLE = {b"REFERER": "referrer", b"HOST": "host", b"ORIGIN": "origin", b"USER-AGENT": "user_agent"}  # fmt: skip
-_PROXY = {b"FORWARDED", b"X-FORWARDED-FOR", b"X-FORWARDED-FROM", b"CLIENT-IP", b"VIA", b"XROXY-CONNECTION", b"PROXY-CONNECTION"}  # fmt: skip
+# Request headers the script reads, by lower-case name (the parser hands it that form).
+_SIMPLE = {b"referer": "referrer", b"host": "host", b"origin": "origin", b"user-agent": "user_agent"}  # fmt: skip
+_PROXY = {b"forwarded", b"x-forwarded-for", b"x-forwarded-from", b"client-ip", b"via", b"xroxy-connection", b"proxy-connection"}  # fmt: skip
+_AUTHORIZATION = (b"authorization", b"proxy-authorization")
 _METHODS = (b"PRI", b"OPTIONS", b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"TRACE", b"CONNECT", b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK", b"VERSION-CONTROL", b"REPORT", b"CHECKOUT", b"CHECKIN", b"UNCHECKOUT", b"MKWORKSPACE", b"UPDATE", b"LABEL", b"MERGE", b"BASELINE-CONTROL", b"MKACTIVITY", b"ORDERPATCH", b"ACL", b"PATCH", b"SEARCH", b"BCOPY", b"BDELETE", b"BMOVE", b"BPROPFIND", b"BPROPPATCH", b"NOTIFY", b"POLL", b"SUBSCRIBE", b"UNSUBSCRIBE", b"X-MS-ENUMATTS", b"RPC_OUT_DATA", b"RPC_IN_DATA")  # fmt: skip
 _SIGNATURE = re.compile(rb"^\s*(" + b"|".join(_METHODS) + rb")\s*\S+\s+HTTP/\d\.\d", re.I)
 IGNORE_VIOLATIONS_AFTER = 10 * 1024  # DPD::ignore_violations_after
@@ -139,16 +141,15 @@ class _Script:
         info = self._state(ts, is_orig)
         if not is_orig:
             return
-        name = lname.upper()
-        field = _SIMPLE.get(name)
+        field = _SIMPLE.get(lname)
         if field is not None:
             info[field] = escape(value)
-        elif name in _PROXY:
+        elif lname in _PROXY:
             proxied = info.setdefault("proxied", [])
-            entry = escape(name + b" -> " + value)
+            entry = escape(lname.upper() + b" -> " + value)
             if entry not in proxied:  # type: ignore[operator]
                 proxied.append(entry)  # type: ignore[union-attr]
-        elif name in (b"AUTHORIZATION", b"PROXY-AUTHORIZATION") and value[:6].lower() == b"basic ":
+        elif lname in _AUTHORIZATION and value[:6].lower() == b"basic ":
             encoded = re.sub(rb"^[bB][aA][sS][iI][cC][ \t]+", b"", value, count=1)
             try:
                 userpass = base64.b64decode(encoded + b"===", validate=False)
@@ -450,9 +451,26 @@ class _Side:
                 msg = p.req if is_orig else p.rep
                 if msg is not None and msg.plain and not msg.finished:
                     end = min(n, pos + msg.plain)
-                    chunk = data[pos:end]
-                    pos, scan = end, 0
-                    msg.deliver(chunk, False)
+                    if (
+                        not msg.gzip
+                        and not msg.chunk_state
+                        and not msg.in_header
+                        and msg.boundary is None
+                    ):
+                        # The common body run (a length or until close, not compressed): what
+                        # ``Message.deliver`` does with it, without copying the bytes it only counts.
+                        size = end - pos
+                        pos, scan = end, 0
+                        msg.body_length += size
+                        msg.expect -= size
+                        msg.plain = max(0, msg.plain - size)
+                        if msg.expect <= 0:
+                            msg.delivery = -1
+                            msg.end()
+                    else:
+                        chunk = data[pos:end]
+                        pos, scan = end, 0
+                        msg.deliver(chunk, False)
                 else:
                     start = pos + scan
                     if msg is not None and msg.crlf_only:
