@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
@@ -132,3 +136,63 @@ def test_the_main_job_does_not_load_other_stages_doors() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def _run(command: list[str], *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *command, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=600,
+    )
+
+
+PROGRAM = ["-m", "mamori.cli"]  # the ``mamori`` command as its own process, as users run it
+LIBRARY = ["-c", "from mamori.cli import app; app()"]  # the same command called by other code
+
+
+def test_ingest_as_its_own_process_ends_early_with_everything_written(
+    tmp_path: Path, ssh_capture: Path
+) -> None:
+    """Run as its own program, the command ends its process without the interpreter's teardown
+    once the lake is written and reported (and never loads SciPy); with two workers it writes
+    what the command called as a library (ordinary exit) writes, prints the same report and
+    keeps its exit codes."""
+    two = {"MAMORI_PARALLEL_MIN_BYTES": "0", "MAMORI_WORKERS": "2"}
+    runs = {
+        name: _run(command, "ingest", str(ssh_capture), "--lake", str(tmp_path / name), env=two)
+        for name, command in (("program", PROGRAM), ("library", LIBRARY))
+    }
+    for name, done in runs.items():
+        assert done.returncode == 0, (name, done.stderr)
+        assert "11 │" in done.stderr and "packets/s" in done.stderr, (name, done.stderr)
+    for table in ("conn", "ssh"):
+        got, want = (
+            pq.read_table(sorted((tmp_path / name / table).rglob("*.parquet"))).sort_by("uid")
+            for name in runs
+        )
+        assert got.num_rows == 11 and got.equals(want), table
+    empty = tmp_path / "empty.pcap"
+    empty.write_bytes(b"")
+    bad = _run(PROGRAM, "ingest", str(empty), "--lake", str(tmp_path / "bad"), env={})
+    assert bad.returncode == 1 and "empty file, not a capture" in bad.stderr, bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_ingest_kernels_run_without_scipy(ssh_capture: Path, tmp_path: Path) -> None:
+    """What the command does to skip SciPy (Numba asks for its BLAS when a kernel loads) leaves
+    every ingest kernel working."""
+    code = (
+        "import sys; from pathlib import Path\n"
+        "from mamori.cli import _without_scipy; _without_scipy()\n"
+        "from mamori.config import Settings; from mamori.flows.pipeline import Ingest\n"
+        "from mamori.lake.writer import LakeWriter\n"
+        f"with LakeWriter(Path({str(tmp_path)!r})) as w:\n"
+        f"    s = Ingest(Settings(), w).capture(Path({str(ssh_capture)!r}))\n"
+        "print(s.rows.get('conn', 0), 'scipy' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows, scipy_loaded = done.stdout.split()
+    assert int(rows) > 0 and scipy_loaded == "False"
