@@ -354,16 +354,16 @@ def conn_columns(
         "conn_state": _names(codes, STATE_NAMES),
         "local_orig": pa.array(in_table(S[:, T.C_OHI], S[:, T.C_OLO], nets)),
         "local_resp": pa.array(in_table(S[:, T.C_RHI], S[:, T.C_RLO], nets)),
-        "missed_bytes": pa.array(S[:, T.C_MISSED].view(np.uint64)),
+        "missed_bytes": pa.array(S[:, T.C_MISSED].astype(np.uint64)),
         "history": history,
-        "orig_pkts": pa.array(S[:, T.C_OPKTS].view(np.uint64)),
-        "orig_ip_bytes": pa.array(S[:, T.C_OIPB].view(np.uint64)),
-        "resp_pkts": pa.array(S[:, T.C_RPKTS].view(np.uint64)),
-        "resp_ip_bytes": pa.array(S[:, T.C_RIPB].view(np.uint64)),
+        "orig_pkts": pa.array(S[:, T.C_OPKTS].astype(np.uint64)),
+        "orig_ip_bytes": pa.array(S[:, T.C_OIPB].astype(np.uint64)),
+        "resp_pkts": pa.array(S[:, T.C_RPKTS].astype(np.uint64)),
+        "resp_ip_bytes": pa.array(S[:, T.C_RIPB].astype(np.uint64)),
         "ip_proto": pa.array(S[:, T.C_PROTO].astype(np.uint8)),
         "source": _constant(source, n),
-        "first_record": pa.array(S[:, T.C_FIRST_ROW_FILE].view(np.uint64)),
-        "last_record": pa.array(S[:, T.C_LAST_ROW_FILE].view(np.uint64)),
+        "first_record": pa.array(S[:, T.C_FIRST_ROW_FILE].astype(np.uint64)),
+        "last_record": pa.array(S[:, T.C_LAST_ROW_FILE].astype(np.uint64)),
     }
 
 

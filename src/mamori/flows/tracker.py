@@ -18,7 +18,15 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from mamori.flows.keyindex import find, remove_at, remove_slot
+from mamori.flows.keyindex import (
+    find_tagged,
+    key_hash,
+    put,
+    remove_at,
+    remove_slot,
+    slot_at,
+    tag_of,
+)
 
 # Endpoint states, numbered as Zeek numbers them.
 INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
@@ -528,10 +536,12 @@ def track(
             k4 = (sp << 40) | (dp << 24) | (pr << 8) | (2 if ow else 0)
         k4 = np.int64(k4)
 
-        pos = find(idx, K, k0, k1, k2, k3, k4)
-        s = idx[pos] if pos >= 0 else np.int64(-1)
+        tag = tag_of(key_hash(k0, k1, k2, k3, k4))
+        pos = find_tagged(idx, K, tag, k0, k1, k2, k3, k4)
+        s = slot_at(idx, pos) if pos >= 0 else np.int64(-1)
         if s >= 0:
-            if _timers(S, s, now, linger, session_timer):
+            # NX[s] is the slot's earliest deadline: most packets have none due.
+            if NX[s] <= now and _timers(S, s, now, linger, session_timer):
                 n_out = _emit(S, H, HL, s, E, EH, EHL, ESZ, n_out)
                 remove_at(idx, K, pos)
                 NX[s] = NEVER
@@ -575,7 +585,9 @@ def track(
             K[s, 3] = k3
             K[s, 4] = k4
             # After a removal the free position may have moved: probe again.
-            idx[-1 - find(idx, K, k0, k1, k2, k3, k4)] = s
+            if pos >= 0:
+                pos = find_tagged(idx, K, tag, k0, k1, k2, k3, k4)
+            put(idx, -1 - pos, tag, s)
             # The number (and so the uid) comes from the packet that opened the connection and
             # its tunnel depth, not from a counter: the same capture names its connections alike
             # however its flows are split across workers.
