@@ -14,10 +14,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from flows.analyzers.ref.ftp import FTPAnalyzer as RefFTP
 from flows.analyzers.ref.http import HttpAnalyzer as RefHttp
 from flows.analyzers.ref.ssh import SSHAnalyzer as RefSSH
 from flows.analyzers.ref.ssl import SSLAnalyzer as RefSSL
 from mamori.flows.analyzers.base import Analysis, Analyzer
+from mamori.flows.analyzers.ftp import FTPAnalyzer
 from mamori.flows.analyzers.http import HttpAnalyzer
 from mamori.flows.analyzers.ssh import SSHAnalyzer
 from mamori.flows.analyzers.ssl import SSLAnalyzer
@@ -28,6 +30,7 @@ PAIRS: dict[str, tuple[Analyzer, Analyzer]] = {
     "http": (HttpAnalyzer(), RefHttp()),
     "ssl": (SSLAnalyzer(), RefSSL()),
     "ssh": (SSHAnalyzer(), RefSSH()),
+    "ftp": (FTPAnalyzer(), RefFTP()),
 }
 FIN, RST = 0x01, 0x04
 
@@ -56,6 +59,7 @@ def _conv(
         ("http", ["zeek-btest/Traces/http", "zeek-btest/Traces/tcp-http-with-padding.pcap"]),
         ("ssl", ["zeek-btest/Traces/tls", "zeek-btest/Traces/socks-with-ssl.pcap"]),
         ("ssh", ["zeek-btest/Traces/ssh"]),
+        ("ftp", ["zeek-btest/Traces/ftp"]),
     ],
 )
 def test_same_records_on_zeek_traces(data_dir: Path, service: str, traces: list[str]) -> None:
@@ -92,10 +96,14 @@ def _http_stream(draw: st.DrawFn) -> bytes:
 
 
 @st.composite
-def _segments(draw: st.DrawFn, stream: st.SearchStrategy[bytes]) -> list[Segment]:
+def _segments(
+    draw: st.DrawFn,
+    stream: st.SearchStrategy[bytes],
+    resp_stream: st.SearchStrategy[bytes] | None = None,
+) -> list[Segment]:
     """Each direction's stream cut at random points, interleaved, with gaps and marks."""
     out: list[Segment] = []
-    streams = {True: draw(stream), False: draw(stream)}
+    streams = {True: draw(stream), False: draw(stream if resp_stream is None else resp_stream)}
     pos = {True: 0, False: 0}
     ts = 1.0
     while pos[True] < len(streams[True]) or pos[False] < len(streams[False]):
@@ -271,3 +279,35 @@ def test_ssh_same_on_protocol_pieces(data: st.DataObject, resp_h: str) -> None:
 @given(_segments(st.binary(max_size=300)))
 def test_ssh_same_on_arbitrary_bytes(segs: list[Segment]) -> None:
     assert_same("ssh", _conv(segs))
+
+
+# -- FTP ---------------------------------------------------------------------------------------
+_FTP_COMMANDS = [
+    b"USER anonymous", b"USER bob", b"PASS x@y", b"CWD /a/b/../c", b"CWD ..//d", b"CDUP", b"PWD",
+    b"CWD a/..", b"RETR d/..",
+    b"RETR f.txt", b"STOR /up/../x", b"SIZE f.txt", b"PASV", b"EPSV", b"PORT 10,0,0,1,4,1",
+    b"EPRT |1|10.0.0.1|2000|", b"QUIT", b"junk",
+]  # fmt: skip
+_FTP_REPLIES = [
+    b"220 FTP ready", b"331 Need password", b"230 OK", b"250 CWD ok", b"200 OK", b'257 "/a/c"',
+    b"150 Opening (1234 bytes)", b"213 99", b"226 Done", b"227 Entering Passive Mode (10,0,0,2,7,208)",
+    b"229 Entering (|||5000|)", b"550 No", b"230-Welcome", b"230-  more text here", b"230 end",
+    b"500 what",
+]  # fmt: skip
+
+
+def _ftp_stream(pieces: list[bytes]) -> st.SearchStrategy[bytes]:
+    line = st.tuples(st.sampled_from(pieces), st.sampled_from(_EOLS[:2]))
+    return st.lists(line, max_size=12).map(lambda parts: b"".join(p + e for p, e in parts))
+
+
+@_SETTINGS
+@given(_segments(_ftp_stream(_FTP_COMMANDS), _ftp_stream(_FTP_REPLIES)))
+def test_ftp_same_on_protocol_pieces(segs: list[Segment]) -> None:
+    assert_same("ftp", _conv(segs))
+
+
+@_SETTINGS
+@given(_segments(st.binary(max_size=300)))
+def test_ftp_same_on_arbitrary_bytes(segs: list[Segment]) -> None:
+    assert_same("ftp", _conv(segs))

@@ -76,14 +76,22 @@ class _Cmd:
     cwd_consumed: bool = False
 
 
+_UP = re.compile(r"[^/]+/\.\./")
+_SLASHES = re.compile(r"/+")
+_UP_AT_END = re.compile(r"[^/]+/\.\.$")
+_NUMBER = re.compile(r"\d+")
+
+
 def _compress(path: str) -> str:
     """Zeek's compress_path: drop ``dir/..`` pairs and duplicate slashes (``./`` is kept)."""
+    if "/.." not in path and "//" not in path:
+        return path  # nothing any of the rewrites below could match
     prev = None
     while prev != path:
         prev = path
-        path = re.sub(r"[^/]+/\.\./", "", path, count=1)
-        path = re.sub(r"/+", "/", path)
-    return re.sub(r"[^/]+/\.\.$", "", path)
+        path = _UP.sub("", path, count=1)
+        path = _SLASHES.sub("/", path)
+    return _UP_AT_END.sub("", path)
 
 
 def _build_path(cwd: str, path: str) -> str:
@@ -227,7 +235,7 @@ def _reply(st: _State, line: bytes) -> None:
         return
     cmd = st.cmdarg.cmd
     if (code == 150 and cmd == "RETR") or (code == 213 and cmd == "SIZE"):
-        numbers = re.findall(r"\d+", msg)  # Zeek's extract_count(msg, F): the last number
+        numbers = _NUMBER.findall(msg)  # Zeek's extract_count(msg, F): the last number
         st.file_size = int(numbers[-1]) if numbers else None
     elif code in (227, 229) and cmd in ("PASV", "EPSV"):
         m = (
