@@ -196,3 +196,26 @@ def test_ingest_kernels_run_without_scipy(ssh_capture: Path, tmp_path: Path) -> 
     assert done.returncode == 0, done.stderr
     rows, scipy_loaded = done.stdout.split()
     assert int(rows) > 0 and scipy_loaded == "False"
+
+
+def test_flows_as_its_own_process_writes_what_the_library_call_writes(
+    tmp_path: Path, ssh_capture: Path
+) -> None:
+    """``flows`` ends its process early too, after its output is written whole: to a file and to
+    stdout, the same log as the command called as a library (the open/close times aside)."""
+
+    def log(text: str) -> list[str]:
+        return [line for line in text.splitlines() if not line.startswith(("#open", "#close"))]
+
+    for name, command in (("program", PROGRAM), ("library", LIBRARY)):
+        out = tmp_path / f"{name}.log"
+        done = _run(command, "flows", str(ssh_capture), "--format", "zeek", "-o", str(out), env={})
+        assert done.returncode == 0, done.stderr
+    assert log((tmp_path / "program.log").read_text()) == log(
+        (tmp_path / "library.log").read_text()
+    )
+    piped = _run(PROGRAM, "flows", str(ssh_capture), "--format", "zeek", env={})
+    assert piped.returncode == 0 and log(piped.stdout) == log(
+        (tmp_path / "library.log").read_text()
+    )
+    assert len(log(piped.stdout)) > 11

@@ -397,6 +397,9 @@ def flows(
     config: Annotated[Path | None, typer.Option(help="Settings file (TOML).")] = None,
 ) -> None:
     """Write one table of one capture with Zeek's field names (``--format zeek``: Zeek's TSV log)."""
+    program = _is_program()
+    if program:
+        _without_scipy()
     import pyarrow as pa
 
     from mamori.flows.pipeline import tables_of
@@ -420,6 +423,8 @@ def flows(
         console.print("[red]error[/]: --format parquet needs -o FILE")
         raise typer.Exit(2)
     write_table(table.value, pa.table(data), fmt.value, output, sys.stdout)
+    if program:
+        _exit_now(0)  # the output file is closed, stdout is flushed there
 
 
 @app.command()
