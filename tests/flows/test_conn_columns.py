@@ -33,6 +33,10 @@ _addr = st.one_of(
     _v6,
     st.integers(0, (1 << 128) - 1),
     st.integers(0, (1 << 32) - 1).map(lambda v: (0xFFFF << 32) | v),
+    # IPv4 next to the edges of the networks below (a /16 partly inside is tested exactly).
+    st.sampled_from([0x0A000000, 0xC0A80100, 0xC0A80200, 0x01020304, 0x64400000, 0xE0000000])
+    .flatmap(lambda b: st.integers(b - 300, b + 300))
+    .map(lambda v: (0xFFFF << 32) | v),
 )
 
 

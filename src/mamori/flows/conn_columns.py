@@ -181,85 +181,62 @@ def network_table(nets: tuple[str, ...]) -> np.ndarray:
     return out
 
 
-_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 _V4_HI_MASK = np.uint64(0xFFFFFFFF00000000)
 _V4_PREFIX = np.uint64(0xFFFF) << np.uint64(32)
-_buckets: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+_blocks: dict[bytes, np.ndarray] = {}
 
 
-def _net_buckets(nets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """IPv4 networks by the first octets they cover (CSR: offsets, indexes), the rest apart.
+def _v4_blocks(nets: np.ndarray) -> np.ndarray:
+    """For each IPv4 /16: 0 if no network holds any of its addresses, 1 if one holds all of them,
+    2 if the addresses must be tested one by one.
 
-    A private-space table has some forty networks and almost every address is in none of them,
-    so testing each address against all of them cost more than formatting it; an IPv4 address
-    only needs the few networks of its first octet (and the networks that are not IPv4-only).
+    A private-space table has some forty networks and almost every address is in none of them:
+    testing each address against all of them cost more than formatting it, while one look-up in
+    a 64 KiB table settles nearly every IPv4 address.
     """
     key = nets.tobytes()
-    got = _buckets.get(key)
+    got = _blocks.get(key)
     if got is not None:
         return got
-    general: list[int] = []
-    by_octet: list[list[int]] = [[] for _ in range(256)]
-    for k in range(nets.shape[0]):
-        base_hi, base_lo, mask_hi, mask_lo = (int(v) for v in nets[k])
-        v4_only = (
-            mask_hi == int(_ALL)
-            and (mask_lo & int(_V4_HI_MASK)) == int(_V4_HI_MASK)
-            and base_hi == 0
-            and (base_lo & int(_V4_HI_MASK)) == int(_V4_PREFIX)
-        )
-        if not v4_only:
-            general.append(k)
+    block = _V4_PREFIX | (np.arange(65536, dtype=np.uint64) << np.uint64(16))
+    low16 = np.uint64(0xFFFF)
+    some = np.zeros(65536, np.bool_)
+    full = np.zeros(65536, np.bool_)
+    for base_hi, base_lo, _mask_hi, mask_lo in nets:
+        if base_hi != 0:  # (the base is masked: a nonzero high half excludes IPv4-mapped space)
             continue
-        plen4 = bin(mask_lo & 0xFFFFFFFF).count("1")
-        first = (base_lo >> 24) & 0xFF
-        span = 1 << max(0, 8 - plen4)
-        for o in range(first, min(256, first + span)):
-            by_octet[o].append(k)
-    offsets = np.zeros(257, np.int64)
-    np.cumsum([len(b) for b in by_octet], out=offsets[1:])
-    flat = np.array([k for b in by_octet for k in b], np.int64)
-    got = (np.array(general, np.int64), offsets, flat)
-    _buckets[key] = got
+        above = mask_lo & ~low16  # the mask's bits that name a /16
+        hits = (block & above) == (base_lo & above)
+        some |= hits
+        if (mask_lo & low16) == 0:
+            full |= hits
+    got = np.where(full, 1, np.where(some, 2, 0)).astype(np.uint8)
+    _blocks[key] = got
     return got
 
 
 @nb.njit(cache=True)
-def _in_nets(
-    hi: np.ndarray,
-    lo: np.ndarray,
-    nets: np.ndarray,
-    general: np.ndarray,
-    offsets: np.ndarray,
-    by_octet: np.ndarray,
-) -> np.ndarray:
+def _in_nets(hi: np.ndarray, lo: np.ndarray, nets: np.ndarray, blocks: np.ndarray) -> np.ndarray:
     n = hi.shape[0]
     out = np.zeros(n, np.bool_)
     for i in range(n):
         h = np.uint64(hi[i])
         lw = np.uint64(lo[i])
-        hit = False
         if h == 0 and (lw & _V4_HI_MASK) == _V4_PREFIX:
-            o = np.int64((lw >> np.uint64(24)) & np.uint64(0xFF))
-            for j in range(offsets[o], offsets[o + 1]):
-                k = by_octet[j]
-                if (h & nets[k, 2]) == nets[k, 0] and (lw & nets[k, 3]) == nets[k, 1]:
-                    hit = True
-                    break
-        if not hit:
-            for j in range(general.shape[0]):
-                k = general[j]
-                if (h & nets[k, 2]) == nets[k, 0] and (lw & nets[k, 3]) == nets[k, 1]:
-                    hit = True
-                    break
-        out[i] = hit
+            b = blocks[np.int64((lw >> np.uint64(16)) & np.uint64(0xFFFF))]
+            if b != 2:
+                out[i] = b == 1
+                continue
+        for k in range(nets.shape[0]):
+            if (h & nets[k, 2]) == nets[k, 0] and (lw & nets[k, 3]) == nets[k, 1]:
+                out[i] = True
+                break
     return out
 
 
 def in_table(hi: np.ndarray, lo: np.ndarray, nets: np.ndarray) -> np.ndarray:
     """Membership of each address in any network of ``network_table``."""
-    general, offsets, by_octet = _net_buckets(nets)
-    return _in_nets(hi, lo, nets, general, offsets, by_octet)
+    return _in_nets(hi, lo, nets, _v4_blocks(nets))
 
 
 @nb.njit(cache=True)
