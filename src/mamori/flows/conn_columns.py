@@ -21,6 +21,8 @@ from mamori.flows import tracker as T
 _B62 = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", np.uint8)
 _HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
 UID_LEN = 18
+# _DEC[b]: the decimal text of byte value b, zero-padded to three bytes, then its length.
+_DEC = np.array([[*str(b).ljust(3, "\0").encode(), len(str(b))] for b in range(256)], np.uint8)
 
 # conn_state codes; the names are indexed by code.
 STATE_NAMES = (
@@ -78,18 +80,6 @@ def uid_array(seed: bytes, numbers: np.ndarray) -> pa.Array:
 
 
 @nb.njit(cache=True, inline="always")
-def _dec(out: np.ndarray, p: int, v: int) -> int:
-    if v >= 100:
-        out[p] = 48 + v // 100
-        p += 1
-    if v >= 10:
-        out[p] = 48 + (v // 10) % 10
-        p += 1
-    out[p] = 48 + v % 10
-    return p + 1
-
-
-@nb.njit(cache=True, inline="always")
 def _hextet(out: np.ndarray, p: int, v: int, hx: np.ndarray) -> int:
     started = False
     for sh in (12, 8, 4, 0):
@@ -102,10 +92,12 @@ def _hextet(out: np.ndarray, p: int, v: int, hx: np.ndarray) -> int:
 
 
 @nb.njit(cache=True)
-def _addr_bytes(hi: np.ndarray, lo: np.ndarray, hx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _addr_bytes(
+    hi: np.ndarray, lo: np.ndarray, hx: np.ndarray, dec: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Dotted quads for IPv4-mapped values, RFC 5952 text (as Python prints it) for the rest."""
     n = hi.shape[0]
-    out = np.empty(n * 39, np.uint8)
+    out = np.empty(n * 39 + 2, np.uint8)  # +2: an octet's three-byte copy may run past the end
     offsets = np.empty(n + 1, np.int32)
     groups = np.empty(8, np.int64)
     p = 0
@@ -115,7 +107,12 @@ def _addr_bytes(hi: np.ndarray, lo: np.ndarray, hx: np.ndarray) -> tuple[np.ndar
         lw = np.uint64(lo[i])
         if h == 0 and (lw >> np.uint64(32)) == np.uint64(0xFFFF):
             for k in range(4):
-                p = _dec(out, p, np.int64((lw >> np.uint64(24 - 8 * k)) & np.uint64(0xFF)))
+                b = np.int64((lw >> np.uint64(24 - 8 * k)) & np.uint64(0xFF))
+                # Three bytes copied whatever the octet's length: the next write overlaps.
+                out[p] = dec[b, 0]
+                out[p + 1] = dec[b, 1]
+                out[p + 2] = dec[b, 2]
+                p += dec[b, 3]
                 if k < 3:
                     out[p] = 46  # "."
                     p += 1
@@ -159,7 +156,7 @@ def _addr_bytes(hi: np.ndarray, lo: np.ndarray, hx: np.ndarray) -> tuple[np.ndar
 def addr_array(hi: np.ndarray, lo: np.ndarray) -> pa.Array:
     """Addresses as Zeek prints them (IPv4-mapped values as dotted quads)."""
     data, offsets = _addr_bytes(
-        np.ascontiguousarray(hi, np.int64), np.ascontiguousarray(lo, np.int64), _HEX
+        np.ascontiguousarray(hi, np.int64), np.ascontiguousarray(lo, np.int64), _HEX, _DEC
     )
     # The data buffer is sized for the longest text; Arrow reads only up to the last offset.
     return _strings(hi.shape[0], offsets, data)
