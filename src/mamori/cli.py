@@ -7,6 +7,7 @@ line naming the file, the record and the reason, never as a traceback.
 from __future__ import annotations
 
 import atexit
+import functools
 import importlib
 import importlib.abc
 import os
@@ -20,15 +21,14 @@ from typing import TYPE_CHECKING, Annotated
 import click
 import typer
 import typer.main
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
-from rich.table import Table
 from typer.core import TyperGroup
 
 from mamori import __version__
 from mamori.config import load_settings
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from mamori.sensors.inputs import Input
 
 # Stage-owned command groups: (module, Typer app attribute, help). Each stage ships its own Typer
@@ -76,8 +76,23 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True, soft_wrap=True)  # one message, one line: never wrapped
-out = Console()
+
+
+@functools.cache
+def _err() -> Console:
+    """Messages, progress and summaries (stderr). Rich is imported on first use: a command that
+    prints nothing there (``--version``, ``sql``, ``flows`` to a file) does not pay for it."""
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=True)  # one message, one line: never wrapped
+
+
+@functools.cache
+def _out() -> Console:
+    """Command output (stdout)."""
+    from rich.console import Console
+
+    return Console()
 
 
 @app.command("serve")
@@ -125,20 +140,20 @@ def _inputs(paths: list[Path], captures_only: bool = False) -> list[Input]:
 
     found = discover(paths)
     for err in found.errors:
-        console.print(f"[red]error[/]: {err}")
+        _err().print(f"[red]error[/]: {err}")
     if found.errors:
         raise typer.Exit(2)
     chosen = [i for i in found.inputs if i.kind == CAPTURE or not captures_only]
     if not chosen:
         what = "captures" if captures_only else "captures or logs"
-        console.print(f"[red]error[/]: no {what} found in the given inputs")
+        _err().print(f"[red]error[/]: no {what} found in the given inputs")
         raise typer.Exit(2)
     return chosen
 
 
 def _version(value: bool) -> None:
     if value:
-        out.print(f"mamori {__version__}")
+        _out().print(f"mamori {__version__}")
         raise typer.Exit()
 
 
@@ -165,6 +180,14 @@ def ingest(
     program = _is_program()
     if program:
         _without_scipy()
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     from mamori.flows.workers import LakeIngest
     from mamori.lake.writer import LakeWriter
     from mamori.sensors.inputs import CAPTURE
@@ -185,7 +208,7 @@ def ingest(
             BarColumn(),
             TransferSpeedColumn(),
             TimeRemainingColumn(),
-            console=console,
+            console=_err(),
             transient=True,
         ) as progress,
     ):
@@ -266,6 +289,8 @@ def _exit_now(code: int) -> None:
 
 
 def _report(stats: list, elapsed: float) -> None:
+    from rich.table import Table
+
     from mamori.schema import NETWORK_TABLES, TABLES
 
     _problems(stats)
@@ -287,26 +312,26 @@ def _report(stats: list, elapsed: float) -> None:
         if elapsed > 0
         else ""
     )
-    console.print(table)
+    _err().print(table)
 
 
 def _problems(stats: list) -> None:
     """One line per input that could not be read whole: captures and logs alike."""
     for s in stats:
         if s.error:
-            console.print(f"[red]error[/]: {s.error}")
+            _err().print(f"[red]error[/]: {s.error}")
         elif s.problem:
             kept = (
                 f"kept {s.records:,} records before it"
                 if hasattr(s, "sensor")
                 else f"kept {s.packets} packets before it"
             )
-            console.print(f"[yellow]warning[/]: {s.problem} ({kept})")
+            _err().print(f"[yellow]warning[/]: {s.problem} ({kept})")
         for warning in getattr(s, "warnings", [])[:5]:
-            console.print(f"[yellow]skipped[/]: {warning}")
+            _err().print(f"[yellow]skipped[/]: {warning}")
         more = getattr(s, "skipped", 0) - len(getattr(s, "warnings", [])[:5])
         if more > 0:
-            console.print(f"[yellow]skipped[/]: {s.path}: {more:,} more unreadable records")
+            _err().print(f"[yellow]skipped[/]: {s.path}: {more:,} more unreadable records")
 
 
 @app.command()
@@ -325,6 +350,15 @@ def patrol(
 ) -> None:
     """The main job: ingest captures and logs, run every detector, correlate incidents, write the
     report."""
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+    from rich.table import Table
+
     from mamori.correlate.incidents import host_aliases
     from mamori.detect.base import DetectorConfigError, load_params
     from mamori.patrol import patrol as run_patrol
@@ -335,7 +369,7 @@ def patrol(
         chosen = load_params(params)
         host_aliases(settings.host_addresses)
     except (DetectorConfigError, ValueError) as exc:
-        console.print(f"[red]error[/]: {exc}")
+        _err().print(f"[red]error[/]: {exc}")
         raise typer.Exit(2) from None
     total = sum(i.path.stat().st_size for i in found)
     done: dict[Path, int] = {}
@@ -345,7 +379,7 @@ def patrol(
         BarColumn(),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
-        console=console,
+        console=_err(),
         transient=True,
     ) as progress:
         task = progress.add_task("ingest", total=total)
@@ -358,7 +392,7 @@ def patrol(
     elapsed = time.perf_counter() - started
     _problems([*result.captures, *result.logs])
     for det, err in result.failed_detectors.items():
-        console.print(f"[red]detector failed[/]: {det}: {err}")
+        _err().print(f"[red]detector failed[/]: {det}: {err}")
     what = f"{len(result.captures)} capture(s)" + (
         f", {len(result.logs)} log file(s)" if result.logs else ""
     )
@@ -379,7 +413,7 @@ def patrol(
         f"{summary['log_records']:,} log records, "  # type: ignore[index]
         f"{summary['alerts']} alerts, {summary['incidents']} incidents → {result.html_path}"  # type: ignore[index]
     )
-    console.print(table)
+    _err().print(table)
     if all(s.error for s in [*result.captures, *result.logs]):
         raise typer.Exit(1)
 
@@ -411,16 +445,16 @@ def flows(
     tables, stats = tables_of([path], settings)
     for s in stats:
         if s.error:
-            console.print(f"[red]error[/]: {s.error}")
+            _err().print(f"[red]error[/]: {s.error}")
             raise typer.Exit(1)
         if s.problem:
-            console.print(f"[yellow]warning[/]: {s.problem} (kept {s.packets} packets before it)")
+            _err().print(f"[yellow]warning[/]: {s.problem} (kept {s.packets} packets before it)")
     data = tables.get(table.value)
     if data is None:
         data = schema_of(table.value).empty_table()
     data = data.sort_by([("ts", "ascending")]) if data.num_rows else data
     if fmt is OutFormat.parquet and output is None:
-        console.print("[red]error[/]: --format parquet needs -o FILE")
+        _err().print("[red]error[/]: --format parquet needs -o FILE")
         raise typer.Exit(2)
     write_table(table.value, pa.table(data), fmt.value, output, sys.stdout)
     if program:
@@ -436,6 +470,7 @@ def sql(
 ) -> None:
     """Run DuckDB SQL over views of the lake's tables."""
     import duckdb
+    from rich.table import Table
 
     from mamori.lake.query import LakeError, connect
 
@@ -443,7 +478,7 @@ def sql(
         con = connect(lake)
         rel = con.sql(query)
     except (LakeError, duckdb.Error) as exc:
-        console.print(f"[red]error[/]: {str(exc).splitlines()[0]}")
+        _err().print(f"[red]error[/]: {str(exc).splitlines()[0]}")
         raise typer.Exit(1) from None
     if rel is None:
         return
@@ -455,13 +490,13 @@ def sql(
 
         cols = rel.columns
         for row in rel.fetchall():
-            out.print_json(json.dumps(dict(zip(cols, row, strict=True)), default=str))
+            _out().print_json(json.dumps(dict(zip(cols, row, strict=True)), default=str))
         return
     rows = rel.limit(limit).fetchall()
     t = Table(*rel.columns)
     for row in rows:
         t.add_row(*("" if v is None else str(v) for v in row))
-    out.print(t)
+    _out().print(t)
 
 
 def _csv(rel: object) -> None:
