@@ -24,6 +24,7 @@ from mamori.flows import dns_kernel as K
 from mamori.flows.analyzers import dns_wire
 from mamori.flows.analyzers.dns import SESSION_TIMEOUT, _netbios_name
 from mamori.flows.analyzers.dns_names import qclass_name, qtype_name, rcode_name
+from mamori.flows.payload import Payload
 from mamori.schema.dns import SCHEMA
 
 # (ts_ns, is_orig, seq, data): the router's parts of one UDP conversation
@@ -41,7 +42,45 @@ class Batch:
     orig_p: list[int]
     resp_h: list[str]
     resp_p: list[int]
-    parts: list[Parts]
+    parts: list[Parts]  # one list per conversation, unless ``payload`` holds them as columns
+    payload: Payload | None = None
+
+
+def parts(batch: Batch, k: int) -> Parts:
+    """The k-th conversation's parts, from whichever form the batch holds them in."""
+    if batch.payload is None:
+        return batch.parts[k]
+    pl = batch.payload
+    a, b = int(pl.first[k]), int(pl.first[k + 1])
+    data = pl.data
+    return [
+        (t, o, q, data[x : x + n])
+        for t, o, q, x, n in zip(
+            pl.ts[a:b].tolist(), pl.orig[a:b].tolist(), pl.seq[a:b].tolist(),
+            pl.at[a:b].tolist(), pl.size[a:b].tolist(), strict=True,
+        )
+    ]  # fmt: skip
+
+
+def _columns(
+    batch: Batch,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(messages per conversation, store, offsets, lengths, ts_ns, is_orig) of every message."""
+    pl = batch.payload
+    if pl is not None:
+        buf = np.frombuffer(pl.data, np.uint8)
+        return np.diff(pl.first), buf, pl.at, pl.size, pl.ts, pl.orig
+    n = len(batch.nos)
+    counts = np.fromiter((len(p) for p in batch.parts), np.int64, n)
+    flat = [x for p in batch.parts for x in p]
+    m = len(flat)
+    lens = np.fromiter((len(x[3]) for x in flat), np.int64, m)
+    offs = np.zeros(m, np.int64)
+    offs[1:] = np.cumsum(lens)[:-1]
+    buf = np.frombuffer(b"".join(x[3] for x in flat), np.uint8)
+    ts_ns = np.fromiter((x[0] for x in flat), np.int64, m)
+    is_orig = np.fromiter((x[1] for x in flat), np.bool_, m)
+    return counts, buf, offs, lens, ts_ns, is_orig
 
 
 def _names(codes: np.ndarray, valid: np.ndarray, name: object) -> pa.Array:
@@ -70,17 +109,10 @@ def analyze(batch: Batch) -> tuple[pa.Table | None, np.ndarray, np.ndarray]:
     the Python analyser).
     """
     n = len(batch.nos)
-    counts = np.fromiter((len(p) for p in batch.parts), np.int64, n)
-    flat = [x for p in batch.parts for x in p]
-    m = len(flat)
-    lens = np.fromiter((len(x[3]) for x in flat), np.int64, m)
-    offs = np.zeros(m, np.int64)
-    offs[1:] = np.cumsum(lens)[:-1]
-    buf = np.frombuffer(b"".join(x[3] for x in flat), np.uint8)
+    counts, buf, offs, lens, ts_ns, is_orig = _columns(batch)
+    m = offs.shape[0]
     if buf.shape[0] == 0:
         buf = np.zeros(1, np.uint8)
-    ts_ns = np.fromiter((x[0] for x in flat), np.int64, m)
-    is_orig = np.fromiter((x[1] for x in flat), np.bool_, m)
     counts_rp = np.repeat(np.array(batch.resp_p, np.int64), counts)
     header, status, nq, question, answers, text = K.parse(buf, offs, lens, counts_rp == 137)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import numba as nb
 import numpy as np
 
 from mamori.flows.analyzers.base import Analyzer, registered
@@ -41,6 +42,10 @@ class _Pending:
     kept: list[int] = field(default_factory=lambda: [0, 0])
     # TCP FIN/RST packets: (ts_ns, is_orig, seq just past the packet's data, FIN or RST)
     marks: list[tuple[int, bool, int, int]] = field(default_factory=list)
+    # Once decided, the connection's segments of each batch as one block (see ``parts_of``):
+    # rows of (ts_ns, is_orig, seq, length, offset) and the bytes the offsets point into (the
+    # batch's buffer until ``PayloadRouter.settle`` copies them out).
+    blocks: list[tuple[np.ndarray, bytes | np.ndarray]] = field(default_factory=list)
     # TCP while undecided: each direction's in-order stream prefix (at most DPD_BUFFER bytes)
     # over ``parts[:scanned]``, grown by ``head`` over the parts that arrived since, and the
     # sequence number the next in-order one starts at (-1 before the first, -2 once a segment
@@ -94,6 +99,9 @@ class PayloadRouter:
         }
         self.conns: dict[int, _Pending] = {}
         self.ignored: set[int] = set()
+        # Connections given a block in the current batch, and that batch's buffer (see settle).
+        self._fresh: list[tuple[int, _Pending]] = []
+        self._buf: np.ndarray | None = None
 
     def route(
         self,
@@ -103,7 +111,11 @@ class PayloadRouter:
         ts_ns: np.ndarray,
         cols: dict[str, np.ndarray],
     ) -> None:
-        """Take the payload rows of one batch, then the FIN/RST packets of followed connections."""
+        """Take the payload rows of one batch, then the FIN/RST packets of followed connections.
+
+        The batch's buffer must stay unchanged until ``settle`` (or the next ``route``).
+        """
+        self.settle()
         self._payload(buf, row_conn, row_orig, ts_ns, cols)
         if self.conns:
             self._controls(row_conn, row_orig, ts_ns, cols)
@@ -147,7 +159,7 @@ class PayloadRouter:
         ts_ns: np.ndarray,
         cols: dict[str, np.ndarray],
     ) -> None:
-        """The payload rows of one batch (columns select them; one loop per kept segment)."""
+        """The payload rows of one batch (columns select them; one loop step per connection)."""
         if not self.analyzers:
             return
         proto = cols["proto"]
@@ -177,42 +189,136 @@ class PayloadRouter:
         idx, conns = idx[keep], conns[keep]
         if idx.size == 0:
             return
-        # Plain lists: iterating NumPy scalars one by one costs more than the work itself.
-        pay_off = cols["pay_off"][idx]
-        ends = (pay_off + cols["pay_cap"][idx]).tolist()
+        # Each connection's rows together, in arrival order: a connection costs one step of the
+        # loop below, plus one per segment while it is undecided (at most MAX_PENDING_SEGMENTS:
+        # by then it is decided), never one per segment once decided.
+        order = np.argsort(conns, kind="stable")
+        idx, conns = idx[order], conns[order]
+        n = idx.shape[0]
+        cut = np.flatnonzero(conns[1:] != conns[:-1]) + 1
+        first = np.concatenate([np.zeros(1, np.int64), cut])
+        last = np.concatenate([cut, np.full(1, n, np.int64)])
+        # The first rows of each connection as plain lists (iterating NumPy scalars one by one
+        # costs more than the work itself): only those can reach the undecided loop.
+        size = last - first
+        window = np.minimum(size, MAX_PENDING_SEGMENTS)
+        head_at = np.zeros(first.shape[0], np.int64)
+        np.cumsum(window[:-1], out=head_at[1:])
+        heads = idx[np.repeat(first - head_at, window) + np.arange(int(window.sum()))]
+        pay_off = cols["pay_off"][heads].astype(np.int64)
         starts = pay_off.tolist()
+        ends = (pay_off + cols["pay_cap"][heads]).tolist()
         # Data on a SYN starts one past its sequence number, whether or not the connection is
         # decided yet: both kinds of part are reassembled together, so they must agree.
-        seqs = (cols["seq"][idx] + ((cols["flags"][idx] & 0x02) != 0)).tolist()
-        origs = row_orig[idx].astype(bool).tolist()
-        tss = ts_ns[idx].tolist()
-        sports = cols["sport"][idx].tolist()
-        dports = cols["dport"][idx].tolist()
-        udp = (proto[idx] == 17).tolist()
+        seqs = (cols["seq"][heads].astype(np.int64) + ((cols["flags"][heads] & 0x02) != 0)).tolist()
+        origs = row_orig[heads].astype(bool).tolist()
+        tss = ts_ns[heads].tolist()
+        sports = cols["sport"][heads].tolist()
+        dports = cols["dport"][heads].tolist()
+        udp = (proto[heads] == 17).tolist()
         raw = buf.data
-        ignored = self.ignored
         conns_map = self.conns
-        for c, start, end, seq, is_orig, ts, sp, dp, is_udp in zip(
-            conns.tolist(), starts, ends, seqs, origs, tss, sports, dports, udp, strict=True
+        todo: list[tuple[int, _Pending, int, int]] = []  # (number, connection, rows) of a block
+        for c, lo, hi, h in zip(
+            conns[first].tolist(), first.tolist(), last.tolist(), head_at.tolist(), strict=True
         ):
-            if c in ignored:
-                continue
             p = conns_map.get(c)
             if p is None:
                 p = conns_map[c] = _Pending()
-            data = bytes(raw[start:end])
-            if not p.decided:
+            k = lo
+            while not p.decided and k < hi:
+                j = h + k - lo
+                assert k - lo < MAX_PENDING_SEGMENTS  # a connection is decided by then
+                data = bytes(raw[starts[j] : ends[j]])
+                is_orig = origs[j]
                 p.first.setdefault(is_orig, data)
-                p.parts.append((ts, is_orig, seq, data))
+                p.parts.append((tss[j], is_orig, seqs[j], data))
                 if len(p.first) == 2 or len(p.parts) >= PENDING_SEGMENTS:
-                    ident = ("udp" if is_udp else "tcp",) + ((sp, dp) if is_orig else (dp, sp))
+                    sp, dp = sports[j], dports[j]
+                    ident = ("udp" if udp[j] else "tcp",) + ((sp, dp) if is_orig else (dp, sp))
                     self._decide(c, p, ident, final=False)
-                continue
-            side = 0 if is_orig else 1
-            if p.kept[side] > MAX_BYTES_PER_DIRECTION:
-                data = b""
-            p.kept[side] += len(data)
-            p.parts.append((ts, is_orig, seq, data))
+                k += 1
+            if k < hi and p.analyzer is not None:  # (None: the connection was given up)
+                todo.append((c, p, k, hi))
+        if todo:
+            self._blocks(buf, idx, row_orig, ts_ns, cols, todo)
+
+    def _blocks(
+        self,
+        buf: np.ndarray,
+        idx: np.ndarray,
+        row_orig: np.ndarray,
+        ts_ns: np.ndarray,
+        cols: dict[str, np.ndarray],
+        todo: list[tuple[int, _Pending, int, int]],
+    ) -> None:
+        """The rows of decided connections as one block per connection and batch.
+
+        A block points into the batch's buffer: a connection that ends with this batch is read
+        from it when its conversation is assembled, and only the blocks of connections still
+        open when the batch is done are copied out (``settle``).
+        """
+        lo = np.fromiter((t[2] for t in todo), np.int64, len(todo))
+        hi = np.fromiter((t[3] for t in todo), np.int64, len(todo))
+        count = hi - lo
+        at = np.zeros(len(todo) + 1, np.int64)
+        np.cumsum(count, out=at[1:])
+        rows = idx[np.repeat(lo - at[:-1], count) + np.arange(int(at[-1]))]
+        pay_off = cols["pay_off"][rows].astype(np.int64)
+        lens = np.clip(buf.shape[0] - pay_off, 0, cols["pay_cap"][rows].astype(np.int64))
+        is_orig = row_orig[rows].astype(bool)
+        meta = np.empty((rows.shape[0], 5), np.int64)
+        meta[:, 0] = ts_ns[rows]
+        meta[:, 1] = is_orig
+        meta[:, 2] = cols["seq"][rows].astype(np.int64) + ((cols["flags"][rows] & 0x02) != 0)
+        meta[:, 3] = lens
+        meta[:, 4] = pay_off
+        # Bytes each direction sends in each block (against the per-direction cap).
+        sent = np.zeros((rows.shape[0] + 1, 2), np.int64)
+        np.cumsum(np.where(is_orig, lens, 0), out=sent[1:, 0])
+        np.cumsum(np.where(is_orig, 0, lens), out=sent[1:, 1])
+        per = (sent[at[1:]] - sent[at[:-1]]).tolist()
+        fresh = self._fresh
+        self._buf = buf
+        for (c, p, _lo, _hi), a, b, (o, r) in zip(
+            todo, at[:-1].tolist(), at[1:].tolist(), per, strict=True
+        ):
+            kept = p.kept
+            if kept[0] + o <= MAX_BYTES_PER_DIRECTION and kept[1] + r <= MAX_BYTES_PER_DIRECTION:
+                block = (meta[a:b], buf)
+                kept[0] += o
+                kept[1] += r
+            else:
+                block = (_capped(kept, meta[a:b]), buf)
+            p.blocks.append(block)
+            fresh.append((c, p))
+
+    def settle(self) -> None:
+        """Copy out the payload of this batch's blocks whose connections are still open.
+
+        Called once a batch's ended connections have been claimed, before its buffer is reused.
+        """
+        fresh = self._fresh
+        if not fresh:
+            return
+        buf = self._buf
+        conns = self.conns
+        open_ = [p for c, p in fresh if conns.get(c) is p]
+        fresh.clear()
+        self._buf = None
+        if not open_:
+            return
+        metas = [p.blocks[-1][0] for p in open_]
+        meta = np.concatenate(metas)
+        bounds, arena = _gather(buf, meta[:, 4], meta[:, 3])
+        at = np.zeros(len(metas) + 1, np.int64)
+        np.cumsum([m.shape[0] for m in metas], out=at[1:])
+        meta[:, 4] = bounds[:-1]
+        for p, a, b in zip(open_, at[:-1].tolist(), at[1:].tolist(), strict=True):
+            block = meta[a:b].copy()
+            x, y = int(bounds[a]), int(bounds[b])
+            block[:, 4] -= x
+            p.blocks[-1] = (block, arena[x:y].tobytes())
 
     def forget(self, ended: np.ndarray) -> None:
         """Drop the ignore marks of connections that ended (their numbers are never reused)."""
@@ -278,14 +384,57 @@ class PayloadRouter:
         return analyzer, conv
 
 
+def parts_of(p: _Pending) -> list[tuple[int, bool, int, bytes]]:
+    """All kept segments of a connection as (ts_ns, is_orig, seq, data), in arrival order.
+
+    The parts taken while it was undecided come first, then its blocks: a connection gets blocks
+    only once decided, so that is the order they arrived in.
+    """
+    if not p.blocks:
+        return p.parts
+    out = list(p.parts)
+    for meta, data in p.blocks:
+        view = memoryview(data)
+        for ts, orig, seq, size, at in meta.tolist():
+            out.append((ts, orig == 1, seq, bytes(view[at : at + size])))
+    return out
+
+
+def _capped(kept: list[int], meta: np.ndarray) -> np.ndarray:
+    """A block past ``MAX_BYTES_PER_DIRECTION``: a side's segments after its cap are kept empty
+    (their bytes count as a gap when reassembled); ``kept`` is updated."""
+    meta = meta.copy()
+    for k, (_ts, orig, _seq, size, _at) in enumerate(meta.tolist()):
+        side = 0 if orig else 1
+        if kept[side] > MAX_BYTES_PER_DIRECTION:
+            meta[k, 3] = 0
+        else:
+            kept[side] += size
+    return meta
+
+
+@nb.njit(cache=True)
+def _gather(buf: np.ndarray, at: np.ndarray, size: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pieces ``buf[at[k]:at[k]+size[k]]`` end to end, and where each starts (and ends)."""
+    n = at.shape[0]
+    bounds = np.zeros(n + 1, np.int64)
+    for k in range(n):
+        bounds[k + 1] = bounds[k] + size[k]
+    out = np.empty(bounds[n], np.uint8)
+    for k in range(n):
+        out[bounds[k] : bounds[k + 1]] = buf[at[k] : at[k] + size[k]]
+    return bounds, out
+
+
 def fill(conv: Conversation, analyzer: Analyzer, p: _Pending) -> None:
     """Give ``conv`` the reassembled payload the router kept for it (with marks if asked)."""
     tcp = conv.proto == "tcp"
+    parts = parts_of(p)
     if tcp and getattr(analyzer, "control_marks", False):
         conv.marks = True
-        conv.segments = _with_marks(p.parts, p.marks)
+        conv.segments = _with_marks(parts, p.marks)
     else:
-        conv.segments = list(_reassemble(p.parts, tcp))
+        conv.segments = list(_reassemble(parts, tcp))
 
 
 def _prefix(parts: list[tuple[int, bool, int, bytes]], side: bool, limit: int) -> bytes:
@@ -360,30 +509,42 @@ def _reassemble(parts: list[tuple[int, bool, int, bytes]], tcp: bool) -> Iterato
 def _with_marks(
     parts: list[tuple[int, bool, int, bytes]], marks: list[tuple[int, bool, int, int]]
 ) -> list[Segment]:
-    """The reassembled conversation with FIN and RST marks where Zeek's events fall.
+    """The reassembled conversation with FIN and RST marks where Zeek's events fall (_marked)."""
+    begin: dict[bool, int] = {}
+    for side in (True, False):
+        mine = [x for x in parts if x[1] == side]
+        if mine:
+            # Where this side's delivered stream starts: its lowest sequence number.
+            base = mine[0][2]
+            begin[side] = base + min(
+                (q - base + (1 << 31)) % (1 << 32) - (1 << 31) for _t, _o, q, _d in mine
+            )
+    return _marked(list(_reassemble(parts, True)), marks, begin)
+
+
+def _marked(
+    data: list[Segment], marks: list[tuple[int, bool, int, int]], begin: dict[bool, int]
+) -> list[Segment]:
+    """Reassembled segments with FIN and RST marks added where Zeek's events fall.
 
     A side's first FIN is delivered once its data up to the FIN has been (after its last data
     segment, at the later of the two times), carrying as ``gap`` the bytes still missing before
     the FIN: Zeek reports that hole as a content gap when the side closes. Each RST is delivered
-    at its arrival; data delivered at the same instant comes first.
+    at its arrival; data delivered at the same instant comes first. ``begin`` holds where each
+    side that sent payload starts its stream.
     """
-    data = list(_reassemble(parts, True))
     timed: list[tuple[float, int, int, Segment]] = [(s.ts, 0, k, s) for k, s in enumerate(data)]
     n = len(timed)
     for side in (True, False):
-        mine = [x for x in parts if x[1] == side]
         fins = [m for m in marks if m[1] == side and m[3] == FIN]
         if fins:
             ts, _o, seq, _f = min(fins)
             when = ts / 1e9
             gap = 0
-            if mine:
-                # Where this side's delivered stream ends (its lowest sequence number plus every
-                # byte and hole _reassemble delivered) and when its last delivery happened.
-                base = mine[0][2]
-                end = base + min(
-                    (q - base + (1 << 31)) % (1 << 32) - (1 << 31) for _t, _o, q, _d in mine
-                )
+            if side in begin:
+                # Where this side's delivered stream ends (its start plus every byte and hole
+                # delivered) and when its last delivery happened.
+                end = begin[side]
                 for seg in (s for s in data if s.is_orig == side):
                     end += seg.gap + len(seg.data)
                     when = max(when, seg.ts)
@@ -395,3 +556,227 @@ def _with_marks(
             n += 1
     timed.sort()  # the third item is unique: segments are never compared
     return [x[3] for x in timed]
+
+
+@dataclass(slots=True)
+class Payload:
+    """The kept segments of many connections as columns over one byte string.
+
+    Rows are each connection's segments in arrival order (``first[k]:first[k+1]`` for the k-th),
+    as ``parts_of`` lists them; ``data[at[r]:at[r] + size[r]]`` is row r's payload.
+    """
+
+    first: np.ndarray  # int64, one more than there are connections
+    ts: np.ndarray  # int64 nanoseconds
+    orig: np.ndarray  # bool
+    seq: np.ndarray  # int64, of the first payload byte
+    size: np.ndarray  # int64
+    at: np.ndarray  # int64
+    data: bytes
+
+
+def payload_of(pendings: list[_Pending]) -> Payload:
+    """The kept segments of ``pendings`` as columns over one byte string."""
+    first, ts, orig, seq, size, off, srcs = _rows(pendings)
+    data = b"".join(
+        [s[a : a + n] for s, a, n in zip(srcs, off.tolist(), size.tolist(), strict=True)]
+    )
+    at = np.zeros(size.shape[0], np.int64)
+    if size.shape[0]:
+        np.cumsum(size[:-1], out=at[1:])
+    return Payload(first, ts, orig, seq, size, at, data)
+
+
+def _rows(
+    pendings: list[_Pending],
+) -> tuple[
+    np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[memoryview]
+]:
+    """The kept segments of ``pendings`` as columns, each row's bytes being
+    ``srcs[r][off[r]:off[r] + size[r]]`` (nothing is copied: a row points into its part's bytes,
+    its settled block's or the batch buffer)."""
+    n = len(pendings)
+    flat = [x for p in pendings for x in p.parts]
+    pc = np.fromiter((len(p.parts) for p in pendings), np.int64, n)
+    bc = np.fromiter((sum(m.shape[0] for m, _d in p.blocks) for p in pendings), np.int64, n)
+    first = np.zeros(n + 1, np.int64)
+    np.cumsum(pc + bc, out=first[1:])
+    rows = int(first[-1])
+    ts = np.empty(rows, np.int64)
+    orig = np.empty(rows, np.bool_)
+    seq = np.empty(rows, np.int64)
+    size = np.empty(rows, np.int64)
+    off = np.zeros(rows, np.int64)
+    if flat:
+        pts, porig, pseq, pdata = zip(*flat, strict=True)
+        pos = _positions(first[:-1], pc)
+        ts[pos] = pts
+        orig[pos] = porig
+        seq[pos] = pseq
+        size[pos] = np.fromiter(map(len, pdata), np.int64, len(pdata))
+    blocks = [m for p in pendings for m, _d in p.blocks]
+    if blocks:
+        meta = np.concatenate(blocks)
+        pos = _positions(first[:-1] + pc, bc)
+        ts[pos] = meta[:, 0]
+        orig[pos] = meta[:, 1] != 0
+        seq[pos] = meta[:, 2]
+        size[pos] = meta[:, 3]
+        off[pos] = meta[:, 4]
+    # A part's own bytes (slicing them whole gives them back, uncopied), a settled block's
+    # bytes, or a view of the batch buffer.
+    srcs: list[bytes | memoryview] = []
+    for p in pendings:
+        srcs.extend([x[3] for x in p.parts])
+        for m, src in p.blocks:
+            srcs.extend([src if type(src) is bytes else memoryview(src)] * m.shape[0])
+    return first, ts, orig, seq, size, off, srcs
+
+
+def _positions(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``starts[k] + 0 .. counts[k] - 1`` for every k, end to end."""
+    total = int(counts.sum())
+    offs = np.zeros(counts.shape[0], np.int64)
+    np.cumsum(counts[:-1], out=offs[1:])
+    return np.repeat(starts - offs, counts) + np.arange(total, dtype=np.int64)
+
+
+@nb.njit(cache=True)
+def _deliver(
+    first: np.ndarray,
+    tcp: np.ndarray,
+    ts: np.ndarray,
+    orig: np.ndarray,
+    seq: np.ndarray,
+    size: np.ndarray,
+    at: np.ndarray,
+) -> tuple[
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+]:
+    """``_reassemble`` of every connection at once: its segments as rows of (delivery time,
+    side, start, end in the data, gap), in delivery order, with each connection's rows from
+    ``out_first[k]``; and, per TCP connection and side, where the delivered stream starts
+    (``base + min relative offset``, as ``_with_marks`` needs it; ``has`` says the side sent)."""
+    n = first.shape[0] - 1
+    rows = first[n]
+    o_ts = np.empty(rows, np.int64)
+    o_side = np.empty(rows, np.bool_)
+    o_a = np.empty(rows, np.int64)
+    o_b = np.empty(rows, np.int64)
+    o_gap = np.empty(rows, np.int64)
+    o_row = np.empty(rows, np.int64)
+    out_first = np.zeros(n + 1, np.int64)
+    start = np.zeros((n, 2), np.int64)
+    has = np.zeros((n, 2), np.bool_)
+    w = 0
+    for c in range(n):
+        lo, hi = first[c], first[c + 1]
+        if not tcp[c]:
+            for r in range(lo, hi):
+                o_ts[w] = ts[r]
+                o_side[w] = orig[r]
+                o_a[w] = at[r]
+                o_b[w] = at[r] + size[r]
+                o_gap[w] = 0
+                o_row[w] = r
+                w += 1
+            out_first[c + 1] = w
+            continue
+        c0 = w
+        for s in range(2):
+            side = s == 0
+            m = 0
+            for r in range(lo, hi):
+                if orig[r] == side:
+                    m += 1
+            if m == 0:
+                continue
+            mine = np.empty(m, np.int64)
+            j = 0
+            for r in range(lo, hi):
+                if orig[r] == side:
+                    mine[j] = r
+                    j += 1
+            base = seq[mine[0]]
+            rel = np.empty(m, np.int64)
+            t = np.empty(m, np.int64)
+            for j in range(m):
+                rel[j] = ((seq[mine[j]] - base + (1 << 31)) % (1 << 32)) - (1 << 31)
+                t[j] = ts[mine[j]]
+            # Order by (offset, arrival time, arrival order): stable sorts, last key first.
+            o1 = np.argsort(t, kind="mergesort")
+            o2 = np.argsort(rel[o1], kind="mergesort")
+            order = o1[o2]
+            has[c, s] = True
+            start[c, s] = base + rel[order[0]]
+            nxt = rel[order[0]]
+            delivered = np.int64(0)
+            for q in range(m):
+                j = order[q]
+                r = mine[j]
+                end = rel[j] + size[r]
+                if end <= nxt:
+                    continue
+                gap = 0
+                trim = 0
+                if rel[j] > nxt:
+                    gap = rel[j] - nxt
+                elif rel[j] < nxt:
+                    trim = nxt - rel[j]
+                if t[j] > delivered:
+                    delivered = t[j]
+                o_ts[w] = delivered
+                o_side[w] = side
+                o_a[w] = at[r] + trim
+                o_b[w] = at[r] + size[r]
+                o_gap[w] = gap
+                o_row[w] = r
+                w += 1
+                nxt = end
+        # Both sides interleaved by delivery time (ties: the order they were appended).
+        if w - c0 > 1:
+            perm = np.argsort(o_ts[c0:w], kind="mergesort") + c0
+            o_ts[c0:w] = o_ts[perm]
+            o_side[c0:w] = o_side[perm]
+            o_a[c0:w] = o_a[perm]
+            o_b[c0:w] = o_b[perm]
+            o_gap[c0:w] = o_gap[perm]
+            o_row[c0:w] = o_row[perm]
+        out_first[c + 1] = w
+    return out_first, o_ts[:w], o_side[:w], o_row[:w], o_a[:w], o_b[:w], o_gap[:w], start, has
+
+
+def fill_many(convs: list[Conversation], analyzers: list[Analyzer], kept: list[_Pending]) -> None:
+    """``fill`` for many conversations at once: one compiled reassembly over their columns, then
+    only each delivered segment becomes a Python object."""
+    if not convs:
+        return
+    first, ts, orig, seq, size, off, srcs = _rows(kept)
+    tcp = np.fromiter((c.proto == "tcp" for c in convs), np.bool_, len(convs))
+    out_first, t, side, row, a, b, gap, start, has = _deliver(first, tcp, ts, orig, seq, size, off)
+    segs = [
+        Segment(x / 1e9, o, d if type(d := srcs[r][i:j]) is bytes else bytes(d), g)
+        for x, o, r, i, j, g in zip(
+            t.tolist(), side.tolist(), row.tolist(), a.tolist(), b.tolist(), gap.tolist(),
+            strict=True,
+        )
+    ]  # fmt: skip
+    bounds = out_first.tolist()
+    starts = start.tolist()
+    sides = has.tolist()
+    for k, (conv, analyzer, p) in enumerate(zip(convs, analyzers, kept, strict=True)):
+        mine = segs[bounds[k] : bounds[k + 1]]
+        if tcp[k] and getattr(analyzer, "control_marks", False):
+            conv.marks = True
+            begin = {s == 0: starts[k][s] for s in (0, 1) if sides[k][s]}
+            conv.segments = _marked(mine, p.marks, begin)
+        else:
+            conv.segments = mine

@@ -25,7 +25,7 @@ from mamori.flows.conn_columns import conn_columns, network_table, tunnel_parent
 from mamori.flows.connections import ConnTracker, Ended
 from mamori.flows.conversation import Conversation, Segment
 from mamori.flows.memory import keep_memory_flat
-from mamori.flows.payload import PayloadRouter, fill
+from mamori.flows.payload import PayloadRouter, _Pending, fill_many, payload_of
 from mamori.flows.shards import keep_shard
 from mamori.schema import schema_of
 from mamori.sensors.pcap.decode import decode
@@ -111,8 +111,12 @@ class Ingest:
         seed: bytes,
         stats: CaptureStats,
     ) -> None:
-        """Ended connections: run their conversations through the analysers, write the rows."""
+        """Ended connections: run their conversations through the analysers, write the rows.
+
+        Then the router copies out what it keeps of the batch's payload (its buffer is reused).
+        """
         if ended is None:
+            router.settle()
             return
         if self._nets is None:
             self._nets = network_table(self.settings.local_nets)
@@ -121,6 +125,7 @@ class Ingest:
         )
         nos = ended.state[:, T.C_NO]
         rows, jobs, batch, dns_rows = _jobs(cols, ended.state, router)
+        router.settle()
         # Ended connections the router never decided on are forgotten with them.
         router.forget(nos)
         cols["tunnel_parents"] = tunnel_parents(seed, ended.state[:, T.C_PARENT])
@@ -184,6 +189,10 @@ def _jobs(
     rows: list[int] = []
     dns_rows: list[int] = []
     jobs: list[Job] = []
+    convs: list[Conversation] = []
+    analyzers: list[Analyzer] = []
+    kept: list[_Pending] = []
+    dns_kept: list[_Pending] = []
     for row, no, uid, oh, rh, proto, ts, (op, rp), part in zip(
         wanted.tolist(), nos[wanted].tolist(), *fields, starts, ports, partial, strict=True
     ):
@@ -207,12 +216,19 @@ def _jobs(
                 strict=True,
             ):
                 column.append(value)
-            batch.parts.append(pending.parts)
+            dns_kept.append(pending)
             continue
         conv = Conversation(uid, ts, oh, op, rh, rp, proto, partial=part and proto == "tcp")
-        fill(conv, analyzer, pending)
+        convs.append(conv)
+        analyzers.append(analyzer)
+        kept.append(pending)
         rows.append(row)
         jobs.append((no, analyzer.service, conv))
+    # Every conversation's payload is assembled in one pass (the router's bytes are read while
+    # the batch buffer they may point into is still unchanged).
+    fill_many(convs, analyzers, kept)
+    if dns_kept:
+        batch.payload = payload_of(dns_kept)
     return np.array(rows, np.int64), jobs, batch, np.array(dns_rows, np.int64)
 
 
@@ -236,7 +252,7 @@ def analyze_dns_batch(
             batch.uid[k], batch.ts[k], batch.orig_h[k], batch.orig_p[k], batch.resp_h[k],
             batch.resp_p[k], "udp",
         )  # fmt: skip
-        conv.segments = [Segment(t / 1e9, o, d) for t, o, _s, d in batch.parts[k]]
+        conv.segments = [Segment(t / 1e9, o, d) for t, o, _s, d in dns_batch.parts(batch, k)]
         jobs.append((batch.nos[k], "dns", conv))
     nos = np.array(batch.nos, np.int64)
     services = dict.fromkeys(nos[confirmed].tolist(), "dns")
