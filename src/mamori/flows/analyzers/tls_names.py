@@ -556,7 +556,8 @@ def version_name(num: int) -> str:
 
 
 def _lookup(table: dict[int, str], num: int) -> str:
-    return table.get(num, f"unknown-{num}")
+    name = table.get(num)  # the fallback text is formatted only when it is needed
+    return name if name is not None else f"unknown-{num}"
 
 
 def cipher_name(num: int) -> str:
