@@ -176,3 +176,34 @@ def test_tables_in_another_but_compatible_schema_are_cast_to_the_lake_schema(
     )
     assert back.schema.field("orig_p").type == pa.uint16()
     assert back.equals(rows)
+
+
+_text = st.text(st.characters(codec="utf-8"), max_size=40)
+
+
+@given(st.lists(st.tuples(_text, _text, _text), min_size=1, max_size=40))
+@settings(max_examples=25, deadline=None)
+def test_any_text_in_the_plain_and_length_delta_columns_reads_back_everywhere(
+    values: list[tuple[str, str, str]],
+) -> None:
+    """Whatever text uid and the address columns hold (empty, long, any Unicode, lengths that
+    vary), Arrow, Polars and DuckDB read back what was written."""
+    import polars as pl
+
+    rows = _conn_rows([0] * len(values))
+    columns = dict(zip(("uid", "orig_h", "resp_h"), zip(*values, strict=True), strict=True))
+    for name, col in columns.items():
+        rows = rows.set_column(
+            rows.schema.get_field_index(name), rows.schema.field(name), pa.array(col, pa.string())
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        with LakeWriter(Path(tmp)) as w:
+            w.write("conn", rows)
+        (path,) = (Path(tmp) / "conn").rglob("*.parquet")
+        assert pq.read_table(path).equals(rows)
+        frame = pl.read_parquet(path)
+        got = connect(Path(tmp)).sql("SELECT uid, orig_h, resp_h FROM conn ORDER BY first_record")
+        duck = got.fetchall()
+        for i, name in enumerate(columns):
+            assert frame[name].to_list() == list(columns[name]), name
+            assert [r[i] for r in duck] == list(columns[name]), name
