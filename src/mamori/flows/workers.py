@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import threading
 import warnings
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -46,7 +47,7 @@ class LakeIngest:
         self.lake = Path(lake)
         self.workers = settings.workers or usable_cores()
         self._pool: ProcessPoolExecutor | None = None
-        if self.workers > 1 and forks_prepared() and "fork" in mp.get_all_start_methods():
+        if self.workers > 1 and _can_fork():
             self._pool = _forked_pool(self.workers - 1)
         self.writer = LakeWriter(self.lake)
 
@@ -87,6 +88,15 @@ class LakeIngest:
             # (each of them flushes before returning), not after the last of them.
             self.writer.close()
         return merge([mine, *(f.result() for f in others)])
+
+
+def _can_fork() -> bool:
+    """A fork is as good as a spawned worker and safe: the process was prepared for ingest, and
+    no other Python thread runs (a progress bar's, an executor's) whose locks a fork would copy
+    held. Native threads (OpenBLAS, jemalloc, Polars' spill cleaner) handle a fork or go unused."""
+    return (
+        forks_prepared() and threading.active_count() == 1 and "fork" in mp.get_all_start_methods()
+    )
 
 
 def _forked_pool(n: int) -> ProcessPoolExecutor:
