@@ -148,3 +148,30 @@ def test_a_prepared_process_forks_its_workers_and_writes_the_same_lake(
     assert got["error"] is None
     assert got["rows"] == stats.rows
     assert got["tables"] == want
+
+
+_THREADED = """
+import threading
+from mamori.flows.memory import prepare_ingest_process
+prepare_ingest_process()
+from pathlib import Path
+from mamori.config import Settings
+from mamori.flows.workers import LakeIngest
+stop = threading.Event()
+t = threading.Thread(target=stop.wait)
+t.start()
+try:
+    with LakeIngest(Settings(workers=2), Path(__import__("sys").argv[1])) as ingester:
+        print(ingester._pool is None)
+finally:
+    stop.set()
+"""
+
+
+def test_a_prepared_process_with_another_thread_does_not_fork(tmp_path: Path) -> None:
+    """A thread of the caller's (a progress bar's) could hold a lock a fork copies: spawn then."""
+    out = subprocess.run(
+        [sys.executable, "-c", _THREADED, str(tmp_path)],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    assert out.stdout.strip() == "True"
