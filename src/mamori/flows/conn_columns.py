@@ -74,7 +74,7 @@ def _uid_bytes(h0: np.uint64, numbers: np.ndarray, b62: np.ndarray) -> np.ndarra
 def uid_array(seed: bytes, numbers: np.ndarray) -> pa.Array:
     """Zeek-style uids for connection numbers, deterministic for a capture's seed."""
     n = numbers.shape[0]
-    data = _uid_bytes(uid_seed(seed), np.ascontiguousarray(numbers, np.int64), _B62)
+    data = _uid_bytes(uid_seed(seed), np.asarray(numbers, np.int64), _B62)
     offsets = np.arange(0, (n + 1) * UID_LEN, UID_LEN, dtype=np.int32)
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
 
@@ -155,9 +155,7 @@ def _addr_bytes(
 
 def addr_array(hi: np.ndarray, lo: np.ndarray) -> pa.Array:
     """Addresses as Zeek prints them (IPv4-mapped values as dotted quads)."""
-    data, offsets = _addr_bytes(
-        np.ascontiguousarray(hi, np.int64), np.ascontiguousarray(lo, np.int64), _HEX, _DEC
-    )
+    data, offsets = _addr_bytes(np.asarray(hi, np.int64), np.asarray(lo, np.int64), _HEX, _DEC)
     # The data buffer is sized for the longest text; Arrow reads only up to the last offset.
     return _strings(hi.shape[0], offsets, data)
 
@@ -357,6 +355,46 @@ def _nullable(values: np.ndarray, valid: np.ndarray, type_: pa.DataType) -> pa.A
     return pa.array(values, type=type_, mask=~valid)
 
 
+# State columns that become conn.log's unsigned 64-bit columns as they are.
+_U64_NAMES = ("missed_bytes", "orig_pkts", "orig_ip_bytes", "resp_pkts", "resp_ip_bytes")
+_U64_NAMES += ("first_record", "last_record")
+_U64_COLS = np.array(
+    [T.C_MISSED, T.C_OPKTS, T.C_OIPB, T.C_RPKTS, T.C_RIPB, T.C_FIRST_ROW_FILE, T.C_LAST_ROW_FILE],
+    np.int64,
+)
+
+
+@nb.njit(cache=True)
+def _unpack(
+    S: np.ndarray, size: np.ndarray, u64_cols: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The numeric columns in one pass over the ended rows (a NumPy cast per column read the
+    rows once per column): ts (us), duration (s), has a duration, ports, sizes, the u64 columns,
+    ip_proto. Each is a fresh array, so the tracker may reuse its buffers."""
+    n = S.shape[0]
+    ts = np.empty(n, np.int64)
+    dur = np.empty(n, np.float64)
+    has = np.empty(n, np.bool_)
+    ports = np.empty((2, n), np.uint16)
+    sizes = np.empty((2, n), np.uint64)
+    u64 = np.empty((u64_cols.shape[0], n), np.uint64)
+    ip_proto = np.empty(n, np.uint8)
+    for i in range(n):
+        start = S[i, T.C_START]
+        d = S[i, T.C_LAST] - start
+        ts[i] = start // 1000
+        dur[i] = d / 1e9
+        has[i] = d > 0
+        ports[0, i] = S[i, T.C_OP]
+        ports[1, i] = S[i, T.C_RP]
+        sizes[0, i] = size[i, 0]
+        sizes[1, i] = size[i, 1]
+        for k in range(u64_cols.shape[0]):
+            u64[k, i] = S[i, u64_cols[k]]
+        ip_proto[i] = S[i, T.C_PROTO]
+    return ts, dur, has, ports, sizes, u64, ip_proto
+
+
 def conn_columns(
     state: np.ndarray,
     size: np.ndarray,
@@ -369,9 +407,7 @@ def conn_columns(
     """Every conn.log column but ``service`` and ``tunnel_parents``, lake names and types."""
     S = state
     n = S.shape[0]
-    start = S[:, T.C_START]
-    dur_ns = S[:, T.C_LAST] - start
-    has_dur = dur_ns > 0
+    ts, dur, has_dur, ports, sizes, u64, ip_proto = _unpack(S, size, _U64_COLS)
     codes, hdata, hoffsets = _states(S, size, hist, hist_len)
     history = pa.StringArray.from_buffers(
         n,
@@ -379,31 +415,31 @@ def conn_columns(
         pa.py_buffer(hdata),
         pa.py_buffer(np.packbits(hist_len > 0, bitorder="little")),
     )
-    u64 = pa.uint64()
+    plain = dict(zip(_U64_NAMES, (pa.array(u64[k]) for k in range(len(_U64_NAMES))), strict=True))
     return {
-        "ts": pa.array(start // 1000, pa.timestamp("us", "UTC")),
+        "ts": pa.array(ts, pa.timestamp("us", "UTC")),
         "uid": uid_array(seed, S[:, T.C_NO]),
         "orig_h": addr_array(S[:, T.C_OHI], S[:, T.C_OLO]),
-        "orig_p": pa.array(S[:, T.C_OP].astype(np.uint16)),
+        "orig_p": pa.array(ports[0]),
         "resp_h": addr_array(S[:, T.C_RHI], S[:, T.C_RLO]),
-        "resp_p": pa.array(S[:, T.C_RP].astype(np.uint16)),
+        "resp_p": pa.array(ports[1]),
         "proto": _names(S[:, T.C_KIND], PROTO_NAMES),
-        "duration": _nullable(dur_ns / 1e9, has_dur, pa.float64()),
-        "orig_bytes": _nullable(size[:, 0].astype(np.uint64), has_dur, u64),
-        "resp_bytes": _nullable(size[:, 1].astype(np.uint64), has_dur, u64),
+        "duration": _nullable(dur, has_dur, pa.float64()),
+        "orig_bytes": _nullable(sizes[0], has_dur, pa.uint64()),
+        "resp_bytes": _nullable(sizes[1], has_dur, pa.uint64()),
         "conn_state": _names(codes, STATE_NAMES),
         "local_orig": pa.array(in_table(S[:, T.C_OHI], S[:, T.C_OLO], nets)),
         "local_resp": pa.array(in_table(S[:, T.C_RHI], S[:, T.C_RLO], nets)),
-        "missed_bytes": pa.array(S[:, T.C_MISSED].astype(np.uint64)),
+        "missed_bytes": plain["missed_bytes"],
         "history": history,
-        "orig_pkts": pa.array(S[:, T.C_OPKTS].astype(np.uint64)),
-        "orig_ip_bytes": pa.array(S[:, T.C_OIPB].astype(np.uint64)),
-        "resp_pkts": pa.array(S[:, T.C_RPKTS].astype(np.uint64)),
-        "resp_ip_bytes": pa.array(S[:, T.C_RIPB].astype(np.uint64)),
-        "ip_proto": pa.array(S[:, T.C_PROTO].astype(np.uint8)),
+        "orig_pkts": plain["orig_pkts"],
+        "orig_ip_bytes": plain["orig_ip_bytes"],
+        "resp_pkts": plain["resp_pkts"],
+        "resp_ip_bytes": plain["resp_ip_bytes"],
+        "ip_proto": pa.array(ip_proto),
         "source": _constant(source, n),
-        "first_record": pa.array(S[:, T.C_FIRST_ROW_FILE].astype(np.uint64)),
-        "last_record": pa.array(S[:, T.C_LAST_ROW_FILE].astype(np.uint64)),
+        "first_record": plain["first_record"],
+        "last_record": plain["last_record"],
     }
 
 

@@ -25,7 +25,7 @@ if MAX_DEPTH >= T.NO_PER_RECORD:  # a connection number must name one (record, l
 class Ended:
     """Columns of connections that have ended (one row each)."""
 
-    state: np.ndarray  # (n, C_EP) int64 connection columns (a view of column-major buffers)
+    state: np.ndarray  # (n, C_EP) int64: the connection columns (not the endpoints')
     hist: np.ndarray  # (n, HIST_MAX) uint8, valid up to hist_len
     hist_len: np.ndarray  # (n,) int32
     size: np.ndarray  # (n, 2) int64 orig/resp payload bytes
@@ -44,7 +44,7 @@ class ConnTracker:
         self.free = np.arange(self.capacity - 1, -1, -1, dtype=np.int64)
         self.n_free = self.capacity
         self.next_no = 0
-        self.E = np.zeros((T.C_EP, self.out_capacity), np.int64)
+        self.E = np.zeros((self.out_capacity, T.C_EP), np.int64)
         self.EH = np.zeros((self.out_capacity, T.HIST_MAX), np.uint8)
         self.EHL = np.zeros(self.out_capacity, np.int32)
         self.ESZ = np.zeros((self.out_capacity, 2), np.int64)
@@ -87,11 +87,8 @@ class ConnTracker:
 
     def _grow_out(self) -> None:
         """Double the output buffers, keeping the ended connections not yet taken."""
-        n, cap = self.n_out, 2 * self.E.shape[1]
-        E = np.zeros((T.C_EP, cap), np.int64)
-        E[:, :n] = self.E[:, :n]
-        self.E = E
-        for name in ("EH", "EHL", "ESZ"):
+        n, cap = self.n_out, 2 * self.E.shape[0]
+        for name in ("E", "EH", "EHL", "ESZ"):
             old = getattr(self, name)
             new = np.zeros((cap, *old.shape[1:]), old.dtype)
             new[:n] = old[:n]
@@ -121,7 +118,7 @@ class ConnTracker:
             self.n_out = n_out
             if i < n and self.n_free == 0:
                 self._grow()
-            if i < n and n_out + 2 > self.E.shape[1]:
+            if i < n and n_out + 2 > self.E.shape[0]:
                 self._grow_out()
         if n:
             self.last_now = int(ts_ns[-1])
@@ -136,7 +133,7 @@ class ConnTracker:
                 flush_all,
                 self.n_out, self.E, self.EH, self.EHL, self.ESZ,
             )  # fmt: skip
-            if self.n_out < self.E.shape[1]:
+            if self.n_out < self.E.shape[0]:
                 return
             self._grow_out()  # stopped because the output was full: make room, go on
 
@@ -151,4 +148,4 @@ class ConnTracker:
         if n == 0:
             return None
         self.n_out = 0
-        return Ended(self.E[:, :n].T, self.EH[:n], self.EHL[:n], self.ESZ[:n])
+        return Ended(self.E[:n], self.EH[:n], self.EHL[:n], self.ESZ[:n])

@@ -376,11 +376,11 @@ def _deadline(S: np.ndarray, s: int) -> int:
 @nb.njit(cache=True)
 def _emit(S: np.ndarray, H: np.ndarray, HL: np.ndarray, s: int, E: np.ndarray, EH: np.ndarray,
           EHL: np.ndarray, ESZ: np.ndarray, n_out: int) -> int:  # fmt: skip
-    """Append slot ``s`` to the output: its connection columns (``E`` is column-major, one row
-    per column below ``C_EP``, so conn.log's columns come out contiguous), history and sizes.
-    The endpoint columns stay behind: ``ESZ`` sums up all conn.log needs of them."""
+    """Append slot ``s`` to the output: its connection columns (those below ``C_EP``), history
+    and sizes. The endpoint columns stay behind: ``ESZ`` sums up all conn.log needs of them.
+    (Rows, not columns: one output stream costs less than thirty-three.)"""
     for k in range(C_EP):
-        E[k, n_out] = S[s, k]
+        E[n_out, k] = S[s, k]
     hl = HL[s]
     for k in range(hl):
         EH[n_out, k] = H[s, k]
@@ -424,7 +424,7 @@ def track(
     session_timer = 6 * NS
     n_out = out_start
     n = ts_ns.shape[0]
-    cap_out = E.shape[1]
+    cap_out = E.shape[0]
     i = start_row
     while i < n:
         row_conn[i] = -1
@@ -946,7 +946,7 @@ def sweep(idx: np.ndarray, S: np.ndarray, H: np.ndarray, HL: np.ndarray, K: np.n
     linger = 5 * NS
     session_timer = 6 * NS
     n_out = out_start
-    cap = E.shape[1]
+    cap = E.shape[0]
     used = np.ones(S.shape[0], np.bool_)
     if flush_all:
         for k in range(n_free):
