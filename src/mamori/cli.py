@@ -263,7 +263,7 @@ class _WithoutScipy(importlib.abc.MetaPathFinder):
 def _without_scipy() -> None:
     """Numba imports SciPy's BLAS bindings (``numba.np.linalg.ensure_blas``) the first time any
     kernel loads from its cache, only to learn whether ``np.dot`` and ``np.linalg`` may compile:
-    0.2-0.3 CPU-s per ingest process for a library no ingest kernel calls. Without SciPy, Numba
+    0.15-0.2 CPU-s per ingest process for a library no ingest kernel calls. Without SciPy, Numba
     refuses those two at compile time, with a message naming SciPy. The forked ingest workers
     inherit this."""
     if "scipy" not in sys.modules and not any(isinstance(f, _WithoutScipy) for f in sys.meta_path):
@@ -273,7 +273,7 @@ def _without_scipy() -> None:
 def _exit_now(code: int) -> None:
     """End the process once a command's work is written and reported, without the interpreter's
     teardown: freeing every module and object of an ingest (Numba's and LLVM's included) took
-    0.3-0.5 s of the command's wall time, with nothing left to write.
+    0.4-0.5 CPU-s, the last 0.6 s of the workload's wall time, with nothing left to write.
 
     Everything an ordinary exit does that matters still happens first: the atexit handlers run
     (logging's flush, multiprocessing's child clean-up, weakref finalizers) and stdout and stderr
