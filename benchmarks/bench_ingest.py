@@ -180,8 +180,15 @@ def _lake_rows(lake: Path) -> dict[str, int]:
     return rows
 
 
+def mamori_exe() -> str | None:
+    """The ``mamori`` console script of this interpreter's installation, as a venv runs it; a
+    version manager's shim on PATH (pyenv's is a shell script) would add its own start-up."""
+    beside = Path(PY).parent / "mamori"
+    return str(beside) if beside.is_file() else shutil.which("mamori")
+
+
 def mamori_cli_ready() -> bool:
-    exe = shutil.which("mamori")
+    exe = mamori_exe()
     if not exe:
         return False
     try:
@@ -197,7 +204,8 @@ def mamori_tool(input_key: str, cli: bool, one_process: bool = False) -> Tool:
     def stages(tmp: Path, cap: Path) -> list[list[str]]:
         env = ["env", "MAMORI_WORKERS=1"] if one_process else []
         if cli:
-            return [[*env, "mamori", "ingest", str(cap), "--lake", str(tmp / "lake")]]
+            exe = mamori_exe() or "mamori"
+            return [[*env, exe, "ingest", str(cap), "--lake", str(tmp / "lake")]]
         return [
             [*env, PY, str(PEERS / "mamori_fallback.py"), str(cap), "--lake", str(tmp / "lake")]
         ]

@@ -66,7 +66,9 @@ def main() -> None:
     if a.stages_of:
         stages(a.stages_of)
         return
-    mamori = shutil.which("mamori") or "mamori"
+    # This interpreter's console script, as a venv runs it (not a version manager's shim).
+    beside = Path(sys.executable).parent / "mamori"
+    mamori = str(beside) if beside.is_file() else shutil.which("mamori") or "mamori"
     scratch = Path(tempfile.mkdtemp(prefix="mamori-bench-patrol-"))
     env = {**os.environ, "XDG_DATA_HOME": str(scratch / "xdg")}
 
