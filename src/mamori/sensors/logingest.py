@@ -7,7 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import polars as pl
 import pyarrow as pa
 
 from mamori.schema import schema_of
@@ -36,6 +35,8 @@ class LogStats:
 
 def known_zone(name: str) -> bool:
     """Whether Polars (which carries its own zone database) knows ``name``."""
+    import polars as pl  # here: ingesting only captures never loads Polars
+
     try:
         pl.Series([0], dtype=pl.Datetime("us")).dt.replace_time_zone(name)
     except pl.exceptions.PolarsError:

@@ -20,12 +20,15 @@ import pkgutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from mamori.sensors.seed import content_digest
+
+if TYPE_CHECKING:  # Polars loads with the log sensors: a capture-only ingest never needs it
+    import polars as pl
 
 HEAD_BYTES = 64 * 1024  # what a sniffer sees: enough for a Zeek header or a few JSON lines
 BATCH_ROWS = 50_000  # rows a sensor buffers per table before yielding: bounds its memory
