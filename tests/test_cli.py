@@ -219,3 +219,17 @@ def test_flows_as_its_own_process_writes_what_the_library_call_writes(
         (tmp_path / "library.log").read_text()
     )
     assert len(log(piped.stdout)) > 11
+
+
+def test_ingest_reads_bsd_syslog_times_in_the_configured_zone(tmp_path: Path) -> None:
+    """``log_timezone`` from the settings file reaches the syslog sensor through the command."""
+    log = tmp_path / "auth.log"
+    log.write_text("Jul 10 12:00:00 host sshd[1]: Connection closed by 10.0.0.7 port 5000\n")
+    os.utime(log, (1720612800, 1720612800))  # 2024-07-10: the lines' year
+    config = tmp_path / "mamori.toml"
+    config.write_text('log_timezone = "Asia/Tokyo"\n')
+    lake = tmp_path / "lake"
+    res = runner.invoke(app, ["ingest", str(log), "--lake", str(lake), "--config", str(config)])
+    assert res.exit_code == 0, res.output
+    [ts] = pq.read_table(lake / "syslog").column("ts").to_pylist()
+    assert (ts.year, ts.month, ts.day, ts.hour) == (2024, 7, 10, 3)  # 12:00 JST is 03:00 UTC

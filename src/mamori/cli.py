@@ -228,7 +228,9 @@ def ingest(
             if item.kind == CAPTURE:
                 stats.append(ingester.capture(path, advance))
             else:
-                stats.append(ingest_log(path, sensors[item.kind], writer))
+                stats.append(
+                    ingest_log(path, sensors[item.kind], writer, timezone=settings.log_timezone)
+                )
             done += path.stat().st_size
             progress.update(task, completed=done)
     elapsed = time.perf_counter() - started
