@@ -7,7 +7,8 @@ Wraps the pipeline's stage functions with a CPU timer (``time.process_time``) an
 cost a little, and a busy machine changes the totals, not much the proportions. ``analyze`` is
 the protocol analysers (and the UDP DNS conversations ``dns columns`` hands back to them);
 ``dns columns`` is the column path for UDP DNS (``flows/dns_batch.py``); ``route`` includes
-``route/candidates`` and ``route/decide``.
+``route/candidates`` and ``route/decide``; ``route/settle`` (copying out the payload of connections
+that outlive their batch) runs after the batch's conversations, outside ``route``.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def main() -> None:
     wrap(P.PayloadRouter, "route", "route")
     wrap(PL, "candidates", "route/candidates")
     wrap(PL.PayloadRouter, "_decide", "route/decide")
+    wrap(PL.PayloadRouter, "settle", "route/settle")
     wrap(P, "conn_columns", "conn columns")
     wrap(P, "tunnel_parents", "conn columns")
     wrap(P, "_jobs", "conversations")

@@ -11,6 +11,13 @@ connection ends: retransmitted bytes are dropped, holes become ``Segment.gap``, 
 ahead of a hole is delivered when the hole is filled, as Zeek's reassembler delivers it.
 An analyser that sets ``control_marks`` also gets the connection's FIN and RST as mark segments
 where Zeek's events fall, and whether it was seen without its handshake (``_with_marks``).
+
+Python work is per connection, not per segment, wherever the decision allows: a batch's rows are
+grouped by connection, only an undecided connection's first rows are looked at one by one, and a
+decided connection's rows become one block (NumPy rows pointing into the batch buffer, copied out
+by ``settle`` only if the connection outlives the batch). Ended connections are reassembled
+together by one compiled pass (``fill_many``); only the delivered segments become Python objects.
+``fill``, ``_reassemble`` and ``_with_marks`` stay the reference the tests hold that pass to.
 """
 
 from __future__ import annotations
