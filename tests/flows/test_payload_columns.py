@@ -220,3 +220,11 @@ def test_fill_many_equals_fill(parts, split: int, proto: str, marks: bool) -> No
     fill_many([got], [_A()], [p])  # type: ignore[list-item]
     fill(want, _A(), _Pending(parts=parts, marks=p.marks))  # type: ignore[arg-type]
     assert got == want
+
+
+@given(st.sets(st.integers(-(2**40), 2**40)), st.lists(st.integers(-(2**40), 2**40)))
+def test_forget_drops_exactly_the_ended_marks(ignored: set[int], ended: list[int]) -> None:
+    router = PayloadRouter()
+    router.ignored = set(ignored)
+    router.forget(np.array(ended, np.int64))
+    assert router.ignored == ignored - set(ended)

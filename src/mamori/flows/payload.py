@@ -328,10 +328,17 @@ class PayloadRouter:
             p.blocks[-1] = (block, arena[x:y].tobytes())
 
     def forget(self, ended: np.ndarray) -> None:
-        """Drop the ignore marks of connections that ended (their numbers are never reused)."""
-        if self.ignored:
-            marked = np.fromiter(self.ignored, np.int64, len(self.ignored))
-            self.ignored.difference_update(marked[np.isin(marked, ended)].tolist())
+        """Drop the ignore marks of connections that ended (their numbers are never reused).
+
+        The marks are few and the ended connections many: each ended number is looked up in the
+        sorted marks (``np.isin`` sorted both, whose numbers span too wide a range for its table).
+        """
+        ignored = self.ignored
+        if not ignored or ended.shape[0] == 0:
+            return
+        marked = np.sort(np.fromiter(ignored, np.int64, len(ignored)))
+        at = np.minimum(np.searchsorted(marked, ended), marked.shape[0] - 1)
+        ignored.difference_update(ended[marked[at] == ended].tolist())
 
     def _decide(self, conn: int, p: _Pending, ident: tuple[str, int, int], final: bool) -> None:
         """Pick the analyser whose signature matches; unless ``final``, a TCP miss may wait.
