@@ -29,12 +29,22 @@ import sys
 
 log = logging.getLogger(__name__)
 
-_M_MMAP_THRESHOLD = -3  # glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD = -1  # glibc mallopt parameters (malloc.h)
+_M_TOP_PAD = -2
+_M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
 # Every buffer above this is its own mapping, returned when freed. 64 KiB saved another ~5 MB a
 # process but cost 3 s of system time (page faults) on the workload's ~30 CPU-seconds.
 MMAP_THRESHOLD = 256 * 1024
 ARENAS = 2
+# Free space at the top of the heap is kept up to this much, and the heap grows by this much more
+# than asked, instead of being returned to the kernel after every batch and faulted back in page by
+# page for the next: the kept payload alone is ~730 MB of short-lived ``bytes`` on the workload.
+# Measured (2 processes, workload, 3 rounds): 2.1-2.4 s of system time and ~440 k minor faults
+# with glibc's 128 KiB / 0 defaults, 1.4-1.6 s and ~150 k with these, for ~10 MB more resident
+# per process.
+TRIM_THRESHOLD = 32 * 1024 * 1024
+TOP_PAD = 8 * 1024 * 1024
 ARROW_POOL_ENV = "ARROW_DEFAULT_MEMORY_POOL"
 _done = False
 _prepared_early = False  # prepare_ingest_process ran before pyarrow and pandas loaded
@@ -96,5 +106,11 @@ def keep_memory_flat() -> None:
     except (OSError, AttributeError):
         return
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    if not (mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) and mallopt(_M_ARENA_MAX, ARENAS)):
+    settings = (
+        (_M_MMAP_THRESHOLD, MMAP_THRESHOLD),
+        (_M_ARENA_MAX, ARENAS),
+        (_M_TRIM_THRESHOLD, TRIM_THRESHOLD),
+        (_M_TOP_PAD, TOP_PAD),
+    )
+    if not all([mallopt(param, value) for param, value in settings]):
         log.debug("mallopt refused the ingest memory settings")
