@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -178,6 +179,24 @@ def test_ingest_as_its_own_process_ends_early_with_everything_written(
     bad = _run(PROGRAM, "ingest", str(empty), "--lake", str(tmp_path / "bad"), env={})
     assert bad.returncode == 1 and "empty file, not a capture" in bad.stderr, bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_patrol_as_its_own_process_reports_what_the_library_call_reports(
+    tmp_path: Path, ssh_capture: Path
+) -> None:
+    """Run as its own program, patrol prepares the process before pyarrow loads (its two ingest
+    workers are forked), skips SciPy and ends without the interpreter's teardown: its report is
+    the one the command called as a library writes."""
+    two = {"MAMORI_PARALLEL_MIN_BYTES": "0", "MAMORI_WORKERS": "2"}
+    reports = {}
+    for name, command in (("program", PROGRAM), ("library", LIBRARY)):
+        done = _run(command, "patrol", str(ssh_capture), "--out", str(tmp_path / name), env=two)
+        assert done.returncode == 0, (name, done.stderr)
+        assert "incidents →" in done.stderr, (name, done.stderr)
+        reports[name] = json.loads((tmp_path / name / "report.json").read_text())
+    got, want = reports["program"]["incidents"], reports["library"]["incidents"]
+    assert got and got == want
+    assert reports["program"]["summary"] == reports["library"]["summary"]
 
 
 def test_ingest_kernels_run_without_scipy(ssh_capture: Path, tmp_path: Path) -> None:

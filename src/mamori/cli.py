@@ -355,6 +355,15 @@ def patrol(
 ) -> None:
     """The main job: ingest captures and logs, run every detector, correlate incidents, write the
     report."""
+    program = _is_program()
+    if program:
+        # As ``ingest``: the Arrow pool chosen and pandas hidden before pyarrow loads, so the
+        # ingest workers are forked (below, before the progress bar's thread starts); no SciPy
+        # (no stage of patrol uses it); the process ends without the interpreter's teardown.
+        from mamori.flows.memory import prepare_ingest_process
+
+        prepare_ingest_process()
+        _without_scipy()
     from rich.progress import (
         BarColumn,
         Progress,
@@ -379,6 +388,11 @@ def patrol(
     total = sum(i.path.stat().st_size for i in found)
     done: dict[Path, int] = {}
     started = time.perf_counter()
+    ingester = None
+    if program:
+        from mamori.flows.workers import LakeIngest
+
+        ingester = LakeIngest(settings, lake or out / "lake")
     with Progress(
         TextColumn("[bold]patrol[/] {task.description}"),
         BarColumn(),
@@ -393,7 +407,9 @@ def patrol(
             done[path] = min(nbytes, path.stat().st_size)
             progress.update(task, completed=sum(done.values()), description=path.name)
 
-        result = run_patrol(found, lake or out / "lake", out, settings, chosen, advance)
+        result = run_patrol(
+            found, lake or out / "lake", out, settings, chosen, advance, ingester=ingester
+        )
     elapsed = time.perf_counter() - started
     _problems([*result.captures, *result.logs])
     for det, err in result.failed_detectors.items():
@@ -419,8 +435,11 @@ def patrol(
         f"{summary['alerts']} alerts, {summary['incidents']} incidents → {result.html_path}"  # type: ignore[index]
     )
     _err().print(table)
-    if all(s.error for s in [*result.captures, *result.logs]):
-        raise typer.Exit(1)
+    code = 1 if all(s.error for s in [*result.captures, *result.logs]) else 0
+    if program:
+        _exit_now(code)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()

@@ -46,12 +46,15 @@ def patrol(
     settings: Settings,
     params: dict[str, Params] | None = None,
     progress: Callable[[Path, int], None] | None = None,
+    ingester: LakeIngest | None = None,
 ) -> PatrolResult:
+    """``ingester``: a ``LakeIngest`` of ``lake`` made by the caller (the command makes it before
+    anything else runs, so its workers can be forked: ``flows.workers``); patrol closes it."""
     started = datetime.now(UTC)
     chosen = [i if isinstance(i, Input) else Input(i, kind_of(i) or CAPTURE) for i in inputs]
     stats: list[CaptureStats] = []
     logs: list[LogStats] = []
-    with LakeIngest(settings, lake) as ingester:
+    with ingester or LakeIngest(settings, lake) as ingester:
         for item in chosen:
             if item.kind == CAPTURE:
                 cb = (lambda n, p=item.path: progress(p, n)) if progress else None
