@@ -9,7 +9,6 @@ from __future__ import annotations
 import atexit
 import functools
 import importlib
-import importlib.abc
 import os
 import sys
 import threading
@@ -253,23 +252,15 @@ def _is_program() -> bool:
     return Path(getattr(main, "__file__", None) or "").name == "mamori"
 
 
-class _WithoutScipy(importlib.abc.MetaPathFinder):
-    """Makes SciPy look uninstalled, as Numba handles as a normal case."""
-
-    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
-        if name == "scipy" or name.startswith("scipy."):
-            raise ModuleNotFoundError(f"{name} is not loaded by mamori ingest", name=name)
-        return None
-
-
 def _without_scipy() -> None:
     """Numba imports SciPy's BLAS bindings (``numba.np.linalg.ensure_blas``) the first time any
     kernel loads from its cache, only to learn whether ``np.dot`` and ``np.linalg`` may compile:
     0.15-0.2 CPU-s per ingest process for a library no ingest kernel calls. Without SciPy, Numba
     refuses those two at compile time, with a message naming SciPy. The forked ingest workers
     inherit this."""
-    if "scipy" not in sys.modules and not any(isinstance(f, _WithoutScipy) for f in sys.meta_path):
-        sys.meta_path.insert(0, _WithoutScipy())
+    from mamori.flows.memory import WithoutScipy, hide
+
+    hide(WithoutScipy)
 
 
 def _exit_now(code: int) -> None:

@@ -50,13 +50,39 @@ _done = False
 _prepared_early = False  # prepare_ingest_process ran before pyarrow and pandas loaded
 
 
-class _WithoutPandas(importlib.abc.MetaPathFinder):
-    """Makes pandas look uninstalled: pyarrow and polars both handle that as a normal case."""
+class HiddenModule(importlib.abc.MetaPathFinder):
+    """Makes a package (``top`` and its submodules) look uninstalled to this process, a case the
+    libraries that would import it handle as normal."""
+
+    top = ""
+    where = ""
 
     def find_spec(self, name: str, path: object = None, target: object = None) -> None:
-        if name == "pandas" or name.startswith("pandas."):
-            raise ModuleNotFoundError(f"{name} is not loaded in an ingest process", name=name)
+        if name == self.top or name.startswith(self.top + "."):
+            raise ModuleNotFoundError(f"{name} is not loaded {self.where}", name=name)
         return None
+
+
+def hide(finder: type[HiddenModule]) -> None:
+    """Install ``finder`` once, unless its package is already loaded (then it would hide nothing
+    and only confuse a later import)."""
+    if finder.top not in sys.modules and not any(isinstance(f, finder) for f in sys.meta_path):
+        sys.meta_path.insert(0, finder())
+
+
+class _WithoutPandas(HiddenModule):
+    """pyarrow and polars both handle a missing pandas as a normal case."""
+
+    top = "pandas"
+    where = "in an ingest process"
+
+
+class WithoutScipy(HiddenModule):
+    """Numba handles a missing SciPy as a normal case (the ``ingest`` command's ``_without_scipy``
+    says why it is hidden)."""
+
+    top = "scipy"
+    where = "by mamori ingest"
 
 
 def prepare_ingest_process() -> None:
@@ -72,10 +98,7 @@ def prepare_ingest_process() -> None:
         "pyarrow" not in sys.modules and "pandas" not in sys.modules
     )
     os.environ.setdefault(ARROW_POOL_ENV, "system")
-    if "pandas" not in sys.modules and not any(
-        isinstance(f, _WithoutPandas) for f in sys.meta_path
-    ):
-        sys.meta_path.insert(0, _WithoutPandas())
+    hide(_WithoutPandas)
 
 
 def forks_prepared() -> bool:
