@@ -24,9 +24,11 @@ def streams(draw: st.DrawFn, repeat: int = 1) -> list[tuple[int, bool, int, byte
     optionally duplicated, dropped or reordered (``repeat`` makes streams up to that many
     times longer)."""
     parts = []
+    streams = {}
     for side in (True, False):
         base = draw(st.sampled_from([0, 1000, 2**32 - 5, 2**31]))
         data = draw(st.binary(min_size=0, max_size=60)) * draw(st.integers(1, repeat))
+        streams[side] = (base, data)
         cuts = sorted(draw(st.lists(st.integers(0, len(data)), max_size=6)))
         pos = 0
         for cut in [*cuts, len(data)]:
@@ -36,6 +38,18 @@ def streams(draw: st.DrawFn, repeat: int = 1) -> list[tuple[int, bool, int, byte
         parts = draw(st.permutations(parts))
     if parts and draw(st.booleans()):
         parts.append(draw(st.sampled_from(parts)))  # a retransmission
+    for _ in range(draw(st.integers(0, 2))):
+        # A segment re-cut from the stream (overlapping others, maybe running past its end or
+        # starting before it), its bytes kept or, sometimes, changed.
+        side = draw(st.booleans())
+        base, data = streams[side]
+        a = draw(st.integers(-3, len(data) + 2))
+        piece = bytearray(data[max(a, 0) : max(a, 0) + draw(st.integers(0, 70))])
+        piece = bytearray(b"\x00" * max(0, -a)) + piece + draw(st.binary(max_size=4))
+        if piece and draw(st.booleans()):
+            piece[draw(st.integers(0, len(piece) - 1))] ^= 0x20
+        at = draw(st.integers(0, len(parts)))
+        parts.insert(at, (len(parts), side, (base + a) & 0xFFFFFFFF, bytes(piece)))
     if len(parts) > 2 and draw(st.booleans()):
         del parts[draw(st.integers(0, len(parts) - 1))]  # a hole
     return [(ts, o, seq, d) for ts, (_t, o, seq, d) in enumerate(parts)]

@@ -30,7 +30,12 @@ _PIECES = [
 
 
 class _Reference(PayloadRouter):
-    """The router as it was: one Python step and one bytes object per kept segment."""
+    """The router as it was: one Python step and one bytes object per kept segment, and every
+    decision made by the analysers' ``matches`` (no column tests)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._datagrams = None
 
     def _payload(self, buf, row_conn, row_orig, ts_ns, cols) -> None:  # type: ignore[no-untyped-def]
         proto = cols["proto"]

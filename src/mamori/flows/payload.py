@@ -61,16 +61,43 @@ class _Pending:
     heads: list[bytes] | None = None
     expect: list[int] | None = None
     scanned: int = 0
+    # TCP: each direction's first sequence number (where its prefix starts), and the prefixes
+    # the signatures last failed on (the same prefixes cannot match on the next try either).
+    base: list[int] | None = None
+    tried: tuple[tuple[str, int, int], bytes, bytes] | None = None
+    # UDP: bit i set when the first datagram of a direction passes the i-th UDP speaker's
+    # ``datagrams`` test (see PayloadRouter._payload).
+    sig: int = 0
 
     def grow(self, side: int, seq: int, data: bytes) -> None:
-        """Extend one direction's prefix with the next segment that arrived (see ``_prefix``)."""
-        assert self.heads is not None and self.expect is not None
+        """Extend one direction's prefix with the next segment that arrived (see ``_prefix``).
+
+        A segment that starts inside the prefix and agrees with every byte of it the prefix holds
+        (a retransmission, or one that overlaps and extends it) changes the reassembled prefix
+        only by its new bytes, so it is taken here too; anything else (a hole, a segment from
+        before the first, bytes that disagree) leaves the prefix to ``_prefix``.
+        """
+        assert self.heads is not None and self.expect is not None and self.base is not None
         want = self.expect[side]
         if want == -2:
             return
-        if want != -1 and seq != want:
-            self.expect[side] = -2
-            return
+        if want == -1:
+            self.base[side] = seq
+        elif seq != want:
+            base = self.base[side]
+            # Offsets from the first segment, unwrapped as _reassemble unwraps them.
+            rel = ((seq - base + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+            have = (want - base) & 0xFFFFFFFF
+            head = self.heads[side]
+            end = rel + len(data)
+            top = min(end, have, len(head))
+            if rel < 0 or rel > have or (rel < top and data[: top - rel] != head[rel:top]):
+                self.expect[side] = -2
+                return
+            if end <= have:
+                return
+            data = data[have - rel :]
+            seq = want
         if len(self.heads[side]) < DPD_BUFFER:
             self.heads[side] = (self.heads[side] + data)[:DPD_BUFFER]
         self.expect[side] = (seq + len(data)) & 0xFFFFFFFF
@@ -83,7 +110,7 @@ class _Pending:
         """
         parts = self.parts
         if self.heads is None or self.expect is None:
-            self.heads, self.expect = [b"", b""], [-1, -1]
+            self.heads, self.expect, self.base = [b"", b""], [-1, -1], [0, 0]
         if self.scanned < len(parts):
             for _ts, o, seq, data in parts[self.scanned :]:
                 self.grow(0 if o else 1, seq, data)
@@ -104,6 +131,10 @@ class PayloadRouter:
             proto: tuple(a for a in self.analyzers if proto in a.transports)
             for proto in ("tcp", "udp")
         }
+        # UDP speakers' column tests (``datagrams``), if every one has one: then a UDP
+        # connection is decided from bits computed over the whole batch, not by ``matches``.
+        udp_tests = [getattr(a, "datagrams", None) for a in self._speakers["udp"]]
+        self._datagrams = tuple(udp_tests) if None not in udp_tests else None
         self.conns: dict[int, _Pending] = {}
         self.ignored: set[int] = set()
         # Connections given a block in the current batch, and that batch's buffer (see settle).
@@ -222,7 +253,23 @@ class PayloadRouter:
         tss = ts_ns[heads].tolist()
         sports = cols["sport"][heads].tolist()
         dports = cols["dport"][heads].tolist()
-        udp = (proto[heads] == 17).tolist()
+        udp_rows = proto[heads] == 17
+        udp = udp_rows.tolist()
+        # Each UDP row's bits: which UDP speakers' tests its datagram passes (only a
+        # direction's first datagram counts, see _decide).
+        sigs = [0] * heads.shape[0]
+        if self._datagrams is not None and udp_rows.any():
+            at = np.nonzero(udp_rows)[0]
+            rows = heads[at]
+            orig_rows = row_orig[rows].astype(bool)
+            sp, dp = cols["sport"][rows], cols["dport"][rows]
+            op, rp = np.where(orig_rows, sp, dp), np.where(orig_rows, dp, sp)
+            bits = np.zeros(at.shape[0], np.int64)
+            for i, test in enumerate(self._datagrams):
+                bits |= test(buf, pay_off[at], cols["pay_cap"][rows], op, rp).astype(np.int64) << i
+            full = np.zeros(heads.shape[0], np.int64)
+            full[at] = bits
+            sigs = full.tolist()
         raw = buf.data
         conns_map = self.conns
         todo: list[tuple[int, _Pending, int, int]] = []  # (number, connection, rows) of a block
@@ -238,7 +285,9 @@ class PayloadRouter:
                 assert k - lo < MAX_PENDING_SEGMENTS  # a connection is decided by then
                 data = bytes(raw[starts[j] : ends[j]])
                 is_orig = origs[j]
-                p.first.setdefault(is_orig, data)
+                if is_orig not in p.first:
+                    p.first[is_orig] = data
+                    p.sig |= sigs[j]
                 p.parts.append((tss[j], is_orig, seqs[j], data))
                 if len(p.first) == 2 or len(p.parts) >= PENDING_SEGMENTS:
                     sp, dp = sports[j], dports[j]
@@ -348,11 +397,29 @@ class PayloadRouter:
         be arriving in pieces.
         """
         proto, orig_p, resp_p = ident
+        if proto == "udp" and self._datagrams is not None:
+            # Decided by the batch's column tests: the first speaker whose test a direction's
+            # first datagram passed (``p.sig``), as the loop below would pick it.
+            if p.sig:
+                p.decided = True
+                p.analyzer = self._speakers["udp"][(p.sig & -p.sig).bit_length() - 1]
+                p.first = {}
+                return
+            p.decided = True
+            self.conns.pop(conn, None)
+            self.ignored.add(conn)
+            return
         if proto == "tcp":
             orig, resp = p.head(True), p.head(False)
+            if p.tried is not None and p.tried == (ident, orig, resp):
+                speakers: tuple[Analyzer, ...] = ()  # nothing matched these prefixes last time
+            else:
+                speakers = self._speakers["tcp"]
+                p.tried = (ident, orig, resp)
         else:
             orig, resp = p.first.get(True, b""), p.first.get(False, b"")
-        for a in self._speakers.get(proto, ()):
+            speakers = self._speakers.get(proto, ())
+        for a in speakers:
             try:
                 ok = a.matches(proto, orig_p, resp_p, orig, resp)
             except Exception:  # an analyser bug must not stop the patrol

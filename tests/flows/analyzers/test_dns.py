@@ -192,6 +192,69 @@ def test_mutated_messages_never_raise(data: st.DataObject) -> None:
         assert set(r) == set(DNS.schema.names)
 
 
+def _mutants(base: bytes, data: st.DataObject) -> bytes:
+    """``base`` with a few bytes changed, a label length or pointer planted, and maybe cut."""
+    b = bytearray(base)
+    for _ in range(data.draw(st.integers(0, 6))):
+        i = data.draw(st.integers(0, len(b) - 1))
+        b[i] = data.draw(st.sampled_from([0, 1, 3, 12, 63, 64, 0x80, 0xC0, 0xC0 | 0x0C, 255]))
+    if data.draw(st.booleans()):
+        i = data.draw(st.integers(0, len(b) - 1))
+        b[i] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(b)))
+    return bytes(b[:cut]) if data.draw(st.booleans()) else bytes(b)
+
+
+_STARTS = [
+    QUERY,
+    ANSWER,
+    msg(1, 0x8400, b"", [rr(1, b"\x01\x02\x03\x04", owner=name("a.local"))], qd=0),  # mDNS
+    msg(2, 0x2810, question("FHEPFCELEHFCEPFFFACACACACACACACA"), qd=1),  # NetBIOS registration
+    msg(3, 0x0100, b"\xc0\x05\x00\x01\x00\x01"),  # a question that only points back
+    msg(4, 0x0100, bytes([64]) + b"A" * 64 + b"\x00\x00\x01\x00\x01"),  # a 64-byte label
+]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.data(), st.sampled_from([53, 137, 5353]))
+def test_column_test_decides_as_matches(data: st.DataObject, port: int) -> None:
+    """``datagrams`` (what the router decides UDP flows by) passes a datagram exactly when
+    ``matches`` accepts it, on real message starts, their mutants and arbitrary bytes."""
+    import numpy as np
+
+    grams = []
+    for _ in range(data.draw(st.integers(1, 6))):
+        kind = data.draw(st.integers(0, 2))
+        if kind == 0:
+            grams.append(data.draw(st.binary(max_size=80)))
+        else:
+            start = data.draw(st.sampled_from(_STARTS))
+            grams.append(start if kind == 1 else _mutants(start, data))
+    buf = np.frombuffer(b"".join(grams) + b"\0", np.uint8)
+    size = np.array([len(g) for g in grams], np.int64)
+    off = np.concatenate([[0], np.cumsum(size)[:-1]]).astype(np.int64)
+    ports = np.full(len(grams), port, np.uint16)
+    got = DNS.datagrams(buf, off, size, np.full(len(grams), 40000, np.uint16), ports)
+    want = [DNS.matches("udp", 40000, port, g, b"") for g in grams]
+    assert got.tolist() == want
+    # Either direction: the flow matches when one of its first datagrams does.
+    assert DNS.matches("udp", port, 40000, b"", grams[0]) == want[0]
+    assert DNS.matches("udp", 40000, port, grams[0], grams[-1]) == (want[0] or want[-1])
+
+
+def test_column_test_agrees_with_matches_on_the_classics() -> None:
+    import numpy as np
+
+    for g, port, want in ((QUERY, 53, True), (ANSWER, 9999, True), (_STARTS[3], 137, True),
+                          (_STARTS[3], 53, False), (_STARTS[5], 137, True), (_STARTS[5], 53, False),
+                          (b"GET / HTTP/1.1\r\n\r\n", 53, False)):  # fmt: skip
+        buf = np.frombuffer(g, np.uint8)
+        one = np.array([port], np.uint16)
+        assert DNS.matches("udp", 40000, port, g, b"") is want
+        got = DNS.datagrams(buf, np.zeros(1, np.int64), np.array([len(g)]), one * 0 + 40000, one)
+        assert got.tolist() == [want]
+
+
 # ---- conformance with Zeek's own dns.log -----------------------------------------------------
 
 # The dpkt test builder does no IP reassembly: these captures carry DNS in IP fragments, which

@@ -15,6 +15,8 @@ import struct
 from collections import deque
 from typing import ClassVar
 
+import numba as nb
+import numpy as np
 import pyarrow as pa
 
 from mamori.flows.analyzers import dns_wire
@@ -247,15 +249,32 @@ class DnsAnalyzer:
 
     def matches(self, proto: str, orig_p: int, resp_p: int, orig: bytes, resp: bytes) -> bool:
         """A plausible header whose first question parses completely (either direction)."""
+        netbios = 137 in (orig_p, resp_p)
+        # A TCP message starts after its 2-byte length (a shorter stream is too short anyway).
+        skip = 2 if proto == "tcp" else 0
         for data in (orig, resp):
-            if proto == "tcp" and len(data) >= 2:
-                data = data[2:]
+            # Most payload tried here is not DNS: the question count rules it out before slicing.
+            if len(data) < dns_wire.HEADER_LEN + skip:
+                continue
+            if _HEADER.unpack_from(data, skip)[2] > dns_wire.MAX_QUERIES:
+                continue
             try:
-                if _plausible(data, 137 in (orig_p, resp_p)):
+                if _plausible(data[skip:] if skip else data, netbios):
                     return True
             except Exception:  # a signature must never take the tracker down
                 continue
         return False
+
+    @staticmethod
+    def datagrams(
+        buf: np.ndarray, off: np.ndarray, size: np.ndarray, orig_p: np.ndarray, resp_p: np.ndarray
+    ) -> np.ndarray:
+        """``matches`` over many UDP datagrams at once (``buf[off[k]:off[k] + size[k]]``).
+
+        For UDP, ``matches`` is true exactly when the first datagram of either direction passes
+        this test: the router decides most DNS flows from this column, never calling ``matches``.
+        """
+        return _plausible_many(buf, off, size, (orig_p == 137) | (resp_p == 137))
 
     def analyze(self, conv: Conversation) -> Analysis:
         try:
@@ -336,6 +355,85 @@ def _plausible(data: bytes, netbios: bool) -> bool:
         return False
     rtype, rclass = _QTAIL.unpack_from(data, cur.pos)
     return rtype != 0 and (rclass & 0x7FFF) in (1, 3, 4, 254, 255)
+
+
+@nb.njit(cache=True)
+def _plausible_at(data: np.ndarray, start: int, end: int, netbios: bool) -> bool:
+    """``_plausible`` of ``data[start:end]``, compiled: the same header checks, and the first
+    name walked as ``dns_wire._Cursor._walk`` walks it (only where it ends matters here)."""
+    if end - start < 12:
+        return False
+    flags = (np.int64(data[start + 2]) << 8) | data[start + 3]
+    qd = (np.int64(data[start + 4]) << 8) | data[start + 5]
+    an = (np.int64(data[start + 6]) << 8) | data[start + 7]
+    ns = (np.int64(data[start + 8]) << 8) | data[start + 9]
+    ar = (np.int64(data[start + 10]) << 8) | data[start + 11]
+    if qd > 25:  # dns_wire.MAX_QUERIES
+        return False
+    opcode = (flags >> 11) & 0xF
+    if not (opcode == 0 or opcode == 1 or opcode == 2 or opcode == 4 or opcode == 5):
+        return False
+    if opcode != 0 and not netbios:
+        return False
+    qr = flags & 0x8000
+    if an + ns + ar > 512 or (qr == 0 and an > 16):
+        return False
+    if qd == 0 and not (qr != 0 and an > 0):
+        return False
+    # The name, relative to the message (pointers are offsets into it).
+    pos = 12
+    stop = end - start
+    resume = -1
+    size = 0  # bytes of rendered text so far (labels and their dots)
+    while stop - pos > 0:
+        begin = pos
+        label = np.int64(data[start + pos])
+        pos += 1
+        if label == 0:
+            break
+        if stop - pos <= 0:
+            break
+        if label >= 0xC0:
+            offset = ((label & 0x3F) << 8) | data[start + pos]
+            pos += 1
+            if offset >= begin:
+                break
+            if resume < 0:
+                resume = pos
+            # (the per-message memo is empty while the first name is walked)
+            pos, stop = offset, begin
+            continue
+        if label > stop - pos:
+            pos = stop
+            break
+        if (label > 63 and not netbios) or label >= 512 - size:  # dns_wire._NAME_ROOM
+            break
+        size += label + 1
+        pos += label
+    if resume < 0:
+        resume = pos
+    if (end - start) - resume < 4 or resume == 12:
+        return False
+    rtype = (np.int64(data[start + resume]) << 8) | data[start + resume + 1]
+    rclass = ((np.int64(data[start + resume + 2]) << 8) | data[start + resume + 3]) & 0x7FFF
+    return rtype != 0 and (
+        rclass == 1 or rclass == 3 or rclass == 4 or rclass == 254 or rclass == 255
+    )
+
+
+@nb.njit(cache=True)
+def _plausible_many(
+    buf: np.ndarray, off: np.ndarray, size: np.ndarray, netbios: np.ndarray
+) -> np.ndarray:
+    """``_plausible_at`` of every ``buf[off[k]:off[k] + size[k]]``."""
+    n = off.shape[0]
+    out = np.zeros(n, np.bool_)
+    for k in range(n):
+        a = np.int64(off[k])
+        b = min(a + np.int64(size[k]), buf.shape[0])
+        if b > a:
+            out[k] = _plausible_at(buf, a, b, netbios[k])
+    return out
 
 
 register(DnsAnalyzer())
