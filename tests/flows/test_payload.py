@@ -3,7 +3,7 @@ FIN and RST marks land where Zeek delivers those events."""
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mamori.flows.payload import DPD_BUFFER, FIN, RST, _Pending, _prefix, _reassemble, _with_marks
@@ -71,6 +71,38 @@ def test_grown_heads_equal_the_prefix_after_every_segment(parts) -> None:
             continue  # recognition does not ask after every segment
         for side in (True, False):
             assert p.head(side) == _reference(parts[: k + 1], side, DPD_BUFFER)
+
+
+@settings(max_examples=300)
+@given(st.data())
+def test_grown_heads_equal_the_prefix_under_disagreeing_retransmissions(data) -> None:
+    """Keep-alive probes and re-sent pieces whose bytes disagree with what was sent first (from
+    inside a segment, from its start, across a boundary, past the end), arriving in order or
+    with capture time going backwards: the incremental prefixes still equal reassembly."""
+    stream = data.draw(st.binary(min_size=1, max_size=24))
+    base = data.draw(st.sampled_from([0, 2**32 - 7]))
+    cuts = sorted(set(data.draw(st.lists(st.integers(1, len(stream)), max_size=4))))
+    pieces = [
+        (a, stream[a:b]) for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True) if b > a
+    ]
+    parts = []
+    for a, piece in pieces:
+        parts.append((a, piece))
+        for _ in range(data.draw(st.integers(0, 2))):
+            at = data.draw(st.integers(0, len(stream) + 1))
+            size = data.draw(st.integers(1, 6))
+            probe = bytearray((stream + b"\0" * 8)[at : at + size])
+            probe[data.draw(st.integers(0, size - 1))] ^= 0x41
+            parts.append((at, bytes(probe)))
+    ts = [
+        data.draw(st.integers(0, 3)) if data.draw(st.booleans()) else 10 * k
+        for k in range(len(parts))
+    ]
+    full = [(t, True, (base + a) & 0xFFFFFFFF, d) for t, (a, d) in zip(ts, parts, strict=True)]
+    p = _Pending()
+    for k, part in enumerate(full):
+        p.parts.append(part)
+        assert p.head(True) == _reference(full[: k + 1], True, DPD_BUFFER)
 
 
 @given(streams(), st.booleans(), st.data())

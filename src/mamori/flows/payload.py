@@ -64,6 +64,7 @@ class _Pending:
     # TCP: each direction's first sequence number (where its prefix starts), and the prefixes
     # the signatures last failed on (the same prefixes cannot match on the next try either).
     base: list[int] | None = None
+    spans: list[list[tuple[int, int]]] | None = None  # each side's parts as (start, end) offsets
     tried: tuple[tuple[str, int, int], bytes, bytes] | None = None
     # UDP: bit i set when the first datagram of a direction passes the i-th UDP speaker's
     # ``datagrams`` test (see PayloadRouter._payload).
@@ -74,24 +75,42 @@ class _Pending:
 
         A segment that starts inside the prefix and agrees with every byte of it the prefix holds
         (a retransmission, or one that overlaps and extends it) changes the reassembled prefix
-        only by its new bytes, so it is taken here too; anything else (a hole, a segment from
-        before the first, bytes that disagree) leaves the prefix to ``_prefix``.
+        only by its new bytes, so it is taken here too, as is one that an earlier segment starting
+        before it covers whole (a keep-alive probe: reassembly skips it, whatever its bytes);
+        anything else (a hole, a segment from before the first, bytes that disagree) leaves the
+        prefix to ``_prefix``.
         """
         assert self.heads is not None and self.expect is not None and self.base is not None
+        assert self.spans is not None
         want = self.expect[side]
         if want == -2:
             return
         if want == -1:
             self.base[side] = seq
-        elif seq != want:
+            self.spans[side].append((0, len(data)))
+        elif seq == want:
+            have = (want - self.base[side]) & 0xFFFFFFFF
+            self.spans[side].append((have, have + len(data)))
+        else:
             base = self.base[side]
             # Offsets from the first segment, unwrapped as _reassemble unwraps them.
             rel = ((seq - base + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
             have = (want - base) & 0xFFFFFFFF
             head = self.heads[side]
             end = rel + len(data)
+            if rel < 0 or rel > have:
+                self.expect[side] = -2
+                return
+            spans = self.spans[side]
+            # _reassemble sorts by offset: a segment from further back that reaches as far as
+            # this one is delivered first, and this one is then skipped (even on a tie of
+            # offsets it would go first only if its capture time went backwards).
+            covered = end <= have and any(a < rel and b >= end for a, b in spans)
+            spans.append((rel, end))
+            if covered:
+                return
             top = min(end, have, len(head))
-            if rel < 0 or rel > have or (rel < top and data[: top - rel] != head[rel:top]):
+            if rel < top and data[: top - rel] != head[rel:top]:
                 self.expect[side] = -2
                 return
             if end <= have:
@@ -111,6 +130,7 @@ class _Pending:
         parts = self.parts
         if self.heads is None or self.expect is None:
             self.heads, self.expect, self.base = [b"", b""], [-1, -1], [0, 0]
+            self.spans = [[], []]
         if self.scanned < len(parts):
             for _ts, o, seq, data in parts[self.scanned :]:
                 self.grow(0 if o else 1, seq, data)
