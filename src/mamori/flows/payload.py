@@ -70,15 +70,15 @@ class _Pending:
     # ``datagrams`` test (see PayloadRouter._payload).
     sig: int = 0
 
-    def grow(self, side: int, seq: int, data: bytes) -> None:
+    def grow(self, side: int, seq: int, data: bytes, ts: int) -> None:
         """Extend one direction's prefix with the next segment that arrived (see ``_prefix``).
 
-        A segment that starts inside the prefix and agrees with every byte of it the prefix holds
-        (a retransmission, or one that overlaps and extends it) changes the reassembled prefix
-        only by its new bytes, so it is taken here too, as is one that an earlier segment starting
-        before it covers whole (a keep-alive probe: reassembly skips it, whatever its bytes);
-        anything else (a hole, a segment from before the first, bytes that disagree) leaves the
-        prefix to ``_prefix``.
+        A segment that starts inside what the prefix covers is taken here too, exactly as
+        ``_reassemble`` would order it: the segments it sorts after (by offset, then capture
+        time) deliver up to some point; it delivers from there to its end (nothing, if they
+        reached past it: a retransmission or keep-alive probe), and whatever lies beyond its end
+        stays as it was. Only a hole, or a segment from before the first, leaves the prefix to
+        ``_prefix``.
         """
         assert self.heads is not None and self.expect is not None and self.base is not None
         assert self.spans is not None
@@ -87,36 +87,33 @@ class _Pending:
             return
         if want == -1:
             self.base[side] = seq
-            self.spans[side].append((0, len(data)))
+            self.spans[side].append((0, len(data), ts))
         elif seq == want:
             have = (want - self.base[side]) & 0xFFFFFFFF
-            self.spans[side].append((have, have + len(data)))
+            self.spans[side].append((have, have + len(data), ts))
         else:
             base = self.base[side]
             # Offsets from the first segment, unwrapped as _reassemble unwraps them.
             rel = ((seq - base + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
             have = (want - base) & 0xFFFFFFFF
-            head = self.heads[side]
-            end = rel + len(data)
             if rel < 0 or rel > have:
                 self.expect[side] = -2
                 return
+            end = rel + len(data)
             spans = self.spans[side]
-            # _reassemble sorts by offset: a segment from further back that reaches as far as
-            # this one is delivered first, and this one is then skipped (even on a tie of
-            # offsets it would go first only if its capture time went backwards).
-            covered = end <= have and any(a < rel and b >= end for a, b in spans)
-            spans.append((rel, end))
-            if covered:
-                return
-            top = min(end, have, len(head))
-            if rel < top and data[: top - rel] != head[rel:top]:
-                self.expect[side] = -2
-                return
-            if end <= have:
-                return
-            data = data[have - rel :]
-            seq = want
+            # Where the segments sorted before this one have delivered to (they cover every
+            # byte before it: the prefix has no hole).
+            reach = rel
+            for a, b, t in spans:
+                if (a < rel or (a == rel and t <= ts)) and b > reach:
+                    reach = b
+            spans.append((rel, end, ts))
+            if reach < DPD_BUFFER and reach < end:
+                head = self.heads[side]
+                self.heads[side] = (head[:reach] + data[reach - rel :] + head[end:])[:DPD_BUFFER]
+            if end > have:
+                self.expect[side] = (base + end) & 0xFFFFFFFF
+            return
         if len(self.heads[side]) < DPD_BUFFER:
             self.heads[side] = (self.heads[side] + data)[:DPD_BUFFER]
         self.expect[side] = (seq + len(data)) & 0xFFFFFFFF
@@ -132,8 +129,8 @@ class _Pending:
             self.heads, self.expect, self.base = [b"", b""], [-1, -1], [0, 0]
             self.spans = [[], []]
         if self.scanned < len(parts):
-            for _ts, o, seq, data in parts[self.scanned :]:
-                self.grow(0 if o else 1, seq, data)
+            for ts, o, seq, data in parts[self.scanned :]:
+                self.grow(0 if o else 1, seq, data, ts)
             self.scanned = len(parts)
         side = 0 if is_orig else 1
         if self.expect[side] == -2:
