@@ -64,59 +64,51 @@ class _Pending:
     # TCP: each direction's first sequence number (where its prefix starts), and the prefixes
     # the signatures last failed on (the same prefixes cannot match on the next try either).
     base: list[int] | None = None
-    spans: list[list[tuple[int, int]]] | None = None  # each side's parts as (start, end) offsets
     tried: tuple[tuple[str, int, int], bytes, bytes] | None = None
     # UDP: bit i set when the first datagram of a direction passes the i-th UDP speaker's
     # ``datagrams`` test (see PayloadRouter._payload).
     sig: int = 0
 
-    def grow(self, side: int, seq: int, data: bytes, ts: int) -> None:
-        """Extend one direction's prefix with the next segment that arrived (see ``_prefix``).
+    def grow(self, side: int, k: int) -> None:
+        """Take part ``k``, which did not start where its direction's prefix ends.
 
-        A segment that starts inside what the prefix covers is taken here too, exactly as
-        ``_reassemble`` would order it: the segments it sorts after (by offset, then capture
-        time) deliver up to some point; it delivers from there to its end (nothing, if they
-        reached past it: a retransmission or keep-alive probe), and whatever lies beyond its end
-        stays as it was. Only a hole, or a segment from before the first, leaves the prefix to
-        ``_prefix``.
+        A segment that starts inside what the prefix covers is taken exactly as ``_reassemble``
+        would order it: the segments it sorts after (by offset, then capture time) deliver up
+        to some point; it delivers from there to its end (nothing, if they reached past it: a
+        retransmission or keep-alive probe), and whatever lies beyond its end stays as it was.
+        Only a hole, or a segment from before the first, leaves the prefix to ``_prefix``.
         """
         assert self.heads is not None and self.expect is not None and self.base is not None
-        assert self.spans is not None
-        want = self.expect[side]
-        if want == -2:
+        ts, is_orig, seq, data = self.parts[k]
+        want, base = self.expect[side], self.base[side]
+        # Offsets from the first segment, unwrapped as _reassemble unwraps them.
+        rel = ((seq - base + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+        have = (want - base) & 0xFFFFFFFF
+        if rel < 0 or rel > have:
+            self.expect[side] = -2
             return
-        if want == -1:
-            self.base[side] = seq
-            self.spans[side].append((0, len(data), ts))
-        elif seq == want:
-            have = (want - self.base[side]) & 0xFFFFFFFF
-            self.spans[side].append((have, have + len(data), ts))
-        else:
-            base = self.base[side]
-            # Offsets from the first segment, unwrapped as _reassemble unwraps them.
-            rel = ((seq - base + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
-            have = (want - base) & 0xFFFFFFFF
-            if rel < 0 or rel > have:
-                self.expect[side] = -2
-                return
-            end = rel + len(data)
-            spans = self.spans[side]
-            # Where the segments sorted before this one have delivered to (they cover every
-            # byte before it: the prefix has no hole).
-            reach = rel
-            for a, b, t in spans:
-                if (a < rel or (a == rel and t <= ts)) and b > reach:
-                    reach = b
-            spans.append((rel, end, ts))
-            if reach < DPD_BUFFER and reach < end:
-                head = self.heads[side]
-                self.heads[side] = (head[:reach] + data[reach - rel :] + head[end:])[:DPD_BUFFER]
-            if end > have:
-                self.expect[side] = (base + end) & 0xFFFFFFFF
-            return
-        if len(self.heads[side]) < DPD_BUFFER:
-            self.heads[side] = (self.heads[side] + data)[:DPD_BUFFER]
-        self.expect[side] = (seq + len(data)) & 0xFFFFFFFF
+        end = rel + len(data)
+        # Where the segments sorted before this one have delivered to (they cover every byte
+        # before it: the prefix has no hole).
+        reach = rel
+        for t, o, q, d in self.parts[:k]:
+            if o == is_orig:
+                a = ((q - base + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+                if (a < rel or (a == rel and t <= ts)) and a + len(d) > reach:
+                    reach = a + len(d)
+        if reach < DPD_BUFFER and reach < end:
+            head = self.heads[side]
+            self.heads[side] = (head[:reach] + data[reach - rel :] + head[end:])[:DPD_BUFFER]
+        if end > have:
+            self.expect[side] = (base + end) & 0xFFFFFFFF
+
+    def prefixes(self) -> tuple[bytes, bytes]:
+        """Both directions' prefixes, the originator's first (``head`` of each)."""
+        heads, expect = self._scan()
+        parts = self.parts
+        orig = heads[0] if expect[0] != -2 else _prefix(parts, True, DPD_BUFFER)
+        resp = heads[1] if expect[1] != -2 else _prefix(parts, False, DPD_BUFFER)
+        return orig, resp
 
     def head(self, is_orig: bool) -> bytes:
         """One direction's in-order stream prefix, up to its first hole, at most DPD_BUFFER.
@@ -124,18 +116,35 @@ class _Pending:
         Each part is looked at once, and only when recognition asks (most segments of a pending
         connection arrive before its other direction does).
         """
-        parts = self.parts
-        if self.heads is None or self.expect is None:
-            self.heads, self.expect, self.base = [b"", b""], [-1, -1], [0, 0]
-            self.spans = [[], []]
-        if self.scanned < len(parts):
-            for ts, o, seq, data in parts[self.scanned :]:
-                self.grow(0 if o else 1, seq, data, ts)
-            self.scanned = len(parts)
+        heads, expect = self._scan()
         side = 0 if is_orig else 1
-        if self.expect[side] == -2:
+        if expect[side] == -2:
             return _prefix(self.parts, is_orig, DPD_BUFFER)
-        return self.heads[side]
+        return heads[side]
+
+    def _scan(self) -> tuple[list[bytes], list[int]]:
+        """Grow the prefixes over the parts that arrived since the last look (in place where
+        a part starts where its direction's prefix ends, as nearly all do)."""
+        parts = self.parts
+        heads, expect, base = self.heads, self.expect, self.base
+        if heads is None or expect is None or base is None:
+            heads, expect, base = self.heads, self.expect, self.base = [b"", b""], [-1, -1], [0, 0]
+        k, n = self.scanned, len(parts)
+        while k < n:
+            _ts, o, seq, data = parts[k]
+            side = 0 if o else 1
+            want = expect[side]
+            if want == seq or want == -1:
+                if want == -1:
+                    base[side] = seq
+                if len(heads[side]) < DPD_BUFFER:
+                    heads[side] = (heads[side] + data)[:DPD_BUFFER]
+                expect[side] = (seq + len(data)) & 0xFFFFFFFF
+            elif want != -2:
+                self.grow(side, k)
+            k += 1
+        self.scanned = n
+        return heads, expect
 
 
 class PayloadRouter:
@@ -229,26 +238,31 @@ class PayloadRouter:
             buf, cols["pay_off"][idx], cols["pay_cap"][idx], proto[idx],
             cols["sport"][idx], cols["dport"][idx], self.analyzers,
         )  # fmt: skip
-        keep = cand.copy()
+        # Each connection's rows together, in arrival order (one stable sort): a connection
+        # costs one step of the loop below, plus one per segment while it is undecided (at most
+        # MAX_PENDING_SEGMENTS: by then it is decided), never one per segment once decided.
+        order = np.argsort(conns, kind="stable")
+        conns = conns[order]
+        cand = cand[order]
+        n = conns.shape[0]
+        starts_group = np.ones(n, np.bool_)
+        starts_group[1:] = conns[1:] != conns[:-1]
+        group = np.cumsum(starts_group) - 1
+        lead = np.flatnonzero(starts_group)
+        # A connection's rows from its first candidate on (later packets of a connection that
+        # became a candidate earlier in this batch), every row of one already followed, none
+        # of one given up: looked up once per connection, not per row.
+        seen = np.cumsum(cand)
+        keep = seen - (seen - cand)[lead][group] > 0
+        ids = conns[lead]
         if self.conns:
-            keep |= np.isin(conns, np.fromiter(self.conns.keys(), np.int64, len(self.conns)))
-        if cand.any():
-            # Later packets of a connection that became a candidate earlier in this batch.
-            uniq, inv = np.unique(conns, return_inverse=True)
-            first = np.full(uniq.shape[0], np.iinfo(np.int64).max, np.int64)
-            pos = np.arange(conns.shape[0], dtype=np.int64)
-            np.minimum.at(first, inv[cand], pos[cand])
-            keep |= pos >= first[inv]
+            followed = np.fromiter(self.conns.keys(), np.int64, len(self.conns))
+            keep |= np.isin(ids, followed)[group]
         if self.ignored:
-            keep &= ~np.isin(conns, np.fromiter(self.ignored, np.int64, len(self.ignored)))
-        idx, conns = idx[keep], conns[keep]
+            keep &= ~np.isin(ids, np.fromiter(self.ignored, np.int64, len(self.ignored)))[group]
+        idx, conns = idx[order[keep]], conns[keep]
         if idx.size == 0:
             return
-        # Each connection's rows together, in arrival order: a connection costs one step of the
-        # loop below, plus one per segment while it is undecided (at most MAX_PENDING_SEGMENTS:
-        # by then it is decided), never one per segment once decided.
-        order = np.argsort(conns, kind="stable")
-        idx, conns = idx[order], conns[order]
         n = idx.shape[0]
         cut = np.flatnonzero(conns[1:] != conns[:-1]) + 1
         first = np.concatenate([np.zeros(1, np.int64), cut])
@@ -427,7 +441,7 @@ class PayloadRouter:
             self.ignored.add(conn)
             return
         if proto == "tcp":
-            orig, resp = p.head(True), p.head(False)
+            orig, resp = p.prefixes()
             if p.tried is not None and p.tried == (ident, orig, resp):
                 speakers: tuple[Analyzer, ...] = ()  # nothing matched these prefixes last time
             else:
