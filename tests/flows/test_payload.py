@@ -6,7 +6,16 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mamori.flows.payload import DPD_BUFFER, FIN, RST, _Pending, _prefix, _reassemble, _with_marks
+from mamori.flows.payload import (
+    DPD_BUFFER,
+    FIN,
+    RST,
+    PayloadRouter,
+    _Pending,
+    _prefix,
+    _reassemble,
+    _with_marks,
+)
 
 
 def _reference(parts: list[tuple[int, bool, int, bytes]], side: bool, limit: int) -> bytes:
@@ -141,3 +150,80 @@ def test_fin_gap_counts_the_missing_bytes() -> None:
     fins = {s.is_orig: s for s in got if s.flags == FIN}
     assert fins[True].gap == 3 and fins[False].gap == 0
     assert got[-1].flags == FIN and got[-2].flags == FIN
+
+
+# Protocol starts the TCP signatures look for (and near misses are made from them below).
+_STARTS = [
+    b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"  post /x HTTP/1.0\r\n",
+    b"x-ms-enumatts / HTTP/1.1\r\n",
+    b"HTTP/1.1 200 OK\r\n",
+    b"220 ftp.example FTP server ready\r\n",
+    b"120 wait\r\n",
+    b"USER anonymous\r\n",
+    b"\tfeat\r\n",
+    b"220 mail.example ESMTP\r\n",
+    b"220-mail SMTP\r\n",
+    b"ehlo client\r\n",
+    b"\x04\x01\x00\x50\x0a\x00\x00\x01user\x00",
+    b"\x00\x5a\x00\x00\x00\x00\x00\x00",
+    b"\x05\x01\x00",
+    b"\x05\x00",
+    b"SSH-2.0-OpenSSH_9.6\r\n",
+    b"banner text\r\nSSH-2.0-x\r\n",
+    b"\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00",
+    b"\x16\x03\x03\x00\x05\x02\x00\x00\x01\x00",
+    b"\x80\x2e\x01\x00\x02\x00\x15",
+    b"\x00\x21\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03www\x07example\x03com\x00\x00\x01\x00\x01",
+]
+
+
+@st.composite
+def _prefix_pairs(draw: st.DrawFn) -> tuple[bytes, bytes]:
+    out = []
+    for _side in range(2):
+        kind = draw(st.integers(0, 3))
+        if kind == 0:
+            out.append(b"")
+        elif kind == 1:
+            out.append(draw(st.binary(max_size=40)))
+        else:
+            start = bytearray(draw(st.sampled_from(_STARTS)))
+            if kind == 3 and start:
+                start[draw(st.integers(0, len(start) - 1))] = draw(st.integers(0, 255))
+            out.append(bytes(start[: draw(st.integers(0, len(start)))]))
+    return out[0], out[1]
+
+
+@settings(max_examples=600)
+@given(_prefix_pairs(), st.sampled_from([21, 22, 25, 53, 80, 137, 443, 40000]))
+def test_first_byte_gates_never_hide_a_match(pair: tuple[bytes, bytes], port: int) -> None:
+    """The router only skips an analyser's ``matches`` where its ``opens`` gate says the first
+    bytes rule it out: on real protocol starts, near misses and arbitrary bytes, whenever
+    ``matches`` holds the gate lets it through, and the router picks what the full loop would."""
+    orig, resp = pair
+    key = (orig[0] if orig else -1, resp[0] if resp else -1)
+    router = PayloadRouter()
+    speakers = router._speakers["tcp"]
+    for a in speakers:
+        if a.matches("tcp", 40000, port, orig, resp):
+            assert getattr(a, "opens", None) is None or a.opens(*key), a.service
+    want = next((a for a in speakers if a.matches("tcp", 40000, port, orig, resp)), None)
+    p = _Pending()
+    p.parts = [(1, True, 100, orig)] if orig else []
+    p.parts += [(2, False, 900, resp)] if resp else []
+    router.conns[7] = p
+    router._decide(7, p, ("tcp", 40000, port), final=True)
+    assert p.analyzer is want
+
+
+def test_first_byte_gates_let_every_real_start_through() -> None:
+    """Every pair of the starts above, whole or cut short, and with one side silent."""
+    router = PayloadRouter()
+    sides = [b""] + [s[:k] for s in _STARTS for k in (1, 4, len(s))]
+    for orig in sides:
+        for resp in sides:
+            key = (orig[0] if orig else -1, resp[0] if resp else -1)
+            for a in router._speakers["tcp"]:
+                if a.matches("tcp", 40000, 80, orig, resp):
+                    assert getattr(a, "opens", None) is None or a.opens(*key), (a.service, key)

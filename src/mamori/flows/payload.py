@@ -161,6 +161,9 @@ class PayloadRouter:
         # connection is decided from bits computed over the whole batch, not by ``matches``.
         udp_tests = [getattr(a, "datagrams", None) for a in self._speakers["udp"]]
         self._datagrams = tuple(udp_tests) if None not in udp_tests else None
+        # TCP speakers whose ``opens`` gate lets prefixes starting with a given pair of first
+        # bytes (-1: none yet) through to ``matches`` (filled as pairs are met; at most 257**2).
+        self._gated: dict[tuple[int, int], tuple[Analyzer, ...]] = {}
         self.conns: dict[int, _Pending] = {}
         self.ignored: set[int] = set()
         # Connections given a block in the current batch, and that batch's buffer (see settle).
@@ -445,7 +448,15 @@ class PayloadRouter:
             if p.tried is not None and p.tried == (ident, orig, resp):
                 speakers: tuple[Analyzer, ...] = ()  # nothing matched these prefixes last time
             else:
-                speakers = self._speakers["tcp"]
+                key = (orig[0] if orig else -1, resp[0] if resp else -1)
+                gated = self._gated.get(key)
+                if gated is None:
+                    gated = self._gated[key] = tuple(
+                        a
+                        for a in self._speakers["tcp"]
+                        if getattr(a, "opens", None) is None or a.opens(*key)
+                    )
+                speakers = gated
                 p.tried = (ident, orig, resp)
         else:
             orig, resp = p.first.get(True, b""), p.first.get(False, b"")

@@ -247,6 +247,13 @@ class DnsAnalyzer:
         ("udp", 53), ("udp", 137), ("udp", 5353), ("udp", 5355), ("tcp", 53),
     )  # fmt: skip
 
+    @staticmethod
+    def opens(orig: int, resp: int) -> bool:
+        """The router's gate before ``matches``: can it hold for prefixes whose first bytes are
+        these (-1: that direction sent nothing yet)?
+        Any message: DNS has no signature bytes."""
+        return orig >= 0 or resp >= 0
+
     def matches(self, proto: str, orig_p: int, resp_p: int, orig: bytes, resp: bytes) -> bool:
         """A plausible header whose first question parses completely (either direction)."""
         netbios = 137 in (orig_p, resp_p)

@@ -263,6 +263,10 @@ def _reply(st: _State, line: bytes) -> None:
         _message(st)
 
 
+# First bytes a client's command can have, whitespace first (see FTPAnalyzer.opens).
+_OPENS = frozenset(b" \t\n\r\x0b\x0cUAFSOuafso")
+
+
 class FTPAnalyzer:
     """Zeek-compatible ftp.log producer (control channel only; data channels are other flows)."""
 
@@ -280,6 +284,15 @@ class FTPAnalyzer:
         b"OPTS",
     )
     ports: ClassVar[tuple[tuple[str, int], ...]] = (("tcp", 21), ("tcp", 2811))
+
+    @staticmethod
+    def opens(orig: int, resp: int) -> bool:
+        """The router's gate before ``matches``: can it hold for prefixes whose first bytes are
+        these (-1: that direction sent nothing yet)?
+        A command after optional whitespace, or a greeting alone."""
+        if orig < 0:
+            return resp in (0x31, 0x32)  # "120", "220"
+        return orig in _OPENS
 
     def matches(self, proto: str, orig_p: int, resp_p: int, orig: bytes, resp: bytes) -> bool:
         """A ``220``/``120`` greeting answered by USER (or AUTH/FEAT), or such a command alone."""

@@ -595,6 +595,12 @@ class _Tunnel:
             self.inner.done()
 
 
+# First bytes a request line can have: whitespace or a method's first letter, either case.
+_OPENS = frozenset(
+    b" \t\n\r\x0b\x0c" + bytes({m[0] for m in _METHODS}) + bytes({m[0] for m in _METHODS}).lower()
+)
+
+
 class HttpAnalyzer:
     """Zeek-faithful HTTP/1.x: pipelining, 1xx, chunked, until-close and compressed bodies."""
 
@@ -608,6 +614,13 @@ class HttpAnalyzer:
     ports: ClassVar[tuple[tuple[str, int], ...]] = tuple(
         ("tcp", p) for p in (80, 81, 631, 1080, 3128, 8000, 8080, 8888)
     )
+
+    @staticmethod
+    def opens(orig: int, resp: int) -> bool:
+        """The router's gate before ``matches``: can it hold for prefixes whose first bytes are
+        these (-1: that direction sent nothing yet)?
+        A method after optional whitespace, or a status line."""
+        return orig in _OPENS or resp == 0x48  # "HTTP/"
 
     def matches(self, proto: str, orig_p: int, resp_p: int, orig: bytes, resp: bytes) -> bool:
         """A request line with a known method and HTTP/x.y, or a status line ``HTTP/1.x NNN``."""

@@ -215,6 +215,10 @@ def _reply(st: _State, line: str) -> None:
         st.tls = True
 
 
+# First bytes a client's EHLO/HELO can have, whitespace first (see SMTPAnalyzer.opens).
+_OPENS = frozenset(b" \t\n\r\x0b\x0cEHeh")
+
+
 class SMTPAnalyzer:
     """Zeek-compatible smtp.log producer."""
 
@@ -224,6 +228,15 @@ class SMTPAnalyzer:
     transports: ClassVar[tuple[str, ...]] = ("tcp",)
     prefixes: ClassVar[tuple[bytes, ...]] = (b"220", b"EHLO", b"HELO")
     ports: ClassVar[tuple[tuple[str, int], ...]] = (("tcp", 25), ("tcp", 587))
+
+    @staticmethod
+    def opens(orig: int, resp: int) -> bool:
+        """The router's gate before ``matches``: can it hold for prefixes whose first bytes are
+        these (-1: that direction sent nothing yet)?
+        EHLO/HELO after optional whitespace, or a greeting alone."""
+        if orig < 0:
+            return resp == 0x32  # "220"
+        return orig in _OPENS
 
     def matches(self, proto: str, orig_p: int, resp_p: int, orig: bytes, resp: bytes) -> bool:
         """A ``220`` greeting answered by EHLO/HELO (either may be missing from a one-sided capture)."""

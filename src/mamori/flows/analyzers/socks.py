@@ -155,6 +155,13 @@ class SocksAnalyzer:
     transports: ClassVar[tuple[str, ...]] = ("tcp",)
     prefixes: ClassVar[tuple[bytes, ...]] = (b"\x04\x01", b"\x04\x02", b"\x05")
 
+    @staticmethod
+    def opens(orig: int, resp: int) -> bool:
+        """The router's gate before ``matches``: can it hold for prefixes whose first bytes are
+        these (-1: that direction sent nothing yet)?
+        A SOCKS 4 or 5 request, and an answer."""
+        return orig in (4, 5) and resp >= 0
+
     def matches(self, proto: str, orig_p: int, resp_p: int, orig: bytes, resp: bytes) -> bool:
         """Zeek's dpd_socks4/5 client and server signatures (both directions are required)."""
         if proto != "tcp" or len(orig) < 3 or len(resp) < 2:

@@ -333,6 +333,13 @@ class SSHAnalyzer:
     prefixes: ClassVar[tuple[bytes, ...]] = (b"SSH-",)
     ports: ClassVar[tuple[tuple[str, int], ...]] = (("tcp", 22),)
 
+    @staticmethod
+    def opens(orig: int, resp: int) -> bool:
+        """The router's gate before ``matches``: can it hold for prefixes whose first bytes are
+        these (-1: that direction sent nothing yet)?
+        The client's banner, or the server's text alone."""
+        return orig == 0x53 or (orig < 0 and resp >= 0)  # "SSH-"
+
     def matches(self, proto: str, orig_p: int, resp_p: int, orig: bytes, resp: bytes) -> bool:
         """An ``SSH-`` banner: the client's must come first; the server may precede it with text."""
         return proto == "tcp" and (

@@ -435,6 +435,13 @@ class SSLAnalyzer:
         """SSLv2-style ClientHello: a 2-byte record length with the top bit set, then type 1."""
         return ((head[:, 0] & 0x80) != 0) & ((head[:, 2] == 1) | ~valid[:, 2])
 
+    @staticmethod
+    def opens(orig: int, resp: int) -> bool:
+        """The router's gate before ``matches``: can it hold for prefixes whose first bytes are
+        these (-1: that direction sent nothing yet)?
+        A handshake record either way, or an SSLv2 hello."""
+        return orig == _HANDSHAKE or resp == _HANDSHAKE or (orig >= 0 and orig & 0x80 != 0)
+
     def matches(self, proto: str, orig_p: int, resp_p: int, orig: bytes, resp: bytes) -> bool:
         """A TLS ClientHello or ServerHello record, or an SSLv2 CLIENT-HELLO from the originator."""
         if proto != "tcp":
