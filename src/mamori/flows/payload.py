@@ -304,12 +304,41 @@ class PayloadRouter:
             full = np.zeros(heads.shape[0], np.int64)
             full[at] = bits
             sigs = full.tolist()
+            # A UDP connection new in this batch whose decision falls inside it is decided here,
+            # in columns, as the loop below would decide it; all its rows become one block.
+            ids = conns[first]
+            eligible = udp_rows[head_at]
+            if self.conns:
+                known = np.fromiter(self.conns.keys(), np.int64, len(self.conns))
+                eligible &= ~np.isin(ids, known)
+            size_h = np.clip(buf.shape[0] - pay_off, 0, cols["pay_cap"][heads].astype(np.int64))
+            when, how, sent = _udp_decisions(
+                head_at, window, row_orig[heads].astype(np.bool_), full, size_h, eligible,
+                PENDING_SEGMENTS,
+            )  # fmt: skip
+            decided_at, decided_bits, sent_before = when.tolist(), how.tolist(), sent.tolist()
+        else:
+            decided_at = [-1] * first.shape[0]
+            decided_bits = sent_before = decided_at
         raw = buf.data
         conns_map = self.conns
+        udp_speakers = self._speakers["udp"]
         todo: list[tuple[int, _Pending, int, int]] = []  # (number, connection, rows) of a block
-        for c, lo, hi, h in zip(
-            conns[first].tolist(), first.tolist(), last.tolist(), head_at.tolist(), strict=True
-        ):
+        for c, lo, hi, h, d, bits, before in zip(
+            conns[first].tolist(), first.tolist(), last.tolist(), head_at.tolist(),
+            decided_at, decided_bits, sent_before, strict=True,
+        ):  # fmt: skip
+            if d >= 0:
+                if bits:
+                    a = udp_speakers[(bits & -bits).bit_length() - 1]
+                    p = conns_map[c] = _Pending(analyzer=a, decided=True)
+                    # The rows up to the decision would have been parts, which do not count
+                    # against the per-direction cap: the block's count starts that far below.
+                    p.kept = [-before[0], -before[1]]
+                    todo.append((c, p, lo, hi))
+                else:
+                    self.ignored.add(c)
+                continue
             p = conns_map.get(c)
             if p is None:
                 p = conns_map[c] = _Pending()
@@ -505,6 +534,51 @@ class PayloadRouter:
         analyzer, p = got
         fill(conv, analyzer, p)
         return analyzer, conv
+
+
+@nb.njit(cache=True)
+def _udp_decisions(
+    head_at: np.ndarray,
+    window: np.ndarray,
+    orig: np.ndarray,
+    sig: np.ndarray,
+    size: np.ndarray,
+    eligible: np.ndarray,
+    pending: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each eligible connection (its first rows at ``head_at``, ``window`` of them): the
+    row the router's loop would decide it on (both directions seen, or ``pending`` rows;
+    -1: not in this batch), the test bits of each direction's first datagram up to it, and the
+    bytes each direction sent up to and including it."""
+    g = head_at.shape[0]
+    when = np.full(g, -1, np.int64)
+    how = np.zeros(g, np.int64)
+    sent = np.zeros((g, 2), np.int64)
+    for c in range(g):
+        if not eligible[c]:
+            continue
+        seen_o = seen_r = False
+        bits = 0
+        o_bytes = r_bytes = 0
+        for q in range(window[c]):
+            j = head_at[c] + q
+            if orig[j]:
+                o_bytes += size[j]
+                if not seen_o:
+                    seen_o = True
+                    bits |= sig[j]
+            else:
+                r_bytes += size[j]
+                if not seen_r:
+                    seen_r = True
+                    bits |= sig[j]
+            if (seen_o and seen_r) or q + 1 >= pending:
+                when[c] = q
+                how[c] = bits
+                sent[c, 0] = o_bytes
+                sent[c, 1] = r_bytes
+                break
+    return when, how, sent
 
 
 def parts_of(p: _Pending) -> list[tuple[int, bool, int, bytes]]:
