@@ -55,6 +55,12 @@ class Analyzer(Protocol):
     # starts with one of ``prefixes`` (either direction, case-blind), traffic on ``ports`` (where
     # Zeek attaches the analyser by port), and optionally ``prefilter(head, valid) -> mask``.
     prefixes: ClassVar[tuple[bytes, ...]]
+    # Optional signature helpers the router uses before ``matches`` (read with getattr; each is
+    # property-tested to decide exactly as ``matches`` does):
+    # ``opens(orig_first_byte, resp_first_byte) -> bool`` (-1: nothing sent yet): False only where
+    # ``matches`` cannot hold for TCP prefixes starting with those bytes;
+    # ``datagrams(buf, off, size, orig_p, resp_p) -> mask``: for UDP, ``matches`` holds exactly
+    # when the first datagram of either direction passes it (computed over a whole batch).
     # True: TCP conversations carry FIN/RST mark segments and ``partial`` (see conversation.py).
     # Read with getattr, default False: most protocols parse the payload alone.
     # control_marks: ClassVar[bool]
