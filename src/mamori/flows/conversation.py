@@ -19,6 +19,9 @@ class Segment:
 
     ts: float  # seconds since the epoch of the packet that completed this data
     is_orig: bool  # True when sent by the connection's originator
+    # bytes; for an analyser that sets ``views`` (Analyzer.views) also a memoryview of the
+    # capture's buffer, valid only while the conversation is analysed (ingest does not copy payload
+    # an analyser only counts, such as HTTP bodies and TLS ciphertext).
     data: bytes
     gap: int = 0  # bytes missing in this direction just before ``data`` (0 when contiguous)
     # A control mark (no data of its own), only in conversations with ``marks``: FIN when this

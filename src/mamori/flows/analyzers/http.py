@@ -391,7 +391,7 @@ class _Side:
         """One delivery (a segment's payload): lines and plain runs, then the delivery-size check."""
         p = self.p
         if p.tunnel is not None:
-            p.tunnel.feed(self.is_orig, data)
+            p.tunnel.feed(self.is_orig, bytes(data))
             return
         if self.delivery > 0:
             self.delivery -= len(data)
@@ -425,6 +425,7 @@ class _Side:
         if p.stopped or self.skip or p.tunnel is not None:
             buf += data
             return
+        view = type(data) is not bytes  # a view of the capture (``views``): only bodies stay one
         if buf:
             buf += data
             msg = p.req if is_orig else p.rep
@@ -440,11 +441,12 @@ class _Side:
                 return
             data = bytes(buf)
             buf.clear()
+            view = False
         pos, n, scan = 0, len(data), self.scan
         try:
             while pos < n and not p.stopped and not self.skip and p.tunnel is None:
                 if not is_orig and p.rep_state == "http09":
-                    chunk = data[pos:]
+                    chunk = bytes(data[pos:]) if view else data[pos:]
                     pos, scan = n, 0
                     p.http09_data(chunk)
                     continue
@@ -470,8 +472,12 @@ class _Side:
                     else:
                         chunk = data[pos:end]
                         pos, scan = end, 0
+                        if view and msg.in_header:
+                            chunk = bytes(chunk)
                         msg.deliver(chunk, False)
                 else:
+                    if view:  # lines are parsed: from here on, this delivery's rest as bytes
+                        data, n, pos, view = bytes(data[pos:]), n - pos, 0, False
                     start = pos + scan
                     if msg is not None and msg.crlf_only:
                         cut = data.find(b"\r\n", start)
@@ -603,6 +609,7 @@ class HttpAnalyzer:
     schema: ClassVar[pa.Schema] = SCHEMA
     transports: ClassVar[tuple[str, ...]] = ("tcp",)
     control_marks: ClassVar[bool] = True
+    views: ClassVar[bool] = True  # segment payload may be a memoryview (bodies are only counted)
     prefixes: ClassVar[tuple[bytes, ...]] = (*(m + b" " for m in _METHODS), b"HTTP/")
     # Zeek also attaches HTTP by port, so odd methods on these ports still reach ``matches``.
     ports: ClassVar[tuple[tuple[str, int], ...]] = tuple(

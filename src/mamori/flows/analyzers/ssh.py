@@ -330,6 +330,7 @@ class SSHAnalyzer:
     table: ClassVar[str] = "ssh"
     schema: ClassVar[pa.Schema] = SCHEMA
     transports: ClassVar[tuple[str, ...]] = ("tcp",)
+    views: ClassVar[bool] = True  # segment payload may be a memoryview (see Segment.data)
     prefixes: ClassVar[tuple[bytes, ...]] = (b"SSH-",)
     ports: ClassVar[tuple[tuple[str, int], ...]] = (("tcp", 22),)
 

@@ -218,6 +218,8 @@ def _handshake(st: _State, is_orig: bool, data: bytes, pos: int, end: int) -> No
         buf += data[pos:end]
         data, pos, end = bytes(buf), 0, len(buf)
         buf.clear()
+    elif type(data) is not bytes:  # a view of the capture (``views``): messages are read as bytes
+        data, pos, end = bytes(data[pos:end]), 0, end - pos
     while end - pos >= 4:
         msg_type = data[pos]
         length = (data[pos + 1] << 16) | (data[pos + 2] << 8) | data[pos + 3]
@@ -342,7 +344,7 @@ def _feed(st: _State, is_orig: bool, data: bytes) -> tuple[int, int]:
                 raise _Stop
             if kind == 4:
                 st.record_version = 2
-            rec = data[pos : pos + length]
+            rec = bytes(data[pos : pos + length])
             pos += length
             _v2_record(st, is_orig, rec)
             continue
@@ -425,6 +427,7 @@ class SSLAnalyzer:
     table: ClassVar[str] = "ssl"
     schema: ClassVar[pa.Schema] = SCHEMA
     transports: ClassVar[tuple[str, ...]] = ("tcp",)
+    views: ClassVar[bool] = True  # segment payload may be a memoryview (see Segment.data)
     prefixes: ClassVar[tuple[bytes, ...]] = (b"\x16\x03",)
     ports: ClassVar[tuple[tuple[str, int], ...]] = tuple(
         ("tcp", p) for p in (443, 465, 563, 585, 614, 636, 989, 990, 992, 993, 995, 5223)
