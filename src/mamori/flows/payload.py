@@ -615,9 +615,14 @@ def _rows(
     ``sources[src[r]][off[r]:off[r] + size[r]]`` (nothing is copied: a row points into its part's
     bytes, or a view of its settled block's bytes or of the batch buffer)."""
     n = len(pendings)
-    flat = [x for p in pendings for x in p.parts]
-    pc = np.fromiter((len(p.parts) for p in pendings), np.int64, n)
-    bc = np.fromiter((sum(m.shape[0] for m, _d in p.blocks) for p in pendings), np.int64, n)
+    parts = [p.parts for p in pendings]
+    blocks_of = [p.blocks for p in pendings]
+    flat = [x for ps in parts for x in ps]
+    pc = np.fromiter(map(len, parts), np.int64, n)
+    bc = np.zeros(n, np.int64)
+    with_blocks = [k for k, bs in enumerate(blocks_of) if bs]
+    if with_blocks:
+        bc[with_blocks] = [sum([m.shape[0] for m, _d in blocks_of[k]]) for k in with_blocks]
     first = np.zeros(n + 1, np.int64)
     np.cumsum(pc + bc, out=first[1:])
     rows = int(first[-1])
@@ -638,7 +643,7 @@ def _rows(
         size[pos] = np.fromiter(map(len, pdata), np.int64, len(pdata))
         src[pos] = np.arange(len(pdata), dtype=np.int64)
         sources.extend(pdata)
-    blocks = [b for p in pendings for b in p.blocks]
+    blocks = [b for bs in blocks_of for b in bs]
     if blocks:
         meta = np.concatenate([m for m, _d in blocks])
         pos = _positions(first[:-1] + pc, bc)
@@ -797,11 +802,13 @@ def fill_many(convs: list[Conversation], analyzers: list[Analyzer], kept: list[_
     if any(marked):
         # Per conversation and side: the delivered stream's length (bytes and holes) and its
         # last delivery time (-1: nothing delivered), for where a FIN mark falls (``_marked``).
-        key = np.repeat(np.arange(n, dtype=np.int64) * 2, np.diff(out_first)) + ~side
+        conv_of = np.repeat(np.arange(n, dtype=np.int64), np.diff(out_first))
+        sel = np.array(marked)[conv_of]
+        key = conv_of[sel] * 2 + ~side[sel]
         sums = np.zeros(2 * n, np.int64)
-        np.add.at(sums, key, gap + b - a)
+        np.add.at(sums, key, (gap + b - a)[sel])
         latest = np.full(2 * n, -1, np.int64)
-        np.maximum.at(latest, key, t)
+        np.maximum.at(latest, key, t[sel])
         ends = (start + sums.reshape(n, 2)).tolist()
         last = latest.reshape(n, 2).tolist()
     bounds = out_first.tolist()
