@@ -22,8 +22,11 @@ together by one compiled pass (``fill_many``); only the delivered segments becom
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from bisect import bisect_right
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import getitem
 from typing import overload
 
 import numba as nb
@@ -795,7 +798,8 @@ def fill_many(convs: list[Conversation], analyzers: list[Analyzer], kept: list[_
     n = len(convs)
     tcp = np.fromiter((c.proto == "tcp" for c in convs), np.bool_, n)
     out_first, t, side, row, a, b, gap, start, has = _deliver(first, tcp, ts, orig, seq, size, off)
-    cols = (t.tolist(), side.tolist(), src[row].tolist(), a.tolist(), b.tolist(), gap.tolist())
+    # Times in seconds as Python's ``ns / 1e9`` gives them (int64 to double, then one division).
+    cols = ((t / 1e9).tolist(), side.tolist(), src[row].tolist(), a.tolist(), b.tolist(), gap.tolist())  # fmt: skip
     marked = [bool(tcp[k]) and getattr(x, "control_marks", False) for k, x in enumerate(analyzers)]
     ends: list[list[int]] = []
     last: list[list[int]] = []
@@ -848,21 +852,23 @@ def _marks(
 
 
 class Segments(Sequence[Segment]):
-    """One conversation's delivered segments, made one at a time as they are read.
+    """One conversation's delivered segments, made as they are read.
 
-    The rows ``lo:hi`` of a batch's delivery columns (time in ns, side, source, start, end, gap),
-    each a payload of ``sources[source][start:end]`` (a view if ``views``, else bytes), with mark
-    segments (already in order) merged in where ``_marked`` puts them: after the data delivered
-    at or before their time. An analyser usually reads its segments once and drops each one, so
-    a batch's hundreds of thousands of segments never all exist at once, and an analyser that
-    stops early (TLS once established, SSH once encrypted) never makes the rest.
+    The rows ``lo:hi`` of a batch's delivery columns (time in seconds, side, source, start, end,
+    gap), each a payload of ``sources[source][start:end]`` (a view if ``views``, else bytes), with
+    mark segments (already in order) merged in where ``_marked`` puts them: after the data
+    delivered at or before their time. ``rows`` gives them as plain tuples made in C (see
+    ``conversation.segment_rows``); iterating gives ``Segment`` objects. Either way an analyser
+    reads its segments once and drops each one, so a batch's hundreds of thousands of segments
+    never all exist at once, and an analyser that stops early (TLS once established, SSH once
+    encrypted) never makes the rest.
     """
 
     __slots__ = ("_cols", "_hi", "_lo", "_marks", "_sources", "_views")
 
     def __init__(
         self,
-        cols: tuple[list[int], list[bool], list[int], list[int], list[int], list[int]],
+        cols: tuple[list[float], list[bool], list[int], list[int], list[int], list[int]],
         sources: list[bytes | memoryview],
         lo: int,
         hi: int,
@@ -872,31 +878,25 @@ class Segments(Sequence[Segment]):
         self._cols, self._sources, self._lo, self._hi = cols, sources, lo, hi
         self._views, self._marks = views, marks
 
-    def __iter__(self) -> Iterator[Segment]:
-        t, side, src, a, b, gap = self._cols
-        lo, hi, sources, views = self._lo, self._hi, self._sources, self._views
-        rows = zip(t[lo:hi], side[lo:hi], src[lo:hi], a[lo:hi], b[lo:hi], gap[lo:hi], strict=True)
+    def rows(self) -> Iterable[tuple[float, bool, bytes, int, int]]:
+        """(ts, is_orig, data, gap, flags) per segment, in delivery order."""
+        lo, hi = self._lo, self._hi
+        ts, side, src, a, b, gap = (c[lo:hi] for c in self._cols)
+        data: Iterator[bytes] = map(getitem, map(self._sources.__getitem__, src), map(slice, a, b))
+        if not self._views:
+            data = map(bytes, data)
+        out = zip(ts, side, data, gap, repeat(0, hi - lo), strict=False)
         marks = self._marks
         if not marks:
-            if views:
-                for x, o, r, i, j, g in rows:
-                    yield Segment(x / 1e9, o, sources[r][i:j], g)
-            else:
-                for x, o, r, i, j, g in rows:
-                    d = sources[r][i:j]
-                    yield Segment(x / 1e9, o, d if type(d) is bytes else bytes(d), g)
-            return
-        k, m = 0, len(marks)
-        nxt = marks[0].ts
-        for x, o, r, i, j, g in rows:
-            when = x / 1e9
-            while nxt < when:
-                yield marks[k]
-                k += 1
-                nxt = marks[k].ts if k < m else _NEVER
-            d = sources[r][i:j]
-            yield Segment(when, o, d if views or type(d) is bytes else bytes(d), g)
-        yield from marks[k:]
+            return out
+        rows = list(out)
+        for k, m in enumerate(marks):
+            rows.insert(bisect_right(ts, m.ts) + k, (m.ts, m.is_orig, m.data, m.gap, m.flags))
+        return rows
+
+    def __iter__(self) -> Iterator[Segment]:
+        for ts, o, d, g, f in self.rows():
+            yield Segment(ts, o, d, g, f)
 
     def __len__(self) -> int:
         return self._hi - self._lo + len(self._marks or ())
@@ -917,6 +917,3 @@ class Segments(Sequence[Segment]):
 
     def __repr__(self) -> str:
         return f"Segments({list(self)!r})"
-
-
-_NEVER = float("inf")

@@ -37,7 +37,7 @@ from mamori.flows.analyzers.http_wire import (
     token,
 )
 from mamori.flows.analyzers.websocket import FrameReader
-from mamori.flows.conversation import Conversation
+from mamori.flows.conversation import Conversation, segment_rows
 from mamori.schema.http import SCHEMA
 
 _TOKEN = re.compile(rb"[^\x00-\x20\x7f-\xff()<>@,;:\\\"/\[\]?={}]+")
@@ -639,20 +639,19 @@ class HttpAnalyzer:
         # A conversation with control marks (``marks``): a side without a FIN mark never closed.
         # Without marks (a conversation built by hand, a tunnel's inner stream), both sides did.
         marked = getattr(conv, "marks", False)
-        for seg in conv.segments:
-            proto.ts = seg.ts
-            if seg.gap:  # a FIN mark may carry the hole before it (Zeek reports it at close)
-                sides[seg.is_orig].gap(seg.gap)
-            flags = getattr(seg, "flags", 0)
+        for ts, is_orig, data, gap, flags in segment_rows(conv.segments):
+            proto.ts = ts
+            if gap:  # a FIN mark may carry the hole before it (Zeek reports it at close)
+                sides[is_orig].gap(gap)
             if flags:  # a control mark: no data of its own
                 marked = True
                 if flags & RST:  # PacketWithRST: both messages end, interrupted
                     proto.done()
                 if flags & (RST | FIN):
-                    sides[seg.is_orig].eof()
+                    sides[is_orig].eof()
                 continue
-            proto.seen += len(seg.data)
-            sides[seg.is_orig].feed(seg.data)
+            proto.seen += len(data)
+            sides[is_orig].feed(data)
         if not marked:
             for is_orig in (True, False):
                 sides[is_orig].eof()

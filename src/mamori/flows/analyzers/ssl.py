@@ -23,7 +23,7 @@ from mamori.flows.analyzers import tls_fingerprints as tf
 from mamori.flows.analyzers.base import Analysis, register
 from mamori.flows.analyzers.tls_names import alert_name, cipher_name, curve_name, version_name
 from mamori.flows.analyzers.x509_names import cert_names, hostname_matches
-from mamori.flows.conversation import Conversation
+from mamori.flows.conversation import Conversation, segment_rows
 from mamori.schema.ssl import SCHEMA
 
 _CCS, _ALERT, _HANDSHAKE, _APPDATA, _HEARTBEAT = 20, 21, 22, 23, 24
@@ -461,20 +461,19 @@ class SSLAnalyzer:
         need = {True: 0, False: 0}
         need_rv: dict[bool, int | None] = {True: None, False: None}
         try:
-            for seg in conv.segments:
-                if seg.gap:
+            for ts, o, seg_data, gap, _flags in segment_rows(conv.segments):
+                if gap:
                     break  # Zeek's SSL analyser stops for good after a content gap
-                st.ts = seg.ts
-                o = seg.is_orig
+                st.ts = ts
                 buf = pending[o]
                 if buf:
-                    buf += seg.data
+                    buf += seg_data
                     if len(buf) < need[o] and need_rv[o] == st.record_version:
                         continue
                     data = bytes(buf)
                     buf.clear()
                 else:
-                    data = seg.data
+                    data = seg_data
                 used, need[o] = _feed(st, o, data)
                 if used < len(data):
                     buf += memoryview(data)[used:]
