@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mamori.flows.pipeline import _to_table
+from mamori.flows.pipeline import _service_column, _to_table
 from mamori.schema import schema_of
 
 TABLES = ["http", "ssl", "ssh", "ftp", "smtp", "dns"]
@@ -64,3 +65,37 @@ def test_to_table_equals_from_pylist(table: str, data: st.DataObject) -> None:
     got, want = _to_table(table, rows), _reference(table, rows)
     assert got.schema.equals(want.schema, check_metadata=True)
     assert got.equals(want)
+
+
+def _service_reference(
+    n: int, job_nos: np.ndarray, rows: np.ndarray, services: dict[int, str]
+) -> pa.Array:
+    codes = np.full(n, -1, np.int32)
+    names: dict[str, int] = {}
+    for no, row in zip(job_nos.tolist(), rows.tolist(), strict=True):
+        name = services.get(no)
+        if name is not None:
+            codes[row] = names.setdefault(name, len(names))
+    if not names:
+        return pa.nulls(n, pa.string())
+    indices = pa.array(codes, mask=codes < 0)
+    return pa.DictionaryArray.from_arrays(indices, pa.array(list(names))).cast(pa.string())
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 30).flatmap(
+        lambda n: st.tuples(
+            st.just(n),
+            st.lists(st.tuples(st.integers(0, 20), st.integers(0, n - 1)), max_size=40),
+            st.dictionaries(st.integers(0, 20), st.sampled_from(["http", "ssl", "socks,http"])),
+        )
+    )
+)
+def test_service_column_equals_one_row_at_a_time(case) -> None:
+    n, pairs, services = case
+    nos = np.array([p[0] for p in pairs], np.int64)
+    rows = np.array([p[1] for p in pairs], np.int64)
+    assert _service_column(n, nos, rows, services).equals(
+        _service_reference(n, nos, rows, services)
+    )

@@ -273,10 +273,15 @@ def _service_column(
     """``service`` per conn row: what the analysers recognised, null elsewhere."""
     codes = np.full(n, -1, np.int32)
     names: dict[str, int] = {}
-    for no, row in zip(job_nos.tolist(), rows.tolist(), strict=True):
-        name = services.get(no)
-        if name is not None:
-            codes[row] = names.setdefault(name, len(names))
+    # Row -> code of the rows whose connection has a service (a later pair wins, as writing one
+    # row at a time would), then written into the column at once.
+    coded = {
+        row: names.setdefault(name, len(names))
+        for no, row in zip(job_nos.tolist(), rows.tolist(), strict=True)
+        if (name := services.get(no)) is not None
+    }
+    if coded:
+        codes[np.fromiter(coded.keys(), np.int64, len(coded))] = list(coded.values())
     if not names:
         return pa.nulls(n, pa.string())
     indices = pa.array(codes, mask=codes < 0)
