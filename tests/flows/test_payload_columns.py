@@ -233,3 +233,9 @@ def test_forget_drops_exactly_the_ended_marks(ignored: set[int], ended: list[int
     router.ignored = set(ignored)
     router.forget(np.array(ended, np.int64))
     assert router.ignored == ignored - set(ended)
+
+
+@given(st.lists(st.integers(0, 2**63 - 1), max_size=50))
+def test_seconds_from_columns_equal_python_division(ns: list[int]) -> None:
+    """fill_many turns delivery times into seconds in NumPy: the same floats as ``ns / 1e9``."""
+    assert (np.array(ns, np.int64) / 1e9).tolist() == [x / 1e9 for x in ns]

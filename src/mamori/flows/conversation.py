@@ -10,6 +10,7 @@ that began mid-stream, as Zeek's does) asks for them with ``control_marks``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 
@@ -19,6 +20,9 @@ class Segment:
 
     ts: float  # seconds since the epoch of the packet that completed this data
     is_orig: bool  # True when sent by the connection's originator
+    # bytes; for an analyser that sets ``views`` (Analyzer.views) also a memoryview of the
+    # capture's buffer, valid only while the conversation is analysed (ingest does not copy payload
+    # an analyser only counts, such as HTTP bodies and TLS ciphertext).
     data: bytes
     gap: int = 0  # bytes missing in this direction just before ``data`` (0 when contiguous)
     # A control mark (no data of its own), only in conversations with ``marks``: FIN when this
@@ -56,3 +60,15 @@ class Conversation:
             "resp_h": self.resp_h,
             "resp_p": self.resp_p,
         }
+
+
+def segment_rows(segments: Iterable[Segment]) -> Iterable[tuple[float, bool, bytes, int, int]]:
+    """``(ts, is_orig, data, gap, flags)`` of each segment, in order.
+
+    What a hot analyser loop reads instead of ``Segment`` objects: the conversations ingest
+    assembles (``payload.Segments``) make these tuples without a Python step per segment.
+    """
+    rows = getattr(segments, "rows", None)
+    if rows is not None:
+        return rows()  # type: ignore[no-any-return]
+    return ((s.ts, s.is_orig, s.data, s.gap, getattr(s, "flags", 0)) for s in segments)

@@ -22,8 +22,12 @@ together by one compiled pass (``fill_many``); only the delivered segments becom
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from bisect import bisect_right
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import getitem
+from typing import overload
 
 import numba as nb
 import numpy as np
@@ -774,9 +778,12 @@ class Payload:
 
 def payload_of(pendings: list[_Pending]) -> Payload:
     """The kept segments of ``pendings`` as columns over one byte string."""
-    first, ts, orig, seq, size, off, srcs = _rows(pendings)
+    first, ts, orig, seq, size, off, src, sources = _rows(pendings)
     data = b"".join(
-        [s[a : a + n] for s, a, n in zip(srcs, off.tolist(), size.tolist(), strict=True)]
+        [
+            sources[s][a : a + n]
+            for s, a, n in zip(src.tolist(), off.tolist(), size.tolist(), strict=True)
+        ]
     )
     at = np.zeros(size.shape[0], np.int64)
     if size.shape[0]:
@@ -787,15 +794,21 @@ def payload_of(pendings: list[_Pending]) -> Payload:
 def _rows(
     pendings: list[_Pending],
 ) -> tuple[
-    np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[memoryview]
-]:
+    np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+    list[bytes | memoryview],
+]:  # fmt: skip
     """The kept segments of ``pendings`` as columns, each row's bytes being
-    ``srcs[r][off[r]:off[r] + size[r]]`` (nothing is copied: a row points into its part's bytes,
-    its settled block's or the batch buffer)."""
+    ``sources[src[r]][off[r]:off[r] + size[r]]`` (nothing is copied: a row points into its part's
+    bytes, or a view of its settled block's bytes or of the batch buffer)."""
     n = len(pendings)
-    flat = [x for p in pendings for x in p.parts]
-    pc = np.fromiter((len(p.parts) for p in pendings), np.int64, n)
-    bc = np.fromiter((sum(m.shape[0] for m, _d in p.blocks) for p in pendings), np.int64, n)
+    parts = [p.parts for p in pendings]
+    blocks_of = [p.blocks for p in pendings]
+    flat = [x for ps in parts for x in ps]
+    pc = np.fromiter(map(len, parts), np.int64, n)
+    bc = np.zeros(n, np.int64)
+    with_blocks = [k for k, bs in enumerate(blocks_of) if bs]
+    if with_blocks:
+        bc[with_blocks] = [sum([m.shape[0] for m, _d in blocks_of[k]]) for k in with_blocks]
     first = np.zeros(n + 1, np.int64)
     np.cumsum(pc + bc, out=first[1:])
     rows = int(first[-1])
@@ -804,6 +817,9 @@ def _rows(
     seq = np.empty(rows, np.int64)
     size = np.empty(rows, np.int64)
     off = np.zeros(rows, np.int64)
+    src = np.empty(rows, np.int64)
+    # A part's own bytes (slicing them whole gives them back, uncopied), then one view per block.
+    sources: list[bytes | memoryview] = []
     if flat:
         pts, porig, pseq, pdata = zip(*flat, strict=True)
         pos = _positions(first[:-1], pc)
@@ -811,23 +827,21 @@ def _rows(
         orig[pos] = porig
         seq[pos] = pseq
         size[pos] = np.fromiter(map(len, pdata), np.int64, len(pdata))
-    blocks = [m for p in pendings for m, _d in p.blocks]
+        src[pos] = np.arange(len(pdata), dtype=np.int64)
+        sources.extend(pdata)
+    blocks = [b for bs in blocks_of for b in bs]
     if blocks:
-        meta = np.concatenate(blocks)
+        meta = np.concatenate([m for m, _d in blocks])
         pos = _positions(first[:-1] + pc, bc)
         ts[pos] = meta[:, 0]
         orig[pos] = meta[:, 1] != 0
         seq[pos] = meta[:, 2]
         size[pos] = meta[:, 3]
         off[pos] = meta[:, 4]
-    # A part's own bytes (slicing them whole gives them back, uncopied), a settled block's
-    # bytes, or a view of the batch buffer.
-    srcs: list[bytes | memoryview] = []
-    for p in pendings:
-        srcs.extend([x[3] for x in p.parts])
-        for m, src in p.blocks:
-            srcs.extend([src if type(src) is bytes else memoryview(src)] * m.shape[0])
-    return first, ts, orig, seq, size, off, srcs
+        lens = np.fromiter((m.shape[0] for m, _d in blocks), np.int64, len(blocks))
+        src[pos] = np.repeat(np.arange(len(sources), len(sources) + len(blocks)), lens)
+        sources.extend([memoryview(d) for _m, d in blocks])
+    return first, ts, orig, seq, size, off, src, sources
 
 
 def _positions(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -952,28 +966,137 @@ def _deliver(
 
 
 def fill_many(convs: list[Conversation], analyzers: list[Analyzer], kept: list[_Pending]) -> None:
-    """``fill`` for many conversations at once: one compiled reassembly over their columns, then
-    only each delivered segment becomes a Python object."""
+    """``fill`` for many conversations at once: one compiled reassembly over their columns; each
+    conversation's segments are made one by one as its analyser reads them (``Segments``).
+
+    An analyser that sets ``views`` gets each segment's payload as a view of the bytes the router
+    kept (the batch's buffer or a settled block), not a copy: most of those bytes are bodies and
+    ciphertext that are only counted. The segments (views or not) are read from the batch's
+    buffer, so the conversations must be analysed before it is reused (``pipeline.Ingest._emit``
+    analyses a batch's conversations before the next batch is read).
+    """
     if not convs:
         return
-    first, ts, orig, seq, size, off, srcs = _rows(kept)
-    tcp = np.fromiter((c.proto == "tcp" for c in convs), np.bool_, len(convs))
+    first, ts, orig, seq, size, off, src, sources = _rows(kept)
+    n = len(convs)
+    tcp = np.fromiter((c.proto == "tcp" for c in convs), np.bool_, n)
     out_first, t, side, row, a, b, gap, start, has = _deliver(first, tcp, ts, orig, seq, size, off)
-    segs = [
-        Segment(x / 1e9, o, d if type(d := srcs[r][i:j]) is bytes else bytes(d), g)
-        for x, o, r, i, j, g in zip(
-            t.tolist(), side.tolist(), row.tolist(), a.tolist(), b.tolist(), gap.tolist(),
-            strict=True,
-        )
-    ]  # fmt: skip
+    # Times in seconds as Python's ``ns / 1e9`` gives them (int64 to double, then one division).
+    cols = ((t / 1e9).tolist(), side.tolist(), src[row].tolist(), a.tolist(), b.tolist(), gap.tolist())  # fmt: skip
+    marked = [bool(tcp[k]) and getattr(x, "control_marks", False) for k, x in enumerate(analyzers)]
+    ends: list[list[int]] = []
+    last: list[list[int]] = []
+    if any(marked):
+        # Per conversation and side: the delivered stream's length (bytes and holes) and its
+        # last delivery time (-1: nothing delivered), for where a FIN mark falls (``_marked``).
+        conv_of = np.repeat(np.arange(n, dtype=np.int64), np.diff(out_first))
+        sel = np.array(marked)[conv_of]
+        key = conv_of[sel] * 2 + ~side[sel]
+        sums = np.zeros(2 * n, np.int64)
+        np.add.at(sums, key, (gap + b - a)[sel])
+        latest = np.full(2 * n, -1, np.int64)
+        np.maximum.at(latest, key, t[sel])
+        ends = (start + sums.reshape(n, 2)).tolist()
+        last = latest.reshape(n, 2).tolist()
     bounds = out_first.tolist()
-    starts = start.tolist()
     sides = has.tolist()
     for k, (conv, analyzer, p) in enumerate(zip(convs, analyzers, kept, strict=True)):
-        mine = segs[bounds[k] : bounds[k + 1]]
-        if tcp[k] and getattr(analyzer, "control_marks", False):
+        marks = None
+        if marked[k]:
             conv.marks = True
-            begin = {s == 0: starts[k][s] for s in (0, 1) if sides[k][s]}
-            conv.segments = _marked(mine, p.marks, begin)
-        else:
-            conv.segments = mine
+            marks = _marks(p.marks, sides[k], ends[k], last[k])
+        conv.segments = Segments(  # type: ignore[assignment]
+            cols, sources, bounds[k], bounds[k + 1], getattr(analyzer, "views", False), marks
+        )
+
+
+def _marks(
+    marks: list[tuple[int, bool, int, int]], has: list[bool], end: list[int], last: list[int]
+) -> list[Segment]:
+    """A conversation's FIN and RST mark segments in the order ``_marked`` puts them, given per
+    side (0: originator) whether it sent payload, where its delivered stream ends and when it was
+    last delivered (-1: never)."""
+    timed: list[tuple[float, int, Segment]] = []
+    for s, side in enumerate((True, False)):
+        fins = [m for m in marks if m[1] == side and m[3] == FIN]
+        if fins:
+            ts, _o, seq, _f = min(fins)
+            when = ts / 1e9
+            gap = 0
+            if has[s]:
+                if last[s] >= 0:
+                    when = max(when, last[s] / 1e9)
+                gap = max(0, (seq - end[s] + (1 << 31)) % (1 << 32) - (1 << 31))
+            timed.append((when, len(timed), Segment(when, side, b"", gap, FIN)))
+        for ts, _o, _seq, _f in (m for m in marks if m[1] == side and m[3] == RST):
+            timed.append((ts / 1e9, len(timed), Segment(ts / 1e9, side, b"", 0, RST)))
+    timed.sort()  # the second item is unique: segments are never compared
+    return [x[2] for x in timed]
+
+
+class Segments(Sequence[Segment]):
+    """One conversation's delivered segments, made as they are read.
+
+    The rows ``lo:hi`` of a batch's delivery columns (time in seconds, side, source, start, end,
+    gap), each a payload of ``sources[source][start:end]`` (a view if ``views``, else bytes), with
+    mark segments (already in order) merged in where ``_marked`` puts them: after the data
+    delivered at or before their time. ``rows`` gives them as plain tuples made in C (see
+    ``conversation.segment_rows``); iterating gives ``Segment`` objects. Either way an analyser
+    reads its segments once and drops each one, so a batch's hundreds of thousands of segments
+    never all exist at once, and an analyser that stops early (TLS once established, SSH once
+    encrypted) never makes the rest.
+    """
+
+    __slots__ = ("_cols", "_hi", "_lo", "_marks", "_sources", "_views")
+
+    def __init__(
+        self,
+        cols: tuple[list[float], list[bool], list[int], list[int], list[int], list[int]],
+        sources: list[bytes | memoryview],
+        lo: int,
+        hi: int,
+        views: bool,
+        marks: list[Segment] | None,
+    ) -> None:
+        self._cols, self._sources, self._lo, self._hi = cols, sources, lo, hi
+        self._views, self._marks = views, marks
+
+    def rows(self) -> Iterable[tuple[float, bool, bytes, int, int]]:
+        """(ts, is_orig, data, gap, flags) per segment, in delivery order."""
+        lo, hi = self._lo, self._hi
+        ts, side, src, a, b, gap = (c[lo:hi] for c in self._cols)
+        data: Iterator[bytes] = map(getitem, map(self._sources.__getitem__, src), map(slice, a, b))
+        if not self._views:
+            data = map(bytes, data)
+        out = zip(ts, side, data, gap, repeat(0, hi - lo), strict=False)
+        marks = self._marks
+        if not marks:
+            return out
+        rows = list(out)
+        for k, m in enumerate(marks):
+            rows.insert(bisect_right(ts, m.ts) + k, (m.ts, m.is_orig, m.data, m.gap, m.flags))
+        return rows
+
+    def __iter__(self) -> Iterator[Segment]:
+        for ts, o, d, g, f in self.rows():
+            yield Segment(ts, o, d, g, f)
+
+    def __len__(self) -> int:
+        return self._hi - self._lo + len(self._marks or ())
+
+    @overload
+    def __getitem__(self, k: int) -> Segment: ...
+    @overload
+    def __getitem__(self, k: slice) -> list[Segment]: ...
+    def __getitem__(self, k: int | slice) -> Segment | list[Segment]:
+        return list(self)[k]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Segments | list):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Segments({list(self)!r})"

@@ -49,14 +49,25 @@ class CaptureStats:
 
 
 def _to_table(table: str, rows: list[dict[str, object]]) -> pa.Table:
-    """Analyser records (dicts, ``ts`` in float seconds) as an Arrow table of the lake schema."""
-    schema = schema_of(table)
-    loose = pa.schema([pa.field("ts", pa.float64()) if f.name == "ts" else f for f in schema])
-    data = pa.Table.from_pylist(rows, schema=loose)
-    micros = pc.cast(pc.round(pc.multiply(data["ts"], 1e6)), pa.int64()).cast(
-        schema.field("ts").type
-    )
-    return data.set_column(schema.get_field_index("ts"), schema.field("ts"), micros)
+    """Analyser records (dicts, ``ts`` in float seconds) as an Arrow table of the lake schema.
+
+    The dicts become one struct array in one call (a key a record lacks is null, as with
+    ``Table.from_pylist``, which costs a conversion per column): a batch's tables are small and
+    many, so the per-call cost is what counts.
+    """
+    got = _LOOSE.get(table)
+    if got is None:
+        schema = schema_of(table)
+        loose = [pa.field("ts", pa.float64()) if f.name == "ts" else f for f in schema]
+        got = _LOOSE[table] = (pa.struct(loose), schema.get_field_index("ts"), schema.field("ts"))
+    struct, at, ts = got
+    data = pa.Table.from_struct_array(pa.array(rows, type=struct))
+    micros = pc.cast(pc.round(pc.multiply(data.column(at), 1e6)), pa.int64()).cast(ts.type)
+    return data.set_column(at, ts, micros)
+
+
+# Per table: the struct type records are read into (``ts`` as float seconds), and its ts field.
+_LOOSE: dict[str, tuple[pa.StructType, int, pa.Field]] = {}
 
 
 class Ingest:
@@ -178,7 +189,11 @@ def _jobs(
     if not router.conns:
         return none, [], batch, none
     nos = state[:, T.C_NO]
-    wanted = np.nonzero(np.isin(nos, np.fromiter(router.conns.keys(), np.int64)))[0]
+    # Ended connections the router follows: each number looked up in the sorted followed ones
+    # (cheaper than np.isin, whose numbers span too wide a range for its table).
+    followed = np.sort(np.fromiter(router.conns.keys(), np.int64, len(router.conns)))
+    at = np.minimum(np.searchsorted(followed, nos), followed.shape[0] - 1)
+    wanted = np.nonzero(followed[at] == nos)[0]
     if wanted.size == 0:
         return none, [], batch, none
     take = pa.array(wanted)
@@ -202,20 +217,13 @@ def _jobs(
         analyzer, pending = got
         if proto == "udp" and analyzer.service == "dns":
             dns_rows.append(row)
-            for column, value in zip(
-                (
-                    batch.nos,
-                    batch.ts,
-                    batch.uid,
-                    batch.orig_h,
-                    batch.orig_p,
-                    batch.resp_h,
-                    batch.resp_p,
-                ),
-                (no, ts, uid, oh, op, rh, rp),
-                strict=True,
-            ):
-                column.append(value)
+            batch.nos.append(no)
+            batch.ts.append(ts)
+            batch.uid.append(uid)
+            batch.orig_h.append(oh)
+            batch.orig_p.append(op)
+            batch.resp_h.append(rh)
+            batch.resp_p.append(rp)
             dns_kept.append(pending)
             continue
         conv = Conversation(uid, ts, oh, op, rh, rp, proto, partial=part and proto == "tcp")
@@ -265,10 +273,15 @@ def _service_column(
     """``service`` per conn row: what the analysers recognised, null elsewhere."""
     codes = np.full(n, -1, np.int32)
     names: dict[str, int] = {}
-    for no, row in zip(job_nos.tolist(), rows.tolist(), strict=True):
-        name = services.get(no)
-        if name is not None:
-            codes[row] = names.setdefault(name, len(names))
+    # Row -> code of the rows whose connection has a service (a later pair wins, as writing one
+    # row at a time would), then written into the column at once.
+    coded = {
+        row: names.setdefault(name, len(names))
+        for no, row in zip(job_nos.tolist(), rows.tolist(), strict=True)
+        if (name := services.get(no)) is not None
+    }
+    if coded:
+        codes[np.fromiter(coded.keys(), np.int64, len(coded))] = list(coded.values())
     if not names:
         return pa.nulls(n, pa.string())
     indices = pa.array(codes, mask=codes < 0)

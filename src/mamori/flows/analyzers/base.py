@@ -64,6 +64,10 @@ class Analyzer(Protocol):
     # True: TCP conversations carry FIN/RST mark segments and ``partial`` (see conversation.py).
     # Read with getattr, default False: most protocols parse the payload alone.
     # control_marks: ClassVar[bool]
+    # True: ``Segment.data`` may be any bytes-like object (a memoryview into the capture's buffer,
+    # valid during ``analyze`` only), so the router does not copy the payload out. Read with
+    # getattr, default False: such an analyser must not keep a view past ``analyze``.
+    # views: ClassVar[bool]
 
     def matches(self, proto: str, orig_p: int, resp_p: int, orig: bytes, resp: bytes) -> bool:
         """Does the first payload of each direction (either may be empty) look like this protocol?"""

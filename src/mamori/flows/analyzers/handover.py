@@ -46,7 +46,16 @@ def head(segments: Iterable[Segment], is_orig: bool, limit: int = DPD_BUFFER) ->
 
 
 def run(analyzer: Analyzer, conv: Conversation) -> tuple[Analyzer, Analysis] | None:
-    """Run a child analyser; one that raises loses its result, never the parent's."""
+    """Run a child analyser; one that raises loses its result, never the parent's.
+
+    A parent that took views of the payload (``Analyzer.views``) hands them on as they are only
+    to a child that takes views too; any other child gets bytes.
+    """
+    if not getattr(analyzer, "views", False):
+        conv.segments = [
+            s if type(s.data) is bytes else Segment(s.ts, s.is_orig, bytes(s.data), s.gap, s.flags)
+            for s in conv.segments
+        ]
     try:
         return analyzer, analyzer.analyze(conv)
     except Exception:

@@ -37,7 +37,7 @@ from mamori.flows.analyzers.http_wire import (
     token,
 )
 from mamori.flows.analyzers.websocket import FrameReader
-from mamori.flows.conversation import Conversation
+from mamori.flows.conversation import Conversation, segment_rows
 from mamori.schema.http import SCHEMA
 
 _TOKEN = re.compile(rb"[^\x00-\x20\x7f-\xff()<>@,;:\\\"/\[\]?={}]+")
@@ -391,7 +391,7 @@ class _Side:
         """One delivery (a segment's payload): lines and plain runs, then the delivery-size check."""
         p = self.p
         if p.tunnel is not None:
-            p.tunnel.feed(self.is_orig, data)
+            p.tunnel.feed(self.is_orig, bytes(data))
             return
         if self.delivery > 0:
             self.delivery -= len(data)
@@ -425,6 +425,7 @@ class _Side:
         if p.stopped or self.skip or p.tunnel is not None:
             buf += data
             return
+        view = type(data) is not bytes  # a view of the capture (``views``): only bodies stay one
         if buf:
             buf += data
             msg = p.req if is_orig else p.rep
@@ -440,11 +441,12 @@ class _Side:
                 return
             data = bytes(buf)
             buf.clear()
+            view = False
         pos, n, scan = 0, len(data), self.scan
         try:
             while pos < n and not p.stopped and not self.skip and p.tunnel is None:
                 if not is_orig and p.rep_state == "http09":
-                    chunk = data[pos:]
+                    chunk = bytes(data[pos:]) if view else data[pos:]
                     pos, scan = n, 0
                     p.http09_data(chunk)
                     continue
@@ -470,8 +472,12 @@ class _Side:
                     else:
                         chunk = data[pos:end]
                         pos, scan = end, 0
+                        if view and msg.in_header:
+                            chunk = bytes(chunk)
                         msg.deliver(chunk, False)
                 else:
+                    if view:  # lines are parsed: from here on, this delivery's rest as bytes
+                        data, n, pos, view = bytes(data[pos:]), n - pos, 0, False
                     start = pos + scan
                     if msg is not None and msg.crlf_only:
                         cut = data.find(b"\r\n", start)
@@ -609,6 +615,7 @@ class HttpAnalyzer:
     schema: ClassVar[pa.Schema] = SCHEMA
     transports: ClassVar[tuple[str, ...]] = ("tcp",)
     control_marks: ClassVar[bool] = True
+    views: ClassVar[bool] = True  # segment payload may be a memoryview (bodies are only counted)
     prefixes: ClassVar[tuple[bytes, ...]] = (*(m + b" " for m in _METHODS), b"HTTP/")
     # Zeek also attaches HTTP by port, so odd methods on these ports still reach ``matches``.
     ports: ClassVar[tuple[tuple[str, int], ...]] = tuple(
@@ -645,20 +652,19 @@ class HttpAnalyzer:
         # A conversation with control marks (``marks``): a side without a FIN mark never closed.
         # Without marks (a conversation built by hand, a tunnel's inner stream), both sides did.
         marked = getattr(conv, "marks", False)
-        for seg in conv.segments:
-            proto.ts = seg.ts
-            if seg.gap:  # a FIN mark may carry the hole before it (Zeek reports it at close)
-                sides[seg.is_orig].gap(seg.gap)
-            flags = getattr(seg, "flags", 0)
+        for ts, is_orig, data, gap, flags in segment_rows(conv.segments):
+            proto.ts = ts
+            if gap:  # a FIN mark may carry the hole before it (Zeek reports it at close)
+                sides[is_orig].gap(gap)
             if flags:  # a control mark: no data of its own
                 marked = True
                 if flags & RST:  # PacketWithRST: both messages end, interrupted
                     proto.done()
                 if flags & (RST | FIN):
-                    sides[seg.is_orig].eof()
+                    sides[is_orig].eof()
                 continue
-            proto.seen += len(seg.data)
-            sides[seg.is_orig].feed(seg.data)
+            proto.seen += len(data)
+            sides[is_orig].feed(data)
         if not marked:
             for is_orig in (True, False):
                 sides[is_orig].eof()

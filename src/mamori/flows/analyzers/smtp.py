@@ -226,6 +226,7 @@ class SMTPAnalyzer:
     table: ClassVar[str] = "smtp"
     schema: ClassVar[pa.Schema] = SCHEMA
     transports: ClassVar[tuple[str, ...]] = ("tcp",)
+    views: ClassVar[bool] = True  # segment payload may be a memoryview (see Segment.data)
     prefixes: ClassVar[tuple[bytes, ...]] = (b"220", b"EHLO", b"HELO")
     ports: ClassVar[tuple[tuple[str, int], ...]] = (("tcp", 25), ("tcp", 587))
 

@@ -153,6 +153,7 @@ class SocksAnalyzer:
     table: ClassVar[str] = "socks"
     schema: ClassVar[pa.Schema] = pa.schema([])
     transports: ClassVar[tuple[str, ...]] = ("tcp",)
+    views: ClassVar[bool] = True  # segment payload may be a memoryview (see Segment.data)
     prefixes: ClassVar[tuple[bytes, ...]] = (b"\x04\x01", b"\x04\x02", b"\x05")
 
     @staticmethod

@@ -19,7 +19,7 @@ from typing import ClassVar
 import pyarrow as pa
 
 from mamori.flows.analyzers.base import Analysis, register
-from mamori.flows.conversation import Conversation
+from mamori.flows.conversation import Conversation, segment_rows
 from mamori.schema.ssh import SCHEMA
 
 _KEXINIT, _NEWKEYS = 20, 21
@@ -330,6 +330,7 @@ class SSHAnalyzer:
     table: ClassVar[str] = "ssh"
     schema: ClassVar[pa.Schema] = SCHEMA
     transports: ClassVar[tuple[str, ...]] = ("tcp",)
+    views: ClassVar[bool] = True  # segment payload may be a memoryview (see Segment.data)
     prefixes: ClassVar[tuple[bytes, ...]] = (b"SSH-",)
     ports: ClassVar[tuple[tuple[str, int], ...]] = (("tcp", 22),)
 
@@ -349,19 +350,18 @@ class SSHAnalyzer:
     def analyze(self, conv: Conversation) -> Analysis:
         st = _State(conv, ts=conv.ts)
         try:
-            for seg in conv.segments:
-                if seg.gap:
+            for ts, o, data, gap, _flags in segment_rows(conv.segments):
+                if gap:
                     break  # Zeek's SSH analyser ignores everything after a content gap
-                st.ts = seg.ts
-                o = seg.is_orig
+                st.ts = ts
                 if st.phase[o] == "encrypted":
                     if st.decided or st.ssh1:
                         if st.phase[not o] == "encrypted":
                             break  # both sides encrypted and the guess made: nothing more to learn
                         continue
-                    _encrypted(st, len(seg.data), o)
+                    _encrypted(st, len(data), o)
                     continue
-                st.buf[o].extend(seg.data)
+                st.buf[o].extend(data)
                 if st.phase[o] == "banner":
                     _banner(st, o)
                 enc = _packets(st, o)

@@ -23,7 +23,7 @@ from mamori.flows.analyzers import tls_fingerprints as tf
 from mamori.flows.analyzers.base import Analysis, register
 from mamori.flows.analyzers.tls_names import alert_name, cipher_name, curve_name, version_name
 from mamori.flows.analyzers.x509_names import cert_names, hostname_matches
-from mamori.flows.conversation import Conversation
+from mamori.flows.conversation import Conversation, segment_rows
 from mamori.schema.ssl import SCHEMA
 
 _CCS, _ALERT, _HANDSHAKE, _APPDATA, _HEARTBEAT = 20, 21, 22, 23, 24
@@ -218,6 +218,8 @@ def _handshake(st: _State, is_orig: bool, data: bytes, pos: int, end: int) -> No
         buf += data[pos:end]
         data, pos, end = bytes(buf), 0, len(buf)
         buf.clear()
+    elif type(data) is not bytes:  # a view of the capture (``views``): messages are read as bytes
+        data, pos, end = bytes(data[pos:end]), 0, end - pos
     while end - pos >= 4:
         msg_type = data[pos]
         length = (data[pos + 1] << 16) | (data[pos + 2] << 8) | data[pos + 3]
@@ -342,7 +344,7 @@ def _feed(st: _State, is_orig: bool, data: bytes) -> tuple[int, int]:
                 raise _Stop
             if kind == 4:
                 st.record_version = 2
-            rec = data[pos : pos + length]
+            rec = bytes(data[pos : pos + length])
             pos += length
             _v2_record(st, is_orig, rec)
             continue
@@ -425,6 +427,7 @@ class SSLAnalyzer:
     table: ClassVar[str] = "ssl"
     schema: ClassVar[pa.Schema] = SCHEMA
     transports: ClassVar[tuple[str, ...]] = ("tcp",)
+    views: ClassVar[bool] = True  # segment payload may be a memoryview (see Segment.data)
     prefixes: ClassVar[tuple[bytes, ...]] = (b"\x16\x03",)
     ports: ClassVar[tuple[tuple[str, int], ...]] = tuple(
         ("tcp", p) for p in (443, 465, 563, 585, 614, 636, 989, 990, 992, 993, 995, 5223)
@@ -465,20 +468,19 @@ class SSLAnalyzer:
         need = {True: 0, False: 0}
         need_rv: dict[bool, int | None] = {True: None, False: None}
         try:
-            for seg in conv.segments:
-                if seg.gap:
+            for ts, o, seg_data, gap, _flags in segment_rows(conv.segments):
+                if gap:
                     break  # Zeek's SSL analyser stops for good after a content gap
-                st.ts = seg.ts
-                o = seg.is_orig
+                st.ts = ts
                 buf = pending[o]
                 if buf:
-                    buf += seg.data
+                    buf += seg_data
                     if len(buf) < need[o] and need_rv[o] == st.record_version:
                         continue
                     data = bytes(buf)
                     buf.clear()
                 else:
-                    data = seg.data
+                    data = seg_data
                 used, need[o] = _feed(st, o, data)
                 if used < len(data):
                     buf += memoryview(data)[used:]
