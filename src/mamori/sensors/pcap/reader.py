@@ -243,24 +243,19 @@ class PcapReader:
                 cols["data_off"], cols["ts_ns"], cols["caplen"], cols["wirelen"], max_caplen,
             )  # fmt: skip
             if n:
-                # The batch keeps the walked columns themselves and the next walk fills new
-                # ones: copying them out cost a read and a write of every record's fields
-                # (pages a fresh array never touches are never resident).
-                data_off = cols["data_off"][:n]
-                batch = RecordBatch(
+                data_off = cols["data_off"][:n].copy()
+                yield RecordBatch(
                     buf=buf,
                     data_off=data_off,
-                    ts_ns=cols["ts_ns"][:n],
-                    caplen=cols["caplen"][:n],
-                    wirelen=cols["wirelen"][:n],
+                    ts_ns=cols["ts_ns"][:n].copy(),
+                    caplen=cols["caplen"][:n].copy(),
+                    wirelen=cols["wirelen"][:n].copy(),
                     linktype=np.full(n, linktype, np.int32),
                     file_off=data_off - 16 + file_base,
                     first_record=self.records,
                     snaplen=np.full(n, snaplen, np.int32),
                 )
-                yield batch
                 self.records += n
-                cols = walk.empty_columns(cols["ts_ns"].shape[0])
             pos = pos2
             if why == walk.FULL:
                 continue
