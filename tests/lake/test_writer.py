@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import mamori.lake.writer as writer_module
 from mamori.lake.query import LakeError, connect
-from mamori.lake.writer import COMPACT_PARTS, LakeWriter
+from mamori.lake.writer import COMPACT_PARTS, PARTIAL, LakeWriter
 from mamori.schema import schema_of
 
 
@@ -99,6 +100,50 @@ def test_many_small_writes_are_compacted_and_keep_every_row_in_order(tmp_path: P
             for lake in ("small", "once")
         )
         assert small.num_rows > 0 and small.equals(once)
+
+
+def test_a_day_over_many_flushes_is_one_file_finished_only_on_close(tmp_path: Path) -> None:
+    """Each flush adds a row group to its day's open file; until close no lake reader sees a
+    half-written file (it is named *.parquet.partial), and after close none is left."""
+    with LakeWriter(tmp_path, flush_rows=4) as w:
+        for _ in range(5):
+            w.write("conn", _conn_rows([0, 0, 0, 1]))
+        assert not list(tmp_path.rglob("*.parquet"))
+        assert list(tmp_path.rglob("*" + PARTIAL))
+    assert not list(tmp_path.rglob("*" + PARTIAL))
+    for day, rows in (("date=2026-01-01", 15), ("date=2026-01-02", 5)):
+        (only,) = (tmp_path / "conn" / day).iterdir()
+        meta = pq.read_metadata(only)
+        assert meta.num_rows == rows and meta.num_row_groups == 5
+        uids = pq.read_table(only)["uid"].to_pylist()
+        assert uids == [u for _ in range(5) for u in (["C0", "C1", "C2"] if rows == 15 else ["C3"])]
+    assert connect(tmp_path).sql("SELECT count(*) FROM conn").fetchall() == [(20,)]
+
+
+@given(st.lists(st.integers(0, 9), min_size=1, max_size=40), st.integers(1, 3))
+@settings(max_examples=30)
+def test_more_days_than_open_files_keeps_every_row(days: list[int], max_open: int) -> None:
+    """Past MAX_OPEN days the least recently used file is finished and a new one started: every
+    row still lands in its day, and no partial file is left."""
+    old = writer_module.MAX_OPEN
+    writer_module.MAX_OPEN = max_open
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            with LakeWriter(Path(tmp), flush_rows=3) as w:
+                for d in days:
+                    w.write("conn", _conn_rows([d]))
+            assert not list(Path(tmp).rglob("*" + PARTIAL))
+            base = dt.date(2026, 1, 1)
+            want = Counter(f"date={base + dt.timedelta(days=d)}" for d in days)
+            got = Counter(
+                {
+                    p.name: sum(pq.read_metadata(f).num_rows for f in p.iterdir())
+                    for p in (Path(tmp) / "conn").iterdir()
+                }
+            )
+            assert got == want
+    finally:
+        writer_module.MAX_OPEN = old
 
 
 def test_delta_encoded_columns_read_back_the_same_everywhere(tmp_path: Path) -> None:
