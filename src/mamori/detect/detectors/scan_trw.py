@@ -96,7 +96,7 @@ def unicast() -> pl.Expr:
     is exactly one starting "224." to "239.", and this runs on every destination of the day."""
     h = pl.col("resp_h")
     multicast4 = h.str.head(4).is_in(_MULTICAST4)
-    multicast6 = h.str.head(2).str.to_lowercase() == "ff"
+    multicast6 = h.str.head(2).is_in(["ff", "fF", "Ff", "FF"])  # not lower-casing every address
     return ~(multicast4 | h.str.ends_with(".255") | multicast6)
 
 
