@@ -200,17 +200,20 @@ def test_a_held_frame_gives_back_every_column_exactly(rows: list[tuple]) -> None
     )
 
 
-def test_detection_over_the_held_conn_table_is_detection_over_the_lake(
-    data_dir: Path, tmp_path: Path
-) -> None:
+def _lake_of(capture: Path, lake: Path) -> None:
     from mamori.lake.writer import LakeWriter
 
-    capture = data_dir / "pcaps-ddos-stopddos/amp.TCP.reflection.SYNACK.pcap"
-    with LakeWriter(tmp_path) as writer:
+    with LakeWriter(lake) as writer:
         for table, frame in capture_frames(capture).items():
             data = frame.collect()
             if data.height:
                 writer.write(table, data.to_arrow())
+
+
+def test_detection_over_the_held_conn_table_is_detection_over_the_lake(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    _lake_of(data_dir / "pcaps-ddos-stopddos/amp.TCP.reflection.SYNACK.pcap", tmp_path)
     tables = sorted({t for d in base.registered().values() for t in d.reads} | {"conn"})
     from_lake = run_detectors(lake_frames(tmp_path, tables))
     from_memory = held_frames(tmp_path, tables)
@@ -222,3 +225,13 @@ def test_detection_over_the_held_conn_table_is_detection_over_the_lake(
     held_run = run_detectors(from_memory)
     assert from_lake.alerts.height > 0 and from_lake.failed == held_run.failed == {}
     assert held_run.alerts.equals(from_lake.alerts)
+
+
+def test_a_table_above_the_row_limit_is_left_in_the_lake(data_dir: Path, tmp_path: Path) -> None:
+    _lake_of(data_dir / "pcaps-ddos-stopddos/amp.TCP.reflection.SYNACK.pcap", tmp_path)
+    rows = lake_frames(tmp_path, ["conn"])["conn"].select(pl.len()).collect().item()
+    over = held_frames(tmp_path, ["conn"], max_rows=rows - 1)["conn"]
+    within = held_frames(tmp_path, ["conn"], max_rows=rows)["conn"]
+    assert "source" in over.collect_schema().names()  # the lake's own frame, provenance and all
+    assert "source" not in within.collect_schema().names()
+    assert within.collect().equals(over.drop(*PROVENANCE).collect())
