@@ -176,12 +176,16 @@ def stages(lake: Path) -> None:
     from mamori.config import load_settings
     from mamori.correlate.incidents import correlate, host_aliases
     from mamori.detect.base import registered
-    from mamori.detect.engine import held_frames, run_detectors
+    from mamori.detect.engine import lake_frames, run_detectors
     from mamori.patrol import _indicators, _traffic, build_report
     from mamori.report.patrol import write_html, write_json
 
     tables = sorted({t for d in registered().values() for t in d.reads} | {"conn"})
-    frames = timed_stage("open the lake (conn held)", lambda: held_frames(lake, tables))
+    try:  # as patrol opens it: the conn table held in memory (a tree before held_frames: not)
+        from mamori.detect.engine import held_frames as opener
+    except ImportError:
+        opener = lake_frames  # type: ignore[assignment]
+    frames = timed_stage("open the lake", lambda: opener(lake, tables))
     run = timed_stage("detection (run_detectors)", lambda: run_detectors(frames))
     traffic = timed_stage("traffic charts (_traffic)", lambda: _traffic(frames["conn"]))
     settings = load_settings(None)
