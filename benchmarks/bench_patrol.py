@@ -181,7 +181,11 @@ def stages(lake: Path) -> None:
     from mamori.report.patrol import write_html, write_json
 
     tables = sorted({t for d in registered().values() for t in d.reads} | {"conn"})
-    frames = timed_stage("open the lake", lambda: lake_frames(lake, tables))
+    try:  # as patrol opens it: the conn table held in memory (a tree before held_frames: not)
+        from mamori.detect.engine import held_frames as opener
+    except ImportError:
+        opener = lake_frames  # type: ignore[assignment]
+    frames = timed_stage("open the lake", lambda: opener(lake, tables))
     run = timed_stage("detection (run_detectors)", lambda: run_detectors(frames))
     traffic = timed_stage("traffic charts (_traffic)", lambda: _traffic(frames["conn"]))
     settings = load_settings(None)

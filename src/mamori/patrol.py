@@ -17,7 +17,7 @@ from mamori import __version__
 from mamori.config import Settings
 from mamori.correlate.incidents import Incident, correlate, host_aliases
 from mamori.detect.base import Params, registered
-from mamori.detect.engine import lake_frames, run_detectors
+from mamori.detect.engine import held_frames, run_detectors
 from mamori.flows.pipeline import CaptureStats
 from mamori.flows.workers import LakeIngest
 from mamori.lake.writer import LakeWriter
@@ -71,7 +71,8 @@ def patrol(
                 if progress:
                     progress(item.path, logs[-1].bytes)
     tables = sorted({t for d in registered().values() for t in d.reads} | {"conn"})
-    frames = lake_frames(lake, tables)
+    # The conn table held in memory: every detector over it reads it from there, not the lake.
+    frames = held_frames(lake, tables)
     # The report's traffic charts read only the conn table, not the alerts: counted on the
     # engine's light lane while heavy detectors run, not after them.
     run = run_detectors(frames, params, beside={"traffic": lambda: _traffic(frames["conn"])})

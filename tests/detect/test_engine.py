@@ -11,10 +11,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mamori.detect import base
 from mamori.detect.base import empty_alerts
-from mamori.detect.engine import run_detectors, suppress
+from mamori.detect.engine import PROVENANCE, held, held_frames, lake_frames, run_detectors, suppress
 from support.golden import capture_frames
 
 
@@ -167,3 +169,69 @@ def test_an_alone_detector_runs_with_nothing_beside_it_and_tasks_ride_the_light_
     )
     assert run.failed == {} and run.beside == {"answer": 42}
     assert seen_beside_alone == [[], []]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["tcp", "udp", "icmp", None]),
+            st.text(max_size=20) | st.none(),
+            st.integers(0, 2**64 - 1) | st.none(),
+            st.integers(0, 2**32 - 1),
+        ),
+        max_size=60,
+    )
+)
+def test_a_held_frame_gives_back_every_column_exactly(rows: list[tuple]) -> None:  # type: ignore[type-arg]
+    frame = pl.DataFrame(
+        rows,
+        schema={"proto": pl.String, "text": pl.String, "big": pl.UInt64, "small": pl.UInt64},
+        orient="row",
+    )
+    back = held(frame.lazy())
+    assert back.collect_schema() == frame.schema
+    assert back.collect().equals(frame)
+    assert (
+        back.filter(pl.col("proto") == "tcp")
+        .select("text", "big")
+        .collect()
+        .equals(frame.filter(pl.col("proto") == "tcp").select("text", "big"))
+    )
+
+
+def _lake_of(capture: Path, lake: Path) -> None:
+    from mamori.lake.writer import LakeWriter
+
+    with LakeWriter(lake) as writer:
+        for table, frame in capture_frames(capture).items():
+            data = frame.collect()
+            if data.height:
+                writer.write(table, data.to_arrow())
+
+
+def test_detection_over_the_held_conn_table_is_detection_over_the_lake(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    _lake_of(data_dir / "pcaps-ddos-stopddos/amp.TCP.reflection.SYNACK.pcap", tmp_path)
+    tables = sorted({t for d in base.registered().values() for t in d.reads} | {"conn"})
+    from_lake = run_detectors(lake_frames(tmp_path, tables))
+    from_memory = held_frames(tmp_path, tables)
+    assert from_memory["conn"].collect_schema().names() == [
+        n
+        for n in lake_frames(tmp_path, ["conn"])["conn"].collect_schema().names()
+        if n not in PROVENANCE
+    ]
+    held_run = run_detectors(from_memory)
+    assert from_lake.alerts.height > 0 and from_lake.failed == held_run.failed == {}
+    assert held_run.alerts.equals(from_lake.alerts)
+
+
+def test_a_table_above_the_row_limit_is_left_in_the_lake(data_dir: Path, tmp_path: Path) -> None:
+    _lake_of(data_dir / "pcaps-ddos-stopddos/amp.TCP.reflection.SYNACK.pcap", tmp_path)
+    rows = lake_frames(tmp_path, ["conn"])["conn"].select(pl.len()).collect().item()
+    over = held_frames(tmp_path, ["conn"], max_rows=rows - 1)["conn"]
+    within = held_frames(tmp_path, ["conn"], max_rows=rows)["conn"]
+    assert "source" in over.collect_schema().names()  # the lake's own frame, provenance and all
+    assert "source" not in within.collect_schema().names()
+    assert within.collect().equals(over.drop(*PROVENANCE).collect())

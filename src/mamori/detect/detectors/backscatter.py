@@ -71,8 +71,14 @@ def unsolicited(conn: pl.LazyFrame) -> pl.LazyFrame:
         pl.col("orig_p") == 3
     )
     first = hist.str.replace(r"^\^", "").str.slice(0, 1).str.to_lowercase()
+    # Only TCP whose history starts with an answer (H, R, or ^ for a flipped one) and ICMP can
+    # match: a cheap test on every row first, so the patterns run on those few rows alone (kept
+    # apart as a column: a plain filter would be merged into the one below and run on every row).
+    maybe = (tcp & hist.str.head(1).is_in(["H", "R", "^"])) | (pl.col("proto") == "icmp")
     return (
-        conn.filter(flipped | direct | unreach)
+        conn.filter(maybe)
+        .with_columns(_unsolicited=flipped | direct | unreach)
+        .filter("_unsolicited")
         .with_columns(
             victim=pl.when(flipped).then(pl.col("orig_h")).otherwise(pl.col("resp_h")),
             source=pl.when(flipped).then(pl.col("resp_h")).otherwise(pl.col("orig_h")),

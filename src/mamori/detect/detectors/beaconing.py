@@ -162,7 +162,11 @@ def beaconing(
     gap = pl.col("ts").diff().dt.total_microseconds() / 1e6
     ev = (
         _events(conn, http, ssl, p)
-        .filter(_wanted(p))
+        # Tested as a column of the (few) events: as a plain filter the optimiser pushes it down
+        # the branches onto every row of the conn table (in the TLS and the other-connection
+        # branch each), where its text tests cost more than the rest of the events (measured).
+        .with_columns(_wanted=_wanted(p))
+        .filter("_wanted")
         .select(
             "orig_h",
             "kind",

@@ -96,7 +96,7 @@ def unicast() -> pl.Expr:
     is exactly one starting "224." to "239.", and this runs on every destination of the day."""
     h = pl.col("resp_h")
     multicast4 = h.str.head(4).is_in(_MULTICAST4)
-    multicast6 = h.str.head(2).str.to_lowercase() == "ff"
+    multicast6 = h.str.head(2).is_in(["ff", "fF", "Ff", "FF"])  # not lower-casing every address
     return ~(multicast4 | h.str.ends_with(".255") | multicast6)
 
 
@@ -235,10 +235,20 @@ def scan_trw(conn: pl.LazyFrame, p: ScanTrwParams) -> pl.LazyFrame:
     every = f"{int(timedelta(minutes=p.window_minutes).total_seconds() * 1_000_000)}us"
     contacts = conn.filter(
         pl.col("proto").is_in(["tcp", "udp"]) & unicast() & ~reply_to_nothing(p.reply_ports)
-    ).select(*_TARGET, "ts", "uid", "orig_h", window=pl.col("ts").dt.truncate(every), ok=answered())
+    ).select(
+        *_TARGET,
+        "ts",
+        "uid",
+        "orig_h",
+        "history",
+        "resp_pkts",
+        window=pl.col("ts").dt.truncate(every),
+    )
     # A walk with fewer rows than min_targets has fewer first contacts and is never reported:
     # the spoofed sources of a flood (millions, a packet each) never reach the coding and sort.
     contacts = at_least(contacts, key=("orig_h", "window"), rows=p.min_targets)
+    # Whether each was answered only for the rows kept (a pattern over the history's text).
+    contacts = contacts.with_columns(ok=answered()).drop("history", "resp_pkts")
     schema = {**contacts.collect_schema(), "walk": pl.Int64, "hit": pl.Int64, "targets": pl.Int64}
     # The walk is sequential per source: one sort and one compiled pass over the whole frame
     # (``_first_contacts``); only the walks that crossed come back, with their first contacts.
