@@ -16,7 +16,9 @@ Python work is per connection, not per segment, wherever the decision allows: a 
 grouped by connection, only an undecided connection's first rows are looked at one by one, and a
 decided connection's rows become one block (NumPy rows pointing into the batch buffer, copied out
 by ``settle`` only if the connection outlives the batch). Ended connections are reassembled
-together by one compiled pass (``fill_many``); only the delivered segments become Python objects.
+together by one compiled pass (``fill_many``); a delivered segment becomes a Python object only
+when its analyser reads it (``Segments``), and its payload is a view, not a copy, for analysers
+that set ``views``.
 ``fill``, ``_reassemble`` and ``_with_marks`` stay the reference the tests hold that pass to.
 """
 
