@@ -69,6 +69,7 @@ class ConnTracker:
         self.HL = self.S[:, T.C_HL]
         self.H = self.S.view(np.uint8)[:, 8 * T.C_HIST : 8 * T.C_HIST + T.HIST_MAX]
         self.NX = np.full(cap, T.NEVER, np.int64)
+        self.scratch = np.empty(cap, np.int64)  # the sweep's
 
     def _grow(self) -> None:
         # 1.5x keeps the transient (old + new arrays during the copy) small on big live sets.
@@ -105,6 +106,7 @@ class ConnTracker:
         n = len(pk)
         row_conn = np.full(n, -1, np.int64)
         row_orig = np.zeros(n, np.uint8)
+        tags = np.empty(n, np.int64)
         c = pk.cols
         i = 0
         while i < n:
@@ -117,7 +119,7 @@ class ConnTracker:
                 self.idx, self.S, self.H, self.HL, self.K, self.NX, self.free, self.n_free,
                 self.next_no,
                 self.E, self.EH, self.EHL, self.ESZ,
-                self.ports, *self.timeouts, i, self.n_out,
+                self.ports, *self.timeouts, i, self.n_out, tags,
             )  # fmt: skip
             self.n_out = n_out
             if i < n and self.n_free == 0:
@@ -135,7 +137,7 @@ class ConnTracker:
             self.n_free, self.n_out = T.sweep(
                 self.idx, self.S, self.H, self.HL, self.K, self.NX, self.free, self.n_free, now,
                 flush_all,
-                self.n_out, self.E, self.EH, self.EHL, self.ESZ,
+                self.n_out, self.E, self.EH, self.EHL, self.ESZ, self.scratch,
             )  # fmt: skip
             if self.n_out < self.E.shape[0]:
                 return

@@ -106,6 +106,11 @@ FL_PARTIAL, FL_SEEN_O, FL_SEEN_R, FL_OCLOSE, FL_RCLOSE, FL_FIRSTACK, FL_ACTIVE =
 )
 
 
+# The kernels that run per packet allocate nothing (their scratch arrays come from the caller),
+# so they compile without Numba's reference counting: with it, every array passed to or aliased
+# in an (even inlined) helper cost an atomic increment and decrement, half of tracking's time.
+_NO_NRT = False  # the value of njit's ``_nrt`` option: no NRT
+
 _AHEAD = 8  # slots or rows a kernel asks for ahead of the one it works on
 
 
@@ -158,7 +163,7 @@ def _scaled(H: np.ndarray, HL: np.ndarray, S: np.ndarray, s: int, col: int, code
         _add_hist(H, HL, s, code)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=_NO_NRT)
 def _flip(S: np.ndarray, H: np.ndarray, HL: np.ndarray, s: int) -> None:
     """Swap originator and responder (Zeek's Connection::FlipRoles), adding '^' to the history."""
     for k in range(_FLIP_PAIRS.shape[0]):
@@ -529,7 +534,7 @@ def _canon(i: int, proto: np.ndarray, sport: np.ndarray, dport: np.ndarray, pay_
     return True, kind, np.int64(sp), np.int64(dp), ow, k0, k1, k2, k3, k4
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=_NO_NRT)
 def track(
     # decoded packet columns
     ts_ns: np.ndarray, rec_no: np.ndarray, status: np.ndarray, tunnel: np.ndarray,
@@ -547,6 +552,8 @@ def track(
     # settings (nanoseconds) and the server-port table
     server_ports: np.ndarray, tcp_to: int, udp_to: int, icmp_to: int, other_to: int,
     start_row: int, out_start: int,
+    # scratch: a row's key tag (at least as many as the rows)
+    tags: np.ndarray,
 ) -> tuple[int, int, int, int]:  # fmt: skip
     """Process rows from ``start_row``; returns (next row, free slots, next conn number, rows of
     the output buffer in use). Ended connections are appended after ``out_start``.
@@ -563,8 +570,8 @@ def track(
     # Each row's key tag first (-1: no connection), so the loop can ask for the index entry and
     # the state row of the packets a few rows ahead while it works on this one.
     mask = idx.shape[0] - 1
-    tags = np.full(n, -1, np.int64)
     for r in range(start_row, n):
+        tags[r] = -1
         if status[r] != 0 or tunnel[r] == 1 or tunnel[r] == 2:
             continue
         ok, _, _, _, _, k0, k1, k2, k3, k4 = _canon(
@@ -752,7 +759,7 @@ def track(
     return i, n_free, next_no, n_out
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=_NO_NRT)
 def _tcp_packet(S: np.ndarray, H: np.ndarray, HL: np.ndarray, s: int, e: int, now: int, fl: int,
                 base_seq: int, ack_seq: int, window: int, length: int, caplen: int, tcp_to: int,
                 attempt: int, close_delay: int, session_timer: int) -> int:  # fmt: skip
@@ -1001,10 +1008,11 @@ def _hist_check(S: np.ndarray, H: np.ndarray, HL: np.ndarray, s: int, e: int, ma
     return e
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=_NO_NRT)
 def sweep(idx: np.ndarray, S: np.ndarray, H: np.ndarray, HL: np.ndarray, K: np.ndarray,
           NX: np.ndarray, free: np.ndarray, n_free: int, now: int, flush_all: bool, out_start: int,
-          E: np.ndarray, EH: np.ndarray, EHL: np.ndarray, ESZ: np.ndarray) -> tuple[int, int]:  # fmt: skip
+          E: np.ndarray, EH: np.ndarray, EHL: np.ndarray, ESZ: np.ndarray,
+          scratch: np.ndarray) -> tuple[int, int]:  # fmt: skip
     """End every connection whose timers fire by ``now`` (or all of them); returns (free, ended).
 
     ``NX`` holds each slot's earliest pending deadline (``NEVER`` for a free slot), so a sweep
@@ -1017,9 +1025,11 @@ def sweep(idx: np.ndarray, S: np.ndarray, H: np.ndarray, HL: np.ndarray, K: np.n
     n_out = out_start
     cap = E.shape[0]
     if flush_all:
-        used = np.ones(S.shape[0], np.bool_)
+        used = scratch  # 1: the slot holds a connection
+        for s in range(S.shape[0]):
+            used[s] = 1
         for k in range(n_free):
-            used[free[k]] = False
+            used[free[k]] = 0
         for s in range(S.shape[0]):
             if not used[s]:
                 continue
@@ -1033,7 +1043,7 @@ def sweep(idx: np.ndarray, S: np.ndarray, H: np.ndarray, HL: np.ndarray, K: np.n
         return n_free, n_out
     # The due slots first (one read of NX), then their rows, each asked for a few slots ahead.
     n_due = 0
-    due = np.empty(S.shape[0], np.int64)
+    due = scratch
     for s in range(S.shape[0]):
         if NX[s] <= now:
             due[n_due] = s
