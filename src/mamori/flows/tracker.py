@@ -15,9 +15,10 @@ connections alive at once, not by the capture's length.
 Speed on captures of scans and floods (about one connection per packet) comes from memory and
 call overhead, not arithmetic: a slot's state, key and history share one cache-line-aligned row;
 the kernels prefetch the index entries and rows of the packets and due slots a few ahead; and the
-helpers a packet passes through are inlined (``inline="always"``), because each call of a
-compiled function that takes arrays paid an atomic reference count increment and decrement per
-array, which profiled at almost half of tracking. ``_tcp_packet`` and ``_flip`` stay calls: one
+helpers a packet passes through are inlined (``inline="always"``) and the kernels compile
+without Numba's reference counting (``_NRT``): each call of a compiled function that takes arrays,
+and each array an inlined helper aliases, paid an atomic reference count increment and decrement,
+which profiled (perf) at almost half of tracking. ``_tcp_packet`` and ``_flip`` stay calls: one
 per TCP packet, or rare, and inlining them too only multiplied the compile time.
 """
 
@@ -107,9 +108,10 @@ FL_PARTIAL, FL_SEEN_O, FL_SEEN_R, FL_OCLOSE, FL_RCLOSE, FL_FIRSTACK, FL_ACTIVE =
 
 
 # The kernels that run per packet allocate nothing (their scratch arrays come from the caller),
-# so they compile without Numba's reference counting: with it, every array passed to or aliased
-# in an (even inlined) helper cost an atomic increment and decrement, half of tracking's time.
-_NO_NRT = False  # the value of njit's ``_nrt`` option: no NRT
+# so they compile without Numba's reference counting (njit's ``_nrt`` option off): with it, every
+# array passed to or aliased in an (even inlined) helper cost an atomic increment and decrement,
+# half of tracking's time.
+_NRT = False
 
 _AHEAD = 8  # slots or rows a kernel asks for ahead of the one it works on
 
@@ -163,7 +165,7 @@ def _scaled(H: np.ndarray, HL: np.ndarray, S: np.ndarray, s: int, col: int, code
         _add_hist(H, HL, s, code)
 
 
-@nb.njit(cache=True, _nrt=_NO_NRT)
+@nb.njit(cache=True, _nrt=_NRT)
 def _flip(S: np.ndarray, H: np.ndarray, HL: np.ndarray, s: int) -> None:
     """Swap originator and responder (Zeek's Connection::FlipRoles), adding '^' to the history."""
     for k in range(_FLIP_PAIRS.shape[0]):
@@ -534,7 +536,7 @@ def _canon(i: int, proto: np.ndarray, sport: np.ndarray, dport: np.ndarray, pay_
     return True, kind, np.int64(sp), np.int64(dp), ow, k0, k1, k2, k3, k4
 
 
-@nb.njit(cache=True, _nrt=_NO_NRT)
+@nb.njit(cache=True, _nrt=_NRT)
 def track(
     # decoded packet columns
     ts_ns: np.ndarray, rec_no: np.ndarray, status: np.ndarray, tunnel: np.ndarray,
@@ -759,7 +761,7 @@ def track(
     return i, n_free, next_no, n_out
 
 
-@nb.njit(cache=True, _nrt=_NO_NRT)
+@nb.njit(cache=True, _nrt=_NRT)
 def _tcp_packet(S: np.ndarray, H: np.ndarray, HL: np.ndarray, s: int, e: int, now: int, fl: int,
                 base_seq: int, ack_seq: int, window: int, length: int, caplen: int, tcp_to: int,
                 attempt: int, close_delay: int, session_timer: int) -> int:  # fmt: skip
@@ -1008,7 +1010,7 @@ def _hist_check(S: np.ndarray, H: np.ndarray, HL: np.ndarray, s: int, e: int, ma
     return e
 
 
-@nb.njit(cache=True, _nrt=_NO_NRT)
+@nb.njit(cache=True, _nrt=_NRT)
 def sweep(idx: np.ndarray, S: np.ndarray, H: np.ndarray, HL: np.ndarray, K: np.ndarray,
           NX: np.ndarray, free: np.ndarray, n_free: int, now: int, flush_all: bool, out_start: int,
           E: np.ndarray, EH: np.ndarray, EHL: np.ndarray, ESZ: np.ndarray,
