@@ -338,11 +338,11 @@ def _names(codes: np.ndarray, names: tuple[str, ...]) -> pa.Array:
     offs = np.zeros(len(raw) + 1, np.int64)
     np.cumsum([len(b) for b in raw], out=offs[1:])
     data = np.frombuffer(b"".join(raw) or b"\0", np.uint8)
-    offsets, out = _pick(np.ascontiguousarray(codes, np.int64), data, offs)
+    offsets, out = _pick(codes, data, offs)
     return _strings(codes.shape[0], offsets, out)
 
 
-def _constant(text: str, n: int) -> pa.Array:
+def _build_constant(text: str, n: int) -> pa.Array:
     raw = text.encode()
     offsets = np.arange(0, (n + 1) * len(raw), len(raw) or 1, dtype=np.int32)[: n + 1]
     if not raw:
@@ -351,8 +351,24 @@ def _constant(text: str, n: int) -> pa.Array:
     return _strings(n, offsets, data)
 
 
-def _nullable(values: np.ndarray, valid: np.ndarray, type_: pa.DataType) -> pa.Array:
-    return pa.array(values, type=type_, mask=~valid)
+_last_constant: list[tuple[str, pa.Array]] = []
+
+
+def _constant(text: str, n: int) -> pa.Array:
+    """``n`` rows of ``text``, sliced from one array kept for the capture being ingested: every
+    batch writing its own copy of the capture's path cost as much as a numeric column."""
+    if _last_constant and _last_constant[0][0] == text and len(_last_constant[0][1]) >= n:
+        return _last_constant[0][1].slice(0, n)
+    have = len(_last_constant[0][1]) if _last_constant and _last_constant[0][0] == text else 0
+    got = _build_constant(text, max(n, 2 * have, 1024))
+    _last_constant[:] = [(text, got)]
+    return got.slice(0, n)
+
+
+def _nullable(values: np.ndarray, validity: pa.Buffer, type_: pa.DataType) -> pa.Array:
+    """A column over ``values`` (no copy) whose nulls are the zero bits of ``validity``."""
+    data = pa.py_buffer(np.ascontiguousarray(values))
+    return pa.Array.from_buffers(type_, values.shape[0], [validity, data])
 
 
 # State columns that become conn.log's unsigned 64-bit columns as they are.
@@ -415,6 +431,7 @@ def conn_columns(
         pa.py_buffer(hdata),
         pa.py_buffer(np.packbits(hist_len > 0, bitorder="little")),
     )
+    has_bits = pa.py_buffer(np.packbits(has_dur, bitorder="little"))
     plain = dict(zip(_U64_NAMES, (pa.array(u64[k]) for k in range(len(_U64_NAMES))), strict=True))
     return {
         "ts": pa.array(ts, pa.timestamp("us", "UTC")),
@@ -424,9 +441,9 @@ def conn_columns(
         "resp_h": addr_array(S[:, T.C_RHI], S[:, T.C_RLO]),
         "resp_p": pa.array(ports[1]),
         "proto": _names(S[:, T.C_KIND], PROTO_NAMES),
-        "duration": _nullable(dur, has_dur, pa.float64()),
-        "orig_bytes": _nullable(sizes[0], has_dur, pa.uint64()),
-        "resp_bytes": _nullable(sizes[1], has_dur, pa.uint64()),
+        "duration": _nullable(dur, has_bits, pa.float64()),
+        "orig_bytes": _nullable(sizes[0], has_bits, pa.uint64()),
+        "resp_bytes": _nullable(sizes[1], has_bits, pa.uint64()),
         "conn_state": _names(codes, STATE_NAMES),
         "local_orig": pa.array(in_table(S[:, T.C_OHI], S[:, T.C_OLO], nets)),
         "local_resp": pa.array(in_table(S[:, T.C_RHI], S[:, T.C_RLO], nets)),

@@ -60,20 +60,25 @@ class ConnTracker:
         self.last_now = 0
 
     def _alloc_state(self, cap: int) -> None:
-        self.S = np.zeros((cap, T.N_COLS), np.int64)
-        self.H = np.zeros((cap, T.HIST_MAX), np.uint8)
-        self.HL = np.zeros(cap, np.int32)
-        self.K = np.zeros((cap, 5), np.int64)
+        # One row per slot holds its state, key and history (see tracker.ROW_W), rows aligned
+        # on cache lines.
+        raw = np.zeros(cap * T.ROW_W + 8, np.int64)
+        off = (-raw.ctypes.data % 64) // 8
+        self.S = raw[off : off + cap * T.ROW_W].reshape(cap, T.ROW_W)
+        self.K = self.S[:, T.C_KEY : T.C_KEY + 5]
+        self.HL = self.S[:, T.C_HL]
+        self.H = self.S.view(np.uint8)[:, 8 * T.C_HIST : 8 * T.C_HIST + T.HIST_MAX]
         self.NX = np.full(cap, T.NEVER, np.int64)
+        self.scratch = np.empty(cap, np.int64)  # the sweep's
 
     def _grow(self) -> None:
         # 1.5x keeps the transient (old + new arrays during the copy) small on big live sets.
         old = self.S.shape[0]
         new = old + max(old // 2, 1)
-        S, H, HL, K, NX = self.S, self.H, self.HL, self.K, self.NX
+        S, NX = self.S, self.NX
         self._alloc_state(new)
-        self.S[:old], self.H[:old], self.HL[:old], self.K[:old], self.NX[:old] = S, H, HL, K, NX
-        del S, H, HL, K, NX
+        self.S[:old], self.NX[:old] = S, NX
+        del S, NX
         added = new - old
         free = np.empty(new, np.int64)
         free[: self.n_free] = self.free[: self.n_free]
@@ -101,6 +106,7 @@ class ConnTracker:
         n = len(pk)
         row_conn = np.full(n, -1, np.int64)
         row_orig = np.zeros(n, np.uint8)
+        tags = np.empty(n, np.int64)
         c = pk.cols
         i = 0
         while i < n:
@@ -113,7 +119,7 @@ class ConnTracker:
                 self.idx, self.S, self.H, self.HL, self.K, self.NX, self.free, self.n_free,
                 self.next_no,
                 self.E, self.EH, self.EHL, self.ESZ,
-                self.ports, *self.timeouts, i, self.n_out,
+                self.ports, *self.timeouts, i, self.n_out, tags,
             )  # fmt: skip
             self.n_out = n_out
             if i < n and self.n_free == 0:
@@ -131,7 +137,7 @@ class ConnTracker:
             self.n_free, self.n_out = T.sweep(
                 self.idx, self.S, self.H, self.HL, self.K, self.NX, self.free, self.n_free, now,
                 flush_all,
-                self.n_out, self.E, self.EH, self.EHL, self.ESZ,
+                self.n_out, self.E, self.EH, self.EHL, self.ESZ, self.scratch,
             )  # fmt: skip
             if self.n_out < self.E.shape[0]:
                 return

@@ -13,6 +13,9 @@ position is taken from those bits, so a probe compares tags before it reads a ke
 deletion finds where a shifted entry belongs without rehashing its key. On a capture of scans and
 floods nearly every packet opens a connection, and those reads of ``K`` were most of the index's
 cost.
+
+The functions the tracker's kernels call compile without Numba's reference counting (``_nrt``
+off; they allocate nothing): with it, each call paid an atomic increment and decrement per array.
 """
 
 from __future__ import annotations
@@ -103,7 +106,7 @@ def put(idx: np.ndarray, p: np.int64, tag: np.int64, s: np.int64) -> None:
     idx[p] = (tag << 32) | s
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def insert(idx: np.ndarray, K: np.ndarray, s: np.int64) -> None:
     """Add slot ``s``, whose key ``K[s]`` is not in the index yet."""
     tag = tag_of(key_hash(K[s, 0], K[s, 1], K[s, 2], K[s, 3], K[s, 4]))
@@ -111,7 +114,7 @@ def insert(idx: np.ndarray, K: np.ndarray, s: np.int64) -> None:
     put(idx, -1 - p, tag, s)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def remove_at(idx: np.ndarray, K: np.ndarray, p: np.int64) -> None:
     """Empty position ``p``, shifting back the entries whose probe chain passed through it."""
     mask = idx.shape[0] - 1
@@ -132,7 +135,7 @@ def remove_at(idx: np.ndarray, K: np.ndarray, p: np.int64) -> None:
     idx[i] = EMPTY
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def remove_slot(idx: np.ndarray, K: np.ndarray, s: np.int64) -> None:
     """Remove slot ``s`` (whose key is ``K[s]``) from the index."""
     p = find(idx, K, K[s, 0], K[s, 1], K[s, 2], K[s, 3], K[s, 4])
@@ -140,7 +143,7 @@ def remove_slot(idx: np.ndarray, K: np.ndarray, s: np.int64) -> None:
         remove_at(idx, K, p)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=False)
 def rebuild(idx: np.ndarray, K: np.ndarray, used: np.ndarray) -> None:
     """Fill an empty ``idx`` with every used slot of ``K``."""
     for s in range(used.shape[0]):

@@ -11,6 +11,15 @@ a connection (attempt, close, expire, inactivity) so the same 5-tuple later star
 Connections live in fixed-width state arrays indexed by slot; an open-addressing index
 (``keyindex``) maps the canonical 5-tuple to its slot. Ended connections are copied to an output buffer, so memory is bounded by the
 connections alive at once, not by the capture's length.
+
+Speed on captures of scans and floods (about one connection per packet) comes from memory and
+call overhead, not arithmetic: a slot's state, key and history share one cache-line-aligned row;
+the kernels prefetch the index entries and rows of the packets and due slots a few ahead; and the
+helpers a packet passes through are inlined (``inline="always"``) and the kernels compile
+without Numba's reference counting (``_NRT``): each call of a compiled function that takes arrays,
+and each array an inlined helper aliases, paid an atomic reference count increment and decrement,
+which profiled (perf) at almost half of tracking. ``_tcp_packet`` and ``_flip`` stay calls: one
+per TCP packet, or rare, and inlining them too only multiplied the compile time.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from mamori.flows.keyindex import (
     slot_at,
     tag_of,
 )
+from mamori.flows.prefetch import prefetch
 
 # Endpoint states, numbered as Zeek numbers them.
 INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
@@ -68,7 +78,16 @@ E_RXMT, E_WIN0, E_GAP = 11, 12, 13  # counters; thresholds derived (powers of te
 E_NEXT = 14  # reassembly: relative seq up to which data was delivered or declared missing
 E_ALO = 15  # reassembly: data buffered above a hole spans [E_ALO, E_AHI) (E_AHI == 0: none)
 E_AHI = 16
-N_COLS = C_EP + 2 * EP_W
+N_COLS = C_EP + 2 * EP_W  # the state columns a new connection starts from zero
+# A slot's key, history length and history letters live in the same row as its state (``K``,
+# ``HL`` and ``H`` are views of ``S``): a capture of scans and floods opens and ends a connection
+# per packet, and each separate array was one more cache line missed per connection.
+C_KEY = N_COLS  # five columns: the canonical key (``keyindex``)
+C_HL = C_KEY + 5  # history length
+C_HIST = C_HL + 1  # HIST_MAX bytes of history letters
+ROW_W = 80  # columns per row: 640 bytes, ten whole cache lines
+if (C_HIST + HIST_MAX // 8) > ROW_W:  # pragma: no cover - a layout error
+    raise ImportError("tracker row layout overflows ROW_W")
 
 _FLIP_PAIRS = np.array(
     [(C_OHI, C_RHI), (C_OLO, C_RLO), (C_OP, C_RP), (C_OSTATE, C_RSTATE), (C_OPREV, C_RPREV),
@@ -88,6 +107,23 @@ FL_PARTIAL, FL_SEEN_O, FL_SEEN_R, FL_OCLOSE, FL_RCLOSE, FL_FIRSTACK, FL_ACTIVE =
 )
 
 
+# The kernels that run per packet allocate nothing (their scratch arrays come from the caller),
+# so they compile without Numba's reference counting (njit's ``_nrt`` option off): with it, every
+# array passed to or aliased in an (even inlined) helper cost an atomic increment and decrement,
+# half of tracking's time.
+_NRT = False
+
+_AHEAD = 8  # slots or rows a kernel asks for ahead of the one it works on
+
+
+@nb.njit(cache=True, inline="always")
+def _prefetch_row(S: np.ndarray, s: int) -> None:
+    """Ask for every cache line of slot ``s``'s row."""
+    base = s * ROW_W
+    for c in range(0, ROW_W, 8):
+        prefetch(S, base + c)
+
+
 @nb.njit(cache=True, inline="always")
 def _seq_delta(a: int, b: int) -> int:
     d = (a - b) & 0xFFFFFFFF
@@ -99,7 +135,7 @@ def _u32(x: int) -> int:
     return x & 0xFFFFFFFF
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _add_hist(H: np.ndarray, HL: np.ndarray, s: int, code: int) -> None:
     n = HL[s]
     if n < HIST_MAX:
@@ -107,7 +143,7 @@ def _add_hist(H: np.ndarray, HL: np.ndarray, s: int, code: int) -> None:
         HL[s] = n + 1
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _check_hist(S: np.ndarray, H: np.ndarray, HL: np.ndarray, s: int, mask: int, code: int) -> bool:
     """Zeek's CheckHistory: add ``code`` the first time ``mask`` is seen; True if seen before."""
     if S[s, C_HSEEN] & mask:
@@ -117,7 +153,7 @@ def _check_hist(S: np.ndarray, H: np.ndarray, HL: np.ndarray, s: int, mask: int,
     return False
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _scaled(H: np.ndarray, HL: np.ndarray, S: np.ndarray, s: int, col: int, code: int) -> None:
     """Zeek's ScaledHistoryEntry: the letter again at the 1st, 10th, 100th, … occurrence."""
     S[s, col] += 1
@@ -129,7 +165,7 @@ def _scaled(H: np.ndarray, HL: np.ndarray, S: np.ndarray, s: int, col: int, code
         _add_hist(H, HL, s, code)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=_NRT)
 def _flip(S: np.ndarray, H: np.ndarray, HL: np.ndarray, s: int) -> None:
     """Swap originator and responder (Zeek's Connection::FlipRoles), adding '^' to the history."""
     for k in range(_FLIP_PAIRS.shape[0]):
@@ -165,7 +201,7 @@ def _st(S: np.ndarray, s: int, e: int) -> int:
     return S[s, C_OSTATE + e]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _set_state(S: np.ndarray, s: int, e: int, new: int, tcp_timeout: int) -> None:
     old = S[s, C_OSTATE + e]
     if new == old:
@@ -181,7 +217,7 @@ def _set_state(S: np.ndarray, s: int, e: int, new: int, tcp_timeout: int) -> Non
     S[s, C_OSTATE + e] = new
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _rel_seq(S: np.ndarray, s: int, e: int, cur: int, last: int, wraps: int) -> tuple[int, bool]:
     """Zeek's get_relative_seq: (relative sequence number, underflow)."""
     ep = C_EP + e * EP_W
@@ -198,7 +234,7 @@ def _rel_seq(S: np.ndarray, s: int, e: int, cur: int, last: int, wraps: int) -> 
     return (wraps << 32) + cur - S[s, ep + E_START], False
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _size(S: np.ndarray, s: int, e: int) -> int:
     """Zeek's TCP_Endpoint::Size: bytes of sequence space used, less SYN and FIN."""
     ep = C_EP + e * EP_W
@@ -225,7 +261,7 @@ def _is_clean(S: np.ndarray, s: int, e: int) -> bool:
     return st == ESTABLISHED or (st == CLOSED and S[s, C_OPREV + e] == ESTABLISHED)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _undelivered(S: np.ndarray, H: np.ndarray, HL: np.ndarray, s: int, e: int, upto: int) -> None:
     """Acked data never seen: Zeek's content gap ('G' history, missed_bytes) when both sides are clean.
 
@@ -256,7 +292,7 @@ def _undelivered(S: np.ndarray, H: np.ndarray, HL: np.ndarray, s: int, e: int, u
     S[s, ep + E_NEXT] = nxt
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _ack_received(S: np.ndarray, H: np.ndarray, HL: np.ndarray, s: int, e: int, seq: int) -> None:
     ep = C_EP + e * EP_W
     if S[s, ep + E_FINCNT] > 0 and seq >= S[s, ep + E_FINSEQ]:
@@ -266,7 +302,7 @@ def _ack_received(S: np.ndarray, H: np.ndarray, HL: np.ndarray, s: int, e: int, 
     _undelivered(S, H, HL, s, e, seq)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _data_sent(S: np.ndarray, s: int, e: int, seq: int, length: int) -> None:
     """In-order delivery bookkeeping: advance over contiguous data, remember data above a hole."""
     ep = C_EP + e * EP_W
@@ -289,7 +325,7 @@ def _data_sent(S: np.ndarray, s: int, e: int, seq: int, length: int) -> None:
         S[s, ep + E_AHI] = max(S[s, ep + E_AHI], upper)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _conn_closed(S: np.ndarray, s: int, e: int, close_delay: int, session_timer: int) -> None:
     """Zeek's ConnectionClosed: arm the delete or expire timer."""
     fl = FL_OCLOSE if e == 0 else FL_RCLOSE
@@ -308,7 +344,7 @@ def _conn_closed(S: np.ndarray, s: int, e: int, close_delay: int, session_timer:
         S[s, C_EXPIRE] = S[s, C_LAST] + session_timer
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _timers(S: np.ndarray, s: int, now: int, linger: int, session_timer: int) -> bool:
     """Run the connection's timers up to ``now``; True if one of them ends the connection."""
     while True:
@@ -373,7 +409,7 @@ def _deadline(S: np.ndarray, s: int) -> int:
     return best
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _emit(S: np.ndarray, H: np.ndarray, HL: np.ndarray, s: int, E: np.ndarray, EH: np.ndarray,
           EHL: np.ndarray, ESZ: np.ndarray, n_out: int) -> int:  # fmt: skip
     """Append slot ``s`` to the output: its connection columns (those below ``C_EP``), history
@@ -394,7 +430,113 @@ def _emit(S: np.ndarray, H: np.ndarray, HL: np.ndarray, s: int, E: np.ndarray, E
     return n_out + 1
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
+def _canon(i: int, proto: np.ndarray, sport: np.ndarray, dport: np.ndarray, pay_len: np.ndarray,
+           src_hi: np.ndarray, src_lo: np.ndarray, dst_hi: np.ndarray,
+           dst_lo: np.ndarray) -> tuple[bool, int, int, int, bool, int, int, int, int, int]:  # fmt: skip
+    """Row ``i``'s transport kind, ports (ICMP: type and the type it pairs with), whether it is
+    one-way ICMP, and its canonical key: the smaller (address, port) first, unless ICMP one-way.
+    False first if Zeek drops the row."""
+    pr = proto[i]
+    one_way = False
+    if pr == 6:
+        kind = K_TCP
+        sp = sport[i]
+        dp = dport[i]
+    elif pr == 17:
+        kind = K_UDP
+        sp = sport[i]
+        dp = dport[i]
+    elif pr == 1 or pr == 58:
+        kind = K_ICMP
+        if pay_len[i] + 4 < 8:  # shorter than ICMP_MINLEN: Zeek drops it
+            return False, kind, 0, 0, False, 0, 0, 0, 0, 0
+        t = sport[i]
+        sp = t
+        if pr == 1:
+            if t == 8:
+                dp = 0
+            elif t == 0:
+                dp = 8
+            elif t == 13:
+                dp = 14
+            elif t == 14:
+                dp = 13
+            elif t == 15:
+                dp = 16
+            elif t == 16:
+                dp = 15
+            elif t == 10:
+                dp = 9
+            elif t == 9:
+                dp = 10
+            elif t == 17:
+                dp = 18
+            elif t == 18:
+                dp = 17
+            else:
+                dp = dport[i]
+                one_way = True
+        else:
+            if t == 128:
+                dp = 129
+            elif t == 129:
+                dp = 128
+            elif t == 133:
+                dp = 134
+            elif t == 134:
+                dp = 133
+            elif t == 135:
+                dp = 136
+            elif t == 136:
+                dp = 135
+            elif t == 130:
+                dp = 131
+            elif t == 131:
+                dp = 130
+            elif t == 139:
+                dp = 140
+            elif t == 140:
+                dp = 139
+            elif t == 144:
+                dp = 145
+            elif t == 145:
+                dp = 144
+            elif t == 146:
+                dp = 147
+            elif t == 147:
+                dp = 146
+            else:
+                dp = dport[i]
+                one_way = True
+    else:
+        kind = K_OTHER
+        sp = 0
+        dp = 0
+    a_hi = np.int64(src_hi[i])
+    a_lo = np.int64(src_lo[i])
+    b_hi = np.int64(dst_hi[i])
+    b_lo = np.int64(dst_lo[i])
+    ow = kind == K_ICMP and one_way
+    swap = False
+    if not ow:
+        ua_hi = src_hi[i]
+        ua_lo = src_lo[i]
+        ub_hi = dst_hi[i]
+        ub_lo = dst_lo[i]
+        if ua_hi > ub_hi or (ua_hi == ub_hi and (ua_lo > ub_lo or (ua_lo == ub_lo and sp > dp))):
+            swap = True
+    if swap:
+        k0, k1, k2, k3 = b_hi, b_lo, a_hi, a_lo
+        k4 = (dp << 40) | (sp << 24) | (pr << 8) | (2 if ow else 0)
+    else:
+        k0, k1, k2, k3 = a_hi, a_lo, b_hi, b_lo
+        k4 = (sp << 40) | (dp << 24) | (pr << 8) | (2 if ow else 0)
+    k4 = np.int64(k4)
+    return True, kind, np.int64(sp), np.int64(dp), ow, k0, k1, k2, k3, k4
+
+
+@nb.njit(cache=True, _nrt=_NRT)
 def track(
     # decoded packet columns
     ts_ns: np.ndarray, rec_no: np.ndarray, status: np.ndarray, tunnel: np.ndarray,
@@ -412,6 +554,8 @@ def track(
     # settings (nanoseconds) and the server-port table
     server_ports: np.ndarray, tcp_to: int, udp_to: int, icmp_to: int, other_to: int,
     start_row: int, out_start: int,
+    # scratch: a row's key tag (at least as many as the rows)
+    tags: np.ndarray,
 ) -> tuple[int, int, int, int]:  # fmt: skip
     """Process rows from ``start_row``; returns (next row, free slots, next conn number, rows of
     the output buffer in use). Ended connections are appended after ``out_start``.
@@ -425,8 +569,28 @@ def track(
     n_out = out_start
     n = ts_ns.shape[0]
     cap_out = E.shape[0]
+    # Each row's key tag first (-1: no connection), so the loop can ask for the index entry and
+    # the state row of the packets a few rows ahead while it works on this one.
+    mask = idx.shape[0] - 1
+    for r in range(start_row, n):
+        tags[r] = -1
+        if status[r] != 0 or tunnel[r] == 1 or tunnel[r] == 2:
+            continue
+        ok, _, _, _, _, k0, k1, k2, k3, k4 = _canon(
+            r, proto, sport, dport, pay_len, src_hi, src_lo, dst_hi, dst_lo
+        )
+        if ok:
+            tags[r] = tag_of(key_hash(k0, k1, k2, k3, k4))
     i = start_row
     while i < n:
+        ahead = i + _AHEAD
+        if ahead < n and tags[ahead] >= 0:
+            prefetch(idx, tags[ahead] & mask)
+        ahead = i + _AHEAD // 2
+        if ahead < n and tags[ahead] >= 0:
+            v = idx[tags[ahead] & mask]
+            if v != -1 and (v >> 32) & 0xFFFFFFFF == tags[ahead]:
+                _prefetch_row(S, v & 0xFFFFFFFF)
         row_conn[i] = -1
         row_orig[i] = 0
         if status[i] != 0 or tunnel[i] == 1 or tunnel[i] == 2:
@@ -435,108 +599,19 @@ def track(
         if n_out + 2 > cap_out or n_free == 0:
             break
         now = ts_ns[i]
+        ok, kind, sp, dp, ow, k0, k1, k2, k3, k4 = _canon(
+            i, proto, sport, dport, pay_len, src_hi, src_lo, dst_hi, dst_lo
+        )
+        if not ok:
+            i += 1
+            continue
         pr = proto[i]
-        one_way = False
-        if pr == 6:
-            kind = K_TCP
-            sp = sport[i]
-            dp = dport[i]
-        elif pr == 17:
-            kind = K_UDP
-            sp = sport[i]
-            dp = dport[i]
-        elif pr == 1 or pr == 58:
-            kind = K_ICMP
-            if pay_len[i] + 4 < 8:  # shorter than ICMP_MINLEN: Zeek drops it
-                i += 1
-                continue
-            t = sport[i]
-            sp = t
-            if pr == 1:
-                if t == 8:
-                    dp = 0
-                elif t == 0:
-                    dp = 8
-                elif t == 13:
-                    dp = 14
-                elif t == 14:
-                    dp = 13
-                elif t == 15:
-                    dp = 16
-                elif t == 16:
-                    dp = 15
-                elif t == 10:
-                    dp = 9
-                elif t == 9:
-                    dp = 10
-                elif t == 17:
-                    dp = 18
-                elif t == 18:
-                    dp = 17
-                else:
-                    dp = dport[i]
-                    one_way = True
-            else:
-                if t == 128:
-                    dp = 129
-                elif t == 129:
-                    dp = 128
-                elif t == 133:
-                    dp = 134
-                elif t == 134:
-                    dp = 133
-                elif t == 135:
-                    dp = 136
-                elif t == 136:
-                    dp = 135
-                elif t == 130:
-                    dp = 131
-                elif t == 131:
-                    dp = 130
-                elif t == 139:
-                    dp = 140
-                elif t == 140:
-                    dp = 139
-                elif t == 144:
-                    dp = 145
-                elif t == 145:
-                    dp = 144
-                elif t == 146:
-                    dp = 147
-                elif t == 147:
-                    dp = 146
-                else:
-                    dp = dport[i]
-                    one_way = True
-        else:
-            kind = K_OTHER
-            sp = 0
-            dp = 0
-        # Canonical key: the smaller (address, port) first, unless ICMP one-way.
         a_hi = np.int64(src_hi[i])
         a_lo = np.int64(src_lo[i])
         b_hi = np.int64(dst_hi[i])
         b_lo = np.int64(dst_lo[i])
-        ow = kind == K_ICMP and one_way
-        swap = False
-        if not ow:
-            ua_hi = src_hi[i]
-            ua_lo = src_lo[i]
-            ub_hi = dst_hi[i]
-            ub_lo = dst_lo[i]
-            if ua_hi > ub_hi or (
-                ua_hi == ub_hi and (ua_lo > ub_lo or (ua_lo == ub_lo and sp > dp))
-            ):
-                swap = True
-        if swap:
-            k0, k1, k2, k3 = b_hi, b_lo, a_hi, a_lo
-            k4 = (dp << 40) | (sp << 24) | (pr << 8) | (2 if ow else 0)
-        else:
-            k0, k1, k2, k3 = a_hi, a_lo, b_hi, b_lo
-            k4 = (sp << 40) | (dp << 24) | (pr << 8) | (2 if ow else 0)
-        k4 = np.int64(k4)
 
-        tag = tag_of(key_hash(k0, k1, k2, k3, k4))
+        tag = tags[i]
         pos = find_tagged(idx, K, tag, k0, k1, k2, k3, k4)
         s = slot_at(idx, pos) if pos >= 0 else np.int64(-1)
         if s >= 0:
@@ -576,6 +651,8 @@ def track(
         if s < 0:
             n_free -= 1
             s = free[n_free]
+            if n_free > _AHEAD:
+                _prefetch_row(S, free[n_free - _AHEAD])
             for k in range(N_COLS):
                 S[s, k] = 0
             HL[s] = 0
@@ -684,7 +761,7 @@ def track(
     return i, n_free, next_no, n_out
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=_NRT)
 def _tcp_packet(S: np.ndarray, H: np.ndarray, HL: np.ndarray, s: int, e: int, now: int, fl: int,
                 base_seq: int, ack_seq: int, window: int, length: int, caplen: int, tcp_to: int,
                 attempt: int, close_delay: int, session_timer: int) -> int:  # fmt: skip
@@ -910,7 +987,7 @@ def _tcp_packet(S: np.ndarray, H: np.ndarray, HL: np.ndarray, s: int, e: int, no
     return e
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _hist_check_flag(S: np.ndarray, H: np.ndarray, HL: np.ndarray, s: int, e: int, mask: int,
                      code: int) -> bool:  # fmt: skip
     m = mask if e == 0 else mask << 16
@@ -918,7 +995,7 @@ def _hist_check_flag(S: np.ndarray, H: np.ndarray, HL: np.ndarray, s: int, e: in
     return _check_hist(S, H, HL, s, m, c)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _hist_check(S: np.ndarray, H: np.ndarray, HL: np.ndarray, s: int, e: int, mask: int,
                 code: int) -> int:  # fmt: skip
     """CheckHistory for 'A'/'D' and friends, with Zeek's "H then ack" flip; returns the new side."""
@@ -933,33 +1010,58 @@ def _hist_check(S: np.ndarray, H: np.ndarray, HL: np.ndarray, s: int, e: int, ma
     return e
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, _nrt=_NRT)
 def sweep(idx: np.ndarray, S: np.ndarray, H: np.ndarray, HL: np.ndarray, K: np.ndarray,
           NX: np.ndarray, free: np.ndarray, n_free: int, now: int, flush_all: bool, out_start: int,
-          E: np.ndarray, EH: np.ndarray, EHL: np.ndarray, ESZ: np.ndarray) -> tuple[int, int]:  # fmt: skip
+          E: np.ndarray, EH: np.ndarray, EHL: np.ndarray, ESZ: np.ndarray,
+          scratch: np.ndarray) -> tuple[int, int]:  # fmt: skip
     """End every connection whose timers fire by ``now`` (or all of them); returns (free, ended).
 
     ``NX`` holds each slot's earliest pending deadline (``NEVER`` for a free slot), so a sweep
     reads one contiguous array and visits only the slots with a timer due: running the timers of
-    every live slot each batch cost a third of tracking on captures of short flows.
+    every live slot each batch cost a third of tracking on captures of short flows. The due slots
+    are listed first so their rows can be asked for ahead of their turn, in the same slot order.
     """
     linger = 5 * NS
     session_timer = 6 * NS
     n_out = out_start
     cap = E.shape[0]
-    used = np.ones(S.shape[0], np.bool_)
     if flush_all:
+        used = scratch  # 1: the slot holds a connection
+        for s in range(S.shape[0]):
+            used[s] = 1
         for k in range(n_free):
-            used[free[k]] = False
-    for s in range(S.shape[0]):
-        if flush_all:
+            used[free[k]] = 0
+        for s in range(S.shape[0]):
             if not used[s]:
                 continue
-        elif NX[s] > now:
-            continue
+            if n_out >= cap:
+                break
+            n_out = _emit(S, H, HL, s, E, EH, EHL, ESZ, n_out)
+            remove_slot(idx, K, s)
+            NX[s] = NEVER
+            free[n_free] = s
+            n_free += 1
+        return n_free, n_out
+    # The due slots first (one read of NX), then their rows, each asked for a few slots ahead.
+    n_due = 0
+    due = scratch
+    for s in range(S.shape[0]):
+        if NX[s] <= now:
+            due[n_due] = s
+            n_due += 1
+    mask = idx.shape[0] - 1
+    for j in range(n_due):
+        if j + _AHEAD < n_due:
+            _prefetch_row(S, due[j + _AHEAD])
+        if j + _AHEAD // 2 < n_due:
+            a = due[j + _AHEAD // 2]
+            h = key_hash(K[a, 0], K[a, 1], K[a, 2], K[a, 3], K[a, 4])
+            prefetch(idx, tag_of(h) & mask)
+        s = due[j]
         if n_out >= cap:
             break
-        if flush_all or _timers(S, s, now, linger, session_timer):
+        if _timers(S, s, now, linger, session_timer):
             n_out = _emit(S, H, HL, s, E, EH, EHL, ESZ, n_out)
             remove_slot(idx, K, s)
             NX[s] = NEVER
