@@ -3,7 +3,8 @@
     python benchmarks/ingest_stages.py benchmarks/work/workload.pcap
 
 Wraps the pipeline's stage functions with a CPU timer (``time.process_time``) and runs
-``Ingest.capture`` into a scratch lake, under the garbage-collector policy ingest runs captures
+``Ingest.capture`` into a scratch lake, in a process prepared as ingest prepares its own (Arrow's
+pool, no pandas: ``flows.memory``) and under the garbage-collector policy ingest runs captures
 with (``flows.collector.rare_collection``). Where the time goes, not how fast ingest is: the
 wrappers cost a little, and a busy machine changes the totals, not much the proportions.
 ``analyze`` is the protocol analysers (and the UDP DNS conversations ``dns columns`` hands back
@@ -23,11 +24,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import mamori.flows.payload as PL
-import mamori.flows.pipeline as P
-from mamori.config import Settings
-from mamori.flows.collector import rare_collection
-from mamori.lake.writer import LakeWriter
+from mamori.flows.memory import prepare_ingest_process
+
+prepare_ingest_process()  # before pyarrow loads, as the ingest command prepares its process
+
+import mamori.flows.payload as PL  # noqa: E402
+import mamori.flows.pipeline as P  # noqa: E402
+from mamori.config import Settings  # noqa: E402
+from mamori.flows.collector import rare_collection  # noqa: E402
+from mamori.lake.writer import LakeWriter  # noqa: E402
 
 acc: collections.Counter[str] = collections.Counter()
 
