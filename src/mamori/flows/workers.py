@@ -16,7 +16,6 @@ import threading
 import warnings
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 
@@ -70,8 +69,10 @@ class LakeIngest:
         if n <= 1 or path.stat().st_size < self.settings.parallel_min_bytes:
             with rare_collection():
                 return Ingest(self.settings, self.writer, progress).capture(path)
-        # Each process holds its own batch: split the batch budget so memory stays as bounded.
-        settings = replace(self.settings, batch_bytes=max(1 << 20, self.settings.batch_bytes // n))
+        # Each process reads batches of the full size: halving them per worker cost ~1 CPU-s of
+        # per-batch overhead on the 5.3 M-packet workload for ~35 MB less peak (session 7), and
+        # the whole tree stays far under the 1 GiB bound on a capture of several GB.
+        settings = self.settings
         if self._pool is None:
             # spawn, not fork, in any other process than a prepared one (see ``_forked_pool``):
             # Polars' and Numba's threads do not survive a fork safely. The initializer is
