@@ -441,10 +441,37 @@ def ratios(results: list[Result]) -> dict[str, float]:
     return out
 
 
-def markdown(results: list[Result], rat: dict[str, float], info: dict[str, object]) -> str:
+def median_result(runs: list[Result]) -> Result:
+    """The round whose wall time is the median of a tool's successful rounds (the lower middle
+    of an even count), so its packets/s, memory and records stay one real run's, not a blend."""
+    ok = sorted((r for r in runs if r.status == "ok"), key=lambda r: r.wall_s)
+    return ok[(len(ok) - 1) // 2] if ok else runs[0]
+
+
+def ratio_spread(per_round: list[dict[str, float]]) -> dict[str, list[float]]:
+    """Each ratio's value in every round that had it, in round order."""
+    out: dict[str, list[float]] = {}
+    for rat in per_round:
+        for k, v in rat.items():
+            out.setdefault(k, []).append(v)
+    return out
+
+
+def markdown(
+    results: list[Result],
+    rat: dict[str, float],
+    info: dict[str, object],
+    spread: dict[str, list[float]] | None = None,
+) -> str:
+    rounds = int(info.get("rounds", 1))  # type: ignore[call-overload]
     lines = [
         f"Run {info['date']} on {info.get('cpu', '?')}, {info['cpus']} CPUs, "
         f"{info['memory_gib']} GiB (load at start {info['load_avg_at_start']}).",
+        *(
+            [f"{rounds} rounds, tools interleaved; each tool's median round (by wall time)."]
+            if rounds > 1
+            else []
+        ),
         "",
         "| tool | input | packets | wall s | packets/s | MB/s | peak RSS MB (largest process / tree) "
         "| records |",
@@ -462,7 +489,18 @@ def markdown(results: list[Result], rat: dict[str, float], info: dict[str, objec
             f"| {r.tool} | {r.input} | {r.packets:,} | {r.wall_s:.1f} | {r.packets_per_s:,.0f} "
             f"| {r.mb_per_s:.1f} | {r.peak_rss_mb:,.0f} / {r.tree_peak_rss_mb:,.0f} | {recs} |"
         )
-    if rat:
+    if rat and spread:
+        lines += [
+            "",
+            "| ratio (packets/s, same round) | median tools | median of rounds | rounds |",
+            "|---|---:|---:|---|",
+        ]
+        for k, v in rat.items():
+            vals = spread.get(k, [])
+            med = sorted(vals)[(len(vals) - 1) // 2] if vals else float("nan")
+            each = ", ".join(f"{x:.2f}" for x in vals)
+            lines.append(f"| {k} | {v:.2f}× | {med:.2f}× | {each} |")
+    elif rat:
         lines += ["", "| ratio (packets/s, same run) | value |", "|---|---:|"]
         lines += [f"| {k} | {v:.2f}× |" for k, v in rat.items()]
     return "\n".join(lines) + "\n"
@@ -519,6 +557,9 @@ def main() -> int:
     ap.add_argument("--smoke", action="store_true", help="each tool once on the 1 %% slice")
     ap.add_argument("--suffix", default="", help="results file name suffix, e.g. -big")
     ap.add_argument("--fallback", action="store_true", help="use the pipeline, not the CLI")
+    ap.add_argument(
+        "--repeat", type=int, default=1, help="rounds of every tool, interleaved (median reported)"
+    )
     args = ap.parse_args()
 
     sizes = manifest(args.work)
@@ -533,12 +574,32 @@ def main() -> int:
     scratch = args.work / "scratch"
     scratch.mkdir(parents=True, exist_ok=True)
 
-    results = [measure(t, args.work, sizes, scratch) for t in plan(args, cli)]
+    tools = plan(args, cli)
+    rounds: list[list[Result]] = []
+    for r in range(args.repeat):
+        if args.repeat > 1:
+            print(f"== round {r + 1} of {args.repeat} (load {os.getloadavg()[0]:.1f})", flush=True)
+        rounds.append([measure(t, args.work, sizes, scratch) for t in tools])
+    # One round: its results. Several: each tool's median round (by wall time), and every
+    # ratio's spread over the rounds, since one round of a noisy machine can land either side.
+    results = (
+        [median_result(list(col)) for col in zip(*rounds, strict=True)]
+        if len(rounds) > 1
+        else rounds[0]
+    )
     rat = ratios(results)
+    spread = ratio_spread([ratios(rr) for rr in rounds]) if len(rounds) > 1 else {}
+    info["rounds"] = args.repeat
     stem = args.results / f"ingest-{info['date'][:10]}{'-smoke' if args.smoke else ''}{args.suffix}"
-    doc = {"machine": info, "results": [asdict(r) for r in results], "ratios": rat}
+    doc = {
+        "machine": info,
+        "results": [asdict(r) for r in results],
+        "ratios": rat,
+        "ratio_rounds": spread,
+        "rounds": [[asdict(r) for r in rr] for rr in rounds] if len(rounds) > 1 else [],
+    }
     stem.with_suffix(".json").write_text(json.dumps(doc, indent=1) + "\n")
-    md = markdown(results, rat, info)
+    md = markdown(results, rat, info, spread)
     stem.with_suffix(".md").write_text(md)
     print()
     print(md)
