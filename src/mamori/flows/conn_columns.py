@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from mamori.flows import tracker as T
+from mamori.jitcache import depends_on
 
 _B62 = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", np.uint8)
 _HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
@@ -471,3 +472,8 @@ def tunnel_parents(seed: bytes, parents: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(
         pa.list_(pa.string()), n, [validity, pa.py_buffer(offsets)], children=[values]
     )
+
+
+# Helpers and constants of tracker compile into these kernels: a change there must
+# recompile them too (Numba's cache sees only this file).
+depends_on(__name__, "mamori.flows.tracker")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from mamori.jitcache import depends_on
 from mamori.sensors.pcap.decode import OK, PacketColumns
 from mamori.sensors.pcap.shardhash import endpoint_shard
 
@@ -63,3 +64,8 @@ def keep_shard(pk: PacketColumns, k: int, n: int) -> None:
     status = pk["status"]
     other = (shard_of(pk, n) != k) & (status == OK)
     status[other] = OTHER_SHARD
+
+
+# Helpers and constants of decode, shardhash compile into these kernels: a change there must
+# recompile them too (Numba's cache sees only this file).
+depends_on(__name__, "mamori.sensors.pcap.decode", "mamori.sensors.pcap.shardhash")

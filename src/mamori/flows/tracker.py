@@ -37,6 +37,7 @@ from mamori.flows.keyindex import (
     tag_of,
 )
 from mamori.flows.prefetch import prefetch
+from mamori.jitcache import depends_on
 
 # Endpoint states, numbered as Zeek numbers them.
 INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
@@ -1070,3 +1071,8 @@ def sweep(idx: np.ndarray, S: np.ndarray, H: np.ndarray, HL: np.ndarray, K: np.n
         else:
             NX[s] = _deadline(S, s)
     return n_free, n_out
+
+
+# Helpers and constants of keyindex, prefetch compile into these kernels: a change there must
+# recompile them too (Numba's cache sees only this file).
+depends_on(__name__, "mamori.flows.keyindex", "mamori.flows.prefetch")

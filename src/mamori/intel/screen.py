@@ -54,6 +54,7 @@ from mamori.intel.match import (
     _parse_v4,
     _view_start,
 )
+from mamori.jitcache import depends_on
 
 BLOCK_BITS = 26  # 2^26 blocks of 64 addresses: 8 MB of bits
 # Answers remembered per view (a direct-mapped table of 2^14 views, 512 kB: near the core). Equal
@@ -569,3 +570,8 @@ class UrlScreen:
             parts.append(np.flatnonzero(keep) + start)
             start += len(h.views)
         return _rows(parts)
+
+
+# Helpers and constants of match compile into these kernels: a change there must
+# recompile them too (Numba's cache sees only this file).
+depends_on(__name__, "mamori.intel.match")

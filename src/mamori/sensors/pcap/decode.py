@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
+from mamori.jitcache import depends_on
 from mamori.sensors.pcap.reader import RecordBatch
 from mamori.sensors.pcap.shardhash import endpoint_shard
 
@@ -610,3 +611,8 @@ def decode(batch: RecordBatch, shard: tuple[int, int] = (0, 1)) -> PacketColumns
         if rows < cap:
             return PacketColumns({k: v[:rows] for k, v in cols.items()})
         cap *= 2
+
+
+# Helpers and constants of shardhash compile into these kernels: a change there must
+# recompile them too (Numba's cache sees only this file).
+depends_on(__name__, "mamori.sensors.pcap.shardhash")
