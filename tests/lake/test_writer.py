@@ -61,6 +61,22 @@ def test_wrong_columns_are_rejected(tmp_path: Path) -> None:
         LakeWriter(tmp_path).write("conn", pa.table({"x": [1]}))
 
 
+def _days_of(days: list[int]) -> Counter[str]:
+    """The date partitions rows written ``days`` after 2026-01-01 belong in, with their counts."""
+    base = dt.date(2026, 1, 1)
+    return Counter(f"date={base + dt.timedelta(days=d)}" for d in days)
+
+
+def _rows_per_day(lake: Path) -> Counter[str]:
+    """Rows of the lake's conn table per date partition, read from the files' footers."""
+    return Counter(
+        {
+            p.name: sum(pq.read_metadata(f).num_rows for f in p.iterdir())
+            for p in (lake / "conn").iterdir()
+        }
+    )
+
+
 @given(st.lists(st.integers(-400, 400), min_size=1, max_size=30))
 @settings(max_examples=40)
 def test_every_row_lands_in_its_own_day(days: list[int]) -> None:
@@ -69,15 +85,7 @@ def test_every_row_lands_in_its_own_day(days: list[int]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         with LakeWriter(Path(tmp), flush_rows=7) as w:
             w.write("conn", _conn_rows(days))
-        base = dt.date(2026, 1, 1)
-        want = Counter(f"date={base + dt.timedelta(days=d)}" for d in days)
-        got = Counter(
-            {
-                p.name: sum(pq.read_metadata(f).num_rows for f in p.iterdir())
-                for p in (Path(tmp) / "conn").iterdir()
-            }
-        )
-        assert got == want
+        assert _rows_per_day(Path(tmp)) == _days_of(days)
         # Within a file, rows keep the order they were written in (uids are C0, C1, ...).
         for f in (Path(tmp) / "conn").rglob("*.parquet"):
             order = [int(u[1:]) for u in pq.read_table(f, columns=["uid"])["uid"].to_pylist()]
@@ -133,15 +141,7 @@ def test_more_days_than_open_files_keeps_every_row(days: list[int], max_open: in
                 for d in days:
                     w.write("conn", _conn_rows([d]))
             assert not list(Path(tmp).rglob("*" + PARTIAL))
-            base = dt.date(2026, 1, 1)
-            want = Counter(f"date={base + dt.timedelta(days=d)}" for d in days)
-            got = Counter(
-                {
-                    p.name: sum(pq.read_metadata(f).num_rows for f in p.iterdir())
-                    for p in (Path(tmp) / "conn").iterdir()
-                }
-            )
-            assert got == want
+            assert _rows_per_day(Path(tmp)) == _days_of(days)
     finally:
         writer_module.MAX_OPEN = old
 
