@@ -71,7 +71,8 @@ class Settings:
     udp_inactivity_timeout: float = 60.0
     icmp_inactivity_timeout: float = 60.0
     unknown_ip_inactivity_timeout: float = 60.0
-    # Bytes of capture read per batch: bounds memory whatever the capture's size.
+    # Bytes of capture read per batch, in each worker process: bounds memory whatever the
+    # capture's size.
     batch_bytes: int = 16 * 1024 * 1024
     # Processes that share a capture's connections (0: one per usable core). Each reads the whole
     # capture and tracks only its shard of the connections.

@@ -70,7 +70,7 @@ class LakeIngest:
             with rare_collection():
                 return Ingest(self.settings, self.writer, progress).capture(path)
         # Each process reads batches of the full size: halving them per worker cost ~1 CPU-s of
-        # per-batch overhead on the 5.3 M-packet workload for ~35 MB less peak (session 7), and
+        # per-batch overhead on the 5.05 M-packet workload for ~35 MB less peak (session 7), and
         # the whole tree stays far under the 1 GiB bound on a capture of several GB.
         settings = self.settings
         if self._pool is None:
