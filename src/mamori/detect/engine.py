@@ -76,9 +76,10 @@ def held_frames(
     Every detector over the conn table reads it: from the lake, each would decode its columns
     again (and :func:`mamori.detect.windows.at_least` or a sparse ``threshold`` twice), about a
     third of what detection cost on the ingest workload. Held, the table is decoded once and a
-    detector's plan starts from memory. Held a little narrower (:func:`held`); every detector
-    still sees the lake's schema. The price is memory: the workload's 3.37 M connections take
-    ~750 MB held (patrol's peak rose from ~0.9 to ~1.5 GB)."""
+    detector's plan starts from memory. Held a little narrower (:func:`held`), every column a
+    detector reads has the lake's type; the provenance columns, which no detector reads, are
+    left out. The price is memory: the workload's 3.37 M connections take ~750 MB held
+    (patrol's peak rose from ~0.9 to 1.6-1.7 GB)."""
     chosen = list(tables)
     frames = lake_frames(lake, chosen)
     keep = set(hold)
