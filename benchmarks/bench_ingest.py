@@ -30,6 +30,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from precompile import byte_compile_mamori
+
 try:  # comes with nfstream; without it the tree figure is left at 0
     import psutil
 except ImportError:  # pragma: no cover
@@ -563,6 +565,7 @@ def main() -> int:
     args = ap.parse_args()
 
     sizes = manifest(args.work)
+    byte_compile_mamori()  # as an installed package has it (precompile.py)
     cli = not args.fallback and mamori_cli_ready()
     info = machine()
     info["date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

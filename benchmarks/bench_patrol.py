@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from precompile import byte_compile_mamori
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -69,6 +71,7 @@ def main() -> None:
     # This interpreter's console script, as a venv runs it (not a version manager's shim).
     beside = Path(sys.executable).parent / "mamori"
     mamori = str(beside) if beside.is_file() else shutil.which("mamori") or "mamori"
+    byte_compile_mamori()  # as an installed package has it (precompile.py)
     scratch = Path(tempfile.mkdtemp(prefix="mamori-bench-patrol-"))
     env = {**os.environ, "XDG_DATA_HOME": str(scratch / "xdg")}
 
