@@ -75,7 +75,9 @@ def _uid_bytes(h0: np.uint64, numbers: np.ndarray, b62: np.ndarray) -> np.ndarra
 def uid_array(seed: bytes, numbers: np.ndarray) -> pa.Array:
     """Zeek-style uids for connection numbers, deterministic for a capture's seed."""
     n = numbers.shape[0]
-    data = _uid_bytes(uid_seed(seed), np.asarray(numbers, np.int64), _B62)
+    # Contiguous always: a strided column (conn's own numbers) and a gathered one (tunnel
+    # parents) would be two signatures, two cache loads per process.
+    data = _uid_bytes(uid_seed(seed), np.ascontiguousarray(numbers, np.int64), _B62)
     offsets = np.arange(0, (n + 1) * UID_LEN, UID_LEN, dtype=np.int32)
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
 
@@ -339,7 +341,7 @@ def _names(codes: np.ndarray, names: tuple[str, ...]) -> pa.Array:
     offs = np.zeros(len(raw) + 1, np.int64)
     np.cumsum([len(b) for b in raw], out=offs[1:])
     data = np.frombuffer(b"".join(raw) or b"\0", np.uint8)
-    offsets, out = _pick(codes, data, offs)
+    offsets, out = _pick(np.ascontiguousarray(codes, np.int64), data, offs)  # one signature
     return _strings(codes.shape[0], offsets, out)
 
 

@@ -183,7 +183,7 @@ class FragmentReassembler:
             extra = {name: np.empty(cap, dtype) for name, dtype in COLUMNS.items()}
             rows = decode_batch(
                 new_buf, starts + base, lens.astype(np.int32), np.full(n, LINK_RAW, np.int32),
-                *(extra[name] for name in COLUMNS),
+                *(extra[name] for name in COLUMNS), 0, 1,  # decode's own signature: one cache load
             )  # fmt: skip
             if rows < cap:
                 break
