@@ -83,8 +83,24 @@ def _columns(
     return counts, buf, offs, lens, ts_ns, is_orig
 
 
+# Per dns_names function, its names of the codes 0..len-1 (grown as larger codes are met).
+_NAME_TABLES: dict[object, pa.Array] = {}
+# Codes up to this get a cached table; a larger one (rare: odd qtypes) is named per batch.
+_TABLE_TOP = 4096
+
+
 def _names(codes: np.ndarray, valid: np.ndarray, name: object) -> pa.Array:
     """A name column from codes through one of dns_names' functions, once per distinct code."""
+    if codes.size and codes.min() >= 0 and codes.max() < _TABLE_TOP:
+        # The common case: the names of every code up to the largest one met so far, made once
+        # per process; null indices make the invalid rows null in the same take.
+        top = int(codes.max())
+        table = _NAME_TABLES.get(name)
+        if table is None or len(table) <= top:
+            size = max(top + 1, 256)
+            table = pa.array([name(c) for c in range(size)], pa.string())  # type: ignore[operator]
+            _NAME_TABLES[name] = table
+        return table.take(pa.array(codes.astype(np.int32), mask=~valid))
     # Codes are 16-bit fields: a lookup table finds the distinct ones without np.unique's sort,
     # and null indices make the invalid rows null in the same take.
     if codes.size and codes.min() >= 0 and codes.max() <= 0xFFFF:
@@ -109,6 +125,12 @@ def _strings(text: np.ndarray, at: np.ndarray, size: np.ndarray, valid: np.ndarr
     return pa.StringArray.from_buffers(
         at.shape[0], pa.py_buffer(offsets), pa.py_buffer(data), validity, nulls
     )
+
+
+def _netbios_shown(value: str) -> str:
+    """A NetBIOS query's name as logged: decoded (and escaped) when it is the 32-letter form."""
+    decoded = _netbios_name(value.encode("ascii"))
+    return dns_wire.escape(decoded) if decoded else value
 
 
 def analyze(batch: Batch) -> tuple[pa.Table | None, np.ndarray, np.ndarray]:
@@ -150,8 +172,9 @@ def analyze(batch: Batch) -> tuple[pa.Table | None, np.ndarray, np.ndarray]:
     q_a = first[conv_a] + 2 * k
     r_a = np.where(q_a + 1 < first[conv_a] + counts[conv_a], q_a + 1, -1)
     # Conversations of queries only or replies only: a row per message.
-    single = msg_conv[np.isin(kind[msg_conv], (K.QUERIES, K.REPLIES))]
-    each = np.nonzero(np.isin(kind[msg_conv], (K.QUERIES, K.REPLIES)))[0]
+    msg_kind = kind[msg_conv]
+    each = np.nonzero((msg_kind == K.QUERIES) | (msg_kind == K.REPLIES))[0]
+    single = msg_conv[each]
     asks = kind[single] == K.QUERIES
     rows = np.concatenate([conv_a, single])
     qmsg = np.concatenate([q_a, np.where(asks, each, -1)])
@@ -196,18 +219,12 @@ def analyze(batch: Batch) -> tuple[pa.Table | None, np.ndarray, np.ndarray]:
     query = _strings(text, q_at, q_len, asked | replied)
     netbios = asked & (rp[rows] == 137)
     if netbios.any():  # NetBIOS queries log the decoded name (Zeek's decode_netbios_name)
-        values = query.to_pylist()
         # A few names repeat over thousands of queries (7 distinct in 9.5 k on the workload):
-        # each is decoded once.
-        shown: dict[str, str] = {}
-        for r in np.nonzero(netbios)[0].tolist():
-            value = values[r]
-            name = shown.get(value)
-            if name is None:
-                decoded = _netbios_name(value.encode("ascii"))
-                name = shown[value] = dns_wire.escape(decoded) if decoded else value
-            values[r] = name
-        query = pa.array(values, pa.string())
+        # each distinct one is decoded once, and the rows take theirs.
+        mask = pa.array(netbios)
+        coded = query.filter(mask).dictionary_encode()
+        shown = [_netbios_shown(v) for v in coded.dictionary.to_pylist()]
+        query = pc.replace_with_mask(query, mask, pa.array(shown, pa.string()).take(coded.indices))
 
     ka = np.nonzero(kept)[0]
     values = _strings(text, answers[ka, 5], answers[ka, 6], np.ones(ka.shape[0], np.bool_))
@@ -243,9 +260,7 @@ def analyze(batch: Batch) -> tuple[pa.Table | None, np.ndarray, np.ndarray]:
         "orig_p": pa.array(op[rows], pa.uint16()),
         "resp_h": pick(batch.resp_h),
         "resp_p": pa.array(rp[rows], pa.uint16()),
-        "proto": pa.DictionaryArray.from_arrays(
-            np.zeros(rows.shape[0], np.int8), pa.array(["udp"])
-        ).cast(pa.string()),
+        "proto": pa.repeat(pa.scalar("udp", pa.string()), rows.shape[0]),
         "trans_id": pa.array(header[np.where(has_q, qi, ri), 0], pa.uint16()),
         "rtt": masked(rtt, rtt_valid, pa.float64()),
         "query": query,
