@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from mamori.flows import dns_batch
 from mamori.flows import dns_kernel as K
 from mamori.flows.analyzers.dns import DnsAnalyzer
+from mamori.flows.analyzers.dns_names import qclass_name, qtype_name, rcode_name
 from mamori.flows.conversation import Conversation, Segment
 from mamori.flows.pipeline import _to_table
 
@@ -267,3 +268,22 @@ def test_a_failing_column_path_hands_every_conversation_to_the_analyser(monkeypa
     assert table is None and rows.size == 0 and not services
     assert [(no, service, conv.uid) for no, service, conv in jobs] == [(3, "dns", "C3")]
     assert pipeline.analyze_jobs(jobs)[1]["dns"][0]["query"] == "example.org"
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.tuples(st.integers(0, 0xFFFF) | st.integers(0, 300), st.booleans())),
+        min_size=1,
+        max_size=4,
+    ),
+    st.sampled_from([qclass_name, qtype_name, rcode_name]),
+)
+def test_name_columns_name_each_code(batches, name) -> None:
+    """Name columns (cached per-code tables, grown as larger codes come) hold name(code) on every
+    valid row and null elsewhere, whichever codes earlier batches brought."""
+    for rows in batches:
+        codes = np.array([c for c, _v in rows], np.int64)
+        valid = np.array([v for _c, v in rows], np.bool_)
+        got = dns_batch._names(codes, valid, name).to_pylist()
+        assert got == [name(c) if v else None for c, v in rows]
