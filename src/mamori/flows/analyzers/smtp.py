@@ -106,7 +106,7 @@ class _State:
     def emit(self) -> None:
         """Write the current transaction if the client did anything, then start a fresh one."""
         if self.log is not None and self.active:
-            row = {name: self.log.get(name) for name in _NAMES}
+            row = dict(zip(_NAMES, map(self.log.get, _NAMES), strict=True))
             for key in ("rcptto", "to", "cc"):
                 if row[key] is not None:
                     row[key] = list(dict.fromkeys(row[key]))  # type: ignore[call-overload]

@@ -320,7 +320,8 @@ def _packets(st: _State, is_orig: bool) -> int:
 def _finish(st: _State) -> dict[str, object] | None:
     if st.info is None:
         return None
-    return {name: st.info.get(name) for name in _NAMES}
+    # the schema's order, None where unset
+    return dict(zip(_NAMES, map(st.info.get, _NAMES), strict=True))
 
 
 class SSHAnalyzer:
@@ -358,6 +359,9 @@ class SSHAnalyzer:
                     if st.decided or st.ssh1:
                         if st.phase[not o] == "encrypted":
                             break  # both sides encrypted and the guess made: nothing more to learn
+                        continue
+                    if o:  # _encrypted's whole step for the client's side, without the call
+                        st.saw_client_encrypted = True
                         continue
                     _encrypted(st, len(data), o)
                     continue
