@@ -127,10 +127,40 @@ def _strings(text: np.ndarray, at: np.ndarray, size: np.ndarray, valid: np.ndarr
     )
 
 
-def _netbios_shown(value: str) -> str:
-    """A NetBIOS query's name as logged: decoded (and escaped) when it is the 32-letter form."""
-    decoded = _netbios_name(value.encode("ascii"))
-    return dns_wire.escape(decoded) if decoded else value
+def _netbios_names(
+    text: np.ndarray, q_at: np.ndarray, q_len: np.ndarray, netbios: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The query pieces of NetBIOS rows pointed at their decoded names (Zeek's
+    decode_netbios_name), which are appended to the text: (q_at, q_len, text).
+
+    Only a 32-byte name can decode (anything else is logged as it is). A few names repeat over
+    thousands of queries (7 distinct in 9.5 k on the workload): each distinct one is decoded once.
+    """
+    rows = np.nonzero(netbios & (q_len == 32))[0]
+    if rows.size == 0:
+        return q_at, q_len, text
+    flat = text[q_at[rows, None] + np.arange(32)].tobytes()
+    extra = bytearray()
+    placed: dict[bytes, tuple[int, int]] = {}  # name -> (at, length) of its decoding, or (-1, 0)
+    got_r: list[tuple[int, int]] = []
+    for k in range(rows.shape[0]):
+        name = flat[32 * k : 32 * k + 32]
+        got = placed.get(name)
+        if got is None:
+            got = (-1, 0)
+            decoded = _netbios_name(name)
+            if decoded:  # else the name is logged as it is
+                shown = dns_wire.escape(decoded).encode()
+                got = (text.shape[0] + len(extra), len(shown))
+                extra += shown
+            placed[name] = got
+        got_r.append(got)
+    at_r, len_r = np.array(got_r, np.int64).reshape(-1, 2).T
+    new = at_r >= 0
+    q_at, q_len = q_at.copy(), q_len.copy()
+    q_at[rows[new]] = at_r[new]
+    q_len[rows[new]] = len_r[new]
+    return q_at, q_len, np.concatenate([text, np.frombuffer(bytes(extra), np.uint8)])
 
 
 def analyze(batch: Batch) -> tuple[pa.Table | None, np.ndarray, np.ndarray]:
@@ -216,15 +246,10 @@ def analyze(batch: Batch) -> tuple[pa.Table | None, np.ndarray, np.ndarray]:
     fr = first_reply
     q_at = np.where(asked, question[qi, 0], answers[fr, 1] if answers.shape[0] else 0)
     q_len = np.where(asked, question[qi, 1], answers[fr, 2] if answers.shape[0] else 0)
-    query = _strings(text, q_at, q_len, asked | replied)
     netbios = asked & (rp[rows] == 137)
-    if netbios.any():  # NetBIOS queries log the decoded name (Zeek's decode_netbios_name)
-        # A few names repeat over thousands of queries (7 distinct in 9.5 k on the workload):
-        # each distinct one is decoded once, and the rows take theirs.
-        mask = pa.array(netbios)
-        coded = query.filter(mask).dictionary_encode()
-        shown = [_netbios_shown(v) for v in coded.dictionary.to_pylist()]
-        query = pc.replace_with_mask(query, mask, pa.array(shown, pa.string()).take(coded.indices))
+    if netbios.any():  # NetBIOS queries log the decoded name
+        q_at, q_len, text = _netbios_names(text, q_at, q_len, netbios)
+    query = _strings(text, q_at, q_len, asked | replied)
 
     ka = np.nonzero(kept)[0]
     values = _strings(text, answers[ka, 5], answers[ka, 6], np.ones(ka.shape[0], np.bool_))
