@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import struct
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import ClassVar
@@ -25,6 +26,7 @@ from mamori.schema.ssh import SCHEMA
 _KEXINIT, _NEWKEYS = 20, 21
 _COMPRESSION_HIDES_AUTH = {"zlib", "zlib@openssh.com"}
 _MAX_PACKET = 1 << 20
+_LENGTH = struct.Struct(">I")  # a binary packet's length field
 _NAMES = tuple(SCHEMA.names)
 
 
@@ -291,7 +293,7 @@ def _packets(st: _State, is_orig: bool) -> int:
     """Parse cleartext binary packets; returns how many buffered bytes are already encrypted."""
     buf = st.buf[is_orig]
     while st.phase[is_orig] == "kex" and len(buf) >= 5:
-        plen = int.from_bytes(buf[:4], "big")
+        plen = _LENGTH.unpack_from(buf)[0]  # read in place, no slice
         if plen > _MAX_PACKET:
             raise ValueError("packet too long")
         if st.ssh1:
@@ -306,7 +308,8 @@ def _packets(st: _State, is_orig: bool) -> int:
         if len(buf) < 4 + plen:
             return 0
         pad = buf[4]
-        payload = bytes(buf[5 : 4 + plen - pad]) if plen > pad + 1 else b""
+        # One copy out of the buffer (the view is gone before the buffer shrinks below).
+        payload = bytes(memoryview(buf)[5 : 4 + plen - pad]) if plen > pad + 1 else b""
         del buf[: 4 + plen]
         if payload:
             _ssh2_packet(st, is_orig, payload)
