@@ -238,7 +238,10 @@ def _messages(conv: Conversation) -> list[tuple[float, bool, bytes]]:
     return out
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_multicast(addr: str) -> bool:
+    """Remembered per address: the same few resolvers and multicast groups answer again and
+    again."""
     try:
         return ipaddress.ip_address(addr).is_multicast
     except ValueError:
