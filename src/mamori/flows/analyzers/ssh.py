@@ -24,6 +24,9 @@ from mamori.flows.conversation import Conversation, segment_rows
 from mamori.schema.ssh import SCHEMA
 
 _KEXINIT, _NEWKEYS = 20, 21
+# The message types whose payload _ssh2_packet reads (KEXINIT, NEWKEYS, the server's KEX replies);
+# any other only opens the session, so its payload is never copied out of the buffer.
+_READ = frozenset((_KEXINIT, _NEWKEYS, 31, 33))
 _COMPRESSION_HIDES_AUTH = {"zlib", "zlib@openssh.com"}
 _MAX_PACKET = 1 << 20
 _LENGTH = struct.Struct(">I")  # a binary packet's length field
@@ -308,11 +311,16 @@ def _packets(st: _State, is_orig: bool) -> int:
         if len(buf) < 4 + plen:
             return 0
         pad = buf[4]
-        # One copy out of the buffer (the view is gone before the buffer shrinks below).
-        payload = bytes(memoryview(buf)[5 : 4 + plen - pad]) if plen > pad + 1 else b""
-        del buf[: 4 + plen]
-        if payload:
+        if plen <= pad + 1:  # no payload
+            del buf[: 4 + plen]
+        elif buf[5] in _READ:
+            # One copy out of the buffer (the view is gone before the buffer shrinks below).
+            payload = bytes(memoryview(buf)[5 : 4 + plen - pad])
+            del buf[: 4 + plen]
             _ssh2_packet(st, is_orig, payload)
+        else:
+            del buf[: 4 + plen]
+            st.session()  # all _ssh2_packet does with such a message
     if st.phase[is_orig] == "encrypted":
         n = len(buf)
         buf.clear()
