@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from mamori.flows import dns_batch
 from mamori.flows import dns_kernel as K
 from mamori.flows.analyzers.dns import DnsAnalyzer
+from mamori.flows.analyzers.dns_names import qclass_name, qtype_name, rcode_name
 from mamori.flows.conversation import Conversation, Segment
 from mamori.flows.pipeline import _to_table
 
@@ -139,6 +140,45 @@ def _reference(conv: Conversation) -> tuple[bool, list[dict[str, object]]]:
 @settings(max_examples=150, deadline=None)
 @given(st.lists(conversations(), min_size=1, max_size=6))
 def test_columns_equal_the_python_analyser(convs) -> None:
+    _check_against_the_python_analyser(convs)
+
+
+# NetBIOS names as queries carry them: one label, mostly the 32-letter first-level encoding of
+# a few names (valid letters A-P in either case), sometimes not quite one.
+NETBIOS_NAMES = st.sampled_from(
+    [
+        b"FHEPFCELEHFCEPFFFACACACACACACAAA",
+        b"CKAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        b"fhepfcelehfcepffacacacacacacacab",
+        b"ABACFPFPENFDECFCEPFHFDEFFPFPACAB",
+        b"EBEBEBEBEBEBEBEBEBEBEBEBEBEBEBAB",
+    ]
+) | st.text(alphabet="ABCDEFGHIJKLMNOPabcpQZ", min_size=30, max_size=33).map(str.encode)
+
+
+@st.composite
+def netbios_lookups(draw: st.DrawFn) -> tuple[int, int, list[tuple[int, bool, int, bytes]]]:
+    ts = 1_700_000_000_000_000_000
+    parts = []
+    for k in range(draw(st.integers(1, 4))):
+        ts += draw(st.sampled_from([1, 1000, 10**9]))
+        tid, reply = draw(st.integers(1, 3)), k % 2 == 1
+        msg = struct.pack(">6H", tid, 0x8500 if reply else 0x0110, 1, 0, 0, 0)
+        msg += _name([draw(NETBIOS_NAMES)]) + struct.pack(">HH", draw(st.sampled_from([32, 33])), 1)
+        parts.append((ts, not reply, 0, msg))
+    return draw(st.sampled_from([137, 4000])), 137, parts
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(netbios_lookups(), min_size=1, max_size=6))
+def test_netbios_names_in_columns_equal_the_python_analyser(convs) -> None:
+    """NetBIOS queries log their decoded names (each distinct one decoded once per batch)."""
+    _check_against_the_python_analyser(convs)
+
+
+def _check_against_the_python_analyser(convs) -> None:
+    """The column path's rows and confirmation equal the Python analyser's for every
+    conversation it keeps."""
     batch = dns_batch.Batch([], [], [], [], [], [], [], [])
     expected = []
     for k, (op, rp, parts) in enumerate(convs):
@@ -267,3 +307,22 @@ def test_a_failing_column_path_hands_every_conversation_to_the_analyser(monkeypa
     assert table is None and rows.size == 0 and not services
     assert [(no, service, conv.uid) for no, service, conv in jobs] == [(3, "dns", "C3")]
     assert pipeline.analyze_jobs(jobs)[1]["dns"][0]["query"] == "example.org"
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.tuples(st.integers(0, 0xFFFF) | st.integers(0, 300), st.booleans())),
+        min_size=1,
+        max_size=4,
+    ),
+    st.sampled_from([qclass_name, qtype_name, rcode_name]),
+)
+def test_name_columns_name_each_code(batches, name) -> None:
+    """Name columns (cached per-code tables, grown as larger codes come) hold name(code) on every
+    valid row and null elsewhere, whichever codes earlier batches brought."""
+    for rows in batches:
+        codes = np.array([c for c, _v in rows], np.int64)
+        valid = np.array([v for _c, v in rows], np.bool_)
+        got = dns_batch._names(codes, valid, name).to_pylist()
+        assert got == [name(c) if v else None for c, v in rows]

@@ -83,8 +83,24 @@ def _columns(
     return counts, buf, offs, lens, ts_ns, is_orig
 
 
+# Per dns_names function, its names of the codes 0..len-1 (grown as larger codes are met).
+_NAME_TABLES: dict[object, pa.Array] = {}
+# Codes up to this get a cached table; a larger one (rare: odd qtypes) is named per batch.
+_TABLE_TOP = 4096
+
+
 def _names(codes: np.ndarray, valid: np.ndarray, name: object) -> pa.Array:
     """A name column from codes through one of dns_names' functions, once per distinct code."""
+    if codes.size and codes.min() >= 0 and codes.max() < _TABLE_TOP:
+        # The common case: the names of every code up to the largest one met so far, made once
+        # per process; null indices make the invalid rows null in the same take.
+        top = int(codes.max())
+        table = _NAME_TABLES.get(name)
+        if table is None or len(table) <= top:
+            size = max(top + 1, 256)
+            table = pa.array([name(c) for c in range(size)], pa.string())  # type: ignore[operator]
+            _NAME_TABLES[name] = table
+        return table.take(pa.array(codes.astype(np.int32), mask=~valid))
     # Codes are 16-bit fields: a lookup table finds the distinct ones without np.unique's sort,
     # and null indices make the invalid rows null in the same take.
     if codes.size and codes.min() >= 0 and codes.max() <= 0xFFFF:
@@ -109,6 +125,42 @@ def _strings(text: np.ndarray, at: np.ndarray, size: np.ndarray, valid: np.ndarr
     return pa.StringArray.from_buffers(
         at.shape[0], pa.py_buffer(offsets), pa.py_buffer(data), validity, nulls
     )
+
+
+def _netbios_names(
+    text: np.ndarray, q_at: np.ndarray, q_len: np.ndarray, netbios: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The query pieces of NetBIOS rows pointed at their decoded names (Zeek's
+    decode_netbios_name), which are appended to the text: (q_at, q_len, text).
+
+    Only a 32-byte name can decode (anything else is logged as it is). A few names repeat over
+    thousands of queries (7 distinct in 9.5 k on the workload): each distinct one is decoded once.
+    """
+    rows = np.nonzero(netbios & (q_len == 32))[0]
+    if rows.size == 0:
+        return q_at, q_len, text
+    flat = text[q_at[rows, None] + np.arange(32)].tobytes()
+    extra = bytearray()
+    placed: dict[bytes, tuple[int, int]] = {}  # name -> (at, length) of its decoding, or (-1, 0)
+    got_r: list[tuple[int, int]] = []
+    for k in range(rows.shape[0]):
+        name = flat[32 * k : 32 * k + 32]
+        got = placed.get(name)
+        if got is None:
+            got = (-1, 0)
+            decoded = _netbios_name(name)
+            if decoded:  # else the name is logged as it is
+                shown = dns_wire.escape(decoded).encode()
+                got = (text.shape[0] + len(extra), len(shown))
+                extra += shown
+            placed[name] = got
+        got_r.append(got)
+    at_r, len_r = np.array(got_r, np.int64).reshape(-1, 2).T
+    new = at_r >= 0
+    q_at, q_len = q_at.copy(), q_len.copy()
+    q_at[rows[new]] = at_r[new]
+    q_len[rows[new]] = len_r[new]
+    return q_at, q_len, np.concatenate([text, np.frombuffer(bytes(extra), np.uint8)])
 
 
 def analyze(batch: Batch) -> tuple[pa.Table | None, np.ndarray, np.ndarray]:
@@ -150,8 +202,9 @@ def analyze(batch: Batch) -> tuple[pa.Table | None, np.ndarray, np.ndarray]:
     q_a = first[conv_a] + 2 * k
     r_a = np.where(q_a + 1 < first[conv_a] + counts[conv_a], q_a + 1, -1)
     # Conversations of queries only or replies only: a row per message.
-    single = msg_conv[np.isin(kind[msg_conv], (K.QUERIES, K.REPLIES))]
-    each = np.nonzero(np.isin(kind[msg_conv], (K.QUERIES, K.REPLIES)))[0]
+    msg_kind = kind[msg_conv]
+    each = np.nonzero((msg_kind == K.QUERIES) | (msg_kind == K.REPLIES))[0]
+    single = msg_conv[each]
     asks = kind[single] == K.QUERIES
     rows = np.concatenate([conv_a, single])
     qmsg = np.concatenate([q_a, np.where(asks, each, -1)])
@@ -193,21 +246,10 @@ def analyze(batch: Batch) -> tuple[pa.Table | None, np.ndarray, np.ndarray]:
     fr = first_reply
     q_at = np.where(asked, question[qi, 0], answers[fr, 1] if answers.shape[0] else 0)
     q_len = np.where(asked, question[qi, 1], answers[fr, 2] if answers.shape[0] else 0)
-    query = _strings(text, q_at, q_len, asked | replied)
     netbios = asked & (rp[rows] == 137)
-    if netbios.any():  # NetBIOS queries log the decoded name (Zeek's decode_netbios_name)
-        values = query.to_pylist()
-        # A few names repeat over thousands of queries (7 distinct in 9.5 k on the workload):
-        # each is decoded once.
-        shown: dict[str, str] = {}
-        for r in np.nonzero(netbios)[0].tolist():
-            value = values[r]
-            name = shown.get(value)
-            if name is None:
-                decoded = _netbios_name(value.encode("ascii"))
-                name = shown[value] = dns_wire.escape(decoded) if decoded else value
-            values[r] = name
-        query = pa.array(values, pa.string())
+    if netbios.any():  # NetBIOS queries log the decoded name
+        q_at, q_len, text = _netbios_names(text, q_at, q_len, netbios)
+    query = _strings(text, q_at, q_len, asked | replied)
 
     ka = np.nonzero(kept)[0]
     values = _strings(text, answers[ka, 5], answers[ka, 6], np.ones(ka.shape[0], np.bool_))
@@ -233,35 +275,39 @@ def analyze(batch: Batch) -> tuple[pa.Table | None, np.ndarray, np.ndarray]:
         """A conversation column per row: converted once per conversation, then taken."""
         return pa.array(values, pa.string()).take(take)
 
-    def masked(values: np.ndarray, valid: np.ndarray, kind: pa.DataType) -> pa.Array:
-        return pa.array(values, kind, mask=~valid)
+    def masked(values: np.ndarray, valid: np.ndarray) -> pa.Array:
+        """Nulls where not ``valid``; the values already have the column's NumPy type."""
+        return pa.array(values, mask=~valid)
 
+    # The 16-bit columns (ports, header fields) hold values read as 16 bits, so NumPy's cast is
+    # exact, and many times cheaper than Arrow's checked one from int64.
+
+    qtype_names = _names(qtype, asked, qtype_name)
+    nbstat = netbios & (qtype == 33)  # NetBIOS node status queries
     cols = {
-        "ts": pa.array(micros, pa.int64()).cast(SCHEMA.field("ts").type),
+        "ts": pa.array(micros, SCHEMA.field("ts").type),
         "uid": pick(batch.uid),
         "orig_h": pick(batch.orig_h),
-        "orig_p": pa.array(op[rows], pa.uint16()),
+        "orig_p": pa.array(op[rows].astype(np.uint16)),
         "resp_h": pick(batch.resp_h),
-        "resp_p": pa.array(rp[rows], pa.uint16()),
-        "proto": pa.DictionaryArray.from_arrays(
-            np.zeros(rows.shape[0], np.int8), pa.array(["udp"])
-        ).cast(pa.string()),
-        "trans_id": pa.array(header[np.where(has_q, qi, ri), 0], pa.uint16()),
-        "rtt": masked(rtt, rtt_valid, pa.float64()),
+        "resp_p": pa.array(rp[rows].astype(np.uint16)),
+        "proto": pa.repeat(pa.scalar("udp", pa.string()), rows.shape[0]),
+        "trans_id": pa.array(header[np.where(has_q, qi, ri), 0].astype(np.uint16)),
+        "rtt": masked(rtt, rtt_valid),  # float64, as ts
         "query": query,
-        "qclass": masked(qclass, asked, pa.uint16()),
+        "qclass": masked(qclass.astype(np.uint16), asked),
         "qclass_name": _names(qclass, asked, qclass_name),
-        "qtype": masked(qtype, asked, pa.uint16()),
-        "qtype_name": pc.if_else(
-            pa.array(netbios & (qtype == 33)), "NBSTAT", _names(qtype, asked, qtype_name)
-        ),
-        "rcode": masked(rcode, has_r, pa.uint16()),
+        "qtype": masked(qtype.astype(np.uint16), asked),
+        "qtype_name": pc.if_else(pa.array(nbstat), "NBSTAT", qtype_names)
+        if nbstat.any()
+        else qtype_names,
+        "rcode": masked(rcode.astype(np.uint16), has_r),
         "rcode_name": _names(rcode, has_r, rcode_name),
         "AA": pa.array(replied & ((flags_r & 0x0400) != 0)),
         "TC": pa.array(asked & ((flags_q & 0x0200) != 0)),
         "RD": pa.array(asked & ((flags_q & 0x0100) != 0)),
         "RA": pa.array(replied & ((flags_r & 0x0080) != 0)),
-        "Z": pa.array(np.where(asked, (flags_q >> 4) & 0x7, 0), pa.uint8()),
+        "Z": pa.array(np.where(asked, (flags_q >> 4) & 0x7, 0).astype(np.uint8)),
         "answers": ans,
         "TTLs": ttls,
         "rejected": pa.array(rejected),

@@ -44,7 +44,7 @@ def _room(text: np.ndarray, used: int, need: int) -> np.ndarray:
     return grown
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _name(
     buf: np.ndarray,
     base: int,

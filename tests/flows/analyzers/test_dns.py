@@ -348,3 +348,19 @@ def compare(
 def test_conformance_with_zeek_dns_log(data_dir: Path) -> None:
     share = compare(data_dir, "dns", "trans_id", FIELDS, EXCLUDED)
     assert share >= 0.98
+
+
+_NETBIOS_LETTERS = st.text(alphabet="ABCDEFGHIJKLMNOPabcdop", min_size=32, max_size=32)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=40) | _NETBIOS_LETTERS.map(str.encode), max_size=6))
+def test_netbios_names_are_decoded_the_same_when_remembered(names: list[bytes]) -> None:
+    """The remembered NetBIOS decoding gives what decoding afresh gives, repeats included, for
+    bytes and bytearrays alike."""
+    from mamori.flows.analyzers.dns import _decode_netbios, _netbios_name
+
+    for name in names + names:
+        fresh = _decode_netbios.__wrapped__(name)
+        assert _netbios_name(name) == fresh
+        assert _netbios_name(bytearray(name)) == fresh

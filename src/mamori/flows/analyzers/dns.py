@@ -10,6 +10,7 @@ RRs; a response-only row takes its ``query`` from the first answer's owner name,
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import struct
 from collections import deque
@@ -69,7 +70,16 @@ def _new_info(ts: float, trans_id: int) -> Info:
 
 
 def _netbios_name(name: bytes) -> bytes:
-    """Zeek's ``decode_netbios_name``: the 32-letter first-level encoding, or b"" if not one."""
+    """Zeek's ``decode_netbios_name``: the 32-letter first-level encoding, or b"" if not one.
+
+    A pure function of the name, and a few names repeat over thousands of NetBIOS queries: each
+    distinct one is decoded once (``_decode_netbios``)."""
+    return _decode_netbios(bytes(name))
+
+
+@functools.lru_cache(maxsize=4096)
+def _decode_netbios(name: bytes) -> bytes:
+    """``_netbios_name`` itself, uncached."""
     if len(name) != 32:
         return b""
     out = bytearray()
@@ -228,7 +238,10 @@ def _messages(conv: Conversation) -> list[tuple[float, bool, bytes]]:
     return out
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_multicast(addr: str) -> bool:
+    """Remembered per address: the same few resolvers and multicast groups answer again and
+    again."""
     try:
         return ipaddress.ip_address(addr).is_multicast
     except ValueError:

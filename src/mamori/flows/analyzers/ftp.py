@@ -16,7 +16,7 @@ from typing import ClassVar
 import pyarrow as pa
 
 from mamori.flows.analyzers.base import Analysis, register
-from mamori.flows.conversation import Conversation
+from mamori.flows.conversation import Conversation, segment_rows
 from mamori.schema.ftp import SCHEMA
 
 LOGGED_COMMANDS = {"APPE", "DELE", "RETR", "STOR", "STOU", "ACCT", "PORT", "PASV", "EPRT", "EPSV"}
@@ -120,6 +120,7 @@ class _State:
     pending_reply: int = 0
     confirmed: bool = False
     records: list[dict[str, object]] = field(default_factory=list)
+    ids: dict[str, object] | None = None  # the conversation's id fields, made once
 
     def session(self) -> None:
         if not self.started:
@@ -153,10 +154,13 @@ def _message(st: _State) -> None:
         arg = "<hidden>"
     if c.cmd in LOGGED_COMMANDS:
         ch = st.channel
+        ids = st.ids
+        if ids is None:
+            ids = st.ids = st.conv.id_fields()
         st.records.append(
             {
                 "ts": c.ts,
-                **st.conv.id_fields(),
+                **ids,
                 "user": st.user if st.user is not None else "<unknown>",
                 "password": ("<hidden>" if hide else st.password)
                 if st.password is not None
@@ -189,7 +193,8 @@ def _request(st: _State, line: bytes) -> None:
     if st.cmdarg is not None and st.reply_code is not None and st.cmdarg.seq in st.pending:
         del st.pending[st.cmdarg.seq]
         _message(st)
-    st.session()
+    if not st.started:
+        st.session()
     if len(st.pending) < 20:
         st.seq += 1
         st.pending[st.seq] = _Cmd(st.ts, cmd, arg, st.seq)
@@ -209,7 +214,8 @@ def _request(st: _State, line: bytes) -> None:
 
 
 def _reply(st: _State, line: bytes) -> None:
-    code = int(line[:3]) if len(line) >= 3 and line[:3].isdigit() else 0
+    head = line[:3]
+    code = int(head) if len(head) == 3 and head.isdigit() else 0
     if st.pending_reply:
         if code == st.pending_reply and len(line) > 3 and line[3:4] == b" ":
             st.pending_reply, cont = 0, False
@@ -226,7 +232,8 @@ def _reply(st: _State, line: bytes) -> None:
         else:
             cont, rest = False, line[3:]
     msg = rest.lstrip(b" \t").decode("latin-1")
-    st.session()
+    if not st.started:
+        st.session()
     if cont and code == 0 and st.reply_code is not None and not _CONT_OK.match(msg):
         return
     st.cmdarg = st.best(code, msg)
@@ -309,17 +316,16 @@ class FTPAnalyzer:
         st = _State(conv, ts=conv.ts)
         bufs = {True: bytearray(), False: bytearray()}
         try:
-            for seg in conv.segments:
-                st.ts = seg.ts
-                buf = bufs[seg.is_orig]
-                data = seg.data
+            for ts, o, data, _gap, _flags in segment_rows(conv.segments):
+                st.ts = ts
+                buf = bufs[o]
                 if buf:  # a partial line waits for its end: join it once, only then
                     buf += data
                     if data.find(b"\n") < 0:
                         continue
                     data = bytes(buf)
                     buf.clear()
-                handle = _request if seg.is_orig else _reply
+                handle = _request if o else _reply
                 pos = 0
                 while (nl := data.find(b"\n", pos)) >= 0:
                     line = data[pos:nl].rstrip(b"\r")

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from mamori.flows.analyzers import handover
 from mamori.flows.analyzers.base import Analysis, register
-from mamori.flows.conversation import Conversation, Segment
+from mamori.flows.conversation import Conversation, Segment, segment_rows
 from mamori.schema.smtp import SCHEMA
 
 _NAMES = tuple(SCHEMA.names)
@@ -106,7 +106,7 @@ class _State:
     def emit(self) -> None:
         """Write the current transaction if the client did anything, then start a fresh one."""
         if self.log is not None and self.active:
-            row = {name: self.log.get(name) for name in _NAMES}
+            row = dict(zip(_NAMES, map(self.log.get, _NAMES), strict=True))
             for key in ("rcptto", "to", "cc"):
                 if row[key] is not None:
                     row[key] = list(dict.fromkeys(row[key]))  # type: ignore[call-overload]
@@ -254,17 +254,17 @@ class SMTPAnalyzer:
         bufs = {True: bytearray(), False: bytearray()}
         tls: list[Segment] = []  # what follows the server's 220 to STARTTLS
         try:
-            for k, seg in enumerate(conv.segments):
+            for k, (ts, o, data, _gap, _flags) in enumerate(segment_rows(conv.segments)):
                 if st.tls:
                     # Zeek's StartTLS(): the line splitter goes, an SSL child gets the rest (bytes
                     # the client had buffered as a partial line are lost, as there).
                     tls = tls + conv.segments[k:]
                     break
-                st.ts = seg.ts
-                buf = bufs[seg.is_orig]
-                buf.extend(seg.data)
+                st.ts = ts
+                buf = bufs[o]
+                buf.extend(data)
                 while not st.tls:
-                    if seg.is_orig and st.in_data and not st.in_headers:
+                    if o and st.in_data and not st.in_headers:
                         # A message body: only its closing "." line matters, so skip to it.
                         m = _DATA_END.search(buf)
                         if m is None:
@@ -278,10 +278,10 @@ class SMTPAnalyzer:
                         break
                     line = bytes(buf[:nl]).rstrip(b"\r").decode("utf-8", "replace")
                     del buf[: nl + 1]
-                    if not seg.is_orig:
+                    if not o:
                         _reply(st, line)
                         if st.tls and buf:  # the server's first TLS bytes came with the 220
-                            tls = [Segment(seg.ts, False, bytes(buf))]
+                            tls = [Segment(ts, False, bytes(buf))]
                     elif st.in_data:
                         _data_line(st, line)
                     elif line:

@@ -178,10 +178,12 @@ class SocksAnalyzer:
         hs = _Handshake()
         rest: list[Segment] = []
         try:
-            for seg in conv.segments:
+            segments = iter(conv.segments)
+            for seg in segments:
                 if hs.done[True] and hs.done[False]:
-                    rest.append(seg)
-                    continue
+                    rest.append(seg)  # the tunnel's first segment, then all the others at once
+                    rest.extend(segments)
+                    break
                 if seg.gap:
                     break  # a hole inside the handshake: the tunnel cannot be followed
                 hs.feed(seg.is_orig, seg.data)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import struct
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import ClassVar
@@ -23,8 +24,12 @@ from mamori.flows.conversation import Conversation, segment_rows
 from mamori.schema.ssh import SCHEMA
 
 _KEXINIT, _NEWKEYS = 20, 21
+# The message types whose payload _ssh2_packet reads (KEXINIT, NEWKEYS, the server's KEX replies);
+# any other only opens the session, so its payload is never copied out of the buffer.
+_READ = frozenset((_KEXINIT, _NEWKEYS, 31, 33))
 _COMPRESSION_HIDES_AUTH = {"zlib", "zlib@openssh.com"}
 _MAX_PACKET = 1 << 20
+_LENGTH = struct.Struct(">I")  # a binary packet's length field
 _NAMES = tuple(SCHEMA.names)
 
 
@@ -291,7 +296,7 @@ def _packets(st: _State, is_orig: bool) -> int:
     """Parse cleartext binary packets; returns how many buffered bytes are already encrypted."""
     buf = st.buf[is_orig]
     while st.phase[is_orig] == "kex" and len(buf) >= 5:
-        plen = int.from_bytes(buf[:4], "big")
+        plen = _LENGTH.unpack_from(buf)[0]  # read in place, no slice
         if plen > _MAX_PACKET:
             raise ValueError("packet too long")
         if st.ssh1:
@@ -306,10 +311,16 @@ def _packets(st: _State, is_orig: bool) -> int:
         if len(buf) < 4 + plen:
             return 0
         pad = buf[4]
-        payload = bytes(buf[5 : 4 + plen - pad]) if plen > pad + 1 else b""
-        del buf[: 4 + plen]
-        if payload:
+        if plen <= pad + 1:  # no payload
+            del buf[: 4 + plen]
+        elif buf[5] in _READ:
+            # One copy out of the buffer (the view is gone before the buffer shrinks below).
+            payload = bytes(memoryview(buf)[5 : 4 + plen - pad])
+            del buf[: 4 + plen]
             _ssh2_packet(st, is_orig, payload)
+        else:
+            del buf[: 4 + plen]
+            st.session()  # all _ssh2_packet does with such a message
     if st.phase[is_orig] == "encrypted":
         n = len(buf)
         buf.clear()
@@ -320,7 +331,8 @@ def _packets(st: _State, is_orig: bool) -> int:
 def _finish(st: _State) -> dict[str, object] | None:
     if st.info is None:
         return None
-    return {name: st.info.get(name) for name in _NAMES}
+    # the schema's order, None where unset
+    return dict(zip(_NAMES, map(st.info.get, _NAMES), strict=True))
 
 
 class SSHAnalyzer:
@@ -358,6 +370,9 @@ class SSHAnalyzer:
                     if st.decided or st.ssh1:
                         if st.phase[not o] == "encrypted":
                             break  # both sides encrypted and the guess made: nothing more to learn
+                        continue
+                    if o:  # _encrypted's whole step for the client's side, without the call
+                        st.saw_client_encrypted = True
                         continue
                     _encrypted(st, len(data), o)
                     continue
