@@ -36,6 +36,7 @@ _HISTORY = {
 _HISTORY_CLIENT = {k: v.upper() for k, v in _HISTORY.items()}
 _HISTORY_SERVER = _HISTORY
 _MAX_HISTORY = 100
+_ZERO_SID = b"\x00" * 32
 _NAMES = tuple(SCHEMA.names)
 
 
@@ -134,61 +135,57 @@ def _check_direction(st: _State, desired_orig: bool, is_orig: bool) -> None:
 
 
 def _client_hello(st: _State, body: bytes, is_client: bool) -> None:
-    hello = tf.parse_client_hello(body)
-    if not _version_ok(hello.version):
+    version, session_id, name, ticket, psk, ja3, ja4 = tf.client_hello_fields(body)
+    if not _version_ok(version):
         raise _Stop
     st.confirmed = True
     info = st.session()
-    for code, ext in hello.extensions:  # Zeek raises extension events before the hello event
-        if code == tf.EXT_SERVER_NAME and is_client:
-            names = tf.server_names(ext)
-            if names:
-                info["server_name"] = names[0]
-        elif code == tf.EXT_SESSION_TICKET and is_client and ext:
+    if is_client:  # Zeek raises extension events before the hello event
+        if name is not None:
+            info["server_name"] = name
+        if ticket:
             st.ticket_seen = True
-        elif code == tf.EXT_PRE_SHARED_KEY and is_client:
+        if psk:
             st.psk_seen = True
-    if hello.session_id and hello.session_id != b"\x00" * 32:
-        st.session_id = hello.session_id.hex()
+    if session_id and session_id != _ZERO_SID:
+        st.session_id = session_id.hex()
         st.ticket_seen = False
-    info["ja3"], info["ja4"] = tf.fingerprints(hello)
+    info["ja3"], info["ja4"] = ja3, ja4
 
 
 def _server_hello(st: _State, body: bytes, is_client: bool) -> None:
-    hello = tf.parse_server_hello(body)
-    if not _version_ok(hello.version):
+    version, random, session_id, cipher, versions, group, alpn, psk, ja3s = (
+        tf.server_hello_fields(body)
+    )
+    if not _version_ok(version):
         raise _Stop
     info = st.session()
-    for code, ext in hello.extensions:
-        if is_client:
-            continue
-        if code == tf.EXT_SUPPORTED_VERSIONS and len(ext) == 2:
-            v = int.from_bytes(ext, "big")
+    if not is_client:
+        if versions:
+            v = versions[-1]
             info["version_num"] = v
             info["version"] = version_name(v)
             if st.chosen_version is None:
-                st.chosen_version = v
-        elif code == tf.EXT_KEY_SHARE and len(ext) >= 2:
-            info["curve"] = curve_name(int.from_bytes(ext[:2], "big"))
-        elif code == tf.EXT_ALPN:
-            protos = tf.alpn_protocols(ext)
-            if protos:
-                info["next_protocol"] = protos[0]
-        elif code == tf.EXT_PRE_SHARED_KEY and st.psk_seen:
+                st.chosen_version = versions[0]
+        if group is not None:
+            info["curve"] = curve_name(group)
+        if alpn is not None:
+            info["next_protocol"] = alpn
+        if psk and st.psk_seen:
             info["resumed"] = True
     if st.chosen_version is None:
-        st.chosen_version = hello.version
+        st.chosen_version = version
     if "version_num" not in info:
-        info["version_num"] = hello.version
-        info["version"] = version_name(hello.version)
-    info["cipher"] = cipher_name(hello.ciphers[0])
-    if hello.random == _HRR_RANDOM:
+        info["version_num"] = version
+        info["version"] = version_name(version)
+    info["cipher"] = cipher_name(cipher)
+    if random == _HRR_RANDOM:
         st.hrr_seen = True
     vnum = int(info["version_num"])  # type: ignore[call-overload]
-    same_session = st.session_id is not None and st.session_id == hello.session_id.hex()
+    same_session = st.session_id is not None and st.session_id == session_id.hex()
     if same_session and vnum // 0xFF != 0x7F and vnum != 0x0304:
         info["resumed"] = True
-    info["ja3s"] = tf.ja3s_cached(hello)
+    info["ja3s"] = ja3s
 
 
 def _certificate(st: _State, body: bytes, is_client: bool) -> None:
