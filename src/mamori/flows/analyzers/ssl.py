@@ -154,8 +154,8 @@ def _client_hello(st: _State, body: bytes, is_client: bool) -> None:
 
 
 def _server_hello(st: _State, body: bytes, is_client: bool) -> None:
-    version, random, session_id, cipher, versions, group, alpn, psk, ja3s = (
-        tf.server_hello_fields(body)
+    version, random, session_id, cipher, versions, group, alpn, psk, ja3s = tf.server_hello_fields(
+        body
     )
     if not _version_ok(version):
         raise _Stop
