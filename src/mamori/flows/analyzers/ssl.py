@@ -394,6 +394,30 @@ def _cert_fp(der: bytes) -> str:
     return fp
 
 
+# What a certificate chain adds to the record, by the chains' bytes and the SNI it is checked
+# against: the same servers present the same chain to the same names on most connections.
+_CHAIN_CACHE: dict[
+    tuple[object, ...], tuple[tuple[str, ...], tuple[str, ...], dict[str, object]]
+] = {}
+
+
+def _chain_fields(
+    server: tuple[bytes, ...], client: tuple[bytes, ...], server_name: object
+) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, object]]:
+    """Chain fingerprints, client chain fingerprints and the subject/issuer/SNI-match fields."""
+    # cert_names first: its cache hashes the leaf's bytes once, and the fingerprint cache then
+    # finds the leaf by that same hash.
+    names = cert_names(server[0]) if server else None
+    fps = tuple([_cert_fp(c) for c in server])
+    client_fps = tuple([_cert_fp(c) for c in client])
+    fields: dict[str, object] = {}
+    if names is not None:
+        fields["subject"], fields["issuer"] = names.subject, names.issuer
+        if server_name is not None and names.subject is not None:
+            fields["sni_matches_cert"] = hostname_matches(names, str(server_name))
+    return fps, client_fps, fields
+
+
 def _finish(st: _State) -> dict[str, object] | None:
     info = st.info
     if info is None:
@@ -402,16 +426,16 @@ def _finish(st: _State) -> dict[str, object] | None:
     info["established"] = st.established
     info["ssl_history"] = st.hist
     if st.certs_seen:
-        server, client = st.certs[False], st.certs[True]
-        # cert_names first: its cache hashes the leaf's bytes once, and the fingerprint cache then
-        # finds the leaf by that same hash.
-        names = cert_names(server[0]) if server else None
-        info["cert_chain_fps"] = [_cert_fp(c) for c in server]
-        info["client_cert_chain_fps"] = [_cert_fp(c) for c in client]
-        if names is not None:
-            info["subject"], info["issuer"] = names.subject, names.issuer
-            if info.get("server_name") is not None and names.subject is not None:
-                info["sni_matches_cert"] = hostname_matches(names, str(info["server_name"]))
+        key = (tuple(st.certs[False]), tuple(st.certs[True]), info.get("server_name"))
+        got = _CHAIN_CACHE.get(key)
+        if got is None:
+            if len(_CHAIN_CACHE) >= _FP_CACHE_MAX:
+                _CHAIN_CACHE.clear()
+            got = _CHAIN_CACHE[key] = _chain_fields(*key)
+        fps, client_fps, names = got
+        info["cert_chain_fps"] = list(fps)  # fresh lists: records never share a mutable value
+        info["client_cert_chain_fps"] = list(client_fps)
+        info.update(names)
     out = dict.fromkeys(_NAMES)
     out.update(info)  # every key the record gets is one of the schema's names
     return out
