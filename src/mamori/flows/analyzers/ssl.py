@@ -191,15 +191,32 @@ def _server_hello(st: _State, body: bytes, is_client: bool) -> None:
 def _certificate(st: _State, body: bytes, is_client: bool) -> None:
     if len(body) < 3:
         return
+    certs = _CERTS_CACHE.get(body)
+    if certs is None:
+        if len(_CERTS_CACHE) >= _FP_CACHE_MAX:
+            _CERTS_CACHE.clear()
+        certs = _CERTS_CACHE[body] = _split_certificates(body)
+    st.certs[is_client].extend(certs)
+    st.certs_seen = True
+
+
+# Certificate messages by their bytes: a server sends the same chain on every connection, and the
+# cached certificates keep their computed hashes for the chain cache in ``_finish``.
+_CERTS_CACHE: dict[bytes, tuple[bytes, ...]] = {}
+
+
+def _split_certificates(body: bytes) -> tuple[bytes, ...]:
+    """The DER certificates of a Certificate message body (a truncated entry ends the list)."""
+    out = []
     total = int.from_bytes(body[:3], "big")
     pos, end = 3, min(3 + total, len(body))
     while pos + 3 <= end:
         n = int.from_bytes(body[pos : pos + 3], "big")
         if pos + 3 + n > end:
             break
-        st.certs[is_client].append(body[pos + 3 : pos + 3 + n])
+        out.append(body[pos + 3 : pos + 3 + n])
         pos += 3 + n
-    st.certs_seen = True
+    return tuple(out)
 
 
 def _server_key_exchange(st: _State, body: bytes) -> None:
