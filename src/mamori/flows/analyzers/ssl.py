@@ -38,6 +38,7 @@ _HISTORY_SERVER = _HISTORY
 _MAX_HISTORY = 100
 _ZERO_SID = b"\x00" * 32
 _NAMES = tuple(SCHEMA.names)
+_EMPTY_RECORD: dict[str, object] = dict.fromkeys(_NAMES)
 
 
 _HELLO_VERSIONS = frozenset((0x0002, *_RECORD_VERSIONS, 0x0304, 0xFEFF, 0xFEFD, 0xFEFC))
@@ -453,7 +454,7 @@ def _finish(st: _State) -> dict[str, object] | None:
         info["cert_chain_fps"] = list(fps)  # fresh lists: records never share a mutable value
         info["client_cert_chain_fps"] = list(client_fps)
         info.update(names)
-    out = dict.fromkeys(_NAMES)
+    out = _EMPTY_RECORD.copy()  # a copy is several times cheaper than dict.fromkeys
     out.update(info)  # every key the record gets is one of the schema's names
     return out
 
