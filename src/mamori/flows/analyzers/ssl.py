@@ -36,6 +36,9 @@ _HISTORY = {
 _HISTORY_CLIENT = {k: v.upper() for k, v in _HISTORY.items()}
 _HISTORY_SERVER = _HISTORY
 _MAX_HISTORY = 100
+# The history letter of every handshake message type, by type (unknown types are "Z"/"z").
+_CLIENT_CHARS = tuple(_HISTORY_CLIENT.get(t, "Z") for t in range(256))
+_SERVER_CHARS = tuple(_HISTORY_SERVER.get(t, "z") for t in range(256))
 _ZERO_SID = b"\x00" * 32
 _NAMES = tuple(SCHEMA.names)
 _EMPTY_RECORD: dict[str, object] = dict.fromkeys(_NAMES)
@@ -237,11 +240,11 @@ def _handshake(st: _State, is_orig: bool, data: bytes, pos: int, end: int) -> No
         data, pos, end = bytes(data[pos:end]), 0, end - pos
     while end - pos >= 4:
         msg_type = data[pos]
-        length = (data[pos + 1] << 16) | (data[pos + 2] << 8) | data[pos + 3]
-        if end - pos < 4 + length:
-            break
         start = pos + 4
-        pos = start + length
+        pos = start + ((data[pos + 1] << 16) | (data[pos + 2] << 8) | data[pos + 3])
+        if pos > end:
+            pos = start - 4
+            break
         if msg_type <= 2:
             if st.flipped == ((msg_type == 1) == is_orig):  # Zeek's direction check
                 _check_direction(st, msg_type == 1, is_orig)
@@ -253,26 +256,25 @@ def _handshake(st: _State, is_orig: bool, data: bytes, pos: int, end: int) -> No
                     _server_hello(st, data[start:pos], is_client)
             except (ValueError, IndexError):
                 raise _Stop from None
+            if msg_type == 2 and st.hrr_seen:
+                ch = "J" if is_client else "j"
+                st.hrr_seen = False
+            else:
+                ch = (_CLIENT_CHARS if is_client else _SERVER_CHARS)[msg_type]
         else:
             is_client = is_orig ^ st.flipped
-            try:
-                if msg_type == 11:
-                    _certificate(st, data[start:pos], is_client)
-                elif msg_type == 12:
+            if msg_type == 11:
+                _certificate(st, data[start:pos], is_client)
+            elif msg_type == 12:
+                try:
                     _server_key_exchange(st, data[start:pos])
-            except (ValueError, IndexError):
-                raise _Stop from None
-            if is_client and msg_type == 16:
+                except (ValueError, IndexError):
+                    raise _Stop from None
+            elif msg_type == 16 and is_client:
                 st.cke_seen = True
-        if msg_type == 2 and st.hrr_seen:
-            ch = "J" if is_client else "j"
-            st.hrr_seen = False
-        else:
-            ch = (_HISTORY_CLIENT if is_client else _HISTORY_SERVER).get(msg_type)
-            if ch is None:
-                ch = "Z" if is_client else "z"
+            ch = (_CLIENT_CHARS if is_client else _SERVER_CHARS)[msg_type]
         if st.info is None:
-            st.session()
+            st.session()  # the history belongs to the record: a message starts it
         if len(st.hist) < _MAX_HISTORY:
             st.hist += ch
     if pos < end:
