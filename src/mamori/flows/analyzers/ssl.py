@@ -14,6 +14,7 @@ It replays Zeek's record-layer state machine rather than just reading the hellos
 from __future__ import annotations
 
 import hashlib
+import struct
 from typing import ClassVar
 
 import numpy as np
@@ -28,6 +29,8 @@ from mamori.schema.ssl import SCHEMA
 
 _CCS, _ALERT, _HANDSHAKE, _APPDATA, _HEARTBEAT = 20, 21, 22, 23, 24
 _RECORD_VERSIONS = (0x0300, 0x0301, 0x0302, 0x0303)
+_RECORD_HEADER = struct.Struct(">BHH").unpack_from  # content type, version, length
+_MESSAGE_HEADER = struct.Struct(">I").unpack_from
 _HRR_RANDOM = bytes.fromhex("CF21AD74E59A6111BE1D8C021E65B891C2A2117ABB8C5E079E09E2C8A8339C")
 _HISTORY = {
     0: "h", 1: "c", 2: "s", 3: "v", 4: "t", 5: "e", 6: "j", 8: "o", 11: "x", 12: "k", 13: "r",
@@ -239,9 +242,10 @@ def _handshake(st: _State, is_orig: bool, data: bytes, pos: int, end: int) -> No
     elif type(data) is not bytes:  # a view of the capture (``views``): messages are read as bytes
         data, pos, end = bytes(data[pos:end]), 0, end - pos
     while end - pos >= 4:
-        msg_type = data[pos]
+        (word,) = _MESSAGE_HEADER(data, pos)  # type (1 byte) and length (3 bytes)
+        msg_type = word >> 24
         start = pos + 4
-        pos = start + ((data[pos + 1] << 16) | (data[pos + 2] << 8) | data[pos + 3])
+        pos = start + (word & 0xFFFFFF)
         if pos > end:
             pos = start - 4
             break
@@ -348,7 +352,7 @@ def _feed(st: _State, is_orig: bool, data: bytes) -> tuple[int, int]:
     pos, n = 0, len(data)
     enc = st.encrypted
     while n - pos >= 5:
-        h0 = data[pos]
+        h0, version, length = _RECORD_HEADER(data, pos)
         rv = st.record_version
         if h0 & 0x80 and (rv is None or rv == 2):
             length = (((h0 & 0x7F) << 8) | data[pos + 1]) + 2
@@ -365,14 +369,13 @@ def _feed(st: _State, is_orig: bool, data: bytes) -> tuple[int, int]:
             pos += length
             _v2_record(st, is_orig, rec)
             continue
-        length = 5 + ((data[pos + 3] << 8) | data[pos + 4])
+        length += 5
         if n - pos < length:
             if length > 5 + (1 << 15) and rv is None:
                 raise _Stop
             return pos, length
         start = pos
         pos += length
-        version = (data[start + 1] << 8) | data[start + 2]
         if rv is None:
             if version not in _RECORD_VERSIONS or not 20 <= h0 <= 30:
                 raise _Stop
