@@ -227,8 +227,9 @@ def _split_certificates(body: bytes) -> tuple[bytes, ...]:
 
 
 def _server_key_exchange(st: _State, body: bytes) -> None:
-    if st.session().get("cipher", "").startswith("TLS_ECDH") and len(body) >= 3 and body[0] == 3:  # type: ignore[union-attr]
-        st.session()["curve"] = curve_name(int.from_bytes(body[1:3], "big"))
+    info = st.session()
+    if len(body) >= 3 and body[0] == 3 and info.get("cipher", "").startswith("TLS_ECDH"):  # type: ignore[union-attr]
+        info["curve"] = curve_name((body[1] << 8) | body[2])
 
 
 def _handshake(st: _State, is_orig: bool, data: bytes, pos: int, end: int) -> None:
@@ -325,10 +326,13 @@ def _other_record(st: _State, is_orig: bool, ctype: int, data: bytes, pos: int, 
     """A cleartext record that is not a handshake record; its fragment is ``data[pos:end]``."""
     is_client = is_orig ^ st.flipped
     if ctype == _CCS:
-        st.history(is_client, "i")
+        info = st.session()
+        if len(st.hist) < _MAX_HISTORY:
+            st.hist += "I" if is_client else "i"
         if is_client and st.ticket_seen and not st.cke_seen:
-            st.session()["resumed"] = True
-        if not st.tls13():
+            info["resumed"] = True
+        v = st.chosen_version
+        if v is None or (v != 0x0304 and v // 0xFF != 0x7F):  # not TLS 1.3
             st.encrypted[is_orig] = True
     elif ctype == _ALERT:
         n = end - pos
