@@ -98,10 +98,10 @@ class _State:
         self.chosen_version: int | None = None
         self.flipped = False
         self.established = False
-        self.hs_buf = {True: bytearray(), False: bytearray()}
+        self.hs_buf: dict[bool, bytearray] | None = None  # made when a message spans records
         self.session_id: str | None = None
         self.hrr_seen = self.ticket_seen = self.cke_seen = self.psk_seen = False
-        self.certs: dict[bool, list[bytes]] = {True: [], False: []}
+        self.certs: dict[bool, list[bytes]] | None = None  # made at the first Certificate
         self.certs_seen = False
         self.ts = ts
         self.hist = ""  # ssl_history so far (the record gets it in ``_finish``)
@@ -203,7 +203,10 @@ def _certificate(st: _State, body: bytes, is_client: bool) -> None:
         if len(_CERTS_CACHE) >= _FP_CACHE_MAX:
             _CERTS_CACHE.clear()
         certs = _CERTS_CACHE[body] = _split_certificates(body)
-    st.certs[is_client].extend(certs)
+    chains = st.certs
+    if chains is None:
+        chains = st.certs = {True: [], False: []}
+    chains[is_client].extend(certs)
     st.certs_seen = True
 
 
@@ -235,8 +238,9 @@ def _server_key_exchange(st: _State, body: bytes) -> None:
 def _handshake(st: _State, is_orig: bool, data: bytes, pos: int, end: int) -> None:
     """Feed handshake-record bytes ``data[pos:end]``; messages may span records, so what is left
     of an unfinished message waits in a per-direction buffer."""
-    buf = st.hs_buf[is_orig]
-    if buf:
+    bufs = st.hs_buf
+    if bufs is not None and bufs[is_orig]:
+        buf = bufs[is_orig]
         buf += data[pos:end]
         data, pos, end = bytes(buf), 0, len(buf)
         buf.clear()
@@ -283,7 +287,9 @@ def _handshake(st: _State, is_orig: bool, data: bytes, pos: int, end: int) -> No
         if len(st.hist) < _MAX_HISTORY:
             st.hist += ch
     if pos < end:
-        buf += data[pos:end]
+        if bufs is None:
+            bufs = st.hs_buf = {True: bytearray(), False: bytearray()}
+        bufs[is_orig] += data[pos:end]
 
 
 def _v2_record(st: _State, is_orig: bool, rec: bytes) -> None:
@@ -453,7 +459,8 @@ def _finish(st: _State) -> dict[str, object] | None:
     info["established"] = st.established
     info["ssl_history"] = st.hist
     if st.certs_seen:
-        key = (tuple(st.certs[False]), tuple(st.certs[True]), info.get("server_name"))
+        chains = st.certs or {True: [], False: []}
+        key = (tuple(chains[False]), tuple(chains[True]), info.get("server_name"))
         got = _CHAIN_CACHE.get(key)
         if got is None:
             if len(_CHAIN_CACHE) >= _FP_CACHE_MAX:
