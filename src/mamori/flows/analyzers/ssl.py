@@ -352,66 +352,6 @@ def _other_record(st: _State, is_orig: bool, ctype: int, data: bytes, pos: int, 
         raise _Stop  # unknown record type is a violation
 
 
-def _feed(st: _State, is_orig: bool, data: bytes) -> tuple[int, int]:
-    """Consume every complete record in ``data``: where the unconsumed rest starts, and how many
-    bytes from there the next record needs before it is worth parsing again.
-
-    The record layer (version checks, the switch to encrypted, the end at ``established``) is
-    inline here, one pass per delivery; a record's fragment is sliced only where it is read.
-    """
-    pos, n = 0, len(data)
-    enc = st.encrypted
-    while n - pos >= 5:
-        h0, version, length = _RECORD_HEADER(data, pos)
-        rv = st.record_version
-        if h0 & 0x80 and (rv is None or rv == 2):
-            length = (((h0 & 0x7F) << 8) | data[pos + 1]) + 2
-            if n - pos < length:
-                return pos, length
-            kind = data[pos + 2]
-            if not (
-                (kind == 1 and is_orig) or (kind == 4 and data[pos + 4] < 2 and not is_orig)
-            ) and (rv != 2):
-                raise _Stop
-            if kind == 4:
-                st.record_version = 2
-            rec = bytes(data[pos : pos + length])
-            pos += length
-            _v2_record(st, is_orig, rec)
-            continue
-        length += 5
-        if n - pos < length:
-            if length > 5 + (1 << 15) and rv is None:
-                raise _Stop
-            return pos, length
-        start = pos
-        pos += length
-        if rv is None:
-            if version not in _RECORD_VERSIONS or not 20 <= h0 <= 30:
-                raise _Stop
-            st.record_version = version
-        elif rv != 2 and version not in _RECORD_VERSIONS:
-            raise _Stop  # "Invalid version late in TLS connection"
-        state = enc[is_orig]
-        if (
-            not state
-            and h0 == _APPDATA
-            and st.chosen_version is not None
-            and st.chosen_version not in _PRE_TLS13
-        ):
-            enc[is_orig] = state = True  # TLS 1.3: first application data switches over
-        if state:
-            if enc[True] and enc[False] and not st.established:
-                st.established = True
-                raise _Stop
-            continue
-        if h0 == _HANDSHAKE:
-            _handshake(st, is_orig, data, start + 5, pos)
-        else:
-            _other_record(st, is_orig, h0, data, start + 5, pos)
-    return pos, 5
-
-
 # SHA-256 of certificates by their bytes: servers present the same chain on every connection, and
 # hashing a 1-2 KB certificate costs several times the dict lookup that finds it again.
 _FP_CACHE: dict[bytes, str] = {}
@@ -522,6 +462,7 @@ class SSLAnalyzer:
         pending = {True: bytearray(), False: bytearray()}
         need = {True: 0, False: 0}
         need_rv: dict[bool, int | None] = {True: None, False: None}
+        enc = st.encrypted
         try:
             for ts, o, seg_data, gap, _flags in segment_rows(conv.segments):
                 if gap:
@@ -536,9 +477,63 @@ class SSLAnalyzer:
                     buf.clear()
                 else:
                     data = seg_data
-                used, need[o] = _feed(st, o, data)
-                if used < len(data):
-                    buf += memoryview(data)[used:]
+                # The record layer (version checks, the switch to encrypted, the end at
+                # ``established``), inline: every complete record of this delivery, then what is
+                # left waits for ``nxt`` bytes (what the next record needs) before it is retried.
+                pos, n, nxt = 0, len(data), 5
+                while n - pos >= 5:
+                    h0, version, length = _RECORD_HEADER(data, pos)
+                    rv = st.record_version
+                    if h0 & 0x80 and (rv is None or rv == 2):
+                        length = (((h0 & 0x7F) << 8) | data[pos + 1]) + 2
+                        if n - pos < length:
+                            nxt = length
+                            break
+                        kind = data[pos + 2]
+                        if not (
+                            (kind == 1 and o) or (kind == 4 and data[pos + 4] < 2 and not o)
+                        ) and (rv != 2):
+                            raise _Stop
+                        if kind == 4:
+                            st.record_version = 2
+                        rec = bytes(data[pos : pos + length])
+                        pos += length
+                        _v2_record(st, o, rec)
+                        continue
+                    length += 5
+                    if n - pos < length:
+                        if length > 5 + (1 << 15) and rv is None:
+                            raise _Stop
+                        nxt = length
+                        break
+                    start = pos
+                    pos += length
+                    if rv is None:
+                        if version not in _RECORD_VERSIONS or not 20 <= h0 <= 30:
+                            raise _Stop
+                        st.record_version = version
+                    elif rv != 2 and version not in _RECORD_VERSIONS:
+                        raise _Stop  # "Invalid version late in TLS connection"
+                    state = enc[o]
+                    if (
+                        not state
+                        and h0 == _APPDATA
+                        and st.chosen_version is not None
+                        and st.chosen_version not in _PRE_TLS13
+                    ):
+                        enc[o] = state = True  # TLS 1.3: first application data switches over
+                    if state:
+                        if enc[True] and enc[False] and not st.established:
+                            st.established = True
+                            raise _Stop
+                        continue
+                    if h0 == _HANDSHAKE:
+                        _handshake(st, o, data, start + 5, pos)
+                    else:
+                        _other_record(st, o, h0, data, start + 5, pos)
+                need[o] = nxt
+                if pos < n:
+                    buf += memoryview(data)[pos:]
                     need_rv[o] = st.record_version
         except _Stop:
             pass
