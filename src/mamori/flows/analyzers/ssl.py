@@ -200,7 +200,7 @@ def _certificate(st: _State, body: bytes, is_client: bool) -> None:
         return
     certs = _CERTS_CACHE.get(body)
     if certs is None:
-        if len(_CERTS_CACHE) >= _FP_CACHE_MAX:
+        if len(_CERTS_CACHE) >= _CHAIN_CACHE_MAX:
             _CERTS_CACHE.clear()
         certs = _CERTS_CACHE[body] = _split_certificates(body)
     chains = st.certs
@@ -212,7 +212,10 @@ def _certificate(st: _State, body: bytes, is_client: bool) -> None:
 
 # Certificate messages by their bytes: a server sends the same chain on every connection, and the
 # cached certificates keep their computed hashes for the chain cache in ``_finish``.
+# Chains are kilobytes each: at most this many are kept (a few MB), which still holds every
+# server a busy sensor talks to repeatedly.
 _CERTS_CACHE: dict[bytes, tuple[bytes, ...]] = {}
+_CHAIN_CACHE_MAX = 512
 
 
 def _split_certificates(body: bytes) -> tuple[bytes, ...]:
@@ -403,7 +406,7 @@ def _finish(st: _State) -> dict[str, object] | None:
         key = (tuple(chains[False]), tuple(chains[True]), info.get("server_name"))
         got = _CHAIN_CACHE.get(key)
         if got is None:
-            if len(_CHAIN_CACHE) >= _FP_CACHE_MAX:
+            if len(_CHAIN_CACHE) >= _CHAIN_CACHE_MAX:
                 _CHAIN_CACHE.clear()
             got = _CHAIN_CACHE[key] = _chain_fields(*key)
         fps, client_fps, names = got
