@@ -14,6 +14,7 @@ It replays Zeek's record-layer state machine rather than just reading the hellos
 from __future__ import annotations
 
 import hashlib
+import struct
 from typing import ClassVar
 
 import numpy as np
@@ -28,6 +29,8 @@ from mamori.schema.ssl import SCHEMA
 
 _CCS, _ALERT, _HANDSHAKE, _APPDATA, _HEARTBEAT = 20, 21, 22, 23, 24
 _RECORD_VERSIONS = (0x0300, 0x0301, 0x0302, 0x0303)
+_RECORD_HEADER = struct.Struct(">BHH").unpack_from  # content type, version, length
+_MESSAGE_HEADER = struct.Struct(">I").unpack_from
 _HRR_RANDOM = bytes.fromhex("CF21AD74E59A6111BE1D8C021E65B891C2A2117ABB8C5E079E09E2C8A8339C")
 _HISTORY = {
     0: "h", 1: "c", 2: "s", 3: "v", 4: "t", 5: "e", 6: "j", 8: "o", 11: "x", 12: "k", 13: "r",
@@ -36,7 +39,12 @@ _HISTORY = {
 _HISTORY_CLIENT = {k: v.upper() for k, v in _HISTORY.items()}
 _HISTORY_SERVER = _HISTORY
 _MAX_HISTORY = 100
+# The history letter of every handshake message type, by type (unknown types are "Z"/"z").
+_CLIENT_CHARS = tuple(_HISTORY_CLIENT.get(t, "Z") for t in range(256))
+_SERVER_CHARS = tuple(_HISTORY_SERVER.get(t, "z") for t in range(256))
+_ZERO_SID = b"\x00" * 32
 _NAMES = tuple(SCHEMA.names)
+_EMPTY_RECORD: dict[str, object] = dict.fromkeys(_NAMES)
 
 
 _HELLO_VERSIONS = frozenset((0x0002, *_RECORD_VERSIONS, 0x0304, 0xFEFF, 0xFEFD, 0xFEFC))
@@ -90,10 +98,10 @@ class _State:
         self.chosen_version: int | None = None
         self.flipped = False
         self.established = False
-        self.hs_buf = {True: bytearray(), False: bytearray()}
+        self.hs_buf: dict[bool, bytearray] | None = None  # made when a message spans records
         self.session_id: str | None = None
         self.hrr_seen = self.ticket_seen = self.cke_seen = self.psk_seen = False
-        self.certs: dict[bool, list[bytes]] = {True: [], False: []}
+        self.certs: dict[bool, list[bytes]] | None = None  # made at the first Certificate
         self.certs_seen = False
         self.ts = ts
         self.hist = ""  # ssl_history so far (the record gets it in ``_finish``)
@@ -134,99 +142,121 @@ def _check_direction(st: _State, desired_orig: bool, is_orig: bool) -> None:
 
 
 def _client_hello(st: _State, body: bytes, is_client: bool) -> None:
-    hello = tf.parse_client_hello(body)
-    if not _version_ok(hello.version):
+    version, session_id, name, ticket, psk, ja3, ja4 = tf.client_hello_fields(body)
+    if not _version_ok(version):
         raise _Stop
     st.confirmed = True
     info = st.session()
-    for code, ext in hello.extensions:  # Zeek raises extension events before the hello event
-        if code == tf.EXT_SERVER_NAME and is_client:
-            names = tf.server_names(ext)
-            if names:
-                info["server_name"] = names[0]
-        elif code == tf.EXT_SESSION_TICKET and is_client and ext:
+    if is_client:  # Zeek raises extension events before the hello event
+        if name is not None:
+            info["server_name"] = name
+        if ticket:
             st.ticket_seen = True
-        elif code == tf.EXT_PRE_SHARED_KEY and is_client:
+        if psk:
             st.psk_seen = True
-    if hello.session_id and hello.session_id != b"\x00" * 32:
-        st.session_id = hello.session_id.hex()
+    if session_id and session_id != _ZERO_SID:
+        st.session_id = session_id.hex()
         st.ticket_seen = False
-    info["ja3"], info["ja4"] = tf.fingerprints(hello)
+    info["ja3"], info["ja4"] = ja3, ja4
 
 
 def _server_hello(st: _State, body: bytes, is_client: bool) -> None:
-    hello = tf.parse_server_hello(body)
-    if not _version_ok(hello.version):
+    version, random, session_id, cipher, versions, group, alpn, psk, ja3s = tf.server_hello_fields(
+        body
+    )
+    if not _version_ok(version):
         raise _Stop
     info = st.session()
-    for code, ext in hello.extensions:
-        if is_client:
-            continue
-        if code == tf.EXT_SUPPORTED_VERSIONS and len(ext) == 2:
-            v = int.from_bytes(ext, "big")
+    if not is_client:
+        if versions:
+            v = versions[-1]
             info["version_num"] = v
             info["version"] = version_name(v)
             if st.chosen_version is None:
-                st.chosen_version = v
-        elif code == tf.EXT_KEY_SHARE and len(ext) >= 2:
-            info["curve"] = curve_name(int.from_bytes(ext[:2], "big"))
-        elif code == tf.EXT_ALPN:
-            protos = tf.alpn_protocols(ext)
-            if protos:
-                info["next_protocol"] = protos[0]
-        elif code == tf.EXT_PRE_SHARED_KEY and st.psk_seen:
+                st.chosen_version = versions[0]
+        if group is not None:
+            info["curve"] = curve_name(group)
+        if alpn is not None:
+            info["next_protocol"] = alpn
+        if psk and st.psk_seen:
             info["resumed"] = True
     if st.chosen_version is None:
-        st.chosen_version = hello.version
+        st.chosen_version = version
     if "version_num" not in info:
-        info["version_num"] = hello.version
-        info["version"] = version_name(hello.version)
-    info["cipher"] = cipher_name(hello.ciphers[0])
-    if hello.random == _HRR_RANDOM:
+        info["version_num"] = version
+        info["version"] = version_name(version)
+    info["cipher"] = cipher_name(cipher)
+    if random == _HRR_RANDOM:
         st.hrr_seen = True
     vnum = int(info["version_num"])  # type: ignore[call-overload]
-    same_session = st.session_id is not None and st.session_id == hello.session_id.hex()
+    same_session = st.session_id is not None and st.session_id == session_id.hex()
     if same_session and vnum // 0xFF != 0x7F and vnum != 0x0304:
         info["resumed"] = True
-    info["ja3s"] = tf.ja3s_cached(hello)
+    info["ja3s"] = ja3s
 
 
 def _certificate(st: _State, body: bytes, is_client: bool) -> None:
     if len(body) < 3:
         return
+    certs = _CERTS_CACHE.get(body)
+    if certs is None:
+        if len(_CERTS_CACHE) >= _CHAIN_CACHE_MAX:
+            _CERTS_CACHE.clear()
+        certs = _CERTS_CACHE[body] = _split_certificates(body)
+    chains = st.certs
+    if chains is None:
+        chains = st.certs = {True: [], False: []}
+    chains[is_client].extend(certs)
+    st.certs_seen = True
+
+
+# Certificate messages by their bytes: a server sends the same chain on every connection, and the
+# cached certificates keep their computed hashes for the chain cache in ``_finish``.
+# Chains are kilobytes each: at most this many are kept (a few MB), which still holds every
+# server a busy sensor talks to repeatedly.
+_CERTS_CACHE: dict[bytes, tuple[bytes, ...]] = {}
+_CHAIN_CACHE_MAX = 512
+
+
+def _split_certificates(body: bytes) -> tuple[bytes, ...]:
+    """The DER certificates of a Certificate message body (a truncated entry ends the list)."""
+    out = []
     total = int.from_bytes(body[:3], "big")
     pos, end = 3, min(3 + total, len(body))
     while pos + 3 <= end:
         n = int.from_bytes(body[pos : pos + 3], "big")
         if pos + 3 + n > end:
             break
-        st.certs[is_client].append(body[pos + 3 : pos + 3 + n])
+        out.append(body[pos + 3 : pos + 3 + n])
         pos += 3 + n
-    st.certs_seen = True
+    return tuple(out)
 
 
 def _server_key_exchange(st: _State, body: bytes) -> None:
-    if st.session().get("cipher", "").startswith("TLS_ECDH") and len(body) >= 3 and body[0] == 3:  # type: ignore[union-attr]
-        st.session()["curve"] = curve_name(int.from_bytes(body[1:3], "big"))
+    info = st.session()
+    if len(body) >= 3 and body[0] == 3 and info.get("cipher", "").startswith("TLS_ECDH"):  # type: ignore[union-attr]
+        info["curve"] = curve_name((body[1] << 8) | body[2])
 
 
 def _handshake(st: _State, is_orig: bool, data: bytes, pos: int, end: int) -> None:
     """Feed handshake-record bytes ``data[pos:end]``; messages may span records, so what is left
     of an unfinished message waits in a per-direction buffer."""
-    buf = st.hs_buf[is_orig]
-    if buf:
+    bufs = st.hs_buf
+    if bufs is not None and bufs[is_orig]:
+        buf = bufs[is_orig]
         buf += data[pos:end]
         data, pos, end = bytes(buf), 0, len(buf)
         buf.clear()
     elif type(data) is not bytes:  # a view of the capture (``views``): messages are read as bytes
         data, pos, end = bytes(data[pos:end]), 0, end - pos
     while end - pos >= 4:
-        msg_type = data[pos]
-        length = (data[pos + 1] << 16) | (data[pos + 2] << 8) | data[pos + 3]
-        if end - pos < 4 + length:
-            break
+        (word,) = _MESSAGE_HEADER(data, pos)  # type (1 byte) and length (3 bytes)
+        msg_type = word >> 24
         start = pos + 4
-        pos = start + length
+        pos = start + (word & 0xFFFFFF)
+        if pos > end:
+            pos = start - 4
+            break
         if msg_type <= 2:
             if st.flipped == ((msg_type == 1) == is_orig):  # Zeek's direction check
                 _check_direction(st, msg_type == 1, is_orig)
@@ -238,30 +268,31 @@ def _handshake(st: _State, is_orig: bool, data: bytes, pos: int, end: int) -> No
                     _server_hello(st, data[start:pos], is_client)
             except (ValueError, IndexError):
                 raise _Stop from None
+            if msg_type == 2 and st.hrr_seen:
+                ch = "J" if is_client else "j"
+                st.hrr_seen = False
+            else:
+                ch = (_CLIENT_CHARS if is_client else _SERVER_CHARS)[msg_type]
         else:
             is_client = is_orig ^ st.flipped
-            try:
-                if msg_type == 11:
-                    _certificate(st, data[start:pos], is_client)
-                elif msg_type == 12:
+            if msg_type == 11:
+                _certificate(st, data[start:pos], is_client)
+            elif msg_type == 12:
+                try:
                     _server_key_exchange(st, data[start:pos])
-            except (ValueError, IndexError):
-                raise _Stop from None
-            if is_client and msg_type == 16:
+                except (ValueError, IndexError):
+                    raise _Stop from None
+            elif msg_type == 16 and is_client:
                 st.cke_seen = True
-        if msg_type == 2 and st.hrr_seen:
-            ch = "J" if is_client else "j"
-            st.hrr_seen = False
-        else:
-            ch = (_HISTORY_CLIENT if is_client else _HISTORY_SERVER).get(msg_type)
-            if ch is None:
-                ch = "Z" if is_client else "z"
+            ch = (_CLIENT_CHARS if is_client else _SERVER_CHARS)[msg_type]
         if st.info is None:
-            st.session()
+            st.session()  # the history belongs to the record: a message starts it
         if len(st.hist) < _MAX_HISTORY:
             st.hist += ch
     if pos < end:
-        buf += data[pos:end]
+        if bufs is None:
+            bufs = st.hs_buf = {True: bytearray(), False: bytearray()}
+        bufs[is_orig] += data[pos:end]
 
 
 def _v2_record(st: _State, is_orig: bool, rec: bytes) -> None:
@@ -304,10 +335,13 @@ def _other_record(st: _State, is_orig: bool, ctype: int, data: bytes, pos: int, 
     """A cleartext record that is not a handshake record; its fragment is ``data[pos:end]``."""
     is_client = is_orig ^ st.flipped
     if ctype == _CCS:
-        st.history(is_client, "i")
+        info = st.session()
+        if len(st.hist) < _MAX_HISTORY:
+            st.hist += "I" if is_client else "i"
         if is_client and st.ticket_seen and not st.cke_seen:
-            st.session()["resumed"] = True
-        if not st.tls13():
+            info["resumed"] = True
+        v = st.chosen_version
+        if v is None or (v != 0x0304 and v // 0xFF != 0x7F):  # not TLS 1.3
             st.encrypted[is_orig] = True
     elif ctype == _ALERT:
         n = end - pos
@@ -319,67 +353,6 @@ def _other_record(st: _State, is_orig: bool, ctype: int, data: bytes, pos: int, 
         st.history(is_client, "b")
     elif ctype != _APPDATA:
         raise _Stop  # unknown record type is a violation
-
-
-def _feed(st: _State, is_orig: bool, data: bytes) -> tuple[int, int]:
-    """Consume every complete record in ``data``: where the unconsumed rest starts, and how many
-    bytes from there the next record needs before it is worth parsing again.
-
-    The record layer (version checks, the switch to encrypted, the end at ``established``) is
-    inline here, one pass per delivery; a record's fragment is sliced only where it is read.
-    """
-    pos, n = 0, len(data)
-    enc = st.encrypted
-    while n - pos >= 5:
-        h0 = data[pos]
-        rv = st.record_version
-        if h0 & 0x80 and (rv is None or rv == 2):
-            length = (((h0 & 0x7F) << 8) | data[pos + 1]) + 2
-            if n - pos < length:
-                return pos, length
-            kind = data[pos + 2]
-            if not (
-                (kind == 1 and is_orig) or (kind == 4 and data[pos + 4] < 2 and not is_orig)
-            ) and (rv != 2):
-                raise _Stop
-            if kind == 4:
-                st.record_version = 2
-            rec = bytes(data[pos : pos + length])
-            pos += length
-            _v2_record(st, is_orig, rec)
-            continue
-        length = 5 + ((data[pos + 3] << 8) | data[pos + 4])
-        if n - pos < length:
-            if length > 5 + (1 << 15) and rv is None:
-                raise _Stop
-            return pos, length
-        start = pos
-        pos += length
-        version = (data[start + 1] << 8) | data[start + 2]
-        if rv is None:
-            if version not in _RECORD_VERSIONS or not 20 <= h0 <= 30:
-                raise _Stop
-            st.record_version = version
-        elif rv != 2 and version not in _RECORD_VERSIONS:
-            raise _Stop  # "Invalid version late in TLS connection"
-        state = enc[is_orig]
-        if (
-            not state
-            and h0 == _APPDATA
-            and st.chosen_version is not None
-            and st.chosen_version not in _PRE_TLS13
-        ):
-            enc[is_orig] = state = True  # TLS 1.3: first application data switches over
-        if state:
-            if enc[True] and enc[False] and not st.established:
-                st.established = True
-                raise _Stop
-            continue
-        if h0 == _HANDSHAKE:
-            _handshake(st, is_orig, data, start + 5, pos)
-        else:
-            _other_record(st, is_orig, h0, data, start + 5, pos)
-    return pos, 5
 
 
 # SHA-256 of certificates by their bytes: servers present the same chain on every connection, and
@@ -397,6 +370,30 @@ def _cert_fp(der: bytes) -> str:
     return fp
 
 
+# What a certificate chain adds to the record, by the chains' bytes and the SNI it is checked
+# against: the same servers present the same chain to the same names on most connections.
+_CHAIN_CACHE: dict[
+    tuple[object, ...], tuple[tuple[str, ...], tuple[str, ...], dict[str, object]]
+] = {}
+
+
+def _chain_fields(
+    server: tuple[bytes, ...], client: tuple[bytes, ...], server_name: object
+) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, object]]:
+    """Chain fingerprints, client chain fingerprints and the subject/issuer/SNI-match fields."""
+    # cert_names first: its cache hashes the leaf's bytes once, and the fingerprint cache then
+    # finds the leaf by that same hash.
+    names = cert_names(server[0]) if server else None
+    fps = tuple([_cert_fp(c) for c in server])
+    client_fps = tuple([_cert_fp(c) for c in client])
+    fields: dict[str, object] = {}
+    if names is not None:
+        fields["subject"], fields["issuer"] = names.subject, names.issuer
+        if server_name is not None and names.subject is not None:
+            fields["sni_matches_cert"] = hostname_matches(names, str(server_name))
+    return fps, client_fps, fields
+
+
 def _finish(st: _State) -> dict[str, object] | None:
     info = st.info
     if info is None:
@@ -405,17 +402,18 @@ def _finish(st: _State) -> dict[str, object] | None:
     info["established"] = st.established
     info["ssl_history"] = st.hist
     if st.certs_seen:
-        server, client = st.certs[False], st.certs[True]
-        # cert_names first: its cache hashes the leaf's bytes once, and the fingerprint cache then
-        # finds the leaf by that same hash.
-        names = cert_names(server[0]) if server else None
-        info["cert_chain_fps"] = [_cert_fp(c) for c in server]
-        info["client_cert_chain_fps"] = [_cert_fp(c) for c in client]
-        if names is not None:
-            info["subject"], info["issuer"] = names.subject, names.issuer
-            if info.get("server_name") is not None and names.subject is not None:
-                info["sni_matches_cert"] = hostname_matches(names, str(info["server_name"]))
-    out = dict.fromkeys(_NAMES)
+        chains = st.certs or {True: [], False: []}
+        key = (tuple(chains[False]), tuple(chains[True]), info.get("server_name"))
+        got = _CHAIN_CACHE.get(key)
+        if got is None:
+            if len(_CHAIN_CACHE) >= _CHAIN_CACHE_MAX:
+                _CHAIN_CACHE.clear()
+            got = _CHAIN_CACHE[key] = _chain_fields(*key)
+        fps, client_fps, names = got
+        info["cert_chain_fps"] = list(fps)  # fresh lists: records never share a mutable value
+        info["client_cert_chain_fps"] = list(client_fps)
+        info.update(names)
+    out = _EMPTY_RECORD.copy()  # a copy is several times cheaper than dict.fromkeys
     out.update(info)  # every key the record gets is one of the schema's names
     return out
 
@@ -467,6 +465,7 @@ class SSLAnalyzer:
         pending = {True: bytearray(), False: bytearray()}
         need = {True: 0, False: 0}
         need_rv: dict[bool, int | None] = {True: None, False: None}
+        enc = st.encrypted
         try:
             for ts, o, seg_data, gap, _flags in segment_rows(conv.segments):
                 if gap:
@@ -481,9 +480,63 @@ class SSLAnalyzer:
                     buf.clear()
                 else:
                     data = seg_data
-                used, need[o] = _feed(st, o, data)
-                if used < len(data):
-                    buf += memoryview(data)[used:]
+                # The record layer (version checks, the switch to encrypted, the end at
+                # ``established``), inline: every complete record of this delivery, then what is
+                # left waits for ``nxt`` bytes (what the next record needs) before it is retried.
+                pos, n, nxt = 0, len(data), 5
+                while n - pos >= 5:
+                    h0, version, length = _RECORD_HEADER(data, pos)
+                    rv = st.record_version
+                    if h0 & 0x80 and (rv is None or rv == 2):
+                        length = (((h0 & 0x7F) << 8) | data[pos + 1]) + 2
+                        if n - pos < length:
+                            nxt = length
+                            break
+                        kind = data[pos + 2]
+                        if not (
+                            (kind == 1 and o) or (kind == 4 and data[pos + 4] < 2 and not o)
+                        ) and (rv != 2):
+                            raise _Stop
+                        if kind == 4:
+                            st.record_version = 2
+                        rec = bytes(data[pos : pos + length])
+                        pos += length
+                        _v2_record(st, o, rec)
+                        continue
+                    length += 5
+                    if n - pos < length:
+                        if length > 5 + (1 << 15) and rv is None:
+                            raise _Stop
+                        nxt = length
+                        break
+                    start = pos
+                    pos += length
+                    if rv is None:
+                        if version not in _RECORD_VERSIONS or not 20 <= h0 <= 30:
+                            raise _Stop
+                        st.record_version = version
+                    elif rv != 2 and version not in _RECORD_VERSIONS:
+                        raise _Stop  # "Invalid version late in TLS connection"
+                    state = enc[o]
+                    if (
+                        not state
+                        and h0 == _APPDATA
+                        and st.chosen_version is not None
+                        and st.chosen_version not in _PRE_TLS13
+                    ):
+                        enc[o] = state = True  # TLS 1.3: first application data switches over
+                    if state:
+                        if enc[True] and enc[False] and not st.established:
+                            st.established = True
+                            raise _Stop
+                        continue
+                    if h0 == _HANDSHAKE:
+                        _handshake(st, o, data, start + 5, pos)
+                    else:
+                        _other_record(st, o, h0, data, start + 5, pos)
+                need[o] = nxt
+                if pos < n:
+                    buf += memoryview(data)[pos:]
                     need_rv[o] = st.record_version
         except _Stop:
             pass

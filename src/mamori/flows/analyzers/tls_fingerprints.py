@@ -292,3 +292,194 @@ def ja3s_cached(hello: Hello) -> str:
             _JA3S_CACHE.clear()
         got = _JA3S_CACHE[key] = ja3s(hello)
     return got
+
+
+# The ssl analyser's fast path: one walk over a hello that yields exactly what ssl.log and the
+# fingerprints need, with no ``Hello``, no extension tuples and no second pass per field. The general
+# parsers above stay the reference (``tests/flows/analyzers/test_tls_fingerprints.py`` checks the two agree
+# on arbitrary bytes) and still build the fingerprints on a cache miss.
+_CLIENT_KEEP = frozenset(
+    (
+        EXT_SERVER_NAME,
+        EXT_SESSION_TICKET,
+        EXT_PRE_SHARED_KEY,
+        *_FP_EXTS,
+    )
+)
+_CH_CACHE: dict[tuple[object, ...], tuple[str, str]] = {}
+_SH_CACHE: dict[tuple[int, int, tuple[int, ...]], str] = {}
+
+
+def client_hello_fields(body: bytes) -> tuple[int, bytes, str | None, bool, bool, str, str]:
+    """What the ssl analyser reads from a ClientHello body: ``_client_hello_walk``'s answer,
+    remembered by the body without its random and session id (the only parts that differ between
+    the connections of one client stack to one server name, unless it sends fresh key shares)."""
+    n = len(body)
+    if n < 35 or 35 + body[34] > n:
+        raise ValueError("truncated")
+    sid_end = 35 + body[34]
+    key = body[:2] + body[sid_end:]
+    got = _CH_FIELDS.get(key)
+    if got is None:
+        if len(_CH_FIELDS) >= _FP_CACHE_MAX:
+            _CH_FIELDS.clear()
+        got = _CH_FIELDS[key] = _client_hello_walk(body)
+    version, name, ticket, psk, ja3_, ja4_ = got
+    return version, body[35:sid_end], name, ticket, psk, ja3_, ja4_
+
+
+def server_hello_fields(
+    body: bytes,
+) -> tuple[int, bytes, bytes, int, tuple[int, ...], int | None, str | None, bool, str]:
+    """What the ssl analyser reads from a ServerHello body: ``_server_hello_walk``'s answer,
+    remembered by the body without its random and session id (see ``client_hello_fields``)."""
+    n = len(body)
+    if n < 35 or 35 + body[34] > n:
+        raise ValueError("truncated")
+    sid_end = 35 + body[34]
+    key = body[:2] + body[sid_end:]
+    got = _SH_FIELDS.get(key)
+    if got is None:
+        if len(_SH_FIELDS) >= _FP_CACHE_MAX:
+            _SH_FIELDS.clear()
+        got = _SH_FIELDS[key] = _server_hello_walk(body)
+    version, cipher, versions, group, alpn, psk, ja3s_ = got
+    return version, body[2:34], body[35:sid_end], cipher, versions, group, alpn, psk, ja3s_
+
+
+_CH_FIELDS: dict[bytes, tuple[int, str | None, bool, bool, str, str]] = {}
+_SH_FIELDS: dict[bytes, tuple[int, int, tuple[int, ...], int | None, str | None, bool, str]] = {}
+
+
+def _client_hello_walk(body: bytes) -> tuple[int, str | None, bool, bool, str, str]:
+    """``client_hello_fields`` without the session id, in one pass over the hello.
+
+    ``(version, server_name, ticket, psk, ja3, ja4)``: ``server_name`` is the first name
+    of the last server_name extension that has one, ``ticket`` says some session_ticket extension
+    is non-empty, ``psk`` that a pre_shared_key extension is present. Raises ``ValueError`` exactly
+    where ``parse_client_hello`` does. JA3/JA4 are cached by the raw cipher bytes (which determine
+    the cipher list), the extension types and the first body of each extension they read.
+    """
+    n = len(body)
+    if n < 35 or 35 + body[34] > n:
+        raise ValueError("truncated")
+    version = (body[0] << 8) | body[1]
+    pos = 35 + body[34]
+    if version in _DTLS:
+        if pos >= n or pos + 1 + body[pos] > n:
+            raise ValueError("truncated")
+        pos += 1 + body[pos]  # DTLS cookie
+    if pos + 2 > n:
+        raise ValueError("truncated")
+    end = pos + 2 + ((body[pos] << 8) | body[pos + 1])
+    if end > n:
+        raise ValueError("truncated")
+    ciphers = body[pos + 2 : end]
+    pos = end
+    if pos >= n or pos + 1 + body[pos] > n:
+        raise ValueError("truncated")
+    pos += 1 + body[pos]
+    codes: list[int] = []
+    first: dict[int, bytes] = {}
+    name: str | None = None
+    ticket = psk = False
+    if n - pos >= 2:
+        end = min(pos + 2 + ((body[pos] << 8) | body[pos + 1]), n)
+        pos += 2
+        keep = _CLIENT_KEEP
+        while end - pos >= 4:
+            code = (body[pos] << 8) | body[pos + 1]
+            stop = pos + 4 + ((body[pos + 2] << 8) | body[pos + 3])
+            if stop > end:
+                break
+            codes.append(code)
+            if code in keep:
+                ext = body[pos + 4 : stop]
+                if code == EXT_SERVER_NAME:
+                    names = server_names(ext)
+                    if names:
+                        name = names[0]
+                elif code == EXT_SESSION_TICKET:
+                    ticket = ticket or stop > pos + 4
+                elif code == EXT_PRE_SHARED_KEY:
+                    psk = True
+                if code not in first:
+                    first[code] = ext
+            pos = stop
+    get = first.get
+    key = (
+        version,
+        ciphers,
+        tuple(codes),
+        get(EXT_SUPPORTED_GROUPS),
+        get(EXT_EC_POINT_FORMATS),
+        get(EXT_SIGNATURE_ALGORITHMS),
+        get(EXT_ALPN),
+        get(EXT_SUPPORTED_VERSIONS),
+    )
+    fps = _CH_CACHE.get(key)
+    if fps is None:
+        if len(_CH_CACHE) >= _FP_CACHE_MAX:
+            _CH_CACHE.clear()
+        hello = parse_client_hello(body)
+        fps = _CH_CACHE[key] = (ja3(hello), ja4(hello))
+    return version, name, ticket, psk, fps[0], fps[1]
+
+
+def _server_hello_walk(
+    body: bytes,
+) -> tuple[int, int, tuple[int, ...], int | None, str | None, bool, str]:
+    """``server_hello_fields`` without the random and session id, in one pass over the hello.
+
+    ``(version, cipher, versions, group, alpn, psk, ja3s)``: ``versions`` are
+    the values of the two-byte supported_versions extensions in wire order, ``group`` the group of
+    the last key_share extension of at least two bytes, ``alpn`` the first protocol of the last
+    ALPN extension that names one, ``psk`` that a pre_shared_key extension is present. Raises
+    ``ValueError`` exactly where ``parse_server_hello`` does.
+    """
+    n = len(body)
+    if n < 35 or 35 + body[34] > n:
+        raise ValueError("truncated")
+    version = (body[0] << 8) | body[1]
+    pos = 35 + body[34]
+    if pos + 3 > n:
+        raise ValueError("truncated")
+    cipher = (body[pos] << 8) | body[pos + 1]
+    pos += 3
+    codes: list[int] = []
+    versions: list[int] = []
+    group: int | None = None
+    alpn: str | None = None
+    psk = False
+    if n - pos >= 2:
+        end = min(pos + 2 + ((body[pos] << 8) | body[pos + 1]), n)
+        pos += 2
+        while end - pos >= 4:
+            code = (body[pos] << 8) | body[pos + 1]
+            length = (body[pos + 2] << 8) | body[pos + 3]
+            pos += 4
+            if length > end - pos:
+                break
+            codes.append(code)
+            if code == EXT_SUPPORTED_VERSIONS:
+                if length == 2:
+                    versions.append((body[pos] << 8) | body[pos + 1])
+            elif code == EXT_KEY_SHARE:
+                if length >= 2:
+                    group = (body[pos] << 8) | body[pos + 1]
+            elif code == EXT_ALPN:
+                protos = alpn_protocols(body[pos : pos + length])
+                if protos:
+                    alpn = protos[0]
+            elif code == EXT_PRE_SHARED_KEY:
+                psk = True
+            pos += length
+    key = (version, cipher, tuple(codes))
+    fp = _SH_CACHE.get(key)
+    if fp is None:
+        if len(_SH_CACHE) >= _FP_CACHE_MAX:
+            _SH_CACHE.clear()
+        fp = _SH_CACHE[key] = ja3s(
+            Hello(version, ciphers=[cipher], extensions=[(c, b"") for c in codes])
+        )
+    return version, cipher, tuple(versions), group, alpn, psk, fp
