@@ -130,7 +130,7 @@ def _outcome(f: object, body: bytes) -> tuple[object, ...] | str:
 
 
 def _reseeded(body: bytes, seed: int) -> bytes:
-    """The same hello with another random and session id (what the field caches ignore)."""
+    """The same hello with another random and session id (which no cache may key on)."""
     if len(body) < 35 or 35 + body[34] > len(body):
         return body
     sid = bytes([seed]) * body[34]
@@ -140,7 +140,7 @@ def _reseeded(body: bytes, seed: int) -> bytes:
 @settings(max_examples=400, deadline=None)
 @given(_client_hellos(), st.integers(0, 255))
 def test_client_hello_fields_equal_the_general_parser(body: bytes, seed: int) -> None:
-    for b in (body, body, _reseeded(body, seed)):  # a miss, a hit, a hit with new random/sid
+    for b in (body, body, _reseeded(body, seed)):  # fingerprint cache miss, hit, and new random/sid
         assert _outcome(tf.client_hello_fields, b) == _outcome(_reference_client, b)
 
 

@@ -296,7 +296,7 @@ def ja3s_cached(hello: Hello) -> str:
 
 # The ssl analyser's fast path: one walk over a hello that yields exactly what ssl.log and the
 # fingerprints need, with no ``Hello``, no extension tuples and no second pass per field. The general
-# parsers above stay the reference (``tests/flows/analyzers/test_tls_fingerprints.py`` checks the two agree
+# parsers above stay the reference (``tests/flows/analyzers/test_tls_fast.py`` checks the two agree
 # on arbitrary bytes) and still build the fingerprints on a cache miss.
 _CLIENT_KEEP = frozenset(
     (
@@ -310,51 +310,12 @@ _CH_CACHE: dict[tuple[object, ...], tuple[str, str]] = {}
 _SH_CACHE: dict[tuple[int, int, tuple[int, ...]], str] = {}
 
 
-def client_hello_fields(body: bytes) -> tuple[int, bytes, str | None, bool, bool, str, str]:
-    """What the ssl analyser reads from a ClientHello body: ``_client_hello_walk``'s answer,
-    remembered by the body without its random and session id (the only parts that differ between
-    the connections of one client stack to one server name, unless it sends fresh key shares)."""
-    n = len(body)
-    if n < 35 or 35 + body[34] > n:
-        raise ValueError("truncated")
-    sid_end = 35 + body[34]
-    key = body[:2] + body[sid_end:]
-    got = _CH_FIELDS.get(key)
-    if got is None:
-        if len(_CH_FIELDS) >= _FP_CACHE_MAX:
-            _CH_FIELDS.clear()
-        got = _CH_FIELDS[key] = _client_hello_walk(body)
-    version, name, ticket, psk, ja3_, ja4_ = got
-    return version, body[35:sid_end], name, ticket, psk, ja3_, ja4_
-
-
-def server_hello_fields(
+def client_hello_fields(
     body: bytes,
-) -> tuple[int, bytes, bytes, int, tuple[int, ...], int | None, str | None, bool, str]:
-    """What the ssl analyser reads from a ServerHello body: ``_server_hello_walk``'s answer,
-    remembered by the body without its random and session id (see ``client_hello_fields``)."""
-    n = len(body)
-    if n < 35 or 35 + body[34] > n:
-        raise ValueError("truncated")
-    sid_end = 35 + body[34]
-    key = body[:2] + body[sid_end:]
-    got = _SH_FIELDS.get(key)
-    if got is None:
-        if len(_SH_FIELDS) >= _FP_CACHE_MAX:
-            _SH_FIELDS.clear()
-        got = _SH_FIELDS[key] = _server_hello_walk(body)
-    version, cipher, versions, group, alpn, psk, ja3s_ = got
-    return version, body[2:34], body[35:sid_end], cipher, versions, group, alpn, psk, ja3s_
+) -> tuple[int, bytes, str | None, bool, bool, str, str]:
+    """What the ssl analyser reads from a ClientHello body, in one pass.
 
-
-_CH_FIELDS: dict[bytes, tuple[int, str | None, bool, bool, str, str]] = {}
-_SH_FIELDS: dict[bytes, tuple[int, int, tuple[int, ...], int | None, str | None, bool, str]] = {}
-
-
-def _client_hello_walk(body: bytes) -> tuple[int, str | None, bool, bool, str, str]:
-    """``client_hello_fields`` without the session id, in one pass over the hello.
-
-    ``(version, server_name, ticket, psk, ja3, ja4)``: ``server_name`` is the first name
+    ``(version, session_id, server_name, ticket, psk, ja3, ja4)``: ``server_name`` is the first name
     of the last server_name extension that has one, ``ticket`` says some session_ticket extension
     is non-empty, ``psk`` that a pre_shared_key extension is present. Raises ``ValueError`` exactly
     where ``parse_client_hello`` does. JA3/JA4 are cached by the raw cipher bytes (which determine
@@ -365,6 +326,7 @@ def _client_hello_walk(body: bytes) -> tuple[int, str | None, bool, bool, str, s
         raise ValueError("truncated")
     version = (body[0] << 8) | body[1]
     pos = 35 + body[34]
+    session_id = body[35:pos]
     if version in _DTLS:
         if pos >= n or pos + 1 + body[pos] > n:
             raise ValueError("truncated")
@@ -423,15 +385,15 @@ def _client_hello_walk(body: bytes) -> tuple[int, str | None, bool, bool, str, s
             _CH_CACHE.clear()
         hello = parse_client_hello(body)
         fps = _CH_CACHE[key] = (ja3(hello), ja4(hello))
-    return version, name, ticket, psk, fps[0], fps[1]
+    return version, session_id, name, ticket, psk, fps[0], fps[1]
 
 
-def _server_hello_walk(
+def server_hello_fields(
     body: bytes,
-) -> tuple[int, int, tuple[int, ...], int | None, str | None, bool, str]:
-    """``server_hello_fields`` without the random and session id, in one pass over the hello.
+) -> tuple[int, bytes, bytes, int, tuple[int, ...], int | None, str | None, bool, str]:
+    """What the ssl analyser reads from a ServerHello body, in one pass.
 
-    ``(version, cipher, versions, group, alpn, psk, ja3s)``: ``versions`` are
+    ``(version, random, session_id, cipher, versions, group, alpn, psk, ja3s)``: ``versions`` are
     the values of the two-byte supported_versions extensions in wire order, ``group`` the group of
     the last key_share extension of at least two bytes, ``alpn`` the first protocol of the last
     ALPN extension that names one, ``psk`` that a pre_shared_key extension is present. Raises
@@ -444,6 +406,7 @@ def _server_hello_walk(
     pos = 35 + body[34]
     if pos + 3 > n:
         raise ValueError("truncated")
+    session_id = body[35:pos]
     cipher = (body[pos] << 8) | body[pos + 1]
     pos += 3
     codes: list[int] = []
@@ -482,4 +445,4 @@ def _server_hello_walk(
         fp = _SH_CACHE[key] = ja3s(
             Hello(version, ciphers=[cipher], extensions=[(c, b"") for c in codes])
         )
-    return version, cipher, tuple(versions), group, alpn, psk, fp
+    return version, body[2:34], session_id, cipher, tuple(versions), group, alpn, psk, fp
