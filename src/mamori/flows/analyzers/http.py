@@ -33,6 +33,7 @@ from mamori.flows.analyzers.http_wire import (
     BODY_EXPECTED,
     BODY_MAYBE,
     BODY_NOT_EXPECTED,
+    ENTITY_HEADERS,
     Message,
     token,
 )
@@ -54,6 +55,8 @@ _CRLF = re.compile(rb"\r\n")
 _SIMPLE = {b"referer": "referrer", b"host": "host", b"origin": "origin", b"user-agent": "user_agent"}  # fmt: skip
 _PROXY = {b"forwarded", b"x-forwarded-for", b"x-forwarded-from", b"client-ip", b"via", b"xroxy-connection", b"proxy-connection"}  # fmt: skip
 _AUTHORIZATION = (b"authorization", b"proxy-authorization")
+# Every header name this analyser or its script reads (any other only makes the message's state).
+_WANTED = ENTITY_HEADERS | {b"connection", b"upgrade", *_SIMPLE, *_PROXY, *_AUTHORIZATION}
 _METHODS = (b"PRI", b"OPTIONS", b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"TRACE", b"CONNECT", b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK", b"VERSION-CONTROL", b"REPORT", b"CHECKOUT", b"CHECKIN", b"UNCHECKOUT", b"MKWORKSPACE", b"UPDATE", b"LABEL", b"MERGE", b"BASELINE-CONTROL", b"MKACTIVITY", b"ORDERPATCH", b"ACL", b"PATCH", b"SEARCH", b"BCOPY", b"BDELETE", b"BMOVE", b"BPROPFIND", b"BPROPPATCH", b"NOTIFY", b"POLL", b"SUBSCRIBE", b"UNSUBSCRIBE", b"X-MS-ENUMATTS", b"RPC_OUT_DATA", b"RPC_IN_DATA")  # fmt: skip
 _SIGNATURE = re.compile(rb"^\s*(" + b"|".join(_METHODS) + rb")\s*\S+\s+HTTP/\d\.\d", re.I)
 IGNORE_VIOLATIONS_AFTER = 10 * 1024  # DPD::ignore_violations_after
@@ -138,13 +141,25 @@ class _Script:
             info["info_code"], info["info_msg"] = code, escape(reason)
 
     def header(self, ts: float, is_orig: bool, lname: bytes, value: bytes) -> None:
+        self.headers(ts, is_orig, [(lname, value)])
+
+    def headers(self, ts: float, is_orig: bool, hdrs: list[tuple[bytes, bytes]]) -> None:
+        """``http_header`` for each of a message's headers in order (one ``_state`` for all: no
+        handler between them changes which state is current)."""
         info = self._state(ts, is_orig)
         if not is_orig:
             return
-        field = _SIMPLE.get(lname)
-        if field is not None:
-            info[field] = escape(value)
-        elif lname in _PROXY:
+        simple = _SIMPLE
+        for lname, value in hdrs:
+            field = simple.get(lname)
+            if field is not None:
+                info[field] = escape(value)
+            elif lname in _PROXY or lname in _AUTHORIZATION:
+                self._rare_header(info, lname, value)
+
+    @staticmethod
+    def _rare_header(info: Info, lname: bytes, value: bytes) -> None:
+        if lname in _PROXY:
             proxied = info.setdefault("proxied", [])
             entry = escape(lname.upper() + b" -> " + value)
             if entry not in proxied:  # type: ignore[operator]
@@ -212,6 +227,19 @@ class _Protocol:
             self.stopped = True
 
     def _header(self, is_orig: bool, name: bytes, lname: bytes, value: bytes) -> None:
+        if lname == b"connection" or lname == b"upgrade":
+            self._connection_header(is_orig, lname, value)
+        self.s.header(self.ts, is_orig, lname, value)
+
+    def headers(self, is_orig: bool, hdrs: list[tuple[bytes, bytes]]) -> None:
+        """``_header`` for each of a header block's headers, in order, with one call (at least one
+        header: ``_state`` runs; any header not in ``_WANTED`` may be left out, it changes nothing)."""
+        for lname, value in hdrs:
+            if lname == b"connection" or lname == b"upgrade":
+                self._connection_header(is_orig, lname, value)
+        self.s.headers(self.ts, is_orig, hdrs)
+
+    def _connection_header(self, is_orig: bool, lname: bytes, value: bytes) -> None:
         if lname == b"connection":
             tok = token(value).lower()
             if is_orig and tok == b"keep-alive":
@@ -224,7 +252,6 @@ class _Protocol:
                 self.upgrade_conn = True
         if not is_orig and lname == b"upgrade":
             self.upgrade_proto = token(value)
-        self.s.header(self.ts, is_orig, lname, value)
 
     def _new_message(self, is_orig: bool, expect: int) -> Message:
         msg = Message(
@@ -369,6 +396,29 @@ class _Protocol:
                 self.tunnel = _Tunnel(self, False)
 
 
+def _header_block(data: bytes, pos: int) -> int:
+    """Where the header block starting at ``pos`` ends (the CRLF of its empty line), or -1 when it
+    is not whole in ``data`` or not plain: the fast path of ``_Side._run`` takes a block only if
+    cutting it at each CRLF gives the lines ContentLine gives (no bare CR or LF) and each line is
+    a new header for ``Message.deliver`` (none empty, none starting with a space, tab or NUL).
+    """
+    end = data.find(b"\r\n\r\n", pos)
+    if end <= pos:
+        return -1
+    block = data[pos:end]
+    crlf = block.count(b"\r\n")
+    if (
+        block.count(b"\r") != crlf
+        or block.count(b"\n") != crlf
+        or b"\x00" in block
+        or b"\r\n " in block
+        or b"\r\n\t" in block
+        or block[0] in b" \t\r"
+    ):
+        return -1
+    return end + 2
+
+
 class _Side:
     """One direction's byte stream, cut into lines or plain runs the way ContentLine cuts it.
 
@@ -393,9 +443,34 @@ class _Side:
         if p.tunnel is not None:
             p.tunnel.feed(self.is_orig, bytes(data))
             return
+        n = len(data)
         if self.delivery > 0:
-            self.delivery -= len(data)
-        self._run(data)
+            self.delivery -= n
+        msg = p.req if self.is_orig else p.rep
+        if (
+            msg is not None
+            and msg.plain >= n > 0
+            and not self.buf
+            and not msg.finished
+            and not msg.gzip
+            and not msg.chunk_state
+            and not msg.in_header
+            and msg.boundary is None
+            and not p.stopped
+            and not self.skip
+            and (self.is_orig or p.rep_state != "http09")
+        ):  # a delivery wholly inside a counted body: ``_run``'s body run, without the loop
+            msg.body_length += n
+            msg.expect -= n
+            msg.plain -= n
+            self.scan = 0
+            if msg.expect <= 0:
+                msg.delivery = -1
+                msg.end()
+            if msg.delivery is not None:
+                self.delivery, msg.delivery = msg.delivery, None
+        else:
+            self._run(data)
         if p.tunnel is not None:  # this delivery switched protocols: its rest is the tunnel's
             rest = bytes(self.buf)
             self.buf.clear()
@@ -478,6 +553,23 @@ class _Side:
                 else:
                     if view:  # lines are parsed: from here on, this delivery's rest as bytes
                         data, n, pos, view = bytes(data[pos:]), n - pos, 0, False
+                    if msg is not None and msg.in_header and not msg.finished:
+                        end = _header_block(data, pos)
+                        if end >= 0 and (p.req_state if is_orig else p.rep_state) == "message":
+                            # The whole header block and its empty line, as ``line`` would take
+                            # them one by one (the block's lines end in CRLF, none is special).
+                            matched, hdrs = msg.header_block(data[pos : end - 2], _WANTED)
+                            pos, scan = end + 2, 0
+                            if matched:
+                                p.headers(is_orig, hdrs)
+                            msg.all_headers()
+                            if not is_orig and p.connect_req:  # ``line``'s empty-line step
+                                p.stopped = True
+                                p.tunnel = _Tunnel(p, False)
+                            msg = p.req if is_orig else p.rep
+                            if msg is not None and msg.delivery is not None:
+                                self.delivery, msg.delivery = msg.delivery, None
+                            continue
                     start = pos + scan
                     if msg is not None and msg.crlf_only:
                         cut = data.find(b"\r\n", start)
