@@ -22,7 +22,6 @@ import base64
 import binascii
 import re
 from collections import deque
-from functools import partial
 from typing import ClassVar
 
 import pyarrow as pa
@@ -258,12 +257,25 @@ class _Protocol:
             is_orig,
             expect,
             self.req_version if is_orig else self.rep_version,
-            partial(self._header, is_orig),
-            partial(self._message_done, is_orig),
+            self._req_header if is_orig else self._rep_header,
+            self._req_done if is_orig else self._rep_done,
         )
         msg.connection_close = self.conn_close
         msg.reply_code = 0 if is_orig else self.reply_code
         return msg
+
+    # The callbacks a message gets: bound methods instead of a new ``partial`` per message.
+    def _req_header(self, name: bytes, lname: bytes, value: bytes) -> None:
+        self._header(True, name, lname, value)
+
+    def _rep_header(self, name: bytes, lname: bytes, value: bytes) -> None:
+        self._header(False, name, lname, value)
+
+    def _req_done(self, body_length: int) -> None:
+        self._message_done(True, body_length)
+
+    def _rep_done(self, body_length: int) -> None:
+        self._message_done(False, body_length)
 
     def _message_done(self, is_orig: bool, body_length: int) -> None:
         self.s.message_done(self.ts, is_orig, body_length)
