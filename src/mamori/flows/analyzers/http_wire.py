@@ -92,6 +92,32 @@ class _Inflater:
 class Message:
     """One request or reply: header parsing and body accounting (Zeek's HTTP_Message/Entity)."""
 
+    # Slots: a message is made per request and reply, and its fields are read per line and body
+    # run; slots make both cheaper than an instance dict.
+    __slots__ = (
+        "body_length",
+        "boundary",
+        "chunk_state",
+        "connection_close",
+        "content_length",
+        "crlf_only",
+        "delivery",
+        "expect",
+        "expect_body",
+        "finished",
+        "gzip",
+        "header_line",
+        "in_header",
+        "inflater",
+        "is_orig",
+        "on_done",
+        "on_header",
+        "part",
+        "plain",
+        "reply_code",
+        "version",
+    )
+
     def __init__(
         self,
         is_orig: bool,
