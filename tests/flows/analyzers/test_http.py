@@ -497,3 +497,33 @@ def test_header_blocks_match_the_line_by_line_reference(
         segs = out
     got = HTTP._analyze(conv(*segs))  # type: ignore[attr-defined]
     assert (got.confirmed, got.records) == (want.confirmed, want.records)
+
+
+_LINE_PIECES = st.sampled_from(
+    [b"GET", b"get", b"POST", b"CONNECT", b"G", b" ", b"\t", b"/", b"a%20b", b"%u0041", b"?q=1",
+     b"HTTP/", b"http/", b"1.1", b"1.0", b"0.9", b"1.", b"x", b"200", b"101", b"20", b"2000",
+     b"OK", b"Not Found", b"\x0b", b"\xff", b":", b""]
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(_LINE_PIECES, max_size=9),
+    st.lists(_LINE_PIECES, max_size=9),
+    st.sampled_from([b"GET /p HTTP/1.1", b"POST /u?x=%41 HTTP/1.0", b""]),
+    st.sampled_from([b"HTTP/1.1 200 OK", b"HTTP/1.0 404 \t Not Found", b""]),
+)
+def test_request_and_status_lines_match_the_general_parse(
+    req: list[bytes], rep: list[bytes], req0: bytes, rep0: bytes
+) -> None:
+    """The one-match parse of common request and status lines gives exactly the rows of the
+    frozen reference, on lines near those forms (odd spacing, case, versions, codes)."""
+    from flows.analyzers.ref.http import HttpAnalyzer as RefHttp
+
+    segs = [
+        Segment(1.0, True, req0 + b"".join(req) + b"\r\nHost: h\r\n\r\n"),
+        Segment(2.0, False, rep0 + b"".join(rep) + b"\r\nContent-Length: 2\r\n\r\nok"),
+    ]
+    want = RefHttp()._analyze(conv(*segs))
+    got = HTTP._analyze(conv(*segs))  # type: ignore[attr-defined]
+    assert (got.confirmed, got.records) == (want.confirmed, want.records)

@@ -48,6 +48,11 @@ _VERSION_AT = re.compile(rb"[ \t]*HTTP/", re.I)
 _VERSION_NUM = re.compile(rb"\d\.\d")
 _TO_CODE = re.compile(rb"[^ \t]*[ \t]+")
 _REASON = re.compile(rb"[^ \t]*[ \t]+(.*)", re.S)
+# The common request and status lines whole ("GET /x HTTP/1.1", "HTTP/1.1 200 OK"): one match
+# gives what the general parse of ``request_line``/``reply_line`` gives for them (a token method,
+# one space, a URI run, " HTTP/d.d"; the version, one blank run after three digits, the reason).
+_PLAIN_REQUEST = re.compile(rb"([A-Z]+) ([A-Za-z0-9:/?#\[\]@!$&'()*+,;=\-_.~%]+) HTTP/(\d)\.(\d)")
+_PLAIN_REPLY = re.compile(rb"HTTP/(\d)\.(\d) (\d\d\d)[ \t]+(.*)", re.S)
 _EOL = re.compile(rb"\r\n|\n|\r(?!$)")
 _CRLF = re.compile(rb"\r\n")
 # Request headers the script reads, by lower-case name (the parser hands it that form).
@@ -98,6 +103,17 @@ def unescape_uri(uri: bytes) -> bytes:
             i += 1
         i += 1
     return bytes(out)
+
+
+_VERSION_STRS: dict[tuple[int, int], str] = {}
+
+
+def _version_str(v: tuple[int, int]) -> str:
+    """The version as http.log writes it ("1.1"), made once per version seen."""
+    out = _VERSION_STRS.get(v)
+    if out is None:
+        out = _VERSION_STRS[v] = f"{v[0] + v[1] * 0.1:.1f}"
+    return out
 
 
 class _Script:
@@ -312,24 +328,29 @@ class _Protocol:
         self.reply_made(True)
 
     def request_line(self, line: bytes) -> None:
-        m = _TOKEN.match(line)
-        rest = line[m.end() :] if m else b""
-        if not m or rest[:1] not in (b" ", b"\t"):
-            self._bad_request(line)
-            return
-        method, rest = m.group(0), rest.lstrip(b" \t")
-        end = _URI_RUN.match(rest).end()  # type: ignore[union-attr]
-        if end >= len(rest) and rest.startswith(b"HTTP/"):
-            end = 0
-        vm = _VERSION_AT.search(rest, end) if end < len(rest) else None
-        if vm is None:
-            version, uri = (0, 9), rest
-            if len(method) < 3 or not uri:
+        plain = _PLAIN_REQUEST.fullmatch(line)
+        if plain is not None:  # what the general steps below find in such a line, in one match
+            method, uri, major, minor = plain.groups()
+            version = (major[0] - 48, minor[0] - 48)
+        else:
+            m = _TOKEN.match(line)
+            rest = line[m.end() :] if m else b""
+            if not m or rest[:1] not in (b" ", b"\t"):
                 self._bad_request(line)
                 return
-        else:
-            uri, vstr = rest[: vm.start()], rest[vm.end() :]
-            version = (vstr[0] - 48, vstr[2] - 48) if _VERSION_NUM.match(vstr) else (0, 0)
+            method, rest = m.group(0), rest.lstrip(b" \t")
+            end = _URI_RUN.match(rest).end()  # type: ignore[union-attr]
+            if end >= len(rest) and rest.startswith(b"HTTP/"):
+                end = 0
+            vm = _VERSION_AT.search(rest, end) if end < len(rest) else None
+            if vm is None:
+                version, uri = (0, 9), rest
+                if len(method) < 3 or not uri:
+                    self._bad_request(line)
+                    return
+            else:
+                uri, vstr = rest[: vm.start()], rest[vm.end() :]
+                version = (vstr[0] - 48, vstr[2] - 48) if _VERSION_NUM.match(vstr) else (0, 0)
         self._set_version(True, version)
         self.num_requests += 1
         self.req_state, self.req_ongoing = "message", True
@@ -351,30 +372,34 @@ class _Protocol:
             self.req_state = "nothing"
 
     def reply_line(self, line: bytes) -> None:
-        if line[:5].upper() != b"HTTP/":
-            if line:
+        plain = _PLAIN_REPLY.fullmatch(line)
+        if plain is not None:  # what the general steps below find in such a line, in one match
+            major, minor, code_s, reason = plain.groups()
+            self._set_version(False, (major[0] - 48, minor[0] - 48))
+            code = int(code_s)
+        else:
+            if line[:5].upper() != b"HTTP/":
+                if line:
+                    self._violation()
+                    self.rep_state = "nothing"
+                return
+            rest = line[5:]
+            self._set_version(
+                False, (rest[0] - 48, rest[2] - 48) if _VERSION_NUM.match(rest) else (0, 0)
+            )
+            m = _TO_CODE.match(rest)
+            if m is None or len(rest) - m.end() < 3:  # no status code: not a reply line
                 self._violation()
                 self.rep_state = "nothing"
-            return
-        rest = line[5:]
-        self._set_version(
-            False, (rest[0] - 48, rest[2] - 48) if _VERSION_NUM.match(rest) else (0, 0)
-        )
-        m = _TO_CODE.match(rest)
-        if m is None or len(rest) - m.end() < 3:  # no status code: not a reply line
-            self._violation()
-            self.rep_state = "nothing"
-            return
-        code_s = rest[m.end() : m.end() + 3]
-        code = int(code_s) if code_s.isdigit() else 0
-        r = _REASON.match(rest, m.end() + 3)
-        reason = r.group(1) if r else b"<empty>"
+                return
+            code_s = rest[m.end() : m.end() + 3]
+            code = int(code_s) if code_s.isdigit() else 0
+            r = _REASON.match(rest, m.end() + 3)
+            reason = r.group(1) if r else b"<empty>"
         if self.unanswered:
             self.confirmed = True
         self.rep_state, self.rep_ongoing, self.reply_code = "message", True, code
-        self.s.reply(
-            self.ts, f"{self.rep_version[0] + self.rep_version[1] * 0.1:.1f}", code, reason
-        )
+        self.s.reply(self.ts, _version_str(self.rep_version), code, reason)
         if self.connect_req and code != 200:
             self.connect_req = False
         method = self.unanswered[0] if self.unanswered else None
@@ -776,9 +801,12 @@ class HttpAnalyzer:
         if proto.tunnel is not None:
             proto.tunnel.done()
         rows = []
-        ids = conv.id_fields()
+        base = {"ts": None, **conv.id_fields(), **_NONE_FIELDS}  # each row: a copy, then its info
         for info in script.finish():
-            rows.append({"ts": info.pop("ts"), **ids, **_NONE_FIELDS, **info})
+            row = base.copy()
+            row["ts"] = info.pop("ts")
+            row.update(info)
+            rows.append(row)
         return Analysis(proto.confirmed, rows)
 
 
