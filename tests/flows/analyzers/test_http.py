@@ -425,3 +425,105 @@ def test_conformance_with_zeek_http_log(data_dir: Path, monkeypatch: pytest.Monk
     monkeypatch.setattr(builder, "conversations", _with_marks(builder.conversations))
     share = compare(data_dir, "http", "trans_depth", FIELDS, EXCLUDED)
     assert share >= 0.95
+
+
+# Header lines for the whole-block fast path (``_Side._run``/``Message.header_block``): names it
+# keeps and names it drops, odd spacing before the colon, no colon, whitespace in the name, and
+# lines that must send a block back to the line-by-line path (continuations, NUL, bare CR or LF).
+_HEADER_LINES = [
+    b"Host: example.com",
+    b"host \t:\x0b  h2",
+    b"User-Agent:ua",
+    b"Referer :  http://r/",
+    b"X-Forwarded-For: 1.2.3.4",
+    b"Via: proxy",
+    b"Authorization: Basic " + base64.b64encode(b"bob:pw"),
+    b"Authorization: Basic !!!",
+    b"Connection: close",
+    b"Connection: keep-alive",
+    b"Upgrade: websocket",
+    b"Content-Length: 3",
+    b"Content-Length: x",
+    b"Transfer-Encoding: chunked",
+    b"Content-Encoding: gzip",
+    b"Content-Type: multipart/form-data; boundary=zz",
+    b"Accept: */*",
+    b"Cookie: a=b: c",
+    b"no colon here",
+    b"Bad Name: v",
+    b":empty name",
+    b" continued",
+    b"\tcontinued",
+    b"\x00nul",
+    b"Ho\rst: a",
+    b"Ho\nst: a",
+    b"\x0bHost: v",
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.sampled_from(_HEADER_LINES), max_size=8),
+    st.lists(st.sampled_from(_HEADER_LINES), max_size=8),
+    st.lists(st.integers(1, 400), max_size=4),
+    st.booleans(),
+)
+def test_header_blocks_match_the_line_by_line_reference(
+    req_lines: list[bytes], rep_lines: list[bytes], cuts: list[int], views: bool
+) -> None:
+    """The whole-block fast path gives exactly the rows of the frozen line-by-line analyser,
+    whole or cut anywhere (a block split over segments, a header left open at a cut)."""
+    import numpy as np
+
+    from flows.analyzers.ref.http import HttpAnalyzer as RefHttp
+
+    req = b"POST /u HTTP/1.1\r\n" + b"".join(x + b"\r\n" for x in req_lines) + b"\r\nabc"
+    rep = b"HTTP/1.1 200 OK\r\n" + b"".join(x + b"\r\n" for x in rep_lines) + b"\r\nxyz--zz--\r\n"
+    segs: list[Segment] = []
+    for o, stream in ((True, req), (False, rep)):
+        at = 0
+        for c in sorted({min(c, len(stream)) for c in cuts} | {len(stream)}):
+            if c > at:
+                segs.append(Segment(1.0 + len(segs), o, stream[at:c]))
+                at = c
+        segs.append(Mark(1.0 + len(segs), o, b"", flags=FIN))
+    want = RefHttp()._analyze(conv(*segs))
+    if views:  # payload as views of one buffer, as ingest hands it over
+        buf = memoryview(np.frombuffer(b"".join(s.data for s in segs) + b"\0", np.uint8))
+        at, out = 0, []
+        for s in segs:
+            out.append(Segment(s.ts, s.is_orig, buf[at : at + len(s.data)], flags=s.flags))
+            at += len(s.data)
+        segs = out
+    got = HTTP._analyze(conv(*segs))  # type: ignore[attr-defined]
+    assert (got.confirmed, got.records) == (want.confirmed, want.records)
+
+
+_LINE_PIECES = st.sampled_from(
+    [b"GET", b"get", b"POST", b"CONNECT", b"G", b" ", b"\t", b"/", b"a%20b", b"%u0041", b"?q=1",
+     b"HTTP/", b"http/", b"1.1", b"1.0", b"0.9", b"1.", b"x", b"200", b"101", b"20", b"2000",
+     b"OK", b"Not Found", b"\x0b", b"\xff", b":", b""]
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(_LINE_PIECES, max_size=9),
+    st.lists(_LINE_PIECES, max_size=9),
+    st.sampled_from([b"GET /p HTTP/1.1", b"POST /u?x=%41 HTTP/1.0", b""]),
+    st.sampled_from([b"HTTP/1.1 200 OK", b"HTTP/1.0 404 \t Not Found", b""]),
+)
+def test_request_and_status_lines_match_the_general_parse(
+    req: list[bytes], rep: list[bytes], req0: bytes, rep0: bytes
+) -> None:
+    """The one-match parse of common request and status lines gives exactly the rows of the
+    frozen reference, on lines near those forms (odd spacing, case, versions, codes)."""
+    from flows.analyzers.ref.http import HttpAnalyzer as RefHttp
+
+    segs = [
+        Segment(1.0, True, req0 + b"".join(req) + b"\r\nHost: h\r\n\r\n"),
+        Segment(2.0, False, rep0 + b"".join(rep) + b"\r\nContent-Length: 2\r\n\r\nok"),
+    ]
+    want = RefHttp()._analyze(conv(*segs))
+    got = HTTP._analyze(conv(*segs))  # type: ignore[attr-defined]
+    assert (got.confirmed, got.records) == (want.confirmed, want.records)

@@ -22,7 +22,6 @@ import base64
 import binascii
 import re
 from collections import deque
-from functools import partial
 from typing import ClassVar
 
 import pyarrow as pa
@@ -33,6 +32,7 @@ from mamori.flows.analyzers.http_wire import (
     BODY_EXPECTED,
     BODY_MAYBE,
     BODY_NOT_EXPECTED,
+    ENTITY_HEADERS,
     Message,
     token,
 )
@@ -48,12 +48,19 @@ _VERSION_AT = re.compile(rb"[ \t]*HTTP/", re.I)
 _VERSION_NUM = re.compile(rb"\d\.\d")
 _TO_CODE = re.compile(rb"[^ \t]*[ \t]+")
 _REASON = re.compile(rb"[^ \t]*[ \t]+(.*)", re.S)
+# The common request and status lines whole ("GET /x HTTP/1.1", "HTTP/1.1 200 OK"): one match
+# gives what the general parse of ``request_line``/``reply_line`` gives for them (a token method,
+# one space, a URI run, " HTTP/d.d"; the version, one blank run after three digits, the reason).
+_PLAIN_REQUEST = re.compile(rb"([A-Z]+) ([A-Za-z0-9:/?#\[\]@!$&'()*+,;=\-_.~%]+) HTTP/(\d)\.(\d)")
+_PLAIN_REPLY = re.compile(rb"HTTP/(\d)\.(\d) (\d\d\d)[ \t]+(.*)", re.S)
 _EOL = re.compile(rb"\r\n|\n|\r(?!$)")
 _CRLF = re.compile(rb"\r\n")
 # Request headers the script reads, by lower-case name (the parser hands it that form).
 _SIMPLE = {b"referer": "referrer", b"host": "host", b"origin": "origin", b"user-agent": "user_agent"}  # fmt: skip
 _PROXY = {b"forwarded", b"x-forwarded-for", b"x-forwarded-from", b"client-ip", b"via", b"xroxy-connection", b"proxy-connection"}  # fmt: skip
 _AUTHORIZATION = (b"authorization", b"proxy-authorization")
+# Every header name this analyser or its script reads (any other only makes the message's state).
+_WANTED = ENTITY_HEADERS | {b"connection", b"upgrade", *_SIMPLE, *_PROXY, *_AUTHORIZATION}
 _METHODS = (b"PRI", b"OPTIONS", b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"TRACE", b"CONNECT", b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK", b"VERSION-CONTROL", b"REPORT", b"CHECKOUT", b"CHECKIN", b"UNCHECKOUT", b"MKWORKSPACE", b"UPDATE", b"LABEL", b"MERGE", b"BASELINE-CONTROL", b"MKACTIVITY", b"ORDERPATCH", b"ACL", b"PATCH", b"SEARCH", b"BCOPY", b"BDELETE", b"BMOVE", b"BPROPFIND", b"BPROPPATCH", b"NOTIFY", b"POLL", b"SUBSCRIBE", b"UNSUBSCRIBE", b"X-MS-ENUMATTS", b"RPC_OUT_DATA", b"RPC_IN_DATA")  # fmt: skip
 _SIGNATURE = re.compile(rb"^\s*(" + b"|".join(_METHODS) + rb")\s*\S+\s+HTTP/\d\.\d", re.I)
 IGNORE_VIOLATIONS_AFTER = 10 * 1024  # DPD::ignore_violations_after
@@ -98,6 +105,17 @@ def unescape_uri(uri: bytes) -> bytes:
     return bytes(out)
 
 
+_VERSION_STRS: dict[tuple[int, int], str] = {}
+
+
+def _version_str(v: tuple[int, int]) -> str:
+    """The version as http.log writes it ("1.1"), made once per version seen."""
+    out = _VERSION_STRS.get(v)
+    if out is None:
+        out = _VERSION_STRS[v] = f"{v[0] + v[1] * 0.1:.1f}"
+    return out
+
+
 class _Script:
     """``HTTP::State`` and the event handlers of Zeek's http/main.zeek."""
 
@@ -138,13 +156,25 @@ class _Script:
             info["info_code"], info["info_msg"] = code, escape(reason)
 
     def header(self, ts: float, is_orig: bool, lname: bytes, value: bytes) -> None:
+        self.headers(ts, is_orig, [(lname, value)])
+
+    def headers(self, ts: float, is_orig: bool, hdrs: list[tuple[bytes, bytes]]) -> None:
+        """``http_header`` for each of a message's headers in order (one ``_state`` for all: no
+        handler between them changes which state is current)."""
         info = self._state(ts, is_orig)
         if not is_orig:
             return
-        field = _SIMPLE.get(lname)
-        if field is not None:
-            info[field] = escape(value)
-        elif lname in _PROXY:
+        simple = _SIMPLE
+        for lname, value in hdrs:
+            field = simple.get(lname)
+            if field is not None:
+                info[field] = escape(value)
+            elif lname in _PROXY or lname in _AUTHORIZATION:
+                self._rare_header(info, lname, value)
+
+    @staticmethod
+    def _rare_header(info: Info, lname: bytes, value: bytes) -> None:
+        if lname in _PROXY:
             proxied = info.setdefault("proxied", [])
             entry = escape(lname.upper() + b" -> " + value)
             if entry not in proxied:  # type: ignore[operator]
@@ -212,6 +242,19 @@ class _Protocol:
             self.stopped = True
 
     def _header(self, is_orig: bool, name: bytes, lname: bytes, value: bytes) -> None:
+        if lname == b"connection" or lname == b"upgrade":
+            self._connection_header(is_orig, lname, value)
+        self.s.header(self.ts, is_orig, lname, value)
+
+    def headers(self, is_orig: bool, hdrs: list[tuple[bytes, bytes]]) -> None:
+        """``_header`` for each of a header block's headers, in order, with one call (at least one
+        header: ``_state`` runs; any header not in ``_WANTED`` may be left out, it changes nothing)."""
+        for lname, value in hdrs:
+            if lname == b"connection" or lname == b"upgrade":
+                self._connection_header(is_orig, lname, value)
+        self.s.headers(self.ts, is_orig, hdrs)
+
+    def _connection_header(self, is_orig: bool, lname: bytes, value: bytes) -> None:
         if lname == b"connection":
             tok = token(value).lower()
             if is_orig and tok == b"keep-alive":
@@ -224,19 +267,31 @@ class _Protocol:
                 self.upgrade_conn = True
         if not is_orig and lname == b"upgrade":
             self.upgrade_proto = token(value)
-        self.s.header(self.ts, is_orig, lname, value)
 
     def _new_message(self, is_orig: bool, expect: int) -> Message:
         msg = Message(
             is_orig,
             expect,
             self.req_version if is_orig else self.rep_version,
-            partial(self._header, is_orig),
-            partial(self._message_done, is_orig),
+            self._req_header if is_orig else self._rep_header,
+            self._req_done if is_orig else self._rep_done,
         )
         msg.connection_close = self.conn_close
         msg.reply_code = 0 if is_orig else self.reply_code
         return msg
+
+    # The callbacks a message gets: bound methods instead of a new ``partial`` per message.
+    def _req_header(self, name: bytes, lname: bytes, value: bytes) -> None:
+        self._header(True, name, lname, value)
+
+    def _rep_header(self, name: bytes, lname: bytes, value: bytes) -> None:
+        self._header(False, name, lname, value)
+
+    def _req_done(self, body_length: int) -> None:
+        self._message_done(True, body_length)
+
+    def _rep_done(self, body_length: int) -> None:
+        self._message_done(False, body_length)
 
     def _message_done(self, is_orig: bool, body_length: int) -> None:
         self.s.message_done(self.ts, is_orig, body_length)
@@ -273,24 +328,29 @@ class _Protocol:
         self.reply_made(True)
 
     def request_line(self, line: bytes) -> None:
-        m = _TOKEN.match(line)
-        rest = line[m.end() :] if m else b""
-        if not m or rest[:1] not in (b" ", b"\t"):
-            self._bad_request(line)
-            return
-        method, rest = m.group(0), rest.lstrip(b" \t")
-        end = _URI_RUN.match(rest).end()  # type: ignore[union-attr]
-        if end >= len(rest) and rest.startswith(b"HTTP/"):
-            end = 0
-        vm = _VERSION_AT.search(rest, end) if end < len(rest) else None
-        if vm is None:
-            version, uri = (0, 9), rest
-            if len(method) < 3 or not uri:
+        plain = _PLAIN_REQUEST.fullmatch(line)
+        if plain is not None:  # what the general steps below find in such a line, in one match
+            method, uri, major, minor = plain.groups()
+            version = (major[0] - 48, minor[0] - 48)
+        else:
+            m = _TOKEN.match(line)
+            rest = line[m.end() :] if m else b""
+            if not m or rest[:1] not in (b" ", b"\t"):
                 self._bad_request(line)
                 return
-        else:
-            uri, vstr = rest[: vm.start()], rest[vm.end() :]
-            version = (vstr[0] - 48, vstr[2] - 48) if _VERSION_NUM.match(vstr) else (0, 0)
+            method, rest = m.group(0), rest.lstrip(b" \t")
+            end = _URI_RUN.match(rest).end()  # type: ignore[union-attr]
+            if end >= len(rest) and rest.startswith(b"HTTP/"):
+                end = 0
+            vm = _VERSION_AT.search(rest, end) if end < len(rest) else None
+            if vm is None:
+                version, uri = (0, 9), rest
+                if len(method) < 3 or not uri:
+                    self._bad_request(line)
+                    return
+            else:
+                uri, vstr = rest[: vm.start()], rest[vm.end() :]
+                version = (vstr[0] - 48, vstr[2] - 48) if _VERSION_NUM.match(vstr) else (0, 0)
         self._set_version(True, version)
         self.num_requests += 1
         self.req_state, self.req_ongoing = "message", True
@@ -312,30 +372,34 @@ class _Protocol:
             self.req_state = "nothing"
 
     def reply_line(self, line: bytes) -> None:
-        if line[:5].upper() != b"HTTP/":
-            if line:
+        plain = _PLAIN_REPLY.fullmatch(line)
+        if plain is not None:  # what the general steps below find in such a line, in one match
+            major, minor, code_s, reason = plain.groups()
+            self._set_version(False, (major[0] - 48, minor[0] - 48))
+            code = int(code_s)
+        else:
+            if line[:5].upper() != b"HTTP/":
+                if line:
+                    self._violation()
+                    self.rep_state = "nothing"
+                return
+            rest = line[5:]
+            self._set_version(
+                False, (rest[0] - 48, rest[2] - 48) if _VERSION_NUM.match(rest) else (0, 0)
+            )
+            m = _TO_CODE.match(rest)
+            if m is None or len(rest) - m.end() < 3:  # no status code: not a reply line
                 self._violation()
                 self.rep_state = "nothing"
-            return
-        rest = line[5:]
-        self._set_version(
-            False, (rest[0] - 48, rest[2] - 48) if _VERSION_NUM.match(rest) else (0, 0)
-        )
-        m = _TO_CODE.match(rest)
-        if m is None or len(rest) - m.end() < 3:  # no status code: not a reply line
-            self._violation()
-            self.rep_state = "nothing"
-            return
-        code_s = rest[m.end() : m.end() + 3]
-        code = int(code_s) if code_s.isdigit() else 0
-        r = _REASON.match(rest, m.end() + 3)
-        reason = r.group(1) if r else b"<empty>"
+                return
+            code_s = rest[m.end() : m.end() + 3]
+            code = int(code_s) if code_s.isdigit() else 0
+            r = _REASON.match(rest, m.end() + 3)
+            reason = r.group(1) if r else b"<empty>"
         if self.unanswered:
             self.confirmed = True
         self.rep_state, self.rep_ongoing, self.reply_code = "message", True, code
-        self.s.reply(
-            self.ts, f"{self.rep_version[0] + self.rep_version[1] * 0.1:.1f}", code, reason
-        )
+        self.s.reply(self.ts, _version_str(self.rep_version), code, reason)
         if self.connect_req and code != 200:
             self.connect_req = False
         method = self.unanswered[0] if self.unanswered else None
@@ -369,6 +433,29 @@ class _Protocol:
                 self.tunnel = _Tunnel(self, False)
 
 
+def _header_block(data: bytes, pos: int) -> int:
+    """Where the header block starting at ``pos`` ends (the CRLF of its empty line), or -1 when it
+    is not whole in ``data`` or not plain: the fast path of ``_Side._run`` takes a block only if
+    cutting it at each CRLF gives the lines ContentLine gives (no bare CR or LF) and each line is
+    a new header for ``Message.deliver`` (none empty, none starting with a space, tab or NUL).
+    """
+    end = data.find(b"\r\n\r\n", pos)
+    if end <= pos:
+        return -1
+    block = data[pos:end]
+    crlf = block.count(b"\r\n")
+    if (
+        block.count(b"\r") != crlf
+        or block.count(b"\n") != crlf
+        or b"\x00" in block
+        or b"\r\n " in block
+        or b"\r\n\t" in block
+        or block[0] in b" \t\r"
+    ):
+        return -1
+    return end + 2
+
+
 class _Side:
     """One direction's byte stream, cut into lines or plain runs the way ContentLine cuts it.
 
@@ -393,9 +480,34 @@ class _Side:
         if p.tunnel is not None:
             p.tunnel.feed(self.is_orig, bytes(data))
             return
+        n = len(data)
         if self.delivery > 0:
-            self.delivery -= len(data)
-        self._run(data)
+            self.delivery -= n
+        msg = p.req if self.is_orig else p.rep
+        if (
+            msg is not None
+            and msg.plain >= n > 0
+            and not self.buf
+            and not msg.finished
+            and not msg.gzip
+            and not msg.chunk_state
+            and not msg.in_header
+            and msg.boundary is None
+            and not p.stopped
+            and not self.skip
+            and (self.is_orig or p.rep_state != "http09")
+        ):  # a delivery wholly inside a counted body: ``_run``'s body run, without the loop
+            msg.body_length += n
+            msg.expect -= n
+            msg.plain -= n
+            self.scan = 0
+            if msg.expect <= 0:
+                msg.delivery = -1
+                msg.end()
+            if msg.delivery is not None:
+                self.delivery, msg.delivery = msg.delivery, None
+        else:
+            self._run(data)
         if p.tunnel is not None:  # this delivery switched protocols: its rest is the tunnel's
             rest = bytes(self.buf)
             self.buf.clear()
@@ -478,6 +590,23 @@ class _Side:
                 else:
                     if view:  # lines are parsed: from here on, this delivery's rest as bytes
                         data, n, pos, view = bytes(data[pos:]), n - pos, 0, False
+                    if msg is not None and msg.in_header and not msg.finished:
+                        end = _header_block(data, pos)
+                        if end >= 0 and (p.req_state if is_orig else p.rep_state) == "message":
+                            # The whole header block and its empty line, as ``line`` would take
+                            # them one by one (the block's lines end in CRLF, none is special).
+                            matched, hdrs = msg.header_block(data[pos : end - 2], _WANTED)
+                            pos, scan = end + 2, 0
+                            if matched:
+                                p.headers(is_orig, hdrs)
+                            msg.all_headers()
+                            if not is_orig and p.connect_req:  # ``line``'s empty-line step
+                                p.stopped = True
+                                p.tunnel = _Tunnel(p, False)
+                            msg = p.req if is_orig else p.rep
+                            if msg is not None and msg.delivery is not None:
+                                self.delivery, msg.delivery = msg.delivery, None
+                            continue
                     start = pos + scan
                     if msg is not None and msg.crlf_only:
                         cut = data.find(b"\r\n", start)
@@ -672,9 +801,12 @@ class HttpAnalyzer:
         if proto.tunnel is not None:
             proto.tunnel.done()
         rows = []
-        ids = conv.id_fields()
+        base = {"ts": None, **conv.id_fields(), **_NONE_FIELDS}  # each row: a copy, then its info
         for info in script.finish():
-            rows.append({"ts": info.pop("ts"), **ids, **_NONE_FIELDS, **info})
+            row = base.copy()
+            row["ts"] = info.pop("ts")
+            row.update(info)
+            rows.append(row)
         return Analysis(proto.confirmed, rows)
 
 

@@ -36,6 +36,7 @@ _ENTITY_HEADERS = frozenset(
         b"content-type",
     )
 )
+ENTITY_HEADERS = _ENTITY_HEADERS  # for callers of ``Message.header_block``
 _BOUNDARY = re.compile(rb'boundary[ \t]*=[ \t]*(?:"([^"]*)"|([^;\s]+))', re.I)
 
 
@@ -90,6 +91,32 @@ class _Inflater:
 
 class Message:
     """One request or reply: header parsing and body accounting (Zeek's HTTP_Message/Entity)."""
+
+    # Slots: a message is made per request and reply, and its fields are read per line and body
+    # run; slots make both cheaper than an instance dict.
+    __slots__ = (
+        "body_length",
+        "boundary",
+        "chunk_state",
+        "connection_close",
+        "content_length",
+        "crlf_only",
+        "delivery",
+        "expect",
+        "expect_body",
+        "finished",
+        "gzip",
+        "header_line",
+        "in_header",
+        "inflater",
+        "is_orig",
+        "on_done",
+        "on_header",
+        "part",
+        "plain",
+        "reply_code",
+        "version",
+    )
 
     def __init__(
         self,
@@ -160,6 +187,53 @@ class Message:
             m = _BOUNDARY.search(value)
             if tok == b"multipart" and m:
                 self.boundary = b"--" + (m.group(1) if m.group(1) is not None else m.group(2))
+
+    def header_block(
+        self, block: bytes, wanted: frozenset[bytes]
+    ) -> tuple[bool, list[tuple[bytes, bytes]]]:
+        """``deliver`` of a whole header block at once, up to (not including) ``all_headers``.
+
+        ``block`` is the block's lines before the empty one that ends it, each ended by CRLF but
+        the last, none holding another CR or LF, each a line ``deliver`` would take as a new
+        header (not empty, not starting with a space, tab or NUL). The header still open before
+        them is completed first, as the first of them would complete it. Returns whether any line
+        was a header, and the (lower-case name, value) in order of the headers named in
+        ``wanted`` (which must hold ``ENTITY_HEADERS``): the caller reports them (the work of
+        ``on_header``, one call for all instead of a chain per line; the others change nothing)
+        and then calls ``all_headers``, which is what the empty line does next in ``deliver``.
+        """
+        out: list[tuple[bytes, bytes]] = []
+        matched = False
+        line, self.header_line = self.header_line, None
+        if line is not None:
+            m = _FIELD.match(line)
+            if m:
+                matched = True
+                lname = m.group(1).lower()
+                if lname in wanted:
+                    out.append((lname, line[m.end() :].lstrip(b" \t\r\n\v\f")))
+        # _FIELD per line without the regex: its name is what precedes the first colon, less
+        # trailing blanks, when that holds no whitespace (true of every wanted name; lowering
+        # changes no byte's class nor position). Other lines only say whether any was a header.
+        for low, line in zip(block.lower().split(b"\r\n"), block.split(b"\r\n"), strict=True):
+            colon = low.find(b":")
+            if colon > 0:
+                lname = low[:colon].rstrip(b" \t")
+                if lname in wanted:
+                    matched = True
+                    out.append((lname, line[colon + 1 :].lstrip(b" \t\r\n\v\f")))
+                elif not matched and _FIELD.match(line):
+                    matched = True
+        entity = _ENTITY_HEADERS
+        for lname, value in out:
+            if lname in entity:
+                self._entity_header(lname, value)
+        self.in_header = False
+        return matched, out
+
+    def all_headers(self) -> None:
+        """The headers are over: what the body will be (Zeek's all-headers step)."""
+        self._all_headers()
 
     def _all_headers(self) -> None:
         if self.content_length >= 0:
