@@ -1,6 +1,6 @@
 """CPU seconds of each stage of ``mamori ingest`` on one capture, in one process.
 
-    python benchmarks/ingest_stages.py benchmarks/work/workload.pcap
+    python benchmarks/ingest_stages.py benchmarks/work/workload.pcap [--shard 0/2]
 
 Wraps the pipeline's stage functions with a CPU timer (``time.process_time``) and runs
 ``Ingest.capture`` into a scratch lake, in a process prepared as ingest prepares its own (Arrow's
@@ -10,7 +10,9 @@ wrappers cost a little, and a busy machine changes the totals, not much the prop
 ``analyze`` is the protocol analysers (and the UDP DNS conversations ``dns columns`` hands back
 to them); ``dns columns`` is the column path for UDP DNS (``flows/dns_batch.py``); ``route``
 includes ``route/candidates`` and ``route/decide``; ``route/settle`` (copying out the payload of
-connections that outlive their batch) runs after the batch's conversations, outside ``route``.
+connections that outlive their batch) runs after the batch's conversations, outside ``route``;
+``analyze/<service>`` splits ``analyze`` by analyser. ``--shard 0/2`` times what one of the two
+processes of ``mamori ingest`` does (it still reads and decodes every packet).
 """
 
 from __future__ import annotations
@@ -24,13 +26,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mamori.flows.memory import prepare_ingest_process
+from mamori.flows.memory import WithoutScipy, hide, prepare_ingest_process
 
 prepare_ingest_process()  # before pyarrow loads, as the ingest command prepares its process
+hide(WithoutScipy)  # as the command does (cli._without_scipy): Numba's BLAS probe imports SciPy
 
 import mamori.flows.payload as PL  # noqa: E402
 import mamori.flows.pipeline as P  # noqa: E402
 from mamori.config import Settings  # noqa: E402
+from mamori.flows.analyzers.base import registered  # noqa: E402
 from mamori.flows.collector import rare_collection  # noqa: E402
 from mamori.lake.writer import LakeWriter  # noqa: E402
 
@@ -56,7 +60,13 @@ def wrap(obj: Any, name: str, label: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("capture", type=Path)
+    ap.add_argument(
+        "--shard", default="0/1", help="K/N: one worker's shard, as `mamori ingest` runs it (0/2)"
+    )
     a = ap.parse_args()
+    k, n = (int(x) for x in a.shard.split("/"))
+    for service, analyzer in registered().items():
+        wrap(analyzer, "analyze", f"analyze/{service}")
     wrap(P, "decode", "decode")
     wrap(P.FragmentReassembler, "apply", "fragments")
     wrap(P.ConnTracker, "feed", "track")
@@ -76,7 +86,7 @@ def main() -> None:
         wrap(writer, "write", "lake writer")
         t0 = time.process_time()
         with rare_collection():  # as ingest runs every capture (flows/workers.py)
-            stats = P.Ingest(Settings(), writer).capture(a.capture)
+            stats = P.Ingest(Settings(), writer).capture(a.capture, (k, n))
         t1 = time.process_time()
         writer.close()
         acc["lake writer"] += time.process_time() - t1
