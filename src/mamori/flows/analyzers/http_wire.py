@@ -27,7 +27,7 @@ _TOKEN = re.compile(rb"[ \t]*([!#-\'*+\-.0-9A-Z^-z|~{}]*)")
 _FIELD = re.compile(rb"([^\s:]+)[ \t]*:")
 _RANGE = re.compile(rb"\s*bytes\s*(\d+)\s*-\s*(\d+)\s*/")
 # The headers ``_entity_header`` reads (lower case); any other skips its chain of comparisons.
-_ENTITY_HEADERS = frozenset(
+ENTITY_HEADERS = frozenset(
     (
         b"content-length",
         b"content-range",
@@ -36,7 +36,6 @@ _ENTITY_HEADERS = frozenset(
         b"content-type",
     )
 )
-ENTITY_HEADERS = _ENTITY_HEADERS  # for callers of ``Message.header_block``
 _BOUNDARY = re.compile(rb'boundary[ \t]*=[ \t]*(?:"([^"]*)"|([^;\s]+))', re.I)
 
 
@@ -159,7 +158,7 @@ class Message:
         name = m.group(1)
         value = line[m.end() :].lstrip(b" \t\r\n\v\f")
         lname = name.lower()
-        if lname in _ENTITY_HEADERS:
+        if lname in ENTITY_HEADERS:
             self._entity_header(lname, value)
         self.on_header(name, lname, value)
 
@@ -224,7 +223,7 @@ class Message:
                     out.append((lname, line[colon + 1 :].lstrip(b" \t\r\n\v\f")))
                 elif not matched and _FIELD.match(line):
                     matched = True
-        entity = _ENTITY_HEADERS
+        entity = ENTITY_HEADERS
         for lname, value in out:
             if lname in entity:
                 self._entity_header(lname, value)
@@ -233,9 +232,6 @@ class Message:
 
     def all_headers(self) -> None:
         """The headers are over: what the body will be (Zeek's all-headers step)."""
-        self._all_headers()
-
-    def _all_headers(self) -> None:
         if self.content_length >= 0:
             self.delivery = self.content_length
         if self.chunk_state == "trailer":
@@ -273,7 +269,7 @@ class Message:
             if not data or data[0] == 0:
                 self._finish_header()
                 self.in_header = False
-                self._all_headers()
+                self.all_headers()
             elif data[0] in b" \t":
                 if self.header_line is None:
                     self.header_line = data.lstrip(b" \t")
@@ -288,7 +284,7 @@ class Message:
                         name = m.group(1)
                         value = line[m.end() :].lstrip(b" \t\r\n\v\f")
                         lname = name.lower()
-                        if lname in _ENTITY_HEADERS:
+                        if lname in ENTITY_HEADERS:
                             self._entity_header(lname, value)
                         self.on_header(name, lname, value)
             return
