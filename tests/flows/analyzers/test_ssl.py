@@ -55,8 +55,10 @@ def _client_hello(sni: str = "example.com", session_id: bytes = b"") -> bytes:
     return _hs(1, body)
 
 
-def _server_hello(session_id: bytes = b"", exts: bytes = b"") -> bytes:
-    body = b"\x03\x03" + b"\x22" * 32 + bytes([len(session_id)]) + session_id + b"\xc0\x2f\x00"
+def _server_hello(
+    session_id: bytes = b"", exts: bytes = b"", random: bytes = b"\x22" * 32
+) -> bytes:
+    body = b"\x03\x03" + random + bytes([len(session_id)]) + session_id + b"\xc0\x2f\x00"
     if exts:
         body += len(exts).to_bytes(2, "big") + exts
     return _hs(2, body)
@@ -129,6 +131,27 @@ def test_tls13_version_from_supported_versions() -> None:
     assert row["resumed"] is False  # an echoed session id is middlebox compatibility in TLS 1.3
     assert row["established"] is True
     assert row["ssl_history"] == "CsiI"
+
+
+def test_hello_retry_request_is_j_in_history() -> None:
+    # RFC 8446 4.1.3: a ServerHello whose random is SHA-256("HelloRetryRequest") asks the client
+    # for a second hello. Zeek (ssl/main.zeek) writes that ServerHello as "j", the real one as "s".
+    hrr = hashlib.sha256(b"HelloRetryRequest").digest()
+    sid = b"\x05" * 32
+    retry_exts = _ext(43, b"\x03\x04") + _ext(51, b"\x00\x1d")  # the group the server wants
+    sh_exts = _ext(43, b"\x03\x04") + _ext(51, b"\x00\x1d\x00\x20" + b"\x00" * 32)
+    conv = _conv(
+        (True, _rec(22, _client_hello(session_id=sid), 0x0301)),
+        (False, _rec(22, _server_hello(session_id=sid, exts=retry_exts, random=hrr))),
+        (True, _rec(20, b"\x01") + _rec(22, _client_hello(session_id=sid))),
+        (False, _rec(22, _server_hello(session_id=sid, exts=sh_exts)) + _rec(20, b"\x01")),
+        (False, _rec(23, b"\xee" * 60)),
+        (True, _rec(23, b"\xee" * 60)),
+    )
+    (row,) = SSL.analyze(conv).records
+    assert row["version"] == "TLSv13"
+    assert row["ssl_history"] == "CjICsi"
+    assert row["established"] is True
 
 
 def test_session_id_resumption_and_alert() -> None:

@@ -31,7 +31,9 @@ _CCS, _ALERT, _HANDSHAKE, _APPDATA, _HEARTBEAT = 20, 21, 22, 23, 24
 _RECORD_VERSIONS = (0x0300, 0x0301, 0x0302, 0x0303)
 _RECORD_HEADER = struct.Struct(">BHH").unpack_from  # content type, version, length
 _MESSAGE_HEADER = struct.Struct(">I").unpack_from
-_HRR_RANDOM = bytes.fromhex("CF21AD74E59A6111BE1D8C021E65B891C2A2117ABB8C5E079E09E2C8A8339C")
+# RFC 8446 4.1.3: a ServerHello with this random is a HelloRetryRequest; it is
+# SHA-256("HelloRetryRequest"), as Zeek's ssl/main.zeek compares it.
+_HRR_RANDOM = bytes.fromhex("CF21AD74E59A6111BE1D8C021E65B891C2A211167ABB8C5E079E09E2C8A8339C")
 _HISTORY = {
     0: "h", 1: "c", 2: "s", 3: "v", 4: "t", 5: "e", 6: "j", 8: "o", 11: "x", 12: "k", 13: "r",
     14: "n", 15: "y", 16: "g", 20: "f", 21: "w", 22: "u", 23: "a", 24: "p", 254: "m",
