@@ -1,8 +1,9 @@
 """Read classic pcap, pcapng and gzip-compressed captures in bounded batches.
 
-Memory stays flat whatever the capture's size: the file is read into one reusable buffer of
-``batch_bytes`` and the Numba walkers fill per-record columns over it; a record cut by the buffer's
-end is carried into the next read. Damage never loses what came before it: a truncated, corrupt or
+Memory stays flat whatever the capture's size: the walk sees the file through one window of
+``batch_bytes`` (its pages mapped, or read into one reusable array: ``window``) and the Numba
+walkers fill per-record columns over it; a record cut by the window's end starts the next window.
+Damage never loses what came before it: a truncated, corrupt or
 unreadable record stops the read with one :class:`CaptureProblem` naming the file, the record number
 and the reason, after every good record before it has been yielded.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import gzip
 import struct
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +20,7 @@ from typing import BinaryIO
 import numpy as np
 
 from mamori.sensors.pcap import walk
+from mamori.sensors.pcap.window import READ_ERRORS, MappedWindow, ReadWindow, open_window
 
 CLASSIC_MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", 1000),  # little-endian, microseconds
@@ -36,10 +37,6 @@ INT32_MAX = 0x7FFFFFFF
 # Room after the read buffer, as a fraction of it, for datagrams reassembled from a batch's
 # fragments (on the 5 M-packet workload at most 2.8 MB per 32 MB batch).
 TAIL_DIVISOR = 8
-# Largest single read from a gzip stream (below GzipFile's 128 KiB internal buffer).
-_GZIP_STEP = 1 << 16
-# Decompression of a damaged gzip file fails with any of these.
-_READ_ERRORS = (OSError, EOFError, zlib.error)
 
 
 class CaptureError(Exception):
@@ -62,8 +59,8 @@ class CaptureProblem:
 class RecordBatch:
     """Consecutive capture records over one buffer: columns only, no object per packet.
 
-    ``buf`` is the reader's reusable buffer: the next read overwrites it, so a batch's packet bytes
-    must be used (decoded, copied) before the iteration advances.
+    ``buf`` is the reader's window onto the file: the next slide overwrites it, so a batch's packet
+    bytes must be used (decoded, copied) before the iteration advances.
     """
 
     buf: np.ndarray  # uint8; packet bytes live at data_off[i] : data_off[i] + caplen[i]
@@ -125,18 +122,21 @@ class PcapReader:
     ``records`` the number of records read.
     """
 
-    def __init__(self, path: str | Path, batch_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(
+        self, path: str | Path, batch_bytes: int = 64 * 1024 * 1024, mapped: bool = True
+    ) -> None:
         self.path = Path(path)
         self.batch_bytes = max(batch_bytes, 1 << 16)
+        self.mapped = mapped  # map the file where it can be (``window``); False: always read
         self.problem: CaptureProblem | None = None
         self.records = 0
         self.bytes_read = 0
         self.format = ""
-        # A read error is reported once the records already in the buffer have been walked, so the
-        # record number it names is the first record actually lost.
-        self._read_error: str | None = None
+        self.window = ""  # the kind of window the last iteration read through
 
-    # The buffer is one fixed-size array: reads fill it and carry a cut record to its start.
+    # The walk reads through one window onto the file that slides on (``window``); a read error
+    # is reported once the records before it have been walked, so the record number it names is
+    # the first record actually lost.
     def __iter__(self) -> Iterator[RecordBatch]:
         try:
             fh = _open(self.path)
@@ -145,7 +145,7 @@ class PcapReader:
         with fh:
             try:
                 head = fh.read(4)
-            except _READ_ERRORS as exc:
+            except READ_ERRORS as exc:
                 raise CaptureError(f"{self.path}: cannot read: {exc}") from exc
             if len(head) == 0:
                 raise CaptureError(f"{self.path}: empty file, not a capture")
@@ -160,57 +160,43 @@ class PcapReader:
                     f"{self.path}: not a pcap or pcapng capture (starts with {head.hex()})"
                 )
 
-    def _buffer(self) -> np.ndarray:
-        """The read buffer: ``batch_bytes`` at the start of a larger array whose tail the reader
-        never uses, so fragment reassembly can append a batch's completed datagrams after its
-        bytes without copying the batch (``FragmentReassembler.apply``). Tail pages are only
-        resident once written."""
-        return np.empty(self.batch_bytes + self.batch_bytes // TAIL_DIVISOR, np.uint8)[
-            : self.batch_bytes
-        ]
+    def _window(self, fh: BinaryIO, at: int, keep: bytes = b"") -> ReadWindow | MappedWindow:
+        """The window the walk reads through: ``batch_bytes`` of the file, with room after them
+        (``TAIL_DIVISOR``) where fragment reassembly appends a batch's completed datagrams
+        without copying the batch (``FragmentReassembler.apply``)."""
+        window = open_window(
+            fh, self.batch_bytes, self.batch_bytes // TAIL_DIVISOR, MAX_BUFFER, at, keep,
+            mapped=self.mapped,
+        )  # fmt: skip
+        self.window = type(window).__name__
+        return window
 
-    def _fill(self, fh: BinaryIO, buf: np.ndarray, keep_from: int, end: int) -> tuple[int, int]:
-        """Move buf[keep_from:end] to the front and read more; returns (new end, shift)."""
-        rest = end - keep_from
-        if rest and keep_from:
-            buf[:rest] = buf[keep_from:end]
-        view = memoryview(buf)[rest:]
-        got = 0
-        # A damaged gzip stream raises from inside readinto, and a large readinto then loses the
-        # count of what it already decompressed into the buffer: small reads keep that data.
-        step = _GZIP_STEP if isinstance(fh, gzip.GzipFile) else len(view)
-        try:
-            while got < len(view):
-                chunk = fh.readinto(view[got : got + step])  # type: ignore[attr-defined]
-                if not chunk:
-                    break
-                got += chunk
-        except _READ_ERRORS as exc:
-            self._read_error = f"read error after {self.bytes_read + got} bytes: {exc}"
-        self.bytes_read += got
-        return rest + got, keep_from
-
-    def _grow(self, fh: BinaryIO, buf: np.ndarray, end: int) -> tuple[np.ndarray, int] | None:
-        """A larger buffer holding buf[:end] and more of the file, for a record that does not fit.
-
-        Only a record larger than ``batch_bytes`` (a jumbo frame under a small buffer) grows it, and
-        never beyond ``MAX_BUFFER``, so a small buffer reads the same records as a large one.
-        """
-        if buf.shape[0] >= MAX_BUFFER:
-            return None
-        bigger = np.empty(min(buf.shape[0] * 2, MAX_BUFFER), np.uint8)
-        bigger[:end] = buf[:end]
-        end, _ = self._fill(fh, bigger, 0, end)
-        return bigger, end
-
-    def _at_eof(self, pos: int, end: int, what: str) -> None:
+    def _at_eof(self, w: ReadWindow | MappedWindow, pos: int, what: str) -> None:
         """Report why the walk ended at the end of the data: a read error or a cut record."""
-        if self._read_error is not None:
-            self._problem_at(self.records + 1, self._read_error)
-        elif pos < end:
+        if w.error is not None:
+            self._problem_at(self.records + 1, w.error)
+        elif pos < w.end:
             self._problem_at(
-                self.records + 1, f"capture truncated: last {what} cut after {end - pos} bytes"
+                self.records + 1, f"capture truncated: last {what} cut after {w.end - pos} bytes"
             )
+
+    def _next(self, w: ReadWindow | MappedWindow, pos: int, what: str) -> int | None:
+        """The walk reached the window's end at ``pos``: slide the window on (or grow it, for a
+        record larger than the window) and return where the walk resumes; None when the capture
+        ends here (``problem`` says why, if it ends early)."""
+        self.bytes_read = w.bytes_read
+        if w.eof:
+            self._at_eof(w, pos, what)
+            return None
+        if w.at_start(pos):
+            if not w.grow():
+                self._problem_at(self.records + 1, f"{what} larger than the read buffer")
+                return None
+            self.bytes_read = w.bytes_read
+            return pos
+        pos = w.slide(pos)
+        self.bytes_read = w.bytes_read
+        return pos
 
     def _problem_at(self, record: int, reason: str) -> None:
         if self.problem is None:
@@ -220,7 +206,7 @@ class PcapReader:
         order, ns_per_frac = CLASSIC_MAGICS[magic]
         try:
             rest = fh.read(20)
-        except _READ_ERRORS as exc:
+        except READ_ERRORS as exc:
             raise CaptureError(f"{self.path}: cannot read the pcap file header: {exc}") from exc
         if len(rest) < 20:
             raise CaptureError(
@@ -229,17 +215,16 @@ class PcapReader:
         _vmaj, _vmin, _zone, _sig, snaplen, linktype_field = struct.unpack(order + "HHiIII", rest)
         linktype = linktype_field & 0x0FFFFFFF
         snaplen = min(snaplen, INT32_MAX)  # a u32 field; the column is int32
-        self.bytes_read = 24
         swap = order == ">"
         max_caplen = walk.MAX_RECORD
-        buf = self._buffer()
         cols = walk.empty_columns(self.batch_bytes // 64 + 16)  # FULL resumes if packets are tiny
-        file_base = 24  # file offset of buf[0]
-        end, _ = self._fill(fh, buf, 0, 0)
-        pos = 0
-        while True:
+        w = self._window(fh, 24)
+        self.bytes_read = w.bytes_read
+        pos: int | None = 24 - w.base
+        while pos is not None:
+            buf = w.buf
             n, pos2, why = walk.walk_classic(
-                buf, pos, end, swap, ns_per_frac,
+                buf, pos, w.end, swap, ns_per_frac,
                 cols["data_off"], cols["ts_ns"], cols["caplen"], cols["wirelen"], max_caplen,
             )  # fmt: skip
             if n:
@@ -251,7 +236,7 @@ class PcapReader:
                     caplen=cols["caplen"][:n].copy(),
                     wirelen=cols["wirelen"][:n].copy(),
                     linktype=np.full(n, linktype, np.int32),
-                    file_off=data_off - 16 + file_base,
+                    file_off=data_off - 16 + w.base,
                     first_record=self.records,
                     snaplen=np.full(n, snaplen, np.int32),
                 )
@@ -263,35 +248,21 @@ class PcapReader:
                 incl = struct.unpack(order + "I", bytes(buf[pos + 8 : pos + 12]))[0]
                 self._problem_at(
                     self.records + 1,
-                    f"corrupt record header at byte {file_base + pos} (captured length {incl})",
+                    f"corrupt record header at byte {w.base + pos} (captured length {incl})",
                 )
                 return
-            # END or PARTIAL: refill, unless the last read already reached the end of the file.
-            if end < buf.shape[0]:
-                self._at_eof(pos, end, "record")
-                return
-            if pos == 0:
-                grown = self._grow(fh, buf, end)
-                if grown is None:
-                    self._problem_at(self.records + 1, "record larger than the read buffer")
-                    return
-                buf, end = grown
-                continue
-            end, shift = self._fill(fh, buf, pos, end)
-            file_base += shift
-            pos = 0
+            # END or PARTIAL: on to the next window, unless this one holds the end of the file.
+            pos = self._next(w, pos, "record")
 
     def _pcapng(self, fh: BinaryIO, head: bytes) -> Iterator[RecordBatch]:
-        buf = self._buffer()
-        buf[:4] = np.frombuffer(head, np.uint8)
-        self.bytes_read = 4
-        end, _ = self._fill(fh, buf, 0, 4)  # keeps the 4 magic bytes, reads after them
+        w = self._window(fh, 4, head)
+        self.bytes_read = w.bytes_read
         cols = walk.empty_columns(self.batch_bytes // 64 + 16)  # FULL resumes if packets are tiny
         ifaces: list[_Iface] = []
         swap = False
-        file_base = 0
-        pos = 0
-        while True:
+        pos: int | None = 0 - w.base
+        while pos is not None:
+            buf, end = w.buf, w.end
             mul = np.array([i.mul for i in ifaces] or [1], np.int64)
             div = np.array([i.div for i in ifaces] or [1], np.int64)
             snaplens = np.array([i.snaplen for i in ifaces] or [0], np.int64)
@@ -311,7 +282,7 @@ class PcapReader:
                     caplen=cols["caplen"][:n].copy(),
                     wirelen=cols["wirelen"][:n].copy(),
                     linktype=lt,
-                    file_off=cols["rec_off"][:n] + file_base,
+                    file_off=cols["rec_off"][:n] + w.base,
                     first_record=self.records,
                     snaplen=snap,
                 )
@@ -343,7 +314,7 @@ class PcapReader:
                         if blen < 28 or blen % 4 or blen > MAX_BUFFER:
                             self._problem_at(
                                 self.records + 1,
-                                f"corrupt pcapng section header at byte {file_base + pos}"
+                                f"corrupt pcapng section header at byte {w.base + pos}"
                                 f" (block length {blen})",
                             )
                             return
@@ -358,7 +329,7 @@ class PcapReader:
                         if iface is None:
                             self._problem_at(
                                 self.records + 1,
-                                f"corrupt pcapng interface block at byte {file_base + pos}",
+                                f"corrupt pcapng interface block at byte {w.base + pos}",
                             )
                             return
                         ifaces.append(iface)
@@ -368,24 +339,9 @@ class PcapReader:
                 else:
                     why = walk.PARTIAL
             if why == walk.BAD:
-                self._problem_at(
-                    self.records + 1, f"corrupt pcapng block at byte {file_base + pos}"
-                )
+                self._problem_at(self.records + 1, f"corrupt pcapng block at byte {w.base + pos}")
                 return
-            at_eof = end < buf.shape[0]
-            if at_eof:
-                self._at_eof(pos, end, "block")
-                return
-            if pos == 0:
-                grown = self._grow(fh, buf, end)
-                if grown is None:
-                    self._problem_at(self.records + 1, "block larger than the read buffer")
-                    return
-                buf, end = grown
-                continue
-            end, shift = self._fill(fh, buf, pos, end)
-            file_base += shift
-            pos = 0
+            pos = self._next(w, pos, "block")
 
     def _parse_idb(self, block: bytes, fmt: str) -> _Iface | None:
         """The interface an IDB describes, or ``None`` if the block is too short or its
