@@ -201,7 +201,7 @@ def ingest(
     stats: list = []
     with (
         LakeIngest(settings, lake) as ingester,
-        LakeWriter(lake) as writer,
+        LakeWriter(lake, compression=settings.lake_compression) as writer,
         Progress(
             TextColumn("[bold]ingest[/] {task.description}"),
             BarColumn(),

@@ -60,7 +60,7 @@ def patrol(
                 cb = (lambda n, p=item.path: progress(p, n)) if progress else None
                 stats.append(ingester.capture(item.path, cb))
     sensors = registered_sensors()
-    with LakeWriter(lake) as writer:
+    with LakeWriter(lake, compression=settings.lake_compression) as writer:
         for item in chosen:
             if item.kind != CAPTURE:
                 logs.append(
@@ -77,7 +77,7 @@ def patrol(
     # engine's light lane while heavy detectors run, not after them.
     run = run_detectors(frames, params, beside={"traffic": lambda: _traffic(frames["conn"])})
     traffic = run.beside["traffic"]
-    with LakeWriter(lake) as writer:
+    with LakeWriter(lake, compression=settings.lake_compression) as writer:
         writer.write("alerts", run.alerts.to_arrow())
     incidents = correlate(
         run.alerts,

@@ -252,3 +252,53 @@ def test_any_text_in_the_plain_and_length_delta_columns_reads_back_everywhere(
         for i, name in enumerate(columns):
             assert frame[name].to_list() == list(columns[name]), name
             assert [r[i] for r in duck] == list(columns[name]), name
+
+
+@pytest.mark.parametrize("codec", ["snappy", "zstd", "none"])
+def test_files_use_the_chosen_codec_and_read_back_alike(tmp_path: Path, codec: str) -> None:
+    rows = _conn_rows([0, 0, 1, 1, 1])
+    with LakeWriter(tmp_path, compression=codec) as w:
+        w.write("conn", rows)
+    files = sorted((tmp_path / "conn").rglob("*.parquet"))
+    assert len(files) == 2
+    want = "UNCOMPRESSED" if codec == "none" else codec.upper()
+    for f in files:
+        meta = pq.ParquetFile(f).metadata
+        chunks = [
+            meta.row_group(g).column(c)
+            for g in range(meta.num_row_groups)
+            for c in range(meta.num_columns)
+        ]
+        assert {c.compression for c in chunks} == {want}
+    back = connect(tmp_path).sql("SELECT uid FROM conn ORDER BY uid").fetchall()
+    assert [r[0] for r in back] == sorted(rows["uid"].to_pylist())
+
+
+def test_default_codec_is_snappy_and_unknown_codecs_are_refused(tmp_path: Path) -> None:
+    assert LakeWriter(tmp_path).compression == writer_module.COMPRESSION == "snappy"
+    with pytest.raises(ValueError, match="lake compression 'zip' is not one of"):
+        LakeWriter(tmp_path, compression="zip")
+
+
+def test_lake_compression_setting_reaches_ingest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_dir: Path
+) -> None:
+    """``MAMORI_LAKE_COMPRESSION`` (or the TOML key) chooses the codec of every ingested file."""
+    from mamori.config import load_settings
+    from mamori.flows.workers import LakeIngest
+
+    monkeypatch.setenv("MAMORI_LAKE_COMPRESSION", "zstd")
+    settings = load_settings()
+    assert settings.lake_compression == "zstd"
+    # The smallest shared capture with some traffic in it.
+    capture = min(
+        (p for p in data_dir.rglob("*.pcap") if p.stat().st_size > 20_000),
+        key=lambda p: p.stat().st_size,
+    )
+    with LakeIngest(settings, tmp_path) as ingest:
+        ingest.capture(capture)
+    files = list(tmp_path.rglob("*.parquet"))
+    assert files
+    for f in files:
+        meta = pq.ParquetFile(f).metadata
+        assert meta.row_group(0).column(0).compression == "ZSTD"

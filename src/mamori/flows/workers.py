@@ -34,7 +34,7 @@ def usable_cores() -> int:
 
 
 def _shard(path: Path, settings: Settings, lake: Path, k: int, n: int) -> CaptureStats:
-    with LakeWriter(lake) as writer, rare_collection():
+    with LakeWriter(lake, compression=settings.lake_compression) as writer, rare_collection():
         return Ingest(settings, writer).capture(path, (k, n))
 
 
@@ -48,7 +48,7 @@ class LakeIngest:
         self._pool: ProcessPoolExecutor | None = None
         if self.workers > 1 and _can_fork():
             self._pool = _forked_pool(self.workers - 1)
-        self.writer = LakeWriter(self.lake)
+        self.writer = LakeWriter(self.lake, compression=settings.lake_compression)
 
     def __enter__(self) -> LakeIngest:
         return self
