@@ -8,7 +8,9 @@ room after a batch for fragment reassembly: these tests hold the mapped window t
 from __future__ import annotations
 
 import gzip
+import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ from hypothesis import strategies as st
 
 from mamori.sensors.pcap.fragments import _room
 from mamori.sensors.pcap.reader import TAIL_DIVISOR, CaptureError, PcapReader
+from mamori.sensors.pcap.window import LIVE_SECONDS
 from support.pcap_writer import PcapngWriter, Rec, classic_pcap, ether, ip4, ipv4, tcp
 
 SMALL = 1 << 16  # the reader's minimum window
@@ -55,9 +58,13 @@ def records_of(path: Path, batch_bytes: int, mapped: bool) -> tuple[list[tuple],
     return out, reader
 
 
-def write(tmp_path: Path, data: bytes, name: str) -> Path:
+def write(tmp_path: Path, data: bytes, name: str, age: float = 3600.0) -> Path:
+    """The capture as a finished file: last written ``age`` seconds ago (a file written to in
+    the last minute is read, not mapped: ``window.LIVE_SECONDS``)."""
     path = tmp_path / name
     path.write_bytes(data)
+    then = time.time() - age
+    os.utime(path, (then, then))
     return path
 
 
@@ -155,6 +162,19 @@ def test_writing_into_a_mapped_window_never_reaches_the_file(tmp_path: Path) -> 
     assert path.read_bytes() == raw
 
 
+@linux_only
+def test_a_file_written_to_lately_is_read_not_mapped(tmp_path: Path) -> None:
+    """It may still be shortened under the reader (copy-and-truncate rotation), and a mapped page
+    past a new end faults beyond any Python handler."""
+    raw = classic_pcap([Rec(k, frame(k, 100)) for k in range(20)])
+    fresh = write(tmp_path, raw, "live.pcap", age=1.0)
+    old = write(tmp_path, raw, "done.pcap", age=LIVE_SECONDS + 5)
+    live_reader, done_reader = PcapReader(fresh), PcapReader(old)
+    assert sum(len(b) for b in live_reader) == sum(len(b) for b in done_reader) == 20
+    assert live_reader.window == "ReadWindow"
+    assert done_reader.window == "MappedWindow"
+
+
 @pytest.mark.parametrize("mapped", [True, False])
 def test_a_capture_still_being_written_is_read_to_its_new_end(tmp_path: Path, mapped: bool) -> None:
     recs = [Rec(k, frame(k, 1400)) for k in range(400)]
@@ -170,6 +190,8 @@ def test_a_capture_still_being_written_is_read_to_its_new_end(tmp_path: Path, ma
         got += len(batch)
     assert reader.problem is None
     assert got == 400 and reader.records == 400
+    if sys.platform.startswith("linux"):
+        assert reader.window == ("MappedWindow" if mapped else "ReadWindow")
 
 
 def test_gzip_and_streams_are_read_not_mapped(tmp_path: Path) -> None:

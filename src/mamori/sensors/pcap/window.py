@@ -19,8 +19,9 @@ window's array does, and "the next slide overwrites it" holds for both. The mapp
 and writable: a write into the file's pages (no stage makes one) would copy the page, never reach
 the file. After the window's file bytes the range stays anonymous memory: fragment reassembly
 writes the datagrams a batch completes there (``reader.TAIL_DIVISOR``), and no access past the
-file's end can fault. A file that is *shortened* while it is being read would still raise
-SIGBUS on its lost pages, as any reader mapping files does; one that grows is read to its new end.
+file's end can fault. A file that grows is read to its new end. One that is *shortened* while
+mapped would raise SIGBUS on its lost pages (as for any reader that maps files), so a file written
+to in the last minute, which may still be, is read rather than mapped (``_plain_fd``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import mmap
 import os
 import stat
 import sys
+import time
 import zlib
 from typing import BinaryIO
 
@@ -42,6 +44,7 @@ _GZIP_STEP = 1 << 16
 READ_ERRORS = (OSError, EOFError, zlib.error)
 PAGE = mmap.PAGESIZE
 _MADV_WILLNEED = 3  # Linux: start reading the window's pages that are not cached yet
+LIVE_SECONDS = 60.0  # a file written to more recently than this is read, not mapped
 
 
 class ReadWindow:
@@ -238,11 +241,20 @@ def open_window(
 
 
 def _plain_fd(fh: BinaryIO) -> int | None:
-    """The descriptor of an uncompressed regular file on Linux."""
+    """The descriptor of an uncompressed regular file on Linux that nothing wrote to lately.
+
+    A capture still being written (a sensor's current file, a log rotated by copy-and-truncate)
+    may also be *shortened* under the reader, and a mapped page past the new end faults with
+    SIGBUS, which no Python code can catch: such a file is read instead, which only sees a short
+    read. ``LIVE_SECONDS`` after its last write a file counts as finished.
+    """
     if not sys.platform.startswith("linux") or isinstance(fh, gzip.GzipFile):
         return None
     try:
         fd = fh.fileno()
-        return fd if stat.S_ISREG(os.fstat(fd).st_mode) else None
+        st = os.fstat(fd)
     except (OSError, AttributeError, ValueError):
         return None
+    if not stat.S_ISREG(st.st_mode) or time.time() - st.st_mtime < LIVE_SECONDS:
+        return None
+    return fd
