@@ -45,4 +45,6 @@ def endpoint_shard(
     a = mix(mix(src_hi ^ sp) ^ src_lo)
     b = mix(mix(dst_hi ^ dp) ^ dst_lo)
     h = mix(a + b + p)  # the sum is order-free: both directions land alike
+    if n & (n - 1) == 0:  # a power of two (2 workers, 4 ...): the same value without a division
+        return np.int64(h & np.uint64(n - 1))
     return np.int64(h % np.uint64(n))
