@@ -43,6 +43,9 @@ PENDING_SEGMENTS = 4  # decide after this many payload segments even if one side
 DPD_BUFFER = 1024  # Zeek's dpd_buffer_size: stream bytes per direction a signature may look at
 MAX_PENDING_SEGMENTS = 16  # give up on an unrecognised TCP connection after this many segments
 MAX_BYTES_PER_DIRECTION = 8 * 1024 * 1024  # beyond this, payload is counted as a gap, not kept
+# Widest range of connection numbers a batch's rows may span for _payload to select them through
+# a table (one byte per number); wider, only the sort selects them.
+_TABLE_SPAN = 1 << 22
 
 
 @dataclass(slots=True)
@@ -247,6 +250,25 @@ class PayloadRouter:
             buf, cols["pay_off"][idx], cols["pay_cap"][idx], proto[idx],
             cols["sport"][idx], cols["dport"][idx], self.analyzers,
         )  # fmt: skip
+        # Only the rows of connections with a candidate row in this batch, or followed, can be
+        # kept, and only those of connections not given up: selected through a table indexed by
+        # connection number (numbers are handed out in order, so a batch's span is narrow), the
+        # sort below orders a fifth of the rows (sorting them all cost more than the rest here).
+        low = int(conns.min())
+        span = int(conns.max()) - low + 1
+        if span <= _TABLE_SPAN:
+            live = np.zeros(span, np.bool_)
+            live[conns[cand] - low] = True
+            if self.conns:
+                mark = np.fromiter(self.conns.keys(), np.int64, len(self.conns)) - low
+                live[mark[(mark >= 0) & (mark < span)]] = True
+            if self.ignored:
+                mark = np.fromiter(self.ignored, np.int64, len(self.ignored)) - low
+                live[mark[(mark >= 0) & (mark < span)]] = False
+            sub = np.flatnonzero(live[conns - low])
+            if sub.size == 0:
+                return
+            idx, conns, cand = idx[sub], conns[sub], cand[sub]
         # Each connection's rows together, in arrival order (one stable sort): a connection
         # costs one step of the loop below, plus one per segment while it is undecided (at most
         # MAX_PENDING_SEGMENTS: by then it is decided), never one per segment once decided.
