@@ -298,6 +298,18 @@ def analyze_jobs(jobs: list[Job]) -> Analysed:
         result = _safe_analyze(analyzer, conv)
         if result is None:
             continue
+        if not result.inner:
+            # Nearly every conversation: what ``services`` and ``tables`` give for an analysis
+            # with no inner one, without the list and dict they build per conversation.
+            if result.confirmed:
+                services[no] = analyzer.service
+            if result.records:
+                got = records.get(analyzer.table)
+                if got is None:
+                    records[analyzer.table] = list(result.records)
+                else:
+                    got.extend(result.records)
+            continue
         # An analyser may hand the stream on (SOCKS -> HTTP): Zeek logs both services.
         names = result.services(analyzer)
         if names:
