@@ -243,3 +243,22 @@ def test_forget_drops_exactly_the_ended_marks(ignored: set[int], ended: list[int
 def test_seconds_from_columns_equal_python_division(ns: list[int]) -> None:
     """fill_many turns delivery times into seconds in NumPy: the same floats as ``ns / 1e9``."""
     assert (np.array(ns, np.int64) / 1e9).tolist() == [x / 1e9 for x in ns]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(0, 2**40), max_size=30),
+    st.sets(st.integers(0, 2**40), max_size=30),
+    st.integers(0, 2**40),
+    st.sampled_from([0, 1, 5, 1 << 22]),
+)
+def test_among_equals_isin(values: list[int], keys: set[int], shift: int, span: int) -> None:
+    saved = PL._TABLE_SPAN
+    PL._TABLE_SPAN = span  # the table (narrow spans) or the sorted lookup
+    try:
+        # Values and keys near each other (as a batch's connection numbers are) or far apart.
+        v = np.array([x % 64 + shift for x in values] + values, np.int64)
+        k = {x % 64 + shift for x in keys} | keys
+        assert (PL._among(v, iter(k), len(k)) == np.isin(v, list(k))).all()
+    finally:
+        PL._TABLE_SPAN = saved
