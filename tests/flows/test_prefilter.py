@@ -6,6 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import mamori.flows.prefilter as PF
 from mamori.flows.analyzers.base import registered
 from mamori.flows.prefilter import candidates
 
@@ -112,3 +113,29 @@ def test_compiled_pass_agrees_with_the_plain_rule(
     full = candidates(*_rows(payloads, proto=proto, dport=port), everyone).tolist()
     wider = _plain(payloads, proto, 40000, port, everyone)
     assert all(f or not e for f, e in zip(full, wider, strict=True))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.binary(min_size=1, max_size=40),
+    st.lists(st.tuples(st.integers(0, 45), st.integers(1, 20)), min_size=1, max_size=20),
+)
+def test_heads_and_their_valid_bytes_as_read_byte_by_byte(
+    data: bytes, rows: list[tuple[int, int]]
+) -> None:
+    """The compiled pass's heads and valid marks (whole heads read at once, the rest byte by
+    byte), for rows wholly inside the buffer, reaching past its end, or shorter than a head."""
+    buf = np.frombuffer(data, np.uint8)
+    offs = np.array([min(o, len(data) - 1) for o, _c in rows], np.int64)
+    caps = np.array([c for _o, c in rows], np.int32)
+    n = len(rows)
+    raw = np.empty((n, PF.HEAD), np.uint8)
+    valid = np.empty((n, PF.HEAD), np.bool_)
+    words, lens, bounds, ports, _extras = PF._table(list(registered().values()))
+    zeros = np.zeros(n, np.int32)
+    PF._scan(buf, offs, caps, np.full(n, 6, np.uint8), zeros, zeros, words, lens, bounds, ports,
+             PF._MASKS, raw, valid)  # fmt: skip
+    for i, (off, cap) in enumerate(zip(offs.tolist(), caps.tolist(), strict=True)):
+        for k in range(PF.HEAD):
+            want = data[min(off + k, len(data) - 1)] if k < cap else 0
+            assert (raw[i, k], valid[i, k]) == (want, k < cap)

@@ -76,25 +76,40 @@ def _scan(
     ports: np.ndarray,
     masks: np.ndarray,
     raw: np.ndarray,
+    valid: np.ndarray,
 ) -> np.ndarray:
     """One pass: whitespace start, attached port, or a prefix sharing the row's first byte.
-    ``raw`` receives each row's first HEAD bytes as they are (zero-padded)."""
+    ``raw`` receives each row's first HEAD bytes as they are (zero-padded), ``valid`` which of
+    them exist (NumPy's broadcast compare for it cost more than this whole pass's reads)."""
     n = pay_off.shape[0]
     hit = np.zeros(n, np.bool_)
-    last = buf.shape[0] - 1
+    size = buf.shape[0]
+    last = size - 1
     for i in range(n):
         have = min(np.int64(pay_cap[i]), HEAD)
         off = np.int64(pay_off[i])
         word = np.uint64(0)
-        for k in range(HEAD):
-            b = np.uint8(0)
-            if k < have:
-                b = buf[min(off + k, last)]
-            raw[i, k] = b
-            u = np.uint64(b)
-            if 0x61 <= u <= 0x7A:
-                u -= np.uint64(0x20)
-            word = (word << np.uint64(8)) | u
+        if have == HEAD and off + HEAD <= size:
+            # The usual row: a whole head inside the buffer, read without per-byte bounds.
+            for k in range(HEAD):
+                b = buf[off + k]
+                raw[i, k] = b
+                valid[i, k] = True
+                u = np.uint64(b)
+                if 0x61 <= b <= 0x7A:
+                    u -= np.uint64(0x20)
+                word = (word << np.uint64(8)) | u
+        else:
+            for k in range(HEAD):
+                b = np.uint8(0)
+                if k < have:
+                    b = buf[min(off + k, last)]
+                raw[i, k] = b
+                valid[i, k] = k < have
+                u = np.uint64(b)
+                if 0x61 <= u <= 0x7A:
+                    u -= np.uint64(0x20)
+                word = (word << np.uint64(8)) | u
         if have == 0:
             hit[i] = words.shape[0] > 0  # an empty head is the start of every pattern
             continue
@@ -129,11 +144,13 @@ def candidates(
         return np.zeros(0, np.bool_)
     words, lens, bounds, ports, extras = _table(analyzers)
     raw = np.empty((n, HEAD), np.uint8)
-    hit = _scan(buf, pay_off, pay_cap, proto, sport, dport, words, lens, bounds, ports, _MASKS, raw)
+    valid = np.empty((n, HEAD), np.bool_)
+    hit = _scan(
+        buf, pay_off, pay_cap, proto, sport, dport, words, lens, bounds, ports, _MASKS, raw, valid
+    )
     if extras:
         # An analyser's own test sees the heads (zero-padded) and which of their bytes exist
         # (over every row: gathering the rows not yet hit cost more than testing them all).
-        valid = np.arange(HEAD)[None, :] < pay_cap[:, None]
         for extra in extras:
             hit |= extra(raw, valid)
     return hit
