@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mamori.sensors.pcap import window as window_module
 from mamori.sensors.pcap.fragments import _room
 from mamori.sensors.pcap.reader import TAIL_DIVISOR, CaptureError, PcapReader
 from mamori.sensors.pcap.window import LIVE_SECONDS
@@ -224,3 +225,26 @@ def test_empty_and_header_only_files_behave_as_before(tmp_path: Path) -> None:
         list(PcapReader(write(tmp_path, b"", "e.pcap")))
     reader = PcapReader(write(tmp_path, classic_pcap([]), "h.pcap"))
     assert list(reader) == [] and reader.problem is None
+
+
+@linux_only
+def test_a_failed_mapping_mid_file_is_a_problem_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every record before the failure is kept; the problem names the first record lost."""
+    recs = [Rec(k, frame(k, 1400)) for k in range(300)]
+    path = write(tmp_path, classic_pcap(recs), "c.pcap")
+    reader = PcapReader(path, SMALL)
+    got = 0
+    for k, batch in enumerate(reader):
+        got += len(batch)
+        if k == 1:
+
+            def refuse(*_args: object) -> None:
+                raise OSError(12, "mmap of the capture failed: Cannot allocate memory")
+
+            monkeypatch.setattr(window_module._Libc, "map", refuse)
+    assert reader.window == "MappedWindow"
+    assert 0 < got < 300 and reader.records == got
+    assert reader.problem is not None and reader.problem.record == got + 1
+    assert "Cannot allocate memory" in reader.problem.reason

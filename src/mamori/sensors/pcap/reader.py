@@ -188,13 +188,17 @@ class PcapReader:
         if w.eof:
             self._at_eof(w, pos, what)
             return None
-        if w.at_start(pos):
-            if not w.grow():
-                self._problem_at(self.records + 1, f"{what} larger than the read buffer")
-                return None
-            self.bytes_read = w.bytes_read
-            return pos
-        pos = w.slide(pos)
+        try:
+            if w.at_start(pos):
+                if not w.grow():
+                    self._problem_at(self.records + 1, f"{what} larger than the read buffer")
+                    return None
+                self.bytes_read = w.bytes_read
+                return pos
+            pos = w.slide(pos)
+        except OSError as exc:  # mapping the next stretch failed (out of memory or maps)
+            self._problem_at(self.records + 1, f"read error after {w.bytes_read} bytes: {exc}")
+            return None
         self.bytes_read = w.bytes_read
         return pos
 
