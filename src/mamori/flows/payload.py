@@ -258,12 +258,8 @@ class PayloadRouter:
         if span <= _TABLE_SPAN:
             live = np.zeros(span, np.bool_)
             live[conns[cand] - low] = True
-            if self.conns:
-                mark = np.fromiter(self.conns.keys(), np.int64, len(self.conns)) - low
-                live[mark[(mark >= 0) & (mark < span)]] = True
-            if self.ignored:
-                mark = np.fromiter(self.ignored, np.int64, len(self.ignored)) - low
-                live[mark[(mark >= 0) & (mark < span)]] = False
+            _mark(live, low, self.conns.keys(), len(self.conns), True)
+            _mark(live, low, self.ignored, len(self.ignored), False)
             sub = np.flatnonzero(live[conns - low])
             if sub.size == 0:
                 return
@@ -467,17 +463,11 @@ class PayloadRouter:
             p.blocks[-1] = (block, arena[x:y].tobytes())
 
     def forget(self, ended: np.ndarray) -> None:
-        """Drop the ignore marks of connections that ended (their numbers are never reused).
-
-        The marks are few and the ended connections many: each ended number is looked up in the
-        sorted marks (``np.isin`` sorted both, whose numbers span too wide a range for its table).
-        """
+        """Drop the ignore marks of connections that ended (their numbers are never reused)."""
         ignored = self.ignored
         if not ignored or ended.shape[0] == 0:
             return
-        marked = np.sort(np.fromiter(ignored, np.int64, len(ignored)))
-        at = np.minimum(np.searchsorted(marked, ended), marked.shape[0] - 1)
-        ignored.difference_update(ended[marked[at] == ended].tolist())
+        ignored.difference_update(ended[_among(ended, ignored, len(ignored))].tolist())
 
     def _decide(self, conn: int, p: _Pending, ident: tuple[str, int, int], final: bool) -> None:
         """Pick the analyser whose signature matches; unless ``final``, a TCP miss may wait.
@@ -564,25 +554,28 @@ class PayloadRouter:
 
 
 def _among(values: np.ndarray, keys: Iterable[int], count: int) -> np.ndarray:
-    """``np.isin(values, keys)`` for connection numbers: through a table over the values' span
-    when it is narrow enough (as a batch's numbers are: they are handed out in order), which
-    costs a pass instead of sorting both."""
-    wanted = np.fromiter(keys, np.int64, count)
-    if values.shape[0] == 0:
-        return np.zeros(0, np.bool_)
+    """``np.isin(values, keys)`` for connection numbers. Through a table over the values' span
+    when it is narrow enough (as a batch's numbers are: they are handed out in order), a pass
+    instead of sorting both; else each value looked up in the sorted keys (``np.isin`` sorts both,
+    and ended connections' numbers span too wide a range for its own table)."""
+    if values.shape[0] == 0 or count == 0:
+        return np.zeros(values.shape[0], np.bool_)
     low = int(values.min())
     span = int(values.max()) - low + 1
-    if span > _TABLE_SPAN or wanted.shape[0] == 0:
-        # Each value looked up in the sorted keys (cheaper than np.isin, which sorts both).
-        wanted.sort()
-        if wanted.shape[0] == 0:
-            return np.zeros(values.shape[0], np.bool_)
+    if span > _TABLE_SPAN:
+        wanted = np.sort(np.fromiter(keys, np.int64, count))
         at = np.minimum(np.searchsorted(wanted, values), wanted.shape[0] - 1)
         return wanted[at] == values
     table = np.zeros(span, np.bool_)
-    wanted -= low
-    table[wanted[(wanted >= 0) & (wanted < span)]] = True
+    _mark(table, low, keys, count, True)
     return table[values - low]
+
+
+def _mark(table: np.ndarray, low: int, keys: Iterable[int], count: int, value: bool) -> None:
+    """``table[k - low] = value`` for each of the keys that falls inside the table."""
+    if count:
+        at = np.fromiter(keys, np.int64, count) - low
+        table[at[(at >= 0) & (at < table.shape[0])]] = value
 
 
 @nb.njit(cache=True)

@@ -25,7 +25,7 @@ from mamori.flows.conn_columns import conn_columns, network_table, tunnel_parent
 from mamori.flows.connections import ConnTracker, Ended
 from mamori.flows.conversation import Conversation, Segment
 from mamori.flows.memory import keep_memory_flat
-from mamori.flows.payload import PayloadRouter, _Pending, fill_many, payload_of
+from mamori.flows.payload import PayloadRouter, _among, _Pending, fill_many, payload_of
 from mamori.flows.shards import keep_shard
 from mamori.schema import schema_of
 from mamori.sensors.pcap.decode import decode
@@ -189,11 +189,8 @@ def _jobs(
     if not router.conns:
         return none, [], batch, none
     nos = state[:, T.C_NO]
-    # Ended connections the router follows: each number looked up in the sorted followed ones
-    # (cheaper than np.isin, whose numbers span too wide a range for its table).
-    followed = np.sort(np.fromiter(router.conns.keys(), np.int64, len(router.conns)))
-    at = np.minimum(np.searchsorted(followed, nos), followed.shape[0] - 1)
-    wanted = np.nonzero(followed[at] == nos)[0]
+    # Ended connections the router follows.
+    wanted = np.nonzero(_among(nos, router.conns.keys(), len(router.conns)))[0]
     if wanted.size == 0:
         return none, [], batch, none
     take = pa.array(wanted)
