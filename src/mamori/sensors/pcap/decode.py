@@ -255,337 +255,370 @@ def decode_batch(
         while True:
             if row >= cap:
                 return row
-            r = row
+            # The row's fields are gathered in locals and each column is written once, below:
+            # defaults stored first and overwritten cost a second store per column and packet,
+            # which the compiler cannot drop (it cannot tell the columns apart). The row index is
+            # unsigned so no store pays Numba's negative-index wrap-around.
+            r = np.uint64(row)
             row += 1
+            st = OK
+            tun = TUN_NONE
+            ver = 0
+            pr = 0
+            s_hi = np.uint64(0)
+            s_lo = np.uint64(0)
+            d_hi = np.uint64(0)
+            d_lo = np.uint64(0)
+            ipo = -1
+            iplen = 0
+            ident = 0
+            fro = 0
+            mf = 0
+            hops = 0
+            sp = 0
+            dp = 0
+            tcpf = 0
+            sq = 0
+            ak = 0
+            wn = 0
+            poff = end
+            pcap = 0
+            plen = 0
+            vlan[r] = vlan[par] if par >= 0 else -1
+            inner = -1
+            inner_layer = _L_IP
+            pe = 0
+            plain = False  # a complete, untunnelled row: one another worker may own
+            while True:  # the row's headers, outside in; a ``break`` ends them
+                # ---- link layer → offset of the IP header
+                p = off
+                if layer == _L_ETHER:
+                    if p + 14 > end:
+                        st = TRUNCATED
+                        break
+                    if buf[p + 12] == 0x89 and buf[p + 13] == 0x03:
+                        # Cisco FabricPath: a 16-byte outer header before the real Ethernet frame.
+                        if p + 16 + 14 > end:
+                            st = TRUNCATED
+                            break
+                        p += 16
+                    etype = _be16(buf, p + 12)
+                    if etype <= 1500:
+                        # 802.3 length field: the frame ends there (trailing bytes are padding);
+                        # only LLC/SNAP carrying an ethertype leads to IP.
+                        end = min(end, p + 14 + etype)
+                        q = p + 14
+                        if (
+                            q + 8 <= end
+                            and buf[q] == 0xAA
+                            and buf[q + 1] == 0xAA
+                            and buf[q + 2] == 0x03
+                        ):
+                            p = _ethertype_to_ip(buf, q + 8, end, _be16(buf, q + 6), vlan, r)
+                        else:
+                            p = -1
+                    else:
+                        p = _ethertype_to_ip(buf, p + 14, end, etype, vlan, r)
+                elif layer == _L_SLL:
+                    if p + 16 > end:
+                        st = TRUNCATED
+                        break
+                    p = _ethertype_to_ip(buf, p + 16, end, _be16(buf, p + 14), vlan, r)
+                elif layer == _L_SLL2:
+                    if p + 20 > end:
+                        st = TRUNCATED
+                        break
+                    p = _ethertype_to_ip(buf, p + 20, end, _be16(buf, p), vlan, r)
+                elif layer == _L_NULL or layer == _L_LOOP:
+                    if p + 4 > end:
+                        st = TRUNCATED
+                        break
+                    # DLT_NULL stores the family in the capturing host's byte order: accept either.
+                    fam = (
+                        np.int64(buf[p])
+                        if (layer == _L_NULL and buf[p] != 0)
+                        else np.int64(buf[p + 3])
+                    )
+                    if fam == 2 or fam == 24 or fam == 28 or fam == 30:
+                        p = p + 4
+                    else:
+                        p = -1
+                elif layer == _L_PPP:
+                    if p + 2 > end:
+                        st = TRUNCATED
+                        break
+                    if buf[p] == 0xFF and buf[p + 1] == 0x03:
+                        p += 2
+                    if p + 2 > end:
+                        st = TRUNCATED
+                        break
+                    pp = _be16(buf, p)
+                    p = p + 2 if (pp == 0x0021 or pp == 0x0057) else -1
+                elif layer == _L_IP:
+                    pass
+                else:
+                    st = UNKNOWN_LINK
+                    break
+                if p == -1:
+                    st = NOT_IP
+                    break
+                if p < 0 or p >= end:
+                    st = TRUNCATED
+                    break
+
+                # ---- network layer
+                v = buf[p] >> 4
+                ipo = p
+                if v == 4:
+                    if p + 20 > end:
+                        st = TRUNCATED
+                        break
+                    ihl = (buf[p] & 0x0F) * 4
+                    tot = _be16(buf, p + 2)
+                    if ihl < 20 or tot < ihl:
+                        st = BAD_IP
+                        break
+                    if p + ihl > end:
+                        st = TRUNCATED
+                        break
+                    ver = 4
+                    iplen = tot
+                    ident = _be16(buf, p + 4)
+                    fo = _be16(buf, p + 6)
+                    fro = (fo & 0x1FFF) * 8
+                    mf = 1 if (fo & 0x2000) else 0
+                    hops = buf[p + 8]
+                    pr = buf[p + 9]
+                    s_lo = IPV4_MAPPED_LO_PREFIX | np.uint64(_be32(buf, p + 12))
+                    d_lo = IPV4_MAPPED_LO_PREFIX | np.uint64(_be32(buf, p + 16))
+                    l4 = p + ihl
+                    l4_end = p + tot  # may lie past the captured end
+                    if fro != 0 or mf:
+                        st = FRAGMENT
+                        poff = l4
+                        pcap = max(0, min(end, l4_end) - l4)
+                        plen = tot - ihl
+                        break
+                elif v == 6:
+                    if p + 40 > end:
+                        st = TRUNCATED
+                        break
+                    ver = 6
+                    pl6 = _be16(buf, p + 4)
+                    iplen = pl6 + 40
+                    hops = buf[p + 7]
+                    s_hi = _be64(buf, p + 8)
+                    s_lo = _be64(buf, p + 16)
+                    d_hi = _be64(buf, p + 24)
+                    d_lo = _be64(buf, p + 32)
+                    nh = np.int64(buf[p + 6])
+                    l4 = p + 40
+                    l4_end = p + 40 + pl6
+                    frag = False
+                    # Extension headers: hop-by-hop, routing, fragment, destination options,
+                    # mobility.
+                    while nh == 0 or nh == 43 or nh == 44 or nh == 60 or nh == 135 or nh == 51:
+                        if l4 + 8 > end:
+                            break
+                        if nh == 44:
+                            fo = _be16(buf, l4 + 2)
+                            fro = fo & 0xFFF8
+                            mf = fo & 1
+                            ident = _be32(buf, l4 + 4)
+                            frag = fro != 0 or mf != 0
+                            nxt = np.int64(buf[l4])
+                            l4 += 8
+                        elif nh == 51:  # AH: length in 4-octet units minus 2
+                            nxt = np.int64(buf[l4])
+                            l4 += (np.int64(buf[l4 + 1]) + 2) * 4
+                        else:
+                            nxt = np.int64(buf[l4])
+                            l4 += (np.int64(buf[l4 + 1]) + 1) * 8
+                        nh = nxt
+                        if frag:
+                            break
+                    pr = nh
+                    if frag:
+                        st = FRAGMENT
+                        poff = l4
+                        pcap = max(0, min(end, l4_end) - l4)
+                        # Extension headers can claim more than the payload length states.
+                        plen = max(0, l4_end - l4)
+                        break
+                    if l4 > end:
+                        st = TRUNCATED
+                        break
+                else:
+                    st = BAD_IP
+                    break
+
+                # ---- transport layer
+                cap_end = min(end, l4_end)
+                if pr == 6:
+                    if l4 + 20 > cap_end:
+                        st = TRUNCATED
+                        break
+                    sp = _be16(buf, l4)
+                    dp = _be16(buf, l4 + 2)
+                    sq = _be32(buf, l4 + 4)
+                    ak = _be32(buf, l4 + 8)
+                    hl = (buf[l4 + 12] >> 4) * 4
+                    tcpf = buf[l4 + 13]
+                    wn = _be16(buf, l4 + 14)
+                    # A data offset below the fixed header, or past what was captured (options
+                    # cut by the snaplen), leaves no payload to point at: the payload offset
+                    # would lie outside the record.
+                    if hl < 20 or l4 + hl > cap_end:
+                        st = TRUNCATED
+                        break
+                    poff = l4 + hl
+                    plen = max(0, l4_end - (l4 + hl))
+                    pcap = max(0, cap_end - (l4 + hl))
+                elif pr == 17:
+                    if l4 + 8 > cap_end:
+                        st = TRUNCATED
+                        break
+                    sp = _be16(buf, l4)
+                    dp = _be16(buf, l4 + 2)
+                    ulen = _be16(buf, l4 + 4)
+                    poff = l4 + 8
+                    plen_ip = l4_end - (l4 + 8)
+                    plen = max(0, min(ulen - 8, plen_ip) if ulen >= 8 else plen_ip)
+                    pcap = max(0, min(cap_end - (l4 + 8), plen))
+                elif pr == 1 or pr == 58:
+                    if l4 + 4 > cap_end:
+                        st = TRUNCATED
+                        break
+                    sp = buf[l4]
+                    dp = buf[l4 + 1]
+                    poff = l4 + 4
+                    plen = max(0, l4_end - (l4 + 4))
+                    pcap = max(0, cap_end - (l4 + 4))
+                else:
+                    poff = l4
+                    plen = max(0, l4_end - l4)
+                    pcap = max(0, cap_end - l4)
+
+                # ---- tunnels: the payload is another packet
+                if d + 1 >= MAX_DEPTH:
+                    break
+                po = poff
+                pe = po + pcap
+                if pr == 4 or pr == 41:
+                    inner = po
+                    tun = TUN_IP
+                elif pr == 47 and pe - po >= 4:
+                    gflags = _be16(buf, po)
+                    gver = gflags & 7
+                    gproto = _be16(buf, po + 2)
+                    glen = 4
+                    if gflags & 0x8000:
+                        glen += 4
+                    if gflags & 0x2000:
+                        glen += 4
+                    if gflags & 0x1000:
+                        glen += 4
+                    if gver == 1 and gflags & 0x0080:
+                        glen += 4
+                    q = po + glen
+                    if q < pe:
+                        if gproto == 0x0800 or gproto == 0x86DD:
+                            inner = q
+                        elif gproto == 0x6558:
+                            inner = q
+                            inner_layer = _L_ETHER
+                        elif gproto == 0x880B and gver == 1:
+                            inner = q
+                            inner_layer = _L_PPP
+                        elif gproto == 0x88BE and q + 8 < pe:  # ERSPAN type II
+                            inner = q + 8
+                            inner_layer = _L_ETHER
+                        elif gproto == 0x22EB and q + 12 < pe:  # ERSPAN type III
+                            inner = q + 12
+                            inner_layer = _L_ETHER
+                        if inner >= 0:
+                            tun = TUN_GRE
+                elif pr == 17 and pe - po >= 8:
+                    if dp == VXLAN_PORT and (buf[po] & 0x08):
+                        inner = po + 8
+                        inner_layer = _L_ETHER
+                        tun = TUN_VXLAN
+                    elif (dp == TEREDO_PORT or sp == TEREDO_PORT) and pe - po >= 40:
+                        q = po
+                        # Optional authentication and origin-indication headers.
+                        if buf[q] == 0 and buf[q + 1] == 1 and q + 4 <= pe:
+                            q += 4 + buf[q + 2] + buf[q + 3] + 9
+                        if q + 8 <= pe and buf[q] == 0 and buf[q + 1] == 0:
+                            q += 8
+                        if q + 40 <= pe and (buf[q] >> 4) == 6:
+                            plen6 = _be16(buf, q + 4)
+                            if q + 40 + plen6 == pe:
+                                inner = q
+                                tun = TUN_TEREDO
+                    elif (dp == GTPU_PORT or sp == GTPU_PORT) and pe - po >= 8:
+                        gf = buf[po]
+                        if (gf >> 5) == 1 and buf[po + 1] == 0xFF:
+                            q = po + 8
+                            if gf & 0x07:
+                                q += 4
+                                # Extension headers chain.
+                                while q <= pe and q > 0 and buf[q - 1] != 0 and q + 1 <= pe:
+                                    if buf[q] == 0:  # a zero-length extension never advances
+                                        q = pe
+                                        break
+                                    q += buf[q] * 4
+                            if q < pe and ((buf[q] >> 4) == 4 or (buf[q] >> 4) == 6):
+                                inner = q
+                                tun = TUN_GTP
+                if inner < 0 or inner >= pe:
+                    tun = TUN_NONE
+                    inner = -1
+                    plain = True
+                break
+
             rec[r] = i
             parent[r] = par
             depth[r] = d
-            status[r] = OK
-            tunnel[r] = TUN_NONE
-            ip_ver[r] = 0
-            proto[r] = 0
-            src_hi[r] = 0
-            src_lo[r] = 0
-            dst_hi[r] = 0
-            dst_lo[r] = 0
-            ip_off[r] = -1
-            ip_len[r] = 0
-            ip_id[r] = 0
-            frag_off[r] = 0
-            more_frags[r] = 0
-            ttl[r] = 0
-            sport[r] = 0
-            dport[r] = 0
-            flags[r] = 0
-            seq[r] = 0
-            ack[r] = 0
-            win[r] = 0
-            pay_off[r] = end
-            pay_cap[r] = 0
-            pay_len[r] = 0
-            vlan[r] = vlan[par] if par >= 0 else -1
-
-            # ---- link layer → offset of the IP header
-            p = off
-            if layer == _L_ETHER:
-                if p + 14 > end:
-                    status[r] = TRUNCATED
-                    break
-                if buf[p + 12] == 0x89 and buf[p + 13] == 0x03:
-                    # Cisco FabricPath: a 16-byte outer header before the real Ethernet frame.
-                    if p + 16 + 14 > end:
-                        status[r] = TRUNCATED
-                        break
-                    p += 16
-                etype = _be16(buf, p + 12)
-                if etype <= 1500:
-                    # 802.3 length field: the frame ends there (trailing bytes are padding);
-                    # only LLC/SNAP carrying an ethertype leads to IP.
-                    end = min(end, p + 14 + etype)
-                    q = p + 14
-                    if (
-                        q + 8 <= end
-                        and buf[q] == 0xAA
-                        and buf[q + 1] == 0xAA
-                        and buf[q + 2] == 0x03
-                    ):
-                        p = _ethertype_to_ip(buf, q + 8, end, _be16(buf, q + 6), vlan, r)
-                    else:
-                        p = -1
-                else:
-                    p = _ethertype_to_ip(buf, p + 14, end, etype, vlan, r)
-            elif layer == _L_SLL:
-                if p + 16 > end:
-                    status[r] = TRUNCATED
-                    break
-                p = _ethertype_to_ip(buf, p + 16, end, _be16(buf, p + 14), vlan, r)
-            elif layer == _L_SLL2:
-                if p + 20 > end:
-                    status[r] = TRUNCATED
-                    break
-                p = _ethertype_to_ip(buf, p + 20, end, _be16(buf, p), vlan, r)
-            elif layer == _L_NULL or layer == _L_LOOP:
-                if p + 4 > end:
-                    status[r] = TRUNCATED
-                    break
-                # DLT_NULL stores the family in the capturing host's byte order: accept either.
-                fam = (
-                    np.int64(buf[p]) if (layer == _L_NULL and buf[p] != 0) else np.int64(buf[p + 3])
-                )
-                if fam == 2 or fam == 24 or fam == 28 or fam == 30:
-                    p = p + 4
-                else:
-                    p = -1
-            elif layer == _L_PPP:
-                if p + 2 > end:
-                    status[r] = TRUNCATED
-                    break
-                if buf[p] == 0xFF and buf[p + 1] == 0x03:
-                    p += 2
-                if p + 2 > end:
-                    status[r] = TRUNCATED
-                    break
-                pp = _be16(buf, p)
-                p = p + 2 if (pp == 0x0021 or pp == 0x0057) else -1
-            elif layer == _L_IP:
-                pass
-            else:
-                status[r] = UNKNOWN_LINK
-                break
-            if p == -1:
-                status[r] = NOT_IP
-                break
-            if p < 0 or p >= end:
-                status[r] = TRUNCATED
-                break
-
-            # ---- network layer
-            v = buf[p] >> 4
-            ip_off[r] = p
-            if v == 4:
-                if p + 20 > end:
-                    status[r] = TRUNCATED
-                    break
-                ihl = (buf[p] & 0x0F) * 4
-                tot = _be16(buf, p + 2)
-                if ihl < 20 or tot < ihl:
-                    status[r] = BAD_IP
-                    break
-                if p + ihl > end:
-                    status[r] = TRUNCATED
-                    break
-                ip_ver[r] = 4
-                ip_len[r] = tot
-                ip_id[r] = _be16(buf, p + 4)
-                fo = _be16(buf, p + 6)
-                frag_off[r] = (fo & 0x1FFF) * 8
-                more_frags[r] = 1 if (fo & 0x2000) else 0
-                ttl[r] = buf[p + 8]
-                proto[r] = buf[p + 9]
-                src_hi[r] = 0
-                src_lo[r] = IPV4_MAPPED_LO_PREFIX | np.uint64(_be32(buf, p + 12))
-                dst_hi[r] = 0
-                dst_lo[r] = IPV4_MAPPED_LO_PREFIX | np.uint64(_be32(buf, p + 16))
-                l4 = p + ihl
-                l4_end = p + tot  # may lie past the captured end
-                if frag_off[r] != 0 or more_frags[r]:
-                    status[r] = FRAGMENT
-                    pay_off[r] = l4
-                    pay_cap[r] = max(0, min(end, l4_end) - l4)
-                    pay_len[r] = tot - ihl
-                    break
-            elif v == 6:
-                if p + 40 > end:
-                    status[r] = TRUNCATED
-                    break
-                ip_ver[r] = 6
-                plen = _be16(buf, p + 4)
-                ip_len[r] = plen + 40
-                ttl[r] = buf[p + 7]
-                src_hi[r] = _be64(buf, p + 8)
-                src_lo[r] = _be64(buf, p + 16)
-                dst_hi[r] = _be64(buf, p + 24)
-                dst_lo[r] = _be64(buf, p + 32)
-                nh = np.int64(buf[p + 6])
-                l4 = p + 40
-                l4_end = p + 40 + plen
-                frag = False
-                # Extension headers: hop-by-hop, routing, fragment, destination options, mobility.
-                while nh == 0 or nh == 43 or nh == 44 or nh == 60 or nh == 135 or nh == 51:
-                    if l4 + 8 > end:
-                        break
-                    if nh == 44:
-                        fo = _be16(buf, l4 + 2)
-                        frag_off[r] = fo & 0xFFF8
-                        more_frags[r] = fo & 1
-                        ip_id[r] = _be32(buf, l4 + 4)
-                        frag = frag_off[r] != 0 or more_frags[r] != 0
-                        nxt = np.int64(buf[l4])
-                        l4 += 8
-                    elif nh == 51:  # AH: length in 4-octet units minus 2
-                        nxt = np.int64(buf[l4])
-                        l4 += (np.int64(buf[l4 + 1]) + 2) * 4
-                    else:
-                        nxt = np.int64(buf[l4])
-                        l4 += (np.int64(buf[l4 + 1]) + 1) * 8
-                    nh = nxt
-                    if frag:
-                        break
-                proto[r] = nh
-                if frag:
-                    status[r] = FRAGMENT
-                    pay_off[r] = l4
-                    pay_cap[r] = max(0, min(end, l4_end) - l4)
-                    # Extension headers can claim more than the payload length states.
-                    pay_len[r] = max(0, l4_end - l4)
-                    break
-                if l4 > end:
-                    status[r] = TRUNCATED
-                    break
-            else:
-                status[r] = BAD_IP
-                break
-
-            # ---- transport layer
-            cap_end = min(end, l4_end)
-            pr = proto[r]
-            if pr == 6:
-                if l4 + 20 > cap_end:
-                    status[r] = TRUNCATED
-                    break
-                sport[r] = _be16(buf, l4)
-                dport[r] = _be16(buf, l4 + 2)
-                seq[r] = _be32(buf, l4 + 4)
-                ack[r] = _be32(buf, l4 + 8)
-                hl = (buf[l4 + 12] >> 4) * 4
-                flags[r] = buf[l4 + 13]
-                win[r] = _be16(buf, l4 + 14)
-                # A data offset below the fixed header, or past what was captured (options cut by
-                # the snaplen), leaves no payload to point at: the payload offset would lie
-                # outside the record.
-                if hl < 20 or l4 + hl > cap_end:
-                    status[r] = TRUNCATED
-                    break
-                pay_off[r] = l4 + hl
-                pay_len[r] = max(0, l4_end - (l4 + hl))
-                pay_cap[r] = max(0, cap_end - (l4 + hl))
-            elif pr == 17:
-                if l4 + 8 > cap_end:
-                    status[r] = TRUNCATED
-                    break
-                sport[r] = _be16(buf, l4)
-                dport[r] = _be16(buf, l4 + 2)
-                ulen = _be16(buf, l4 + 4)
-                pay_off[r] = l4 + 8
-                plen_ip = l4_end - (l4 + 8)
-                pay_len[r] = max(0, min(ulen - 8, plen_ip) if ulen >= 8 else plen_ip)
-                pay_cap[r] = max(0, min(cap_end - (l4 + 8), pay_len[r]))
-            elif pr == 1 or pr == 58:
-                if l4 + 4 > cap_end:
-                    status[r] = TRUNCATED
-                    break
-                sport[r] = buf[l4]
-                dport[r] = buf[l4 + 1]
-                pay_off[r] = l4 + 4
-                pay_len[r] = max(0, l4_end - (l4 + 4))
-                pay_cap[r] = max(0, cap_end - (l4 + 4))
-            else:
-                pay_off[r] = l4
-                pay_len[r] = max(0, l4_end - l4)
-                pay_cap[r] = max(0, cap_end - l4)
-
-            # ---- tunnels: the payload is another packet
-            if d + 1 >= MAX_DEPTH:
-                break
-            inner = -1
-            inner_layer = _L_IP
-            po = pay_off[r]
-            pe = po + pay_cap[r]
-            if pr == 4 or pr == 41:
-                inner = po
-                tunnel[r] = TUN_IP
-            elif pr == 47 and pe - po >= 4:
-                gflags = _be16(buf, po)
-                gver = gflags & 7
-                gproto = _be16(buf, po + 2)
-                glen = 4
-                if gflags & 0x8000:
-                    glen += 4
-                if gflags & 0x2000:
-                    glen += 4
-                if gflags & 0x1000:
-                    glen += 4
-                if gver == 1 and gflags & 0x0080:
-                    glen += 4
-                q = po + glen
-                if q < pe:
-                    if gproto == 0x0800 or gproto == 0x86DD:
-                        inner = q
-                    elif gproto == 0x6558:
-                        inner = q
-                        inner_layer = _L_ETHER
-                    elif gproto == 0x880B and gver == 1:
-                        inner = q
-                        inner_layer = _L_PPP
-                    elif gproto == 0x88BE and q + 8 < pe:  # ERSPAN type II
-                        inner = q + 8
-                        inner_layer = _L_ETHER
-                    elif gproto == 0x22EB and q + 12 < pe:  # ERSPAN type III
-                        inner = q + 12
-                        inner_layer = _L_ETHER
-                    if inner >= 0:
-                        tunnel[r] = TUN_GRE
-            elif pr == 17 and pe - po >= 8:
-                if dport[r] == VXLAN_PORT and (buf[po] & 0x08):
-                    inner = po + 8
-                    inner_layer = _L_ETHER
-                    tunnel[r] = TUN_VXLAN
-                elif (dport[r] == TEREDO_PORT or sport[r] == TEREDO_PORT) and pe - po >= 40:
-                    q = po
-                    # Optional authentication and origin-indication headers.
-                    if buf[q] == 0 and buf[q + 1] == 1 and q + 4 <= pe:
-                        q += 4 + buf[q + 2] + buf[q + 3] + 9
-                    if q + 8 <= pe and buf[q] == 0 and buf[q + 1] == 0:
-                        q += 8
-                    if q + 40 <= pe and (buf[q] >> 4) == 6:
-                        plen6 = _be16(buf, q + 4)
-                        if q + 40 + plen6 == pe:
-                            inner = q
-                            tunnel[r] = TUN_TEREDO
-                elif (dport[r] == GTPU_PORT or sport[r] == GTPU_PORT) and pe - po >= 8:
-                    gf = buf[po]
-                    if (gf >> 5) == 1 and buf[po + 1] == 0xFF:
-                        q = po + 8
-                        if gf & 0x07:
-                            q += 4
-                            # Extension headers chain.
-                            while q <= pe and q > 0 and buf[q - 1] != 0 and q + 1 <= pe:
-                                if buf[q] == 0:  # a zero-length extension never advances
-                                    q = pe
-                                    break
-                                q += buf[q] * 4
-                        if q < pe and ((buf[q] >> 4) == 4 or (buf[q] >> 4) == 6):
-                            inner = q
-                            tunnel[r] = TUN_GTP
-            if inner < 0 or inner >= pe:
-                tunnel[r] = TUN_NONE
-                if (
-                    d == 0
-                    and shard_n > 1
-                    and i != n - 1
-                    and endpoint_shard(
-                        pr, sport[r], dport[r], src_hi[r], src_lo[r], dst_hi[r], dst_lo[r], shard_n
-                    )
-                    != shard_k
-                ):
-                    row = r  # another worker's packet: its row is overwritten by the next one
-                break
-            # Descend: the inner packet becomes the next row.
-            par = r
-            d += 1
-            off = inner
-            end = pe
-            layer = inner_layer
+            status[r] = st
+            tunnel[r] = tun
+            ip_ver[r] = ver
+            proto[r] = pr
+            src_hi[r] = s_hi
+            src_lo[r] = s_lo
+            dst_hi[r] = d_hi
+            dst_lo[r] = d_lo
+            ip_off[r] = ipo
+            ip_len[r] = iplen
+            ip_id[r] = ident
+            frag_off[r] = fro
+            more_frags[r] = mf
+            ttl[r] = hops
+            sport[r] = sp
+            dport[r] = dp
+            flags[r] = tcpf
+            seq[r] = sq
+            ack[r] = ak
+            win[r] = wn
+            pay_off[r] = poff
+            pay_cap[r] = pcap
+            pay_len[r] = plen
+            if inner >= 0:
+                # Descend: the inner packet becomes the next row.
+                par = np.int64(r)
+                d += 1
+                off = inner
+                end = pe
+                layer = inner_layer
+                continue
+            if (
+                plain
+                and d == 0
+                and shard_n > 1
+                and i != n - 1
+                and endpoint_shard(pr, sp, dp, s_hi, s_lo, d_hi, d_lo, shard_n) != shard_k
+            ):
+                row = np.int64(r)  # another worker's packet: its row is overwritten by the next
+            break
     return row
 
 
