@@ -7,15 +7,11 @@ index probing stale keys after the state arrays grow.
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
-from hypothesis import given
-from hypothesis import strategies as st
 
 from mamori.config import Settings
 from mamori.flows import tracker as T
 from mamori.flows.connections import ConnTracker
-from mamori.flows.prefetch import prefetch
 
 
 def _views_of_rows(tr: ConnTracker) -> None:
@@ -51,20 +47,3 @@ def test_layout_fits_the_row() -> None:
     assert T.C_KEY >= T.N_COLS and T.C_HL == T.C_KEY + 5
     assert 8 * T.C_HIST + T.HIST_MAX <= 8 * T.ROW_W
     assert (8 * T.ROW_W) % 64 == 0
-
-
-@nb.njit(cache=True)
-def _sum_prefetching(a: np.ndarray, order: np.ndarray, ahead: int) -> int:
-    total = 0
-    for i in range(order.shape[0]):
-        if i + ahead < order.shape[0]:
-            prefetch(a, order[i + ahead])
-        total += a[order[i]]
-    return total
-
-
-@given(st.lists(st.integers(-(2**40), 2**40), min_size=1, max_size=200), st.integers(0, 16))
-def test_prefetch_is_only_a_hint(values: list[int], ahead: int) -> None:
-    a = np.array(values, np.int64)
-    order = np.random.default_rng(len(values)).permutation(len(values))
-    assert _sum_prefetching(a, order, ahead) == int(a.sum())

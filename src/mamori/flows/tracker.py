@@ -36,8 +36,8 @@ from mamori.flows.keyindex import (
     slot_at,
     tag_of,
 )
-from mamori.flows.prefetch import prefetch
 from mamori.jitcache import depends_on
+from mamori.prefetch import prefetch
 
 # Endpoint states, numbered as Zeek numbers them.
 INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
@@ -1075,4 +1075,4 @@ def sweep(idx: np.ndarray, S: np.ndarray, H: np.ndarray, HL: np.ndarray, K: np.n
 
 # Helpers and constants of keyindex, prefetch compile into these kernels: a change there must
 # recompile them too (Numba's cache sees only this file).
-depends_on(__name__, "mamori.flows.keyindex", "mamori.flows.prefetch")
+depends_on(__name__, "mamori.flows.keyindex", "mamori.prefetch")

@@ -11,12 +11,22 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from mamori.jitcache import depends_on
+from mamori.prefetch import prefetch
+
 # Kernel exit reasons.
 END = 0  # consumed the buffer up to a record boundary (more data may follow in the file)
 PARTIAL = 1  # the next record continues past the buffer
 BAD = 2  # the next record's header is impossible (caplen above the sanity limit, bad block length)
 BLOCK = 3  # pcapng: the next block is not a packet block; the caller handles it
 FULL = 4  # the output arrays are full
+
+# Bytes ahead of the current record asked for in advance. Walking is a chain of dependent reads
+# (each header gives the next record's place), so every record whose header is not yet in the
+# cache stalls the walk; a capture is laid out in order, so the lines a little ahead are the next
+# records' (and past a page boundary the hardware prefetcher stops on its own). On the workload:
+# 0.203 -> 0.180 s per pass over freshly mapped pages, 0.135 -> 0.110 s over cached ones.
+AHEAD = 1024
 
 # Above this a record length is corruption, not a packet (libpcap's MAXIMUM_SNAPLEN is 262144).
 MAX_RECORD = 262144 * 4
@@ -63,6 +73,7 @@ def walk_classic(
             return n, pos, FULL
         if pos + 16 > end:
             return n, pos, END if pos == end else PARTIAL
+        prefetch(buf, pos + AHEAD)
         sec = _u32(buf, pos, swap)
         frac = _u32(buf, pos + 4, swap)
         incl = _u32(buf, pos + 8, swap)
@@ -110,6 +121,7 @@ def walk_pcapng(
             return n, pos, FULL
         if pos + 12 > end:
             return n, pos, END if pos == end else PARTIAL
+        prefetch(buf, pos + AHEAD)
         btype = _u32(buf, pos, swap)
         if btype == 0x0A0D0D0A:
             # A Section Header Block may switch byte order, so its length cannot be read with the
@@ -207,3 +219,7 @@ def empty_columns(capacity: int) -> dict[str, np.ndarray]:
         "iface": np.zeros(capacity, np.int32),
         "rec_off": np.empty(capacity, np.int64),
     }
+
+
+# The prefetch intrinsic compiles into these kernels: a change there must recompile them too.
+depends_on(__name__, "mamori.prefetch")

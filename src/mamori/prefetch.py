@@ -2,9 +2,11 @@
 
 The tracker touches one state row and one index entry per connection, at addresses that depend on
 the packet's key: on a capture of scans and floods nearly every packet opens or ends a connection
-and each of those touches misses the caches. The kernels know the next packets' keys and the
-next due slots in advance, so they ask for those lines early and work on the current one while the
-memory system fetches them. A prefetch is only a hint: it never faults and changes no result.
+and each of those touches misses the caches. The tracker's kernels know the next packets' keys
+and the next due slots in advance, so they ask for those lines early and work on the current one
+while the memory system fetches them. The capture walkers follow a chain of record headers, each
+read giving the next one's place; a capture is laid out in order, so they ask for the bytes a
+little ahead. A prefetch is only a hint: it never faults and changes no result.
 """
 
 from __future__ import annotations
