@@ -692,7 +692,11 @@ def versions(request: Request, api_root: str, collection_id: str, object_id: str
     return _respond(body, headers=_page_headers(rows))
 
 
-@router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+# Not in the OpenAPI document: it is no endpoint, and one operation per method under one name
+# made FastAPI warn of duplicate operation ids on every schema build.
+@router.api_route(
+    "/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False
+)
 def not_found(request: Request, rest: str) -> Response:
     """Anything else under /taxii2/: a TAXII 404 (TAXII URLs end with '/': one is offered)."""
     begin(request)
