@@ -59,6 +59,50 @@ def test_threshold_evidence_max_is_the_head_of_the_full_evidence(data: list, k: 
     assert head["uids"].to_list() == [u[:k] for u in full["uids"].to_list()]
 
 
+keyed = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b", None]),
+        st.sampled_from([1, 2]),
+        st.integers(0, 50),
+        st.sampled_from(["x", "y", "z", None]),
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(keyed, st.integers(1, 4))
+def test_sparse_threshold_counts_as_the_one_pass_does(data: list, at_least: int) -> None:
+    """The sparse path counts by hashes of the key and of the distinct column; it must find
+    the same windows, counts, extras and evidence as the one-pass path, which groups by the
+    values themselves (null keys and null distinct values included)."""
+    from datetime import UTC, datetime, timedelta
+
+    from mamori.detect.windows import threshold
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    frame = pl.DataFrame(
+        [(h, k, t0 + timedelta(seconds=s), f"u{i}", d) for i, (h, k, s, d) in enumerate(data)],
+        schema={
+            "h": pl.String, "k": pl.Int64, "ts": pl.Datetime("us", "UTC"),
+            "uid": pl.String, "d": pl.String,
+        },
+        orient="row",
+    ).lazy()  # fmt: skip
+    args = {
+        "key": ["h", "k"],
+        "window": timedelta(seconds=20),
+        "at_least": at_least,
+        "distinct": "d",
+        "extra": [pl.col("k").sum().alias("ksum")],
+        "where": pl.col("n") >= at_least,
+    }
+    order = ["h", "k", "window"]
+    dense = threshold(frame, **args).collect().sort(order, nulls_last=True)
+    sparse = threshold(frame, **args, sparse=True).collect().sort(order, nulls_last=True)
+    assert sparse.equals(dense)
+
+
 def test_shared_computes_once_per_scope_frames_and_params() -> None:
     """Inside one engine run the same findings are built once; other frames, other parameters,
     or no scope at all build them again (a detector stays a function of its inputs)."""

@@ -17,6 +17,7 @@ import polars as pl
 
 _WINDOW = "__window"
 _HASH = "__key_hash"
+_KEY = "__key"
 
 
 class _Shared:
@@ -160,29 +161,41 @@ def threshold(
         if where is not None:
             every_window = every_window.filter(where)
         return every_window.rename({_WINDOW: "window"}).select(columns)
-    counted = obs.group_by(groups).agg(*aggs).filter(pl.col("distinct_n") >= at_least)
+    # Counted by a 64-bit hash of the key, not the key's text: grouping millions of rows by
+    # address strings (and counting distinct source addresses as strings) was most of a flood's
+    # counting. Each window keeps its key's values (the first row's: a window's rows share
+    # them). A hash shared by two keys' rows in one window would merge their counts, and two
+    # distinct values sharing one would count once: the chance is about k^2 / 2^65 for k keys
+    # or values a window (3e-8 for a million), said here, not guarded.
+    schema = obs.collect_schema()
+    firsts = [pl.col(k).first() for k in key]
+    counts = [_KEY, _WINDOW]
+    if distinct and schema[distinct] == pl.String:
+        aggs[1] = pl.col(distinct).hash(seed=0).n_unique().alias("distinct_n")
+    obs = obs.with_columns(pl.struct(key).hash(seed=0).alias(_KEY))
+    counted = obs.group_by(counts).agg(*firsts, *aggs).filter(pl.col("distinct_n") >= at_least)
     if where is not None:
         counted = counted.filter(where)
     # Counted now (a few rows), and ``obs`` read again for the evidence, filtered as it is read:
     # kept for a second reading, every row and column of it would be held at once.
     done = counted.collect()
     counted = done.lazy()
-    window_hash = pl.struct(groups).hash(seed=0)
+    window_hash = pl.struct(counts).hash(seed=0)
     passed = obs.filter(window_hash.is_in(done.select(window_hash).to_series().implode())).join(
-        counted.select(groups), on=groups, how="semi", nulls_equal=True, maintain_order="left"
+        counted.select(counts), on=counts, how="semi", nulls_equal=True, maintain_order="left"
     )
     listed = pl.col(uid)
     if evidence_max is not None:
         # The first evidence_max rows in (time, input) order are all at or before the window's
         # evidence_max-th earliest time; ties at that time are kept, the stable sort orders them.
-        cut = pl.col(ts).bottom_k(evidence_max).max().over(groups)
+        cut = pl.col(ts).bottom_k(evidence_max).max().over(counts)
         passed = passed.filter(pl.col(ts) <= cut)
         listed = listed.head(evidence_max)
     uids = (
-        passed.sort(ts, maintain_order=True).group_by(groups, maintain_order=True).agg(uids=listed)
+        passed.sort(ts, maintain_order=True).group_by(counts, maintain_order=True).agg(uids=listed)
     )
     return (
-        counted.join(uids, on=groups, how="left", nulls_equal=True)
+        counted.join(uids, on=counts, how="left", nulls_equal=True)
         .rename({_WINDOW: "window"})
         .select(columns)
     )
