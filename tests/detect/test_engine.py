@@ -200,6 +200,42 @@ def test_a_held_frame_gives_back_every_column_exactly(rows: list[tuple]) -> None
     )
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.integers(0, 2**64 - 1) | st.none(), min_size=1, max_size=20),
+        min_size=1,
+        max_size=4,
+    ),
+    st.booleans(),
+)
+def test_count_maxima_come_from_the_footers_or_not_at_all(
+    groups: list[list[int | None]], stats: bool
+) -> None:
+    """The maxima read from row-group statistics are the columns' true maxima (all-null row
+    groups, values past 2**63 included); without statistics they are not guessed."""
+    import tempfile
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mamori.detect.engine import _maxima
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "part.parquet"
+        schema = pa.schema([("n", pa.uint64()), ("t", pa.string())])
+        with pq.ParquetWriter(path, schema, write_statistics=stats) as writer:
+            for values in groups:
+                table = pa.table({"n": pa.array(values, pa.uint64()), "t": ["x"] * len(values)})
+                writer.write_table(table, row_group_size=len(values))
+        tops = _maxima([path], {"n"})
+    true = max((v for g in groups for v in g if v is not None), default=0)
+    if stats:
+        assert tops == {"n": true}
+    else:
+        assert tops is None or (tops == {"n": 0} and true == 0)
+
+
 def _lake_of(capture: Path, lake: Path) -> None:
     from mamori.lake.writer import LakeWriter
 

@@ -30,6 +30,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from mamori.detect.base import ALERT_COLUMNS, Detector, Params, empty_alerts, registered
 from mamori.detect.windows import sharing
@@ -44,12 +45,16 @@ def lake_frames(lake: Path, tables: Iterable[str]) -> dict[str, pl.LazyFrame]:
     """Each table of the lake as a LazyFrame (an empty frame of the schema when absent)."""
     frames: dict[str, pl.LazyFrame] = {}
     for table in tables:
-        files = sorted((Path(lake) / table).glob("date=*/*.parquet"))
+        files = _files(lake, table)
         if files:
             frames[table] = pl.scan_parquet(files, missing_columns="insert", extra_columns="ignore")
         else:
             frames[table] = pl.from_arrow(schema_of(table).empty_table()).lazy()  # type: ignore[union-attr]
     return frames
+
+
+def _files(lake: Path, table: str) -> list[Path]:
+    return sorted((Path(lake) / table).glob("date=*/*.parquet"))
 
 
 # Where a record came from (the capture and its packet records): what a case or an evidence
@@ -85,23 +90,58 @@ def held_frames(
     keep = set(hold)
     for table in chosen:
         if table in keep and frames[table].select(pl.len()).collect().item() <= max_rows:
-            names = frames[table].collect_schema().names()
-            frames[table] = held(frames[table].select(n for n in names if n not in PROVENANCE))
+            schema = frames[table].collect_schema()
+            names = [n for n in schema.names() if n not in PROVENANCE]
+            counts = {n for n in names if schema[n] == pl.UInt64}
+            tops = _maxima(_files(lake, table), counts)
+            frames[table] = held(frames[table].select(names), tops)
     return frames
 
 
-def held(frame: pl.LazyFrame) -> pl.LazyFrame:
+def _maxima(files: list[Path], names: set[str]) -> dict[str, int] | None:
+    """The largest value of each of the integer columns ``names`` from the files' row-group
+    statistics (the lake writer keeps them for every column but text), or None if a row group
+    with values lacks them: a few footers, where a pass over the counts cost a fifth of
+    holding the workload's conn table. A column a file lacks is read as nulls: nothing to add."""
+    tops = dict.fromkeys(names, 0)
+    for path in files:
+        meta = pq.ParquetFile(path).metadata
+        for g in range(meta.num_row_groups):
+            group = meta.row_group(g)
+            for c in range(group.num_columns):
+                column = group.column(c)
+                name = column.path_in_schema
+                if name not in tops:
+                    continue
+                stats = column.statistics
+                if (
+                    stats is not None
+                    and stats.has_null_count
+                    and stats.null_count == group.num_rows
+                ):
+                    continue  # only nulls
+                if stats is None or not stats.has_min_max or not isinstance(stats.max, int):
+                    return None
+                tops[name] = max(tops[name], stats.max)
+    return tops
+
+
+def held(frame: pl.LazyFrame, tops: Mapping[str, int] | None = None) -> pl.LazyFrame:
     """``frame`` collected, with unsigned counts that fit in 32 bits held as such, as a
     LazyFrame that gives every column back in its own type (a plan widens only the columns it
     reads, a morsel at a time). The counts' maxima are read first, so no count is ever cut.
 
     Text stays text: held as categories, short texts (protocol, history, state) would take 4
     bytes a row instead of 16, but every detector reading them would pay for turning them back
-    into text (measured: 0.85 CPU-s more over the workload's detectors, for 30 MB less peak)."""
+    into text (measured: 0.85 CPU-s more over the workload's detectors, for 30 MB less peak).
+
+    ``tops``: the columns' maxima if known already (:func:`_maxima`); else they are read."""
     schema = frame.collect_schema()
     counts = [n for n, t in schema.items() if t == pl.UInt64]
-    top = frame.select(pl.col(counts).max()).collect() if counts else None
-    fits = [n for n in counts if top is not None and (top[n][0] or 0) < 1 << 32]
+    if tops is None or any(n not in tops for n in counts):
+        got = frame.select(pl.col(counts).max()).collect() if counts else None
+        tops = {n: got[n][0] or 0 for n in counts} if got is not None else {}
+    fits = [n for n in counts if tops[n] < 1 << 32]
     data = frame.with_columns(pl.col(n).cast(pl.UInt32) for n in fits).collect()
     return (
         data.lazy().with_columns(pl.col(n).cast(pl.UInt64) for n in fits) if fits else data.lazy()
