@@ -20,10 +20,16 @@ rows = st.lists(
 def test_at_least_keeps_whole_keys_with_enough_rows_in_order(data: list, n: int) -> None:
     frame = pl.DataFrame(data, schema={"h": pl.String, "w": pl.Int64}, orient="row")
     frame = frame.with_row_index("i")
-    kept = at_least(frame.lazy(), key=("h", "w"), rows=n).collect()
+    kept = at_least(frame.lazy(), key=("h", "w"), rows=n, keep_all=1.01).collect()
     expected = frame.filter(pl.len().over("h", "w") >= n)
     assert kept.columns == frame.columns  # the hash column does not leak
     assert kept["i"].to_list() == expected["i"].to_list()
+    # By default, where the passing keys hold most rows, every row comes back instead.
+    loose = at_least(frame.lazy(), key=("h", "w"), rows=n).collect()
+    if expected.height >= 0.9 * frame.height:
+        assert loose.equals(frame)
+    else:
+        assert loose.equals(kept)
 
 
 def test_at_least_takes_expressions_as_keys() -> None:

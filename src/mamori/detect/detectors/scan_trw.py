@@ -245,20 +245,21 @@ def _first_contacts(frame: pl.DataFrame, p: ScanTrwParams) -> pl.DataFrame:
 def scan_trw(conn: pl.LazyFrame, p: ScanTrwParams) -> pl.LazyFrame:
     """Sources whose first contacts to distinct services walk past TRW's scanner threshold."""
     every = f"{int(timedelta(minutes=p.window_minutes).total_seconds() * 1_000_000)}us"
-    contacts = conn.filter(
-        pl.col("proto").is_in(["tcp", "udp"]) & unicast() & ~reply_to_nothing(p.reply_ports)
-    ).select(
-        *_TARGET,
-        "ts",
-        "uid",
-        "orig_h",
-        "history",
-        "resp_pkts",
-        window=pl.col("ts").dt.truncate(every),
-    )
+    window = pl.col("ts").dt.truncate(every)
     # A walk with fewer rows than min_targets has fewer first contacts and is never reported:
     # the spoofed sources of a flood (millions, a packet each) never reach the coding and sort.
-    contacts = at_least(contacts, key=("orig_h", "window"), rows=p.min_targets)
+    # Counted over every TCP and UDP row of a source and window (a superset of its contacts, so
+    # no walk that could cross is dropped), before the text tests on destinations, which then
+    # run on the rows kept only: counted after them, they ran twice over every row of the day.
+    tcp_udp = conn.filter(pl.col("proto").is_in(["tcp", "udp"]))
+    kept = at_least(
+        tcp_udp.with_columns(window=window), key=("orig_h", "window"), rows=p.min_targets
+    )
+    contacts = (
+        kept.with_columns(_contact=unicast() & ~reply_to_nothing(p.reply_ports))
+        .filter("_contact")
+        .select(*_TARGET, "ts", "uid", "orig_h", "history", "resp_pkts", "window")
+    )
     # Whether each was answered only for the rows kept (a pattern over the history's text).
     contacts = contacts.with_columns(ok=answered()).drop("history", "resp_pkts")
     schema = {**contacts.collect_schema(), "walk": pl.Int64, "hit": pl.Int64, "targets": pl.Int64}
