@@ -77,11 +77,14 @@ keyed = st.lists(
 
 
 @settings(max_examples=80, deadline=None)
-@given(keyed, st.integers(1, 4))
-def test_sparse_threshold_counts_as_the_one_pass_does(data: list, at_least: int) -> None:
+@given(keyed, st.integers(1, 4), st.booleans())
+def test_sparse_threshold_counts_as_the_one_pass_does(
+    data: list, at_least: int, where_reads_key: bool
+) -> None:
     """The sparse path counts by hashes of the key and of the distinct column; it must find
     the same windows, counts, extras and evidence as the one-pass path, which groups by the
-    values themselves (null keys and null distinct values included)."""
+    values themselves (null keys and null distinct values included), whether or not its
+    ``where`` reads a key column (then the key values are taken while counting)."""
     from datetime import UTC, datetime, timedelta
 
     from mamori.detect.windows import threshold
@@ -101,7 +104,7 @@ def test_sparse_threshold_counts_as_the_one_pass_does(data: list, at_least: int)
         "at_least": at_least,
         "distinct": "d",
         "extra": [pl.col("k").sum().alias("ksum")],
-        "where": pl.col("n") >= at_least,
+        "where": (pl.col("n") >= at_least) & ((pl.col("h") != "b") if where_reads_key else True),
     }
     order = ["h", "k", "window"]
     dense = threshold(frame, **args).collect().sort(order, nulls_last=True)

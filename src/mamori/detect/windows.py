@@ -176,17 +176,24 @@ def threshold(
         return every_window.rename({_WINDOW: "window"}).select(columns)
     # Counted by a 64-bit hash of the key, not the key's text: grouping millions of rows by
     # address strings (and counting distinct source addresses as strings) was most of a flood's
-    # counting. Each window keeps its key's values (the first row's: a window's rows share
-    # them). A hash shared by two keys' rows in one window would merge their counts, and two
-    # distinct values sharing one would count once: the chance is about k^2 / 2^65 for k keys
-    # or values a window (3e-8 for a million), said here, not guarded.
+    # counting. A window's key values are its first row's (a window's rows share them), taken
+    # with the evidence of the windows that passed, not for every window counted (millions of
+    # text values on a busy day), unless ``where`` reads them. A hash shared by two keys' rows
+    # in one window would merge their counts, and two distinct values sharing one would count
+    # once: the chance is about k^2 / 2^65 for k keys or values a window (3e-8 for a million),
+    # said here, not guarded.
     schema = obs.collect_schema()
     firsts = [pl.col(k).first() for k in key]
+    early = where is not None and bool(set(where.meta.root_names()) & set(key))
     counts = [_KEY, _WINDOW]
     if distinct and schema[distinct] == pl.String:
         aggs[1] = pl.col(distinct).hash(seed=0).n_unique().alias("distinct_n")
     obs = obs.with_columns(pl.struct(key).hash(seed=0).alias(_KEY))
-    counted = obs.group_by(counts).agg(*firsts, *aggs).filter(pl.col("distinct_n") >= at_least)
+    counted = (
+        obs.group_by(counts)
+        .agg(*(firsts if early else []), *aggs)
+        .filter(pl.col("distinct_n") >= at_least)
+    )
     if where is not None:
         counted = counted.filter(where)
     # Counted now (a few rows), and ``obs`` read again for the evidence, filtered as it is read:
@@ -205,7 +212,9 @@ def threshold(
         passed = passed.filter(pl.col(ts) <= cut)
         listed = listed.head(evidence_max)
     uids = (
-        passed.sort(ts, maintain_order=True).group_by(counts, maintain_order=True).agg(uids=listed)
+        passed.sort(ts, maintain_order=True)
+        .group_by(counts, maintain_order=True)
+        .agg(*([] if early else firsts), uids=listed)
     )
     return (
         counted.join(uids, on=counts, how="left", nulls_equal=True)
