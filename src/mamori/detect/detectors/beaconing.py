@@ -192,14 +192,20 @@ def beaconing(
             window=pl.col("ts").dt.truncate(every),
         )
         .with_columns(pl.struct(names).hash(seed=0).alias(_PAIR))
+        .cache()  # check-ins and the scored pairs' names and evidence both come from it
+    )
+    # Only what the check-ins need is sorted: the names and the rest are read from the unsorted
+    # events for the pairs that scored (the detector on the 10 M-record day: 10.55 -> 10.2 s,
+    # peak 2.5 -> 2.3 GB).
+    ordered = (
+        ev.select(_PAIR, *order, "size", "resp_h")
         .sort([_PAIR, *order], nulls_last=True)
         .with_columns(checkin=~same.fill_null(False) | (gap > p.burst_seconds))
-        .cache()  # check-ins and evidence both come from it
     )
     # A check-in's size is its first request's (the beacon's); its interval is the time since the
     # pair's previous check-in (null for the pair's first).
     first = (
-        ev.filter("checkin")
+        ordered.filter("checkin")
         .select(_PAIR, "ts", "size", "resp_h", iv=pl.when(same.fill_null(False)).then(gap))
         .cache()
     )
