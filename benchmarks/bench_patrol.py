@@ -66,6 +66,12 @@ def main() -> None:
     ap.add_argument("--stages-of", type=Path, help=argparse.SUPPRESS)  # the child's own mode
     a = ap.parse_args()
     if a.stages_of:
+        # As the patrol command prepares its process (cli.patrol): pandas hidden before pyarrow
+        # loads, so the first Arrow-to-Polars call does not import it (0.2 s that patrol never
+        # pays, once counted in "open the lake").
+        from mamori.flows.memory import prepare_ingest_process
+
+        prepare_ingest_process()
         stages(a.stages_of)
         return
     # This interpreter's console script, as a venv runs it (not a version manager's shim).
