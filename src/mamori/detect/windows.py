@@ -200,10 +200,14 @@ def threshold(
     # kept for a second reading, every row and column of it would be held at once.
     done = counted.collect()
     counted = done.lazy()
+    # Rows of the windows that passed, by a hash of (key hash, window): a window whose hash
+    # is shared with a passing one lets its rows through, but they form their own groups below,
+    # which the join back onto the counted windows drops, so no exact check is needed here.
     window_hash = pl.struct(counts).hash(seed=0)
-    passed = obs.filter(window_hash.is_in(done.select(window_hash).to_series().implode())).join(
-        counted.select(counts), on=counts, how="semi", nulls_equal=True, maintain_order="left"
-    )
+    if done.height:
+        passed = obs.filter(window_hash.is_in(done.select(window_hash).to_series().implode()))
+    else:  # nothing passed (most detectors, most days): no second reading at all
+        passed = obs.clear()
     listed = pl.col(uid)
     if evidence_max is not None:
         # The first evidence_max rows in (time, input) order are all at or before the window's
