@@ -112,6 +112,8 @@ def at_least(
     total, kept = got["total"][0] or 0, got["kept"][0] or 0
     if kept >= keep_all * total:
         return obs
+    if kept == 0:  # no key has enough rows: nothing to read again
+        return obs.clear()
     # Counted now, so that the rows are kept by a plain filter, which the scan applies as it
     # reads: a join against the counts would hold every row and column of ``obs`` at once.
     return obs.filter(hashed.is_in(got["keys"]))
