@@ -49,7 +49,9 @@ C2_TLS = ["T1573.002"]
 ASYNCRAT_RE = r"(?i)((async|dc)rat|sxn) server|dcrat by"
 VENOMRAT_RE = r"(?i)by qwqdanchun"
 HASSH_README = "Salesforce HASSH README"
-HASSH_URL = "https://github.com/salesforce/hassh/blob/12202d4da99aa04cf721bc768efbb8fe2e01f015/README.md"
+HASSH_URL = (
+    "https://github.com/salesforce/hassh/blob/12202d4da99aa04cf721bc768efbb8fe2e01f015/README.md"
+)
 HASSH = [  # (hassh, what the README says it is)
     ("de30354b88bae4c2810426614e1b6976", "PowerShell Renci.SshNet (used by Empire modules)"),
     ("fafc45381bfde997b6305c4e1600f1bf", "Ruby Net::SSH 5.0.2 (used by Metasploit modules)"),
@@ -97,9 +99,8 @@ def certificates(data: Path) -> tuple[list[dict], dict]:  # type: ignore[type-ar
         "id": "corelight-asyncrat",
         "what": "AsyncRAT-family default certificate rule and its test baselines' certificates",
         "where": "github.com/corelight/zeek-asyncrat-detector (scripts/main.zeek, suri/"
-        "suricata.rules); baselines from the shared data " + ", ".join(
-            str(p.relative_to(data)) for p in logs
-        ),
+        "suricata.rules); baselines from the shared data "
+        + ", ".join(str(p.relative_to(data)) for p in logs),
         "licence": "BSD-3-Clause (Corelight, Inc.)",
     }
     return entries, source
@@ -158,17 +159,28 @@ def main() -> None:
         "generated_by": "scripts/build_fingerprints.py",
         "sources": [
             cert_source,
-            {"id": "sslbl-ja3", "what": f"{len(ja3)} JA3 fingerprints of malware TLS clients",
-             "where": "https://sslbl.abuse.ch/blacklist/ja3_fingerprints.csv",
-             "copy": args.sslbl_copy, "input_sha256": _sha256(args.sslbl_ja3),
-             "licence": "abuse.ch terms of use (https://abuse.ch/terms-of-use/)"},
-            {"id": "foxio-ja4", "what": f"{len(ja4)} JA4 fingerprints of malware TLS clients",
-             "where": "https://github.com/FoxIO-LLC/ja4/blob/main/ja4plus-mapping.csv",
-             "copy": args.ja4_copy, "input_sha256": _sha256(args.ja4_mapping),
-             "licence": "JA4 (TLS client): BSD-3-Clause, FoxIO"},
-            {"id": "salesforce-hassh", "what": f"{len(hassh)} HASSH of offensive-tool SSH clients",
-             "where": "https://github.com/salesforce/hassh (README, examples)",
-             "licence": "BSD-3-Clause (Salesforce)"},
+            {
+                "id": "sslbl-ja3",
+                "what": f"{len(ja3)} JA3 fingerprints of malware TLS clients",
+                "where": "https://sslbl.abuse.ch/blacklist/ja3_fingerprints.csv",
+                "copy": args.sslbl_copy,
+                "input_sha256": _sha256(args.sslbl_ja3),
+                "licence": "abuse.ch terms of use (https://abuse.ch/terms-of-use/)",
+            },
+            {
+                "id": "foxio-ja4",
+                "what": f"{len(ja4)} JA4 fingerprints of malware TLS clients",
+                "where": "https://github.com/FoxIO-LLC/ja4/blob/main/ja4plus-mapping.csv",
+                "copy": args.ja4_copy,
+                "input_sha256": _sha256(args.ja4_mapping),
+                "licence": "JA4 (TLS client): BSD-3-Clause, FoxIO",
+            },
+            {
+                "id": "salesforce-hassh",
+                "what": f"{len(hassh)} HASSH of offensive-tool SSH clients",
+                "where": "https://github.com/salesforce/hassh (README, examples)",
+                "licence": "BSD-3-Clause (Salesforce)",
+            },
         ],
         "entries": checked,
     }

@@ -82,7 +82,8 @@ def at_least(
 ) -> pl.LazyFrame:
     """The rows of ``obs`` whose ``key`` has at least ``rows`` rows, in their input order: a
     pre-filter for a detector that cannot report a key with fewer observations. Every row of
-    such a key is kept; others may be kept too (below), never looked at by the detector's verdicts.
+    such a key is kept; rows of other keys may be kept too (below), so a detector must not rely
+    on their absence.
 
     A day of traffic has millions of keys with a row or two (a flood's spoofed sources, one-off
     fetches) and a few worth judging; dropping the rest before any string is coded, formatted or
