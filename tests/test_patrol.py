@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -63,6 +64,26 @@ def test_patrol_on_the_ssh_guessing_trace(tmp_path: Path, data_dir: Path) -> Non
     ssh = pl.read_parquet(Path(report["lake"]) / "ssh" / "*" / "*.parquet")
     assert uids <= set(ssh["uid"])
     assert "T1110.001" in res.output and "1 incidents" in res.output  # the terminal summary
+
+
+def test_terminal_summary_lists_the_most_severe_and_counts_the_rest(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A busy day has hundreds of incidents: the terminal shows the worst, the report all."""
+    import mamori.cli
+
+    monkeypatch.setattr(mamori.cli, "TERMINAL_INCIDENTS", 1)
+    captures = [
+        data_dir / "zeek-btest/Traces/ssh/sshguess.pcap",  # a medium incident
+        data_dir / "pcaps-ddos-stopddos/amp.UDP.snmp.src161.pcapng",  # a critical one
+    ]
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["patrol", *map(str, captures), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "report.json").read_text())
+    assert [i["severity"] for i in report["incidents"]] == ["critical", "medium"]
+    assert "T1498.002" in res.output and "T1110.001" not in res.output
+    assert "1 less severe not shown (1 medium): see the report" in " ".join(res.output.split())
 
 
 def test_patrol_is_quiet_on_normal_traffic(tmp_path: Path, data_dir: Path) -> None:
