@@ -177,6 +177,53 @@ def test_char_lm_round_trips_through_json() -> None:
 LABELS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_", min_size=0, max_size=70)
 
 
+def dense_reference(lm: CharLM) -> np.ndarray:
+    """The LM's log P(last | others) for every 4-gram code, written the plain way: each order's
+    counts spread into a dense array, a context's count its row sum."""
+    radix = 40
+    g = np.arange(radix**4, dtype=np.int64)
+    p = np.full(len(g), 1e-4)
+    for k, lam, keys, cnt in zip(lm.orders, lm.lambdas, lm.codes, lm.counts, strict=True):
+        num = np.zeros(radix**k)
+        num[keys] = cnt
+        q = g % (radix**k)
+        if k == 1:
+            p += lam * num[q] / max(float(cnt.sum()), 1.0)
+            continue
+        d = num.reshape(-1, radix).sum(axis=1)[q // radix]
+        p += lam * np.where(d > 0, num[q] / np.maximum(d, 1.0), 0.0)
+    return np.log(p)
+
+
+@pytest.fixture(scope="module")
+def shipped_lm() -> CharLM:
+    """The shipped model's LM, its dense table built (as training and a large day use it)."""
+    lm = CharLM.from_json(json.loads(MODEL.read_text())["features"]["lm"])
+    assert np.array_equal(lm._table, dense_reference(lm))
+    return lm
+
+
+def test_lm_table_is_the_plain_count_formula() -> None:
+    lm = CharLM.train(np.array(["google", "wikipedia", "bbc", "example-shop", "news24", "a-b"]))
+    assert np.array_equal(lm._table, dense_reference(lm))
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(labels=st.lists(LABELS, min_size=1, max_size=30))
+def test_lm_scores_distinct_ngrams_exactly_as_its_table(
+    shipped_lm: CharLM, labels: list[str]
+) -> None:
+    """A few labels are scored from their distinct n-grams alone, many from the whole table:
+    the two must agree to the bit, or a name's score would depend on the size of its day."""
+    chars = char_matrix(np.array(labels, dtype=object))
+    fresh = CharLM(shipped_lm.orders, shipped_lm.lambdas, shipped_lm.codes, shipped_lm.counts)
+    (a, va), (b, vb) = fresh.logprob(chars), shipped_lm.logprob(chars)
+    assert "_table" not in fresh.__dict__  # the distinct n-grams' path was taken
+    assert np.array_equal(va, vb) and np.array_equal(a, b)
+
+
 @settings(max_examples=40, deadline=None)
 @given(labels=st.lists(LABELS, min_size=1, max_size=20), data=st.data())
 def test_a_label_scores_the_same_alone_or_in_any_batch(
