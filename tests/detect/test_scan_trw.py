@@ -321,23 +321,3 @@ def test_replies_to_nothing_are_not_probes() -> None:
         [53, 123, 161, 389, 1900, 11211, 19, 53, 123, 161, 389, 1900], dtype=pl.UInt16
     ), resp_h=pl.Series([f"10.0.0.{k}" for k in range(12)]))  # fmt: skip
     assert detect(to_services).height == 1
-
-
-@settings(max_examples=80, deadline=None)
-@given(
-    st.lists(st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**40)), max_size=60),
-    st.sampled_from([1, 2**20, 2**40]),
-)
-def test_walk_order_is_by_source_then_time(rows: list[tuple[int, int]], scale: int) -> None:
-    """The walk's row order, by one packed key where source and time fit in 63 bits and by
-    the two keys otherwise: (source, time) never decreases along it, and every row is in it."""
-    import numpy as np
-
-    from mamori.detect.detectors.scan_trw import _by_source_and_time
-
-    src = np.array([s % scale for s, _ in rows], np.int64)
-    ts = np.array([t for _, t in rows], np.int64)
-    order = _by_source_and_time(src, ts)
-    assert sorted(order.tolist()) == list(range(len(rows)))
-    pairs = list(zip(src[order].tolist(), ts[order].tolist(), strict=True))
-    assert pairs == sorted(pairs)

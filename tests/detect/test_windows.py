@@ -1,13 +1,15 @@
 """The shared counting helpers: ``at_least`` keeps exactly the keys with enough rows; ``shared``
-builds findings once per engine run."""
+builds findings once per engine run; ``key_hash`` tells keys apart; ``time_order`` is the sort
+it stands for."""
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mamori.detect.windows import at_least, shared, sharing
+from mamori.detect.windows import at_least, key_hash, shared, sharing, time_order
 
 rows = st.lists(
     st.tuples(st.sampled_from(["10.0.0.1", "10.0.0.2", "::1", ""]), st.integers(0, 3)),
@@ -166,3 +168,56 @@ def test_shared_builds_once_when_two_threads_ask_at_once() -> None:
         for t in threads:
             t.join()
     assert out == [1, 1, 1, 1] and calls == [1]
+
+
+keys = st.lists(
+    st.tuples(
+        st.sampled_from(["10.0.0.1", "10.0.0.2", "::1", "", None]),
+        st.one_of(st.none(), st.integers(0, 3)),
+        st.sampled_from(["tcp", "udp", None]),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(keys)
+def test_key_hash_is_one_value_per_distinct_key(data: list) -> None:
+    """Equal keys hash equal; distinct keys (nulls, empty text and swapped fields included)
+    differ, as two 64-bit hashes differ but for a chance of about 2^-64 a pair."""
+    frame = pl.DataFrame(data, schema={"a": pl.String, "b": pl.Int64, "c": pl.String}, orient="row")
+    got = frame.with_columns(h=key_hash(["a", "b", pl.col("c")]))
+    per_key = got.group_by("a", "b", "c").agg(pl.col("h").n_unique())
+    assert per_key["h"].eq(1).all()
+    assert got["h"].n_unique() == per_key.height
+    swapped = pl.DataFrame({"x": ["p", "q"], "y": ["q", "p"]})
+    assert swapped.select(key_hash(["x", "y"])).to_series().n_unique() == 2
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 2**64 - 1),
+            st.integers(0, 2**40),
+            st.one_of(st.none(), st.sampled_from(["Ca", "Cb", "Cc"])),
+        ),
+        max_size=60,
+    ),
+    st.sampled_from([1, 3, 2**20, 2**64]),
+    st.sampled_from([1, 2**40]),
+)
+def test_time_order_is_the_three_key_sort(rows: list, groups: int, times: int) -> None:
+    """By one packed key where group and time fit in 63 bits, by the two keys otherwise, with
+    ties in uid order (nulls last): the same order as sorting by (group, time, uid)."""
+    frame = pl.DataFrame(
+        [(g % groups, t % times, u) for g, t, u in rows],
+        schema={"g": pl.UInt64, "t": pl.Int64, "uid": pl.String},
+        orient="row",
+    ).with_row_index("i")
+    order = time_order(frame["g"].to_numpy(), frame["t"].to_numpy(), frame["uid"])
+    expected = frame.sort("g", "t", "uid", nulls_last=True)
+    got = frame[order]
+    assert sorted(order.tolist()) == list(range(frame.height))
+    assert got.select("g", "t", "uid").equals(expected.select("g", "t", "uid"))
+    assert isinstance(order, np.ndarray)

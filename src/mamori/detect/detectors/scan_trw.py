@@ -32,7 +32,7 @@ import polars as pl
 
 from mamori.detect.base import EVIDENCE_MAX, Params, alerts, detector
 from mamori.detect.detectors.amplification import SERVICES as AMPLIFIERS
-from mamori.detect.windows import at_least
+from mamori.detect.windows import at_least, time_order
 
 _TARGET = ("resp_h", "resp_p", "proto")
 _MULTICAST4 = [f"{octet}." for octet in range(224, 240)]
@@ -171,20 +171,6 @@ def _walk(
     return first, hit, targets
 
 
-def _by_source_and_time(src: np.ndarray, ts: np.ndarray) -> np.ndarray:
-    """Row order by (source code, time), ties in any order (the caller orders them by uid).
-
-    One key holds both where they fit in 63 bits (a day's microseconds take 37): a single
-    argsort of 9.7 M rows took 0.6 s where ``np.lexsort`` of the two took 0.95."""
-    if src.shape[0] == 0:
-        return np.zeros(0, np.intp)
-    lo = int(ts.min())
-    bits = (int(ts.max()) - lo).bit_length()
-    if int(src.min()) >= 0 and int(src.max()).bit_length() + bits <= 62:
-        return np.argsort((src << bits) | (ts - lo))
-    return np.lexsort((ts, src))
-
-
 def _first_contacts(frame: pl.DataFrame, p: ScanTrwParams) -> pl.DataFrame:
     """The first contacts of the walks that crossed the scanner bound, in walk and time order,
     with ``hit`` and ``targets`` per walk (one batch: the whole frame of one engine call)."""
@@ -212,18 +198,7 @@ def _first_contacts(frame: pl.DataFrame, p: ScanTrwParams) -> pl.DataFrame:
     )
     src, ts = codes["src"].to_numpy(), codes["ts"].to_numpy()
     # Order by source and time (the window follows from the time), then uid among equal times.
-    order = _by_source_and_time(src, ts)
-    s_src, s_ts = src[order], ts[order]
-    tie = np.zeros(len(order), np.bool_)
-    same = (s_src[1:] == s_src[:-1]) & (s_ts[1:] == s_ts[:-1])
-    tie[1:] |= same
-    tie[:-1] |= same
-    if tie.any():
-        at = np.flatnonzero(tie)
-        rows = pl.DataFrame({"i": order[at], "src": s_src[at], "ts": s_ts[at]}).with_columns(
-            uid=frame["uid"].gather(order[at])
-        )
-        order[at] = rows.sort("src", "ts", "uid", nulls_last=True)["i"].to_numpy()
+    order = time_order(src, ts, frame["uid"])
     window = codes["window"].to_numpy()[order]
     s_src = src[order]
     start = np.ones(len(order), np.bool_)
