@@ -110,30 +110,40 @@ def time_order(group: np.ndarray, ts: np.ndarray, uid: pl.Series) -> np.ndarray:
     integer columns takes 0.8. One packed key sorts group and time where both fit in 63 bits
     (a day's microseconds take 37: TRW's 9.7 M contacts took 0.6 s that way, 0.95 as two keys);
     only rows equal in both are then put in uid order, among themselves."""
-    order = _group_time_order(group, ts)
-    if len(order) < 2:
-        return order
-    g, t = group[order], ts[order]
-    same = (g[1:] == g[:-1]) & (t[1:] == t[:-1])
+    order, same = _group_time_order(group, ts)
     if same.any():
         tie = np.zeros(len(order), np.bool_)
         tie[1:] |= same
         tie[:-1] |= same
         at = np.flatnonzero(tie)
-        rows = pl.DataFrame({"i": order[at], "g": g[at], "t": t[at], "uid": uid.gather(order[at])})
+        rows = pl.DataFrame(
+            {
+                "i": order[at],
+                "g": group[order[at]],
+                "t": ts[order[at]],
+                "uid": uid.gather(order[at]),
+            }
+        )
         order[at] = rows.sort("g", "t", "uid", nulls_last=True)["i"].to_numpy()
     return order
 
 
-def _group_time_order(group: np.ndarray, ts: np.ndarray) -> np.ndarray:
-    """Row order by (group, time), ties in any order."""
-    if group.shape[0] == 0:
-        return np.zeros(0, np.intp)
+def _group_time_order(group: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row order by (group, time), ties in any order, and whether each row along it equals the
+    next in both (told from the packed key where there is one: gathering the two columns in
+    the new order to compare them took 0.7 s of TRW's 9.9 M contacts, the key 0.16)."""
+    if group.shape[0] < 2:
+        return np.arange(group.shape[0], dtype=np.intp), np.zeros(0, np.bool_)
     lo = int(ts.min())
     bits = (int(ts.max()) - lo).bit_length()
     if int(group.min()) >= 0 and int(group.max()).bit_length() + bits <= 62:
-        return np.argsort((group.astype(np.int64) << bits) | (ts - lo))
-    return np.lexsort((ts, group))
+        key = (group.astype(np.int64) << bits) | (ts - lo)
+        order = np.argsort(key)
+        k = key[order]
+        return order, k[1:] == k[:-1]
+    order = np.lexsort((ts, group))
+    g, t = group[order], ts[order]
+    return order, (g[1:] == g[:-1]) & (t[1:] == t[:-1])
 
 
 def at_least(
