@@ -27,14 +27,19 @@ from hypothesis import strategies as st
 from mamori.detect.base import registered
 from mamori.detect.detectors.dga import DgaParams
 from mamori.detect.dga_features import (
+    MAX_LEN,
     CharLM,
     char_matrix,
+    dense_features,
     load_model,
+    ngram_buckets,
+    query_domains,
     score_labels,
     session_threshold_at,
     session_threshold_expr,
 )
 from mamori.detect.engine import run_detectors
+from mamori.detect.windows import sharing
 from mamori.flows.pipeline import tables_of
 from support.golden import assert_key_sufficient
 
@@ -235,6 +240,53 @@ def test_a_label_scores_the_same_alone_or_in_any_batch(
     i = data.draw(st.integers(0, len(labels) - 1))
     alone = score_labels(np.array([labels[i]], dtype=object), model)
     assert np.all((batch >= 0) & (batch <= 1)) and np.isclose(batch[i], alone[0])
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(labels=st.lists(LABELS, min_size=1, max_size=20))
+def test_a_narrow_character_matrix_gives_the_full_width_features(
+    shipped_lm: CharLM, labels: list[str]
+) -> None:
+    """Labels are laid out only as wide as the longest (rounded to 8k - 1): padding adds
+    nothing to any feature, and the LM's sums see the same partial sums, to the bit."""
+    spec = load_model()["features"]
+    chars = char_matrix(np.array(labels, dtype=object))
+    assert (chars.shape[1] - 1) % 8 == 0 and chars.shape[1] <= MAX_LEN + 2
+    full = np.pad(chars, ((0, 0), (0, MAX_LEN + 2 - chars.shape[1])))
+    narrow_d = dense_features(chars, shipped_lm, spec["lm_len_ref"])
+    assert np.array_equal(narrow_d, dense_features(full, shipped_lm, spec["lm_len_ref"]))
+    a = ngram_buckets(chars, tuple(spec["ngram_orders"]), int(spec["buckets"]))
+    b = ngram_buckets(full, tuple(spec["ngram_orders"]), int(spec["buckets"]))
+    assert np.array_equal(a.rows, b.rows) and np.array_equal(a.cols, b.cols)
+    assert np.array_equal(a.vals, b.vals)
+
+
+def test_query_domains_are_computed_once_per_run_and_match_each_query(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import mamori.detect.dga_features as features
+
+    built = []
+    plain = features.registered_domain
+    monkeypatch.setattr(features, "registered_domain", lambda e: built.append(1) or plain(e))
+    dns = pl.DataFrame(
+        {"query": ["A.Example.COM.", "a.example.com", None, "x.y.co.uk", "printer.local", "bare"]}
+    ).lazy()
+    got = query_domains(dns).collect().sort("query")
+    assert got.rows() == [
+        ("A.Example.COM.", "a.example.com", "example.com"),
+        ("a.example.com", "a.example.com", "example.com"),
+        ("x.y.co.uk", "x.y.co.uk", "y.co.uk"),
+    ]
+    with sharing():  # as the engine runs dns.dga and dns.tunnel over one dns frame
+        first = query_domains(dns)
+        built.clear()
+        assert query_domains(dns).collect().equals(first.collect()) and not built
+        other = pl.DataFrame({"query": ["b.example.org"]}).lazy()
+        assert query_domains(other).collect()["domain"].to_list() == ["example.org"]
+        assert built == [1]
 
 
 def golden() -> pl.DataFrame:

@@ -25,15 +25,11 @@ from mamori.detect.dga_features import (
     clipped_logit,
     load_model,
     main_label,
-    registered_domain,
+    query_domains,
     score_series,
     session_threshold_expr,
 )
 from mamori.detect.windows import threshold
-
-# Names that never leave the site or are not registrations at all: reverse lookups, mDNS, the
-# usual private "TLDs". Scoring them would only produce noise.
-LOCAL_SUFFIXES = ("arpa", "local", "localdomain", "lan", "home", "internal", "corp", "localhost")
 
 
 @dataclass(frozen=True)
@@ -68,22 +64,19 @@ class DgaParams(Params):
 def scored_queries(dns: pl.LazyFrame, p: DgaParams) -> pl.LazyFrame:
     """DNS queries with their registered domain, main label and DGA score (distinct labels are
     scored once, as whole columns)."""
-    q = (
-        dns.filter(pl.col("query").is_not_null())
-        .with_columns(domain=registered_domain(pl.col("query")))
-        .filter(
-            pl.col("domain").str.contains(r"\.")
-            & ~pl.col("domain").str.split(".").list.last().is_in(LOCAL_SUFFIXES)
-        )
-        .with_columns(label=main_label(pl.col("domain")))
+    # Local names (``dga_features.LOCAL_SUFFIXES``) are never scored: only noise would come of it.
+    names = (
+        query_domains(dns)
+        .select("query", "domain", label=main_label(pl.col("domain")))
         .filter(pl.col("label").str.len_chars() >= p.min_label_length)
     )
     labels = (
-        q.select("label")
+        names.select("label")
         .unique()
         .with_columns(score=pl.col("label").map_batches(score_series, return_dtype=pl.Float64))
     )
-    return q.join(labels, on="label", how="left")
+    names = names.join(labels, on="label", how="left")
+    return dns.join(names, on="query", how="inner", maintain_order="left")
 
 
 @detector(

@@ -20,8 +20,7 @@ from datetime import timedelta
 import polars as pl
 
 from mamori.detect.base import Params, alerts, detector
-from mamori.detect.detectors.dga import LOCAL_SUFFIXES
-from mamori.detect.dga_features import registered_domain
+from mamori.detect.dga_features import query_domains, registered_domain
 from mamori.detect.windows import threshold
 
 _KEY = ("orig_h", "domain")
@@ -89,24 +88,20 @@ def dns_tunnel(dns: pl.LazyFrame, p: DnsTunnelParams) -> pl.LazyFrame:
     """Client/domain pairs with many distinct subdomains that are encoded, fetched as TXT/NULL,
     or simply too many."""
     every = f"{int(timedelta(minutes=p.window_minutes).total_seconds() * 1_000_000)}us"
-    q = (
-        dns.filter(pl.col("query").is_not_null())
-        .with_columns(
-            name=pl.col("query").str.to_lowercase().str.strip_chars_end("."),
-            domain=registered_domain(pl.col("query")),
-        )
-        .filter(
-            pl.col("domain").str.contains(r"\.")
-            & ~pl.col("domain").str.split(".").list.last().is_in(LOCAL_SUFFIXES)
-        )
-        .with_columns(
+    names = (
+        query_domains(dns)
+        .select(
+            "query",
+            "domain",
             sub=pl.col("name").str.head(
                 pl.col("name").str.len_chars() - pl.col("domain").str.len_chars() - 1
             ),
-            channel=pl.col("qtype_name").is_in(CHANNEL_QTYPES).fill_null(False),
-            window=pl.col("ts").dt.truncate(every),
         )
         .filter(pl.col("sub").str.len_chars() > 0)
+    )
+    q = dns.join(names, on="query", how="inner", maintain_order="left").with_columns(
+        channel=pl.col("qtype_name").is_in(CHANNEL_QTYPES).fill_null(False),
+        window=pl.col("ts").dt.truncate(every),
     )
     candidates = threshold(
         q,
