@@ -182,6 +182,12 @@ def test_char_lm_round_trips_through_json() -> None:
 LABELS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_", min_size=0, max_size=70)
 
 
+# Property tests that also take the module's shipped_lm fixture (the same LM for every example).
+with_lm = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
 def dense_reference(lm: CharLM) -> np.ndarray:
     """The LM's log P(last | others) for every 4-gram code, written the plain way: each order's
     counts spread into a dense array, a context's count its row sum."""
@@ -213,9 +219,7 @@ def test_lm_table_is_the_plain_count_formula() -> None:
     assert np.array_equal(lm._table, dense_reference(lm))
 
 
-@settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@with_lm
 @given(labels=st.lists(LABELS, min_size=1, max_size=30))
 def test_lm_scores_distinct_ngrams_exactly_as_its_table(
     shipped_lm: CharLM, labels: list[str]
@@ -242,9 +246,7 @@ def test_a_label_scores_the_same_alone_or_in_any_batch(
     assert np.all((batch >= 0) & (batch <= 1)) and np.isclose(batch[i], alone[0])
 
 
-@settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@with_lm
 @given(labels=st.lists(LABELS, min_size=1, max_size=20))
 def test_a_narrow_character_matrix_gives_the_full_width_features(
     shipped_lm: CharLM, labels: list[str]
