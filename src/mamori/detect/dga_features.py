@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from mamori.detect.windows import shared
+
 MODEL_PATH = Path(__file__).resolve().parent / "detectors" / "dga_model.json"
 
 # Characters of a hostname label; anything else (IDN escapes, underscores) maps to one "other"
@@ -125,7 +127,6 @@ def query_domains(dns: pl.LazyFrame) -> pl.LazyFrame:
     distinct of 1.46 M queries on bench_detect's day, 123 of 97 k on the ingest workload), and a
     registered domain is list work on text. Computed once per engine run for every detector that
     asks (:func:`mamori.detect.windows.shared`)."""
-    from mamori.detect.windows import shared
 
     def build() -> pl.LazyFrame:
         domain = pl.col("domain")
