@@ -70,7 +70,9 @@ def unsolicited(conn: pl.LazyFrame) -> pl.LazyFrame:
     unreach = (pl.col("proto") == "icmp") & pl.when(v6).then(pl.col("orig_p") == 1).otherwise(
         pl.col("orig_p") == 3
     )
-    first = hist.str.replace(r"^\^", "").str.slice(0, 1).str.to_lowercase()
+    # The answer's first letter, past a flip mark, is h/H for a SYN-ACK (else an RST): tested
+    # as prefixes, not by cutting and lower-casing a copy of every history (a third of the cost).
+    synack = pl.any_horizontal(hist.str.starts_with(s) for s in ("h", "H", "^h", "^H"))
     # Only TCP whose history starts with an answer (H, R, or ^ for a flipped one) and ICMP can
     # match: a cheap test on every row first, so the patterns run on those few rows alone (kept
     # apart as a column: a plain filter would be merged into the one below and run on every row).
@@ -89,7 +91,7 @@ def unsolicited(conn: pl.LazyFrame) -> pl.LazyFrame:
             .clip(1),
             kind=pl.when(unreach)
             .then(pl.lit("icmp"))
-            .when(first == "h")
+            .when(synack)
             .then(pl.lit("synack"))
             .otherwise(pl.lit("rst")),
         )
