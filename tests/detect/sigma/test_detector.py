@@ -116,3 +116,30 @@ def test_a_rule_edited_in_place_is_compiled_again(tmp_path: Path) -> None:
     os.utime(path, (path.stat().st_atime, path.stat().st_mtime + 10))
     again = run_detectors(frames(logons()), {"sigma": p}, only=["sigma"])
     assert again.alerts["evidence"].to_list() == [["e2"]]
+
+
+def test_a_run_without_rules_never_loads_pysigma() -> None:
+    """Every patrol registers the detectors and checks their parameters before ingest starts;
+    pySigma (~80 ms to import) is loaded only by a run that has rules to compile. In a fresh
+    interpreter, since this one has loaded it already."""
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from mamori.detect.base import load_params, registered\n"
+        "from mamori.detect.engine import run_detectors\n"
+        "load_params(None)\n"
+        "assert 'sigma' in registered()\n"
+        "import polars as pl\n"
+        "from mamori.schema import schema_of\n"
+        "tables = ('winevt', 'syslog', 'jsonlog')\n"
+        "frames = {t: pl.from_arrow(schema_of(t).empty_table()).lazy() for t in tables}\n"
+        "run = run_detectors(frames, only=['sigma'])\n"
+        "assert not run.failed, run.failed\n"
+        "print(sorted(m for m in sys.modules if m == 'sigma' or m.startswith('sigma.')))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MAMORI_SIGMA_RULES"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -16,14 +16,18 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from mamori.detect.base import Params, alerts, detector, empty_alerts
-from mamori.detect.sigma.compiler import LEVELS, CompiledRules, compile_rules
-from mamori.detect.sigma.evaluator import evaluate
-from mamori.detect.sigma.loader import rule_files
-from mamori.detect.sigma.pipeline import load_pipeline
+from mamori.detect.sigma.levels import LEVELS
+
+if TYPE_CHECKING:
+    from mamori.detect.sigma.compiler import CompiledRules
+
+# The rule compiler (pySigma) is imported by the functions that compile or run rules, so a run
+# without rules never loads it (mamori.detect.sigma says what that saves).
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +67,8 @@ class SigmaParams(Params):
 def _stamp(paths: tuple[str, ...]) -> tuple[tuple[str, float], ...]:
     """Paths with the newest modification time of the rule files under them: a rule edited in
     place (which leaves its folder's time alone) is compiled again."""
+    from mamori.detect.sigma.loader import rule_files
+
     out = []
     for p in paths:
         try:
@@ -77,6 +83,9 @@ def _stamp(paths: tuple[str, ...]) -> tuple[tuple[str, float], ...]:
 def _compiled(
     rules: tuple[tuple[str, float], ...], pipelines: tuple[tuple[str, float], ...]
 ) -> CompiledRules:
+    from mamori.detect.sigma.compiler import compile_rules
+    from mamori.detect.sigma.pipeline import load_pipeline
+
     pipeline = load_pipeline(Path(p) for p, _ in pipelines)
     compiled = compile_rules([Path(p) for p, _ in rules], pipeline)
     if compiled.unusable:
@@ -91,6 +100,8 @@ def _compiled(
 def compiled_for(p: SigmaParams) -> CompiledRules:
     """The rule set of these parameters, compiled once per process while the files are unchanged,
     keeping only rules at or above ``min_level``."""
+    from mamori.detect.sigma.compiler import CompiledRules
+
     compiled = _compiled(_stamp(p.rules), _stamp(p.pipelines))
     floor = LEVELS.index(p.min_level)
     keep = tuple(c for c in compiled.compiled if LEVELS.index(c.rule.level) >= floor)
@@ -110,6 +121,8 @@ def sigma_rules(
     """Each Sigma rule's matches on one host: one alert, the records as evidence."""
     if not p.rules:
         return empty_alerts().lazy()
+    from mamori.detect.sigma.evaluator import evaluate
+
     compiled = compiled_for(p)
     matches = evaluate(compiled, {"winevt": winevt, "syslog": syslog, "jsonlog": jsonlog})
     if matches.height == 0:

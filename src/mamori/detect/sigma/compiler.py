@@ -54,7 +54,6 @@ from mamori.detect.sigma.pipeline import Pipeline, Source, load_pipeline
 from mamori.schema import schema_of
 
 TEXT = "t:"  # the keyword-search text of an event
-LEVELS = ("informational", "low", "medium", "high", "critical")
 _TECHNIQUE = re.compile(r"^t\d{4}(\.\d{3})?$")
 _RUST_META = set("\\.+*?()|[]{}^$#&-~")
 
