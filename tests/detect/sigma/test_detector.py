@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -122,8 +123,6 @@ def test_a_run_without_rules_never_loads_pysigma() -> None:
     """Every patrol registers the detectors and checks their parameters before ingest starts;
     pySigma (~80 ms to import) is loaded only by a run that has rules to compile. In a fresh
     interpreter, since this one has loaded it already."""
-    import subprocess
-
     code = (
         "import sys\n"
         "from mamori.detect.base import load_params, registered\n"
