@@ -92,3 +92,17 @@ def test_row_order_and_unrelated_traffic_do_not_change_alerts(seed: int, n: int)
         pl.col("dst") == "203.0.113.30"
     )
     assert expected.height == 1 and got.equals(expected)
+
+
+def test_answers_too_many_to_hold_are_found_again_with_the_same_alerts(monkeypatch: Any) -> None:
+    """Unsolicited answers are held for the count's two readings only when few; past
+    ``KEEP_ROWS`` (a reflection day) they are found again from the table, with the same alerts."""
+    import mamori.detect.detectors.backscatter as bs
+
+    full = conn(synacks("203.0.113.30", 15, 30, 2000) + synacks("203.0.113.31", 500, 2000, 1, start=100_000))  # fmt: skip
+    ids = ["ddos.backscatter", "ddos.tcp_reflection"]
+    held = run(full, ids)
+    monkeypatch.setattr(bs, "KEEP_ROWS", 10)
+    found_again = run(full, ids)
+    assert held.height == 2 and found_again.equals(held)
+    assert sorted(found_again["evidence"].list.len().to_list()) == [30, 50]
