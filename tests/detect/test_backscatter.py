@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detect.test_ddos import T0, capture, conn, golden, row, run
+from mamori.detect.detectors import backscatter as bs
 from mamori.detect.detectors.amplification import responses
 from mamori.detect.detectors.backscatter import unsolicited
 
@@ -97,8 +98,6 @@ def test_row_order_and_unrelated_traffic_do_not_change_alerts(seed: int, n: int)
 def test_answers_too_many_to_hold_are_found_again_with_the_same_alerts(monkeypatch: Any) -> None:
     """Unsolicited answers are held for the count's two readings only when few; past
     ``KEEP_ROWS`` (a reflection day) they are found again from the table, with the same alerts."""
-    import mamori.detect.detectors.backscatter as bs
-
     full = conn(synacks("203.0.113.30", 15, 30, 2000) + synacks("203.0.113.31", 500, 2000, 1, start=100_000))  # fmt: skip
     ids = ["ddos.backscatter", "ddos.tcp_reflection"]
     held = run(full, ids)

@@ -71,7 +71,7 @@ def unsolicited(conn: pl.LazyFrame) -> pl.LazyFrame:
         pl.col("orig_p") == 3
     )
     # The answer's first letter, past a flip mark, is h/H for a SYN-ACK (else an RST): tested
-    # as prefixes, not by cutting and lower-casing a copy of every history (a third of the cost).
+    # as prefixes, not by cutting and lower-casing a copy of every history.
     synack = pl.any_horizontal(hist.str.starts_with(s) for s in ("h", "H", "^h", "^H"))
     # Only TCP whose history starts with an answer (H, R, or ^ for a flipped one) and ICMP can
     # match: a cheap test on every row first, so the patterns run on those few rows alone (kept
