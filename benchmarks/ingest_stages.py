@@ -27,9 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from mamori.flows.memory import WithoutScipy, hide, prepare_ingest_process
+from mamori.jitcache import quick_cache_loads
 
 prepare_ingest_process()  # before pyarrow loads, as the ingest command prepares its process
-hide(WithoutScipy)  # as the command does (cli._without_scipy): Numba's BLAS probe imports SciPy
+hide(WithoutScipy)  # as the command does (cli._as_kernel_program): Numba's BLAS probe imports SciPy
+quick_cache_loads()  # as the command does: cached kernels load without the compiler set-up
 
 import mamori.flows.payload as PL  # noqa: E402
 import mamori.flows.pipeline as P  # noqa: E402

@@ -204,7 +204,7 @@ def test_ingest_kernels_run_without_scipy(ssh_capture: Path, tmp_path: Path) -> 
     every ingest kernel working."""
     code = (
         "import sys; from pathlib import Path\n"
-        "from mamori.cli import _without_scipy; _without_scipy()\n"
+        "from mamori.cli import _as_kernel_program; _as_kernel_program()\n"
         "from mamori.config import Settings; from mamori.flows.pipeline import Ingest\n"
         "from mamori.lake.writer import LakeWriter\n"
         f"with LakeWriter(Path({str(tmp_path)!r})) as w:\n"

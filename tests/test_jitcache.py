@@ -143,3 +143,64 @@ def test_mamori_kernels_declare_the_kernels_they_import() -> None:
         }
         missing = foreign - jitcache._closure(info.name)
         assert not missing, f"{info.name} compiles in {sorted(missing)} without depends_on"
+
+
+QUICK = """
+import numba as nb
+import numpy as np
+
+@nb.njit(cache=True)
+def ramp(n):
+    out = np.empty(n, np.int64)  # an allocation: runs on Numba's runtime (NRT)
+    for i in range(n):
+        out[i] = i * i
+    return out
+
+@nb.njit(cache=True)
+def total(xs):
+    return xs.sum()
+"""
+
+QUICK_RUN = """
+import numba.core.base as base
+calls = []
+real = base.BaseContext.refresh
+base.BaseContext.refresh = lambda self: (calls.append(1), real(self))[1]
+from mamori.jitcache import quick_cache_loads
+{apply}
+import numba as nb, numpy as np
+import pkgq.kernels as k
+got = int(k.total(k.ramp(10)))
+hits = sum(k.ramp.stats.cache_hits.values()) + sum(k.total.stats.cache_hits.values())
+loaded = len(calls)
+fresh = nb.njit(lambda a: (a * 2).sum())(np.arange(4))  # compiled here, after the quick loads
+print(got, hits, loaded, int(fresh), len(calls) > loaded)
+"""
+
+
+def _quick(root: Path, apply: bool) -> list[str]:
+    pkg = root / "pkgq"
+    pkg.mkdir(exist_ok=True)
+    (pkg / "__init__.py").touch()
+    if not (pkg / "kernels.py").exists():
+        _write(pkg / "kernels.py", QUICK)
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["PYTHONPATH"] = os.pathsep.join([str(root), SRC])
+    code = QUICK_RUN.format(apply="assert quick_cache_loads()" if apply else "")
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()
+
+
+def test_quick_cache_loads_skip_the_compiler_set_up_and_keep_compiling(tmp_path: Path) -> None:
+    """Cached kernels (one allocating through Numba's runtime) load and run without the context
+    refresh Numba runs before each load, and a kernel compiled afterwards still compiles (its
+    compile refreshes the context itself)."""
+    first = _quick(tmp_path, apply=False)  # compiles and caches both kernels
+    assert first[0] == "285" and first[1] == "0"
+    plain = _quick(tmp_path, apply=False)
+    assert plain[:2] == ["285", "2"] and int(plain[2]) > 0  # Numba's own loads refresh
+    quick = _quick(tmp_path, apply=True)
+    assert quick == ["285", "2", "0", "12", "True"]

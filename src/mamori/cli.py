@@ -177,25 +177,27 @@ def ingest(
 ) -> None:
     """Turn captures (conn, dns, http, ssl, ssh, ftp, smtp) and logs (winevt, syslog, auth, …)
     into the lake's tables."""
+    from mamori.flows.collector import quiet_imports
     from mamori.flows.memory import prepare_ingest_process
 
     prepare_ingest_process()  # before pyarrow loads: it picks its allocator then (memory.py)
     program = _is_program()
     if program:
-        _without_scipy()
-    from rich.progress import (
-        BarColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
+        _as_kernel_program()
+    with quiet_imports():
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
 
-    from mamori.flows.workers import LakeIngest
-    from mamori.lake.writer import LakeWriter
-    from mamori.sensors.inputs import CAPTURE
-    from mamori.sensors.logingest import ingest_log
-    from mamori.sensors.registry import registered_sensors
+        from mamori.flows.workers import LakeIngest
+        from mamori.lake.writer import LakeWriter
+        from mamori.sensors.inputs import CAPTURE
+        from mamori.sensors.logingest import ingest_log
+        from mamori.sensors.registry import registered_sensors
 
     settings = load_settings(config)
     chosen = _inputs(inputs)
@@ -256,15 +258,20 @@ def _is_program() -> bool:
     return Path(getattr(main, "__file__", None) or "").name == "mamori"
 
 
-def _without_scipy() -> None:
-    """Numba imports SciPy's BLAS bindings (``numba.np.linalg.ensure_blas``) the first time any
+def _as_kernel_program() -> None:
+    """What a command's own process sets up before it loads any kernel; its forked ingest
+    workers inherit both.
+
+    Numba imports SciPy's BLAS bindings (``numba.np.linalg.ensure_blas``) the first time any
     kernel loads from its cache, only to learn whether ``np.dot`` and ``np.linalg`` may compile:
     0.15-0.2 CPU-s per ingest process for a library no ingest kernel calls. Without SciPy, Numba
-    refuses those two at compile time, with a message naming SciPy. The forked ingest workers
-    inherit this."""
+    refuses those two at compile time, with a message naming SciPy. And cached kernels load
+    without Numba's compiler set-up (``jitcache.quick_cache_loads``)."""
     from mamori.flows.memory import WithoutScipy, hide
+    from mamori.jitcache import quick_cache_loads
 
     hide(WithoutScipy)
+    quick_cache_loads()
 
 
 def _exit_now(code: int) -> None:
@@ -358,36 +365,40 @@ def patrol(
         from mamori.flows.memory import prepare_ingest_process
 
         prepare_ingest_process()
-        _without_scipy()
-    from rich.progress import (
-        BarColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-    from rich.table import Table
+        _as_kernel_program()
+    from mamori.flows.collector import quiet_imports
 
-    from mamori.correlate.incidents import host_aliases
-    from mamori.detect.base import DetectorConfigError, load_params
-    from mamori.patrol import patrol as run_patrol
-    from mamori.schema.alerts import SEVERITIES
+    with quiet_imports():
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+        from rich.table import Table
 
-    settings = load_settings(config)
-    found = _inputs(inputs)
-    try:
-        chosen = load_params(params)
-        host_aliases(settings.host_addresses)
-    except (DetectorConfigError, ValueError) as exc:
-        _err().print(f"[red]error[/]: {exc}")
-        raise typer.Exit(2) from None
+        from mamori.correlate.incidents import host_aliases
+        from mamori.detect.base import DetectorConfigError, load_params
+        from mamori.patrol import patrol as run_patrol
+        from mamori.schema.alerts import SEVERITIES
+
+        settings = load_settings(config)
+        found = _inputs(inputs)
+        try:
+            chosen = load_params(params)  # (imports the detectors)
+            host_aliases(settings.host_addresses)
+        except (DetectorConfigError, ValueError) as exc:
+            _err().print(f"[red]error[/]: {exc}")
+            raise typer.Exit(2) from None
+        if program:
+            from mamori.flows.workers import LakeIngest
     total = sum(i.path.stat().st_size for i in found)
     done: dict[Path, int] = {}
     started = time.perf_counter()
     ingester = None
     if program:
-        from mamori.flows.workers import LakeIngest
-
+        # (after the imports: the workers fork now, and inherit the collector's state)
         ingester = LakeIngest(settings, lake or out / "lake")
     with Progress(
         TextColumn("[bold]patrol[/] {task.description}"),
@@ -461,7 +472,7 @@ def flows(
     """Write one table of one capture with Zeek's field names (``--format zeek``: Zeek's TSV log)."""
     program = _is_program()
     if program:
-        _without_scipy()
+        _as_kernel_program()
     import pyarrow as pa
 
     from mamori.flows.pipeline import tables_of

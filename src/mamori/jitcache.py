@@ -97,3 +97,49 @@ def depends_on(module_name: str, *deps: str) -> bool:
     except OSError:
         return False
     return True
+
+
+_QUICK = False
+
+
+def quick_cache_loads() -> bool:
+    """Load cached kernels without re-running Numba's compiler set-up before each load.
+
+    Numba's ``Cache.load_overload`` first calls ``target_context.refresh()``: on its first call
+    that imports and installs every typing and lowering registry Numba has (its NumPy, cmath,
+    random, typed-container and jitclass implementations, its extensions' entry points), and on
+    each later one walks them again. A kernel read from the cache is machine code: it needs the
+    runtime its allocations call into (NRT), not the registries, which only compiling uses, and
+    every compile refreshes the context itself (``CompilerBase.__init__``). The refresh cost
+    each ingest process ~0.09 s of its ~0.2 s of kernel loading, in both processes alike, so it
+    was wall time. Applied by the commands (their own process and its forked workers), not at
+    import: a library caller's Numba is left as it is.
+
+    Returns whether the loads are quick now; with a Numba whose cache lacks the methods used here,
+    nothing is changed.
+    """
+    global _QUICK
+    if _QUICK:
+        return True
+    try:
+        from numba.core import caching
+        from numba.core.runtime import rtsys
+    except ImportError:
+        return False
+    cache = getattr(caching, "Cache", None)
+    if not all(
+        callable(getattr(cache, name, None))
+        for name in ("load_overload", "_load_overload", "_guard_against_spurious_io_errors")
+    ) or not callable(getattr(rtsys, "initialize", None)):
+        return False
+
+    def load_overload(self: Any, sig: Any, target_context: Any) -> Any:
+        rtsys.initialize(target_context)
+        with self._guard_against_spurious_io_errors():
+            return self._load_overload(sig, target_context)
+        return None  # (the guard swallowed an I/O error: compile instead, as Numba does)
+
+    load_overload.__doc__ = cache.load_overload.__doc__
+    cache.load_overload = load_overload
+    _QUICK = True
+    return True
