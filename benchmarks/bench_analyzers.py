@@ -13,6 +13,7 @@ difference is reported (speed never at the cost of a changed record).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import pickle
@@ -54,7 +55,7 @@ def collect(capture: Path, dest: Path) -> dict[str, int]:
     real = P._safe_analyze
 
     def keep(analyzer, conv):  # type: ignore[no-untyped-def]
-        convs.setdefault(analyzer.service, []).append(conv)
+        convs.setdefault(analyzer.service, []).append(_portable(conv))
         return real(analyzer, conv)
 
     P._safe_analyze = keep
@@ -63,6 +64,37 @@ def collect(capture: Path, dest: Path) -> dict[str, int]:
     P._safe_analyze = real
     dest.write_bytes(pickle.dumps(convs))
     return {k: len(v) for k, v in convs.items()}
+
+
+def _portable(conv):  # type: ignore[no-untyped-def]
+    """A copy of ``conv`` that pickles: ingest's segments point into the batch's buffer
+    (memoryviews, valid while the batch is analysed). Kept as a ``payload.Segments`` over one
+    bytes source, so the analysers read it by the same path as in ingest."""
+    from copy import copy
+
+    from mamori.flows.conversation import Segment, segment_rows
+    from mamori.flows.payload import Segments
+
+    out = copy(conv)
+    views = getattr(conv.segments, "_views", None)
+    rows = list(segment_rows(conv.segments))
+    if views is None:  # a plain list of segments (DNS over UDP the column path left)
+        out.segments = [Segment(t, o, bytes(d), g, f) for t, o, d, g, f in rows]
+        return out
+    data = [r for r in rows if not r[4]]
+    marks = [Segment(t, o, bytes(d), g, f) for t, o, d, g, f in rows if f] or None
+    ends = list(itertools.accumulate(len(r[2]) for r in data))
+    cols = (
+        [r[0] for r in data],
+        [r[1] for r in data],
+        [0] * len(data),
+        [e - len(r[2]) for e, r in zip(ends, data, strict=True)],
+        ends,
+        [r[3] for r in data],
+    )
+    source = b"".join(bytes(r[2]) for r in data)
+    out.segments = Segments(cols, [source], 0, len(data), views, marks)
+    return out
 
 
 def earlier_tree(rev: str, into: Path) -> Path:
