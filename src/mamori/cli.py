@@ -28,6 +28,7 @@ from mamori.config import load_settings
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.progress import Progress
 
     from mamori.sensors.inputs import Input
 
@@ -88,6 +89,29 @@ def _err() -> Console:
     from rich.console import Console
 
     return Console(stderr=True, soft_wrap=True)  # one message, one line: never wrapped
+
+
+def _progress(verb: str) -> Progress:
+    """The byte-progress bar of a long command (``ingest``, ``patrol``), on stderr, gone when done."""
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    return Progress(
+        TextColumn(f"[bold]{verb}[/] {{task.description}}"),
+        BarColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=_err(),
+        transient=True,
+        # Rich redraws from its own thread, taking the GIL from the pipeline each time: 1.5 % of
+        # a core at its default 10 per second, half that at 4 (still smooth for a bar).
+        refresh_per_second=4,
+    )
 
 
 @functools.cache
@@ -185,13 +209,7 @@ def ingest(
     if program:
         _as_kernel_program()
     with quiet_imports():
-        from rich.progress import (
-            BarColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
+        import rich.progress  # noqa: F401  (the bar's, imported with the rest)
 
         from mamori.flows.workers import LakeIngest
         from mamori.lake.writer import LakeWriter
@@ -208,17 +226,7 @@ def ingest(
     with (
         LakeIngest(settings, lake) as ingester,
         LakeWriter(lake, compression=settings.lake_compression) as writer,
-        Progress(
-            TextColumn("[bold]ingest[/] {task.description}"),
-            BarColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=_err(),
-            transient=True,
-            # Rich redraws from its own thread, taking the GIL from the pipeline each time: 1.5 %
-            # of a core at its default 10 per second, half that at 4 (still smooth for a bar).
-            refresh_per_second=4,
-        ) as progress,
+        _progress("ingest") as progress,
     ):
         task = progress.add_task("", total=total)
         sensors = registered_sensors() if any(i.kind != CAPTURE for i in chosen) else {}
@@ -369,13 +377,7 @@ def patrol(
     from mamori.flows.collector import quiet_imports
 
     with quiet_imports():
-        from rich.progress import (
-            BarColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
+        import rich.progress  # noqa: F401  (the bar's, imported with the rest)
         from rich.table import Table
 
         from mamori.correlate.incidents import host_aliases
@@ -400,14 +402,7 @@ def patrol(
     if program:
         # (after the imports: the workers fork now, and inherit the collector's state)
         ingester = LakeIngest(settings, lake or out / "lake")
-    with Progress(
-        TextColumn("[bold]patrol[/] {task.description}"),
-        BarColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=_err(),
-        transient=True,
-    ) as progress:
+    with _progress("patrol") as progress:
         task = progress.add_task("ingest", total=total)
 
         def advance(path: Path, nbytes: int) -> None:
