@@ -90,6 +90,41 @@ def test_truncated_capture_keeps_packets_and_warns(tmp_path: Path, ssh_capture: 
     assert res.output.count('"uid"') >= 5
 
 
+def _noticed_capture(tmp_path: Path) -> Path:
+    """A pcapng whose Ethernet interface cuts packets at a snaplen of 96, with a Wi-Fi one."""
+    from support.pcap_writer import PcapngWriter, ether, ip4, ipv4, tcp
+
+    w = PcapngWriter().section().interface(1, snaplen=96).interface(105)
+    for k in range(6):
+        frame = ether(
+            0x0800, ipv4(ip4("10.0.0.1"), ip4("10.0.0.2"), 6, tcp(4000 + k, 80, b"x" * 200))
+        )
+        w.epb(1 if k == 2 else 0, k * 1000, frame[:96], wirelen=len(frame))
+    path = tmp_path / "noticed.pcapng"
+    path.write_bytes(w.bytes())
+    return path
+
+
+def test_packets_read_but_not_analysed_are_one_warning_each(tmp_path: Path) -> None:
+    """An undecoded link type and snaplen cuts are told once each, naming the file and the first
+    record, by ingest (two workers: still once) and flows, and kept in patrol's report."""
+    cap = _noticed_capture(tmp_path)
+    two = {"MAMORI_PARALLEL_MIN_BYTES": "0", "MAMORI_WORKERS": "2"}
+    done = _run(PROGRAM, "ingest", str(cap), "--lake", str(tmp_path / "lake"), env=two)
+    assert done.returncode == 0, done.stderr
+    link = f"warning: {cap}: record 3: link type 105 (IEEE802_11 (Wi-Fi)) is not one mamori decodes"
+    snap = f"warning: {cap}: record 1: 6 packet(s) cut short by the capture's snaplen"
+    err = " ".join(done.stderr.split())  # (Rich may wrap a long line for a narrow terminal)
+    assert err.count(link) == 1 and err.count(snap) == 1, done.stderr
+    res = runner.invoke(app, ["flows", str(cap), "--format", "jsonl"])
+    assert res.exit_code == 0 and "link type 105" in res.output and "snaplen" in res.output
+    res = runner.invoke(app, ["patrol", str(cap), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    [entry] = json.loads((tmp_path / "out" / "report.json").read_text())["inputs"]
+    assert [n.split(": ")[1] for n in entry["notices"]] == ["record 1", "record 3"]
+    assert entry["problem"] is None
+
+
 def test_missing_input_is_an_error(tmp_path: Path) -> None:
     res = runner.invoke(app, ["ingest", str(tmp_path / "nope.pcap"), "--lake", str(tmp_path / "l")])
     assert res.exit_code == 2

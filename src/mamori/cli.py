@@ -342,6 +342,8 @@ def _problems(stats: list) -> None:
                 else f"kept {s.packets} packets before it"
             )
             _err().print(f"[yellow]warning[/]: {s.problem} ({kept})")
+        for notice in getattr(s, "notices", []):  # read, but not (fully) analysed
+            _err().print(f"[yellow]warning[/]: {notice}")
         for warning in getattr(s, "warnings", [])[:5]:
             _err().print(f"[yellow]skipped[/]: {warning}")
         more = getattr(s, "skipped", 0) - len(getattr(s, "warnings", [])[:5])
@@ -483,6 +485,8 @@ def flows(
             raise typer.Exit(1)
         if s.problem:
             _err().print(f"[yellow]warning[/]: {s.problem} (kept {s.packets} packets before it)")
+        for notice in s.notices:
+            _err().print(f"[yellow]warning[/]: {notice}")
     data = tables.get(table.value)
     if data is None:
         data = schema_of(table.value).empty_table()

@@ -148,6 +148,7 @@ def build_report(
                 "bytes": s.bytes,
                 "records": s.rows,
                 "problem": str(s.problem) if s.problem else None,
+                "notices": [str(n) for n in s.notices],
                 "error": s.error,
             }
             for s in stats

@@ -30,6 +30,7 @@ from mamori.flows.shards import keep_shard
 from mamori.schema import schema_of
 from mamori.sensors.pcap.decode import decode
 from mamori.sensors.pcap.fragments import FragmentReassembler
+from mamori.sensors.pcap.notices import CaptureNotices
 from mamori.sensors.pcap.reader import CaptureError, CaptureProblem, PcapReader
 from mamori.sensors.seed import content_digest
 
@@ -46,6 +47,8 @@ class CaptureStats:
     problem: CaptureProblem | None = None
     error: str | None = None
     rows: dict[str, int] = field(default_factory=dict)
+    # Packets read but not (fully) analysed: undecoded link types, snaplen cuts (``notices``).
+    notices: list[CaptureProblem] = field(default_factory=list)
 
 
 def _to_table(table: str, rows: list[dict[str, object]]) -> pa.Table:
@@ -93,8 +96,10 @@ class Ingest:
         router = PayloadRouter()
         reader = PcapReader(path, self.settings.batch_bytes)
         fragments = FragmentReassembler()
+        notices = CaptureNotices()
         try:
             for batch in reader:
+                notices.observe(batch)
                 buf, pk = fragments.apply(batch.buf, decode(batch, shard))
                 keep_shard(pk, *shard)
                 rec = pk["rec"]
@@ -112,6 +117,8 @@ class Ingest:
         except CaptureError as exc:
             stats.error = str(exc)
             return stats
+        finally:
+            stats.notices = notices.problems(str(path))
         stats.problem = reader.problem
         return stats
 

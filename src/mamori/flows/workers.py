@@ -123,6 +123,7 @@ def merge(parts: list[CaptureStats]) -> CaptureStats:
     """One capture's stats from its shards: every shard read every packet; rows add up."""
     first = parts[0]
     out = CaptureStats(first.path, first.packets, first.bytes, first.problem, first.error)
+    out.notices = list(first.notices)  # (every shard read every record: the same notices)
     for part in parts:
         out.error = out.error or part.error
         for table, rows in part.rows.items():

@@ -34,6 +34,14 @@ LINK_SLL = 113
 LINK_IPV4 = 228
 LINK_IPV6 = 229
 LINK_SLL2 = 276
+# Every link type ``_link_layer`` decodes (a test holds the two together): packets of any other
+# are counted and told to the user (``notices``), not analysed.
+DECODED_LINKTYPES = frozenset(
+    {
+        LINK_NULL, LINK_ETHERNET, LINK_PPP, LINK_RAW, LINK_RAW_OLD_12, LINK_RAW_OLD_14, LINK_LOOP,
+        LINK_PPP_SERIAL, LINK_SLL, LINK_IPV4, LINK_IPV6, LINK_SLL2,
+    }
+)  # fmt: skip
 
 # ``status`` column: why a row has no (complete) transport header.
 OK = 0
