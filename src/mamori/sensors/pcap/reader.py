@@ -10,7 +10,6 @@ and the reason, after every good record before it has been yielded.
 
 from __future__ import annotations
 
-import gzip
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import BinaryIO
 import numpy as np
 
 from mamori.sensors.pcap import walk
+from mamori.sensors.pcap.gzipstream import GzipStream
 from mamori.sensors.pcap.window import READ_ERRORS, MappedWindow, ReadWindow, open_window
 
 CLASSIC_MAGICS = {
@@ -90,7 +90,7 @@ def _open(path: Path) -> BinaryIO:
     head = fh.read(2)
     fh.seek(0)
     if head == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=fh, mode="rb")  # type: ignore[return-value]
+        return GzipStream(fh)  # type: ignore[return-value]
     return fh
 
 

@@ -27,7 +27,6 @@ to in the last minute, which may still be, is read rather than mapped (``_plain_
 from __future__ import annotations
 
 import ctypes
-import gzip
 import mmap
 import os
 import stat
@@ -38,7 +37,9 @@ from typing import BinaryIO
 
 import numpy as np
 
-# Largest single read from a gzip stream (below GzipFile's 128 KiB internal buffer).
+from mamori.sensors.pcap.gzipstream import GzipStream
+
+# Largest single read from a gzip stream (its inflation step: see gzipstream).
 _GZIP_STEP = 1 << 16
 # Decompression of a damaged gzip file fails with any of these.
 READ_ERRORS = (OSError, EOFError, zlib.error)
@@ -99,9 +100,9 @@ class ReadWindow:
     def _read(self) -> None:
         view = memoryview(self.buf)[self.end :]
         got = 0
-        # A damaged gzip stream raises from inside readinto, and a large readinto then loses the
-        # count of what it already decompressed into the buffer: small reads keep that data.
-        step = _GZIP_STEP if isinstance(self._fh, gzip.GzipFile) else len(view)
+        # A damaged gzip stream raises from a readinto once what came before the damage has been
+        # read (gzipstream); reads of its inflation step at a time keep the count of it.
+        step = _GZIP_STEP if isinstance(self._fh, GzipStream) else len(view)
         try:
             while got < len(view):
                 chunk = self._fh.readinto(view[got : got + step])  # type: ignore[attr-defined]
@@ -248,7 +249,7 @@ def _plain_fd(fh: BinaryIO) -> int | None:
     SIGBUS, which no Python code can catch: such a file is read instead, which only sees a short
     read. ``LIVE_SECONDS`` after its last write a file counts as finished.
     """
-    if not sys.platform.startswith("linux") or isinstance(fh, gzip.GzipFile):
+    if not sys.platform.startswith("linux") or isinstance(fh, GzipStream):
         return None
     try:
         fd = fh.fileno()
