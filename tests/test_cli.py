@@ -123,6 +123,8 @@ def test_packets_read_but_not_analysed_are_one_warning_each(tmp_path: Path) -> N
     [entry] = json.loads((tmp_path / "out" / "report.json").read_text())["inputs"]
     assert [n.split(": ")[1] for n in entry["notices"]] == ["record 1", "record 3"]
     assert entry["problem"] is None
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "link type 105 (IEEE802_11 (Wi-Fi)) is not one mamori decodes" in html
 
 
 def test_missing_input_is_an_error(tmp_path: Path) -> None:
