@@ -39,8 +39,6 @@ import numpy as np
 
 from mamori.sensors.pcap.gzipstream import GzipStream
 
-# Largest single read from a gzip stream (its inflation step: see gzipstream).
-_GZIP_STEP = 1 << 16
 # Decompression of a damaged gzip file fails with any of these.
 READ_ERRORS = (OSError, EOFError, zlib.error)
 PAGE = mmap.PAGESIZE
@@ -100,12 +98,11 @@ class ReadWindow:
     def _read(self) -> None:
         view = memoryview(self.buf)[self.end :]
         got = 0
-        # A damaged gzip stream raises from a readinto once what came before the damage has been
-        # read (gzipstream); reads of its inflation step at a time keep the count of it.
-        step = _GZIP_STEP if isinstance(self._fh, GzipStream) else len(view)
+        # A damaged gzip stream raises only from a readinto that returns nothing: what came before
+        # the damage has all been counted here first (gzipstream).
         try:
             while got < len(view):
-                chunk = self._fh.readinto(view[got : got + step])  # type: ignore[attr-defined]
+                chunk = self._fh.readinto(view[got:])  # type: ignore[attr-defined]
                 if not chunk:
                     break
                 got += chunk
