@@ -1,15 +1,24 @@
-"""Fuzz the PCAP sensor: arbitrary bytes as a capture file, through the reader and the decoder.
+"""Fuzz the PCAP sensor: arbitrary bytes as a capture file, through the reader and the decoder,
+or through the whole ingest.
 
 The sensor reads captures from anywhere, so hostile input must end in a clean ``CaptureError`` or a
 ``CaptureProblem``, never an exception, a hang or an offset outside the record (later stages slice
 the shared buffer with the decoder's offsets without re-checking them). Any other outcome is a bug.
 
+``--pipeline`` runs each input through everything ``mamori ingest`` does to a capture (fragments,
+connection tracking, payload routing, every protocol analyser, the conn columns). The pipeline
+survives an analyser that raises (the connection loses its protocol rows, the capture goes on),
+so an exception there reaches the user only as a logged error: here any logged error is a bug.
+The records must also hold together (each table in its lake schema, conn's uids unique, every
+protocol row on a connection conn has), and every fourth input is ingested again as two shards,
+which must write exactly what one process writes, damage and all.
+
 Two modes:
 
 * ``python fuzz/fuzz_pcap.py -max_total_time=60`` (any libFuzzer flags): coverage-guided with
   atheris, if installed.
-* ``python fuzz/fuzz_pcap.py --seconds 30 [--seed N] [--data DIR]``: no dependency; mutates the
-  shared captures (bit flips, interesting values, truncation, splices, gzip) with a seeded RNG for a
+* ``python fuzz/fuzz_pcap.py --seconds 30 [--seed N] [--data DIR] [--pipeline]``: no dependency;
+  mutates the shared captures (bit flips, interesting values, truncation, splices, gzip) with a seeded RNG for a
   bounded time, so a failure is reproducible from its seed. Exit status 1 on the first failure,
   with the offending input saved (``--crash-dir``).
 
@@ -22,6 +31,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import hashlib
+import logging
 import os
 import random
 import sys
@@ -31,7 +41,12 @@ import traceback
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from mamori.config import Settings
+from mamori.flows.pipeline import Ingest
+from mamori.schema import schema_of
 from mamori.sensors.pcap.decode import decode
 from mamori.sensors.pcap.reader import CaptureError, PcapReader
 
@@ -111,6 +126,74 @@ def check_bytes(data: bytes, workdir: Path) -> int:
     return check_file(path)
 
 
+class _Errors(logging.Handler):
+    """What the pipeline logged at ERROR or above: an analyser or a column path that raised."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _ingest(path: Path, shard: tuple[int, int]) -> tuple[dict[str, pa.Table], str | None]:
+    """Every table one ingest process writes for ``shard`` of the capture, and its error."""
+    parts: dict[str, list[pa.Table]] = {}
+
+    def sink(table: str, data: pa.Table) -> None:
+        parts.setdefault(table, []).append(data)
+
+    handler = _Errors()
+    logger = logging.getLogger("mamori")
+    logger.addHandler(handler)
+    try:
+        stats = Ingest(Settings(batch_bytes=SMALL_BUFFER), sink).capture(path, shard)
+    finally:
+        logger.removeHandler(handler)
+    if handler.records:
+        first = handler.records[0]
+        detail = logging.Formatter().format(first)
+        raise InvariantError(f"the pipeline logged an error: {detail}")
+    return {t: pa.concat_tables(v) for t, v in parts.items()}, stats.error
+
+
+def _rows(table: pa.Table) -> list[tuple[object, ...]]:
+    """A table's rows in a canonical order (shards emit connections in another order)."""
+    return sorted(tuple(map(repr, row.values())) for row in table.to_pylist())
+
+
+def check_pipeline(path: Path, shards: bool) -> int:
+    """Ingest one capture as ``mamori ingest`` would; returns the number of conn rows. Raises
+    :class:`InvariantError` on any bug (see the module's docstring)."""
+    whole, error = _ingest(path, (0, 1))
+    if error is not None and "\n" in error:
+        raise InvariantError("CaptureError message spans lines")
+    conn = whole.get("conn")
+    uids = conn.column("uid") if conn is not None else pa.array([], pa.string())
+    if pc.count_distinct(uids).as_py() != len(uids) or uids.null_count:
+        raise InvariantError("conn uids are not unique")
+    for name, table in whole.items():
+        if table.schema != schema_of(name):
+            raise InvariantError(f"{name} rows are not in the lake's schema:\n{table.schema}")
+        if name != "conn" and "uid" in table.column_names:
+            stray = pc.invert(pc.is_in(table.column("uid"), value_set=uids))
+            if pc.any(stray).as_py():
+                raise InvariantError(f"{name} has rows on a connection conn does not have")
+    if shards:
+        split: dict[str, list[pa.Table]] = {}
+        for k in range(2):
+            part, _ = _ingest(path, (k, 2))
+            for name, table in part.items():
+                split.setdefault(name, []).append(table)
+        if set(split) != set(whole):
+            raise InvariantError(f"two shards wrote tables {sorted(split)}, one {sorted(whole)}")
+        for name, table in whole.items():
+            if _rows(pa.concat_tables(split[name])) != _rows(table):
+                raise InvariantError(f"two shards wrote other {name} rows than one process")
+    return len(uids)
+
+
 # ------------------------------------------------------------------------------ plain mutation
 
 INTERESTING_32 = [
@@ -185,7 +268,9 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("MAMORI_DATA", ROOT.parent / "shared" / "data")).resolve()
 
 
-def run_plain(seconds: float, seed: int, data_dir: Path, crash_dir: Path) -> int:
+def run_plain(
+    seconds: float, seed: int, data_dir: Path, crash_dir: Path, pipeline: bool = False
+) -> int:
     seeds = load_seeds(data_dir)
     if not seeds:
         print(f"no seed captures under {data_dir}", file=sys.stderr)
@@ -198,7 +283,12 @@ def run_plain(seconds: float, seed: int, data_dir: Path, crash_dir: Path) -> int
         while time.monotonic() < deadline:
             data = mutate(rng, seeds)
             try:
-                records += check_bytes(data, work)
+                if pipeline:
+                    path = work / "input.cap"
+                    path.write_bytes(data)
+                    records += check_pipeline(path, shards=runs % 4 == 0)
+                else:
+                    records += check_bytes(data, work)
             except Exception:
                 crash_dir.mkdir(parents=True, exist_ok=True)
                 out = crash_dir / f"crash-{hashlib.sha1(data).hexdigest()[:16]}.cap"
@@ -209,7 +299,8 @@ def run_plain(seconds: float, seed: int, data_dir: Path, crash_dir: Path) -> int
                 )
                 return 1
             runs += 1
-    print(f"ok: {runs} inputs, {records} records, seed {seed}, {len(seeds)} seed captures")
+    what = "conn rows" if pipeline else "records"
+    print(f"ok: {runs} inputs, {records} {what}, seed {seed}, {len(seeds)} seed captures")
     return 0
 
 
@@ -234,8 +325,9 @@ def main(argv: list[str]) -> int:
         ap.add_argument("--seed", type=int, default=1)
         ap.add_argument("--data", type=Path, default=default_data_dir())
         ap.add_argument("--crash-dir", type=Path, default=Path(tempfile.gettempdir()) / "fuzz_pcap")
+        ap.add_argument("--pipeline", action="store_true", help="the whole ingest, not the decoder")
         args = ap.parse_args(argv[1:])
-        return run_plain(args.seconds, args.seed, args.data, args.crash_dir)
+        return run_plain(args.seconds, args.seed, args.data, args.crash_dir, args.pipeline)
     try:
         import atheris  # type: ignore[import-not-found]
     except ImportError:

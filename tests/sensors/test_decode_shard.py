@@ -1,8 +1,8 @@
 """Decoding one worker's shard: exactly the rows of a full decode that the worker can use.
 
 A worker decoding with ``shard=(k, n)`` drops the rows of plain packets (one complete, untunnelled
-row) that hash to another worker; every other row, and the batch's last record, is kept as the
-full decode writes it. Checked on real captures rich in tunnels and fragments.
+row) that hash to another worker, but for UDP on a tunnel port, which every worker tracks; every
+other row, and the batch's last record, is kept as the full decode writes it. Checked on real captures rich in tunnels and fragments.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ from mamori.flows.shards import shard_of
 from mamori.sensors.pcap.decode import COLUMNS, OK, TUN_NONE, PacketColumns, decode
 from mamori.sensors.pcap.reader import PcapReader, RecordBatch
 from sensors.test_decode import batch_of, frames
+from support.pcap_writer import ether, ip4, ipv4, udp
+
+TUNNEL_PORTS = (4789, 3544, 2152)
 
 CAPTURES = [
     "zeek-btest/Traces/tunnels/gre-within-gre.pcap",
@@ -32,7 +35,8 @@ CAPTURES = [
 
 
 def expected_rows(full: PacketColumns, k: int, n: int, records: int) -> np.ndarray:
-    """Rows of the full decode the worker keeps: all but other workers' plain packets."""
+    """Rows of the full decode the worker keeps: all but other workers' plain packets, except
+    UDP on a VXLAN, Teredo or GTP-U port (stated here, not imported)."""
     rows = len(full)
     has_child = np.zeros(rows, np.bool_)
     parent = full["parent"]
@@ -43,6 +47,10 @@ def expected_rows(full: PacketColumns, k: int, n: int, records: int) -> np.ndarr
         & (full["tunnel"] == TUN_NONE)
         & ~has_child
         & (full["rec"] != records - 1)
+        & ~(
+            (full["proto"] == 17)
+            & (np.isin(full["sport"], TUNNEL_PORTS) | np.isin(full["dport"], TUNNEL_PORTS))
+        )
     )
     return np.flatnonzero(~(plain & (shard_of(full, n) != k)))
 
@@ -84,3 +92,19 @@ def test_shard_decode_is_the_full_decode_without_other_plain_packets(
         check_shards(batch, n)
         seen += len(batch)
     assert seen > 0
+
+
+@pytest.mark.parametrize("port", TUNNEL_PORTS)
+def test_udp_on_a_tunnel_port_is_decoded_by_every_worker(port: int) -> None:
+    """UDP on a tunnel port the decoder does not peel (a VXLAN header without its I flag, a
+    short Teredo or GTP payload) is still decoded by every worker: they all track its
+    connection, as they track the ones that do carry tunnels."""
+    frames_ = [
+        ether(0x0800, ipv4(ip4(f"10.0.{i}.1"), ip4("10.9.9.9"), 17, udp(40000 + i, port, b"\0\0")))
+        for i in range(40)
+    ]
+    batch = batch_of([*frames_, frames_[0]], 1)  # the last record is always kept: repeat one
+    full = decode(batch)
+    for k in range(2):
+        assert len(decode(batch, (k, 2))) == len(full) == 41
+    check_shards(batch, 2)

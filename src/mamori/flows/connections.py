@@ -30,6 +30,14 @@ class Ended:
     hist_len: np.ndarray  # (n,) int32
     size: np.ndarray  # (n, 2) int64 orig/resp payload bytes
 
+    def only(self, rows: np.ndarray | None) -> Ended | None:
+        """These rows (all if None; None if there are none left)."""
+        if rows is None:
+            return self
+        if rows.shape[0] == 0:
+            return None
+        return Ended(self.state[rows], self.hist[rows], self.hist_len[rows], self.size[rows])
+
 
 @dataclass
 class ConnTracker:

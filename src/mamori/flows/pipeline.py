@@ -26,7 +26,7 @@ from mamori.flows.connections import ConnTracker, Ended
 from mamori.flows.conversation import Conversation, Segment
 from mamori.flows.memory import keep_memory_flat
 from mamori.flows.payload import PayloadRouter, _among, _Pending, fill_many, payload_of
-from mamori.flows.shards import keep_shard
+from mamori.flows.shards import keep_shard, owned
 from mamori.schema import schema_of
 from mamori.sensors.pcap.decode import decode
 from mamori.sensors.pcap.fragments import FragmentReassembler
@@ -101,19 +101,21 @@ class Ingest:
             for batch in reader:
                 notices.observe(batch)
                 buf, pk = fragments.apply(batch.buf, decode(batch, shard))
-                keep_shard(pk, *shard)
+                foreign = keep_shard(pk, *shard)
                 rec = pk["rec"]
                 ts = batch.ts_ns[rec]
                 rec_no = batch.first_record + rec.astype(np.int64) + 1
                 row_conn, row_orig = tracker.feed(pk, ts, rec_no)
+                # Another worker's tunnel carriers: tracked for what they carry, analysed there.
+                row_conn[foreign] = -1
                 router.route(buf, row_conn, row_orig, ts, pk.cols)
                 stats.packets += len(batch)
                 stats.bytes += int(batch.caplen.sum()) + 16 * len(batch)
-                self._emit(tracker.take(), router, seed, stats)
+                self._emit(tracker.take(), router, seed, stats, shard)
                 if self.progress:
                     self.progress(reader.bytes_read)
             tracker.finish()
-            self._emit(tracker.take(), router, seed, stats)
+            self._emit(tracker.take(), router, seed, stats, shard)
         except CaptureError as exc:
             stats.error = str(exc)
             return stats
@@ -128,11 +130,15 @@ class Ingest:
         router: PayloadRouter,
         seed: bytes,
         stats: CaptureStats,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         """Ended connections: run their conversations through the analysers, write the rows.
 
         Then the router copies out what it keeps of the batch's payload (its buffer is reused).
+        Another worker's tunnel carriers, tracked here too (``shards``), are left to it.
         """
+        if ended is not None:
+            ended = ended.only(owned(ended.state, *shard))
         if ended is None:
             router.settle()
             return

@@ -1,16 +1,23 @@
-"""Split a capture's connections across workers by a hash of their outermost flow.
+"""Split a capture's connections across workers by a hash of each packet's own endpoints.
 
 Every worker reads the whole capture and decodes its own packets (``decode(batch, shard)`` skips
 the plain packets of other shards with this same hash, ``sensors.pcap.shardhash``), then tracks
 and analyses only the connections of its shard, so two cores share the per-connection work without
 passing packets between processes. The hash must send every packet of a connection, in both
-directions, and every packet of anything tunnelled inside it, to the same worker: it covers the
-outermost layer's endpoints (address and port for TCP/UDP, address alone otherwise, where the
-tracker's key pairs ICMP messages of different types) in an order-free way.
+directions and whatever carried it, to the same worker: it is an order-free hash of the packet's
+own endpoints (address and port for TCP, UDP and SCTP, address alone otherwise), which are what
+the tracker keys the connection on.
 
-Every worker runs this over every row it decoded, so it is one compiled pass: the NumPy
-version (kept in the tests as the reference) walked the parent chains with whole-batch ``where``
-passes and cost as much as decoding.
+A tunnelled packet is not sent where its carrier goes. VXLAN's two directions travel in two UDP
+connections (each VTEP picks its own source port, as AWS traffic mirroring does), and a flow can
+move between GRE tunnels: sharding by the outer packet split such inner connections in two. The
+inner connection is one worker's, and its ``tunnel_parents`` needs the number of the connection
+that carried its first packet, which another worker may own. So the UDP connections tunnels ride
+in (``shardhash.tracked_everywhere``) are tracked by every worker, packet for packet as one process
+tracks them, and written only by their owner: their rows stay OK here and are named ``foreign``,
+and the connections they make are dropped when they end (``owned``).
+
+Every worker runs this over every row it decoded, so it is one compiled pass.
 """
 
 from __future__ import annotations
@@ -18,16 +25,16 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from mamori.flows import tracker as T
 from mamori.jitcache import depends_on
 from mamori.sensors.pcap.decode import OK, PacketColumns
-from mamori.sensors.pcap.shardhash import endpoint_shard
+from mamori.sensors.pcap.shardhash import endpoint_shard, tracked_everywhere
 
 OTHER_SHARD = 200  # ``status`` of rows another worker tracks; the tracker skips any non-OK row
 
 
 @njit(cache=True)
 def _shards(
-    parent: np.ndarray,
     proto: np.ndarray,
     sport: np.ndarray,
     dport: np.ndarray,
@@ -37,35 +44,99 @@ def _shards(
     dst_lo: np.ndarray,
     n: int,
 ) -> np.ndarray:
-    out = np.empty(parent.shape[0], np.int64)
-    for i in range(parent.shape[0]):
-        root = i
-        while parent[root] >= 0:
-            root = parent[root]
+    out = np.empty(proto.shape[0], np.int64)
+    for i in range(proto.shape[0]):
         out[i] = endpoint_shard(
-            proto[root], sport[root], dport[root],
-            src_hi[root], src_lo[root], dst_hi[root], dst_lo[root], n,
-        )  # fmt: skip
+            proto[i], sport[i], dport[i], src_hi[i], src_lo[i], dst_hi[i], dst_lo[i], n
+        )
     return out
 
 
+@njit(cache=True)
+def _keep(
+    status: np.ndarray,
+    proto: np.ndarray,
+    sport: np.ndarray,
+    dport: np.ndarray,
+    src_hi: np.ndarray,
+    src_lo: np.ndarray,
+    dst_hi: np.ndarray,
+    dst_lo: np.ndarray,
+    k: int,
+    n: int,
+    foreign: np.ndarray,
+) -> int:
+    """Marks other workers' rows, lists the foreign ones; returns how many it listed."""
+    m = 0
+    for i in range(status.shape[0]):
+        if status[i] != OK:
+            continue
+        pr, sp, dp = proto[i], sport[i], dport[i]
+        if endpoint_shard(pr, sp, dp, src_hi[i], src_lo[i], dst_hi[i], dst_lo[i], n) == k:
+            continue
+        if tracked_everywhere(pr, sp, dp):
+            foreign[m] = i
+            m += 1
+        else:
+            status[i] = OTHER_SHARD
+    return m
+
+
+@njit(cache=True)
+def _owned(state: np.ndarray, k: int, n: int, keep: np.ndarray) -> int:
+    """Rows of ended connections this worker owns; returns how many."""
+    m = 0
+    for i in range(state.shape[0]):
+        pr, op, rp = state[i, T.C_PROTO], state[i, T.C_OP], state[i, T.C_RP]
+        if tracked_everywhere(pr, op, rp) and endpoint_shard(
+            pr, op, rp,
+            np.uint64(state[i, T.C_OHI]), np.uint64(state[i, T.C_OLO]),
+            np.uint64(state[i, T.C_RHI]), np.uint64(state[i, T.C_RLO]), n,
+        ) != k:  # fmt: skip
+            continue
+        keep[m] = i
+        m += 1
+    return m
+
+
 def shard_of(pk: PacketColumns, n: int) -> np.ndarray:
-    """The worker (0..n-1) of every row, from the row's outermost packet."""
+    """The worker (0..n-1) of every row's connection, from the row's own endpoints."""
     return _shards(
-        pk["parent"], pk["proto"], pk["sport"], pk["dport"],
+        pk["proto"], pk["sport"], pk["dport"],
         pk["src_hi"], pk["src_lo"], pk["dst_hi"], pk["dst_lo"], n,
     )  # fmt: skip
 
 
-def keep_shard(pk: PacketColumns, k: int, n: int) -> None:
-    """Mark the rows of other shards so the tracker passes over them (in place)."""
+_NONE = np.empty(0, np.int64)
+
+
+def keep_shard(pk: PacketColumns, k: int, n: int) -> np.ndarray:
+    """Mark the rows of other workers' connections so the tracker passes over them (in place),
+    except rows of connections every worker tracks, which are returned (row indices, ascending):
+    tracked here for the tunnels they carry, owned elsewhere."""
     if n <= 1:
-        return
-    status = pk["status"]
-    other = (shard_of(pk, n) != k) & (status == OK)
-    status[other] = OTHER_SHARD
+        return _NONE
+    foreign = np.empty(pk["status"].shape[0], np.int64)
+    m = _keep(
+        pk["status"], pk["proto"], pk["sport"], pk["dport"],
+        pk["src_hi"], pk["src_lo"], pk["dst_hi"], pk["dst_lo"], k, n, foreign,
+    )  # fmt: skip
+    return foreign[:m]
 
 
-# Helpers and constants of decode, shardhash compile into these kernels: a change there must
-# recompile them too (Numba's cache sees only this file).
-depends_on(__name__, "mamori.sensors.pcap.decode", "mamori.sensors.pcap.shardhash")
+def owned(state: np.ndarray, k: int, n: int) -> np.ndarray | None:
+    """Which of these ended connections (tracker state rows) worker k of n writes: their row
+    indices, or None when it writes them all (every connection but another worker's carriers of
+    tunnels, which every worker tracks)."""
+    if n <= 1 or state.shape[0] == 0:
+        return None
+    keep = np.empty(state.shape[0], np.int64)
+    m = _owned(state, k, n, keep)
+    return None if m == state.shape[0] else keep[:m]
+
+
+# Helpers and constants of decode, shardhash and tracker compile into these kernels: a change
+# there must recompile them too (Numba's cache sees only this file).
+depends_on(
+    __name__, "mamori.sensors.pcap.decode", "mamori.sensors.pcap.shardhash", "mamori.flows.tracker"
+)

@@ -19,7 +19,13 @@ import numpy as np
 
 from mamori.jitcache import depends_on
 from mamori.sensors.pcap.reader import RecordBatch
-from mamori.sensors.pcap.shardhash import endpoint_shard
+from mamori.sensors.pcap.shardhash import (
+    GTPU_PORT,
+    TEREDO_PORT,
+    VXLAN_PORT,
+    endpoint_shard,
+    tracked_everywhere,
+)
 
 # Link types (LINKTYPE_* values as they appear in pcap/pcapng headers).
 LINK_NULL = 0  # BSD loopback, address family in host byte order
@@ -58,10 +64,6 @@ TUN_GRE = 2
 TUN_VXLAN = 3
 TUN_TEREDO = 4
 TUN_GTP = 5
-
-VXLAN_PORT = 4789
-TEREDO_PORT = 3544
-GTPU_PORT = 2152
 
 MAX_DEPTH = 4  # deeper encapsulation than this is treated as payload
 
@@ -248,8 +250,9 @@ def decode_batch(
     """Fill one row per packet (more for tunnels); returns the number of rows written.
 
     With ``shard_n > 1`` a plain packet (no tunnel, complete headers, not a fragment) whose
-    endpoints hash to another worker than ``shard_k`` gets no row: its row is written, then taken
-    back (see ``decode``).
+    endpoints hash to another worker than ``shard_k`` gets no row, unless its connection is one
+    every worker tracks (``shardhash.tracked_everywhere``): its row is written, then taken back
+    (see ``decode``).
     """
     n = data_off.shape[0]
     cap = rec.shape[0]
@@ -624,6 +627,7 @@ def decode_batch(
                 and shard_n > 1
                 and i != n - 1
                 and endpoint_shard(pr, sp, dp, s_hi, s_lo, d_hi, d_lo, shard_n) != shard_k
+                and not tracked_everywhere(pr, sp, dp)
             ):
                 row = np.int64(r)  # another worker's packet: its row is overwritten by the next
             break
@@ -636,8 +640,9 @@ def decode(batch: RecordBatch, shard: tuple[int, int] = (0, 1)) -> PacketColumns
     With ``shard=(k, n)``, the plain packets of connections of other workers than k are skipped
     (``flows.shards``): most of a worker's decoding and every later pass over its rows were spent
     on packets it only marked as another's. Skipped are only packets that would be one complete,
-    untunnelled row: fragments (which every worker reassembles, as the reassembler's bounds depend
-    on all of them), tunnels and damaged packets keep their rows, which ``keep_shard`` then marks.
+    untunnelled row on a connection no tunnel can use: fragments (which every worker reassembles,
+    as the reassembler's bounds depend on all of them), tunnels, UDP on tunnel ports and damaged
+    packets keep their rows, which ``keep_shard`` then marks.
     So does the batch's last record, whose time is the tracker's clock at the batch end. ``rec``
     still numbers records in the batch, so a row's record is found as before.
     """
