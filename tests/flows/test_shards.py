@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mamori.flows import tracker as T
-from mamori.flows.shards import OTHER_SHARD, keep_shard, owned, shard_of
+from mamori.flows.shards import OTHER_SHARD, keep_owned, keep_shard, shard_of
 from mamori.sensors.pcap.decode import OK, PacketColumns
 
 TUNNEL_PORTS = (4789, 3544, 2152)  # VXLAN, Teredo, GTP-U: stated here, not imported
@@ -110,8 +110,9 @@ def test_every_ok_row_is_owned_by_exactly_one_worker(pk: PacketColumns, n: int) 
 @settings(max_examples=100, deadline=None)
 @given(batches(), st.integers(2, 4))
 def test_an_ended_connection_is_written_by_its_packets_owner(pk: PacketColumns, n: int) -> None:
-    """``owned`` (over tracker state rows) agrees with ``shard_of`` (over packet rows) whatever
-    the orientation: the tracker may have flipped originator and responder."""
+    """``keep_owned`` (over the tracker's ended rows) agrees with ``shard_of`` (over packet rows)
+    whatever the orientation (the tracker may have flipped originator and responder), and moves
+    whole rows: each row's columns, history and sizes stay together."""
     rows = pk["parent"].shape[0]
     state = np.zeros((rows, T.C_EP), np.int64)
     flip = np.arange(rows) % 2 == 1
@@ -125,10 +126,19 @@ def test_an_ended_connection_is_written_by_its_packets_owner(pk: PacketColumns, 
     ):
         state[:, col] = np.where(flip, pk[b].astype(np.int64), pk[a].astype(np.int64))
     state[:, T.C_PROTO] = pk["proto"]
+    state[:, T.C_NO] = np.arange(rows)  # which row is which, after the moves
+    hist = (np.arange(rows)[:, None] + np.arange(T.HIST_MAX)[None, :]).astype(np.uint8)
+    hist_len = np.arange(rows, dtype=np.int32)
+    size = np.stack([np.arange(rows), -np.arange(rows)], axis=1).astype(np.int64)
     shards = reference_shard_of(pk, n)
     everywhere = reference_everywhere(pk)
     for k in range(n):
-        kept = owned(state, k, n)
-        got = np.arange(rows) if kept is None else kept
+        s, h, hl, sz = state.copy(), hist.copy(), hist_len.copy(), size.copy()
+        m = keep_owned(s, h, hl, sz, k, n)
         want = np.flatnonzero(~everywhere | (shards == k))
-        assert got.tolist() == want.tolist()
+        assert sorted(s[:m, T.C_NO].tolist()) == want.tolist()
+        assert sorted(s[:, T.C_NO].tolist()) == list(range(rows))
+        order = s[:, T.C_NO]
+        assert (s == state[order]).all() and (h == hist[order]).all()
+        assert (hl == hist_len[order]).all() and (sz == size[order]).all()
+    assert keep_owned(state.copy(), hist, hist_len, size, 0, 1) == rows

@@ -30,13 +30,13 @@ class Ended:
     hist_len: np.ndarray  # (n,) int32
     size: np.ndarray  # (n, 2) int64 orig/resp payload bytes
 
-    def only(self, rows: np.ndarray | None) -> Ended | None:
-        """These rows (all if None; None if there are none left)."""
-        if rows is None:
+    def head(self, n: int) -> Ended | None:
+        """The first n rows (views), or None for none."""
+        if n == self.state.shape[0]:
             return self
-        if rows.shape[0] == 0:
+        if n == 0:
             return None
-        return Ended(self.state[rows], self.hist[rows], self.hist_len[rows], self.size[rows])
+        return Ended(self.state[:n], self.hist[:n], self.hist_len[:n], self.size[:n])
 
 
 @dataclass

@@ -26,7 +26,7 @@ from mamori.flows.connections import ConnTracker, Ended
 from mamori.flows.conversation import Conversation, Segment
 from mamori.flows.memory import keep_memory_flat
 from mamori.flows.payload import PayloadRouter, _among, _Pending, fill_many, payload_of
-from mamori.flows.shards import keep_shard, owned
+from mamori.flows.shards import keep_owned, keep_shard
 from mamori.schema import schema_of
 from mamori.sensors.pcap.decode import decode
 from mamori.sensors.pcap.fragments import FragmentReassembler
@@ -137,8 +137,10 @@ class Ingest:
         Then the router copies out what it keeps of the batch's payload (its buffer is reused).
         Another worker's tunnel carriers, tracked here too (``shards``), are left to it.
         """
-        if ended is not None:
-            ended = ended.only(owned(ended.state, *shard))
+        if ended is not None and shard[1] > 1:
+            ended = ended.head(
+                keep_owned(ended.state, ended.hist, ended.hist_len, ended.size, *shard)
+            )
         if ended is None:
             router.settle()
             return
