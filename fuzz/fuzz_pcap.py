@@ -11,7 +11,8 @@ survives an analyser that raises (the connection loses its protocol rows, the ca
 so an exception there reaches the user only as a logged error: here any logged error is a bug.
 The records must also hold together (each table in its lake schema, conn's uids unique, every
 protocol row on a connection conn has), and every fourth input is ingested again as two shards,
-which must write exactly what one process writes, damage and all.
+and every fourth other one in one batch instead of many: both must write exactly what the first
+ingest wrote, damage and all.
 
 Two modes:
 
@@ -137,7 +138,12 @@ class _Errors(logging.Handler):
         self.records.append(record)
 
 
-def _ingest(path: Path, shard: tuple[int, int]) -> tuple[dict[str, pa.Table], str | None]:
+ONE_BATCH = 1 << 26  # larger than any seed: the whole capture in one batch
+
+
+def _ingest(
+    path: Path, shard: tuple[int, int], batch_bytes: int = SMALL_BUFFER
+) -> tuple[dict[str, pa.Table], str | None]:
     """Every table one ingest process writes for ``shard`` of the capture, and its error."""
     parts: dict[str, list[pa.Table]] = {}
 
@@ -148,7 +154,7 @@ def _ingest(path: Path, shard: tuple[int, int]) -> tuple[dict[str, pa.Table], st
     logger = logging.getLogger("mamori")
     logger.addHandler(handler)
     try:
-        stats = Ingest(Settings(batch_bytes=SMALL_BUFFER), sink).capture(path, shard)
+        stats = Ingest(Settings(batch_bytes=batch_bytes), sink).capture(path, shard)
     finally:
         logger.removeHandler(handler)
     if handler.records:
@@ -163,7 +169,15 @@ def _rows(table: pa.Table) -> list[tuple[object, ...]]:
     return sorted(tuple(map(repr, row.values())) for row in table.to_pylist())
 
 
-def check_pipeline(path: Path, shards: bool) -> int:
+def _same(got: dict[str, list[pa.Table]], want: dict[str, pa.Table], how: str) -> None:
+    if set(got) != set(want):
+        raise InvariantError(f"{how} wrote tables {sorted(got)}, one process {sorted(want)}")
+    for name, table in want.items():
+        if _rows(pa.concat_tables(got[name])) != _rows(table):
+            raise InvariantError(f"{how} wrote other {name} rows than one process")
+
+
+def check_pipeline(path: Path, shards: bool, one_batch: bool = False) -> int:
     """Ingest one capture as ``mamori ingest`` would; returns the number of conn rows. Raises
     :class:`InvariantError` on any bug (see the module's docstring)."""
     whole, error = _ingest(path, (0, 1))
@@ -186,11 +200,10 @@ def check_pipeline(path: Path, shards: bool) -> int:
             part, _ = _ingest(path, (k, 2))
             for name, table in part.items():
                 split.setdefault(name, []).append(table)
-        if set(split) != set(whole):
-            raise InvariantError(f"two shards wrote tables {sorted(split)}, one {sorted(whole)}")
-        for name, table in whole.items():
-            if _rows(pa.concat_tables(split[name])) != _rows(table):
-                raise InvariantError(f"two shards wrote other {name} rows than one process")
+        _same(split, whole, "two shards")
+    if one_batch:
+        once, _ = _ingest(path, (0, 1), ONE_BATCH)
+        _same({name: [table] for name, table in once.items()}, whole, "one batch")
     return len(uids)
 
 
@@ -286,7 +299,7 @@ def run_plain(
                 if pipeline:
                     path = work / "input.cap"
                     path.write_bytes(data)
-                    records += check_pipeline(path, shards=runs % 4 == 0)
+                    records += check_pipeline(path, shards=runs % 4 == 0, one_batch=runs % 4 == 2)
                 else:
                     records += check_bytes(data, work)
             except Exception:

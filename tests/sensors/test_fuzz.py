@@ -36,7 +36,8 @@ def test_plain_fuzz_finds_nothing(data_dir: Path, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_pipeline_fuzz_finds_nothing(data_dir: Path, tmp_path: Path) -> None:
     """The whole ingest on mutated captures: no exception, no analyser failure, records that hold
-    together, and every fourth input split over two workers exactly as one process writes it."""
+    together, and every fourth input split over two workers (every fourth other one read in one
+    batch) exactly as one process writes it in many."""
     seed = os.environ.get("MAMORI_FUZZ_SEED", "20251125")
     cmd = [sys.executable, str(FUZZ), "--seconds", str(SECONDS), "--seed", seed, "--pipeline"]
     cmd += ["--data", str(data_dir), "--crash-dir", str(tmp_path)]
