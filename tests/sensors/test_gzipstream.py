@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mamori.sensors.pcap.gzipstream import GzipStream
+from mamori.sensors.gzipstream import GzipStream
 from mamori.sensors.pcap.reader import PcapReader
 from support.pcap_writer import Rec, classic_pcap, ether, ip4, ipv4, tcp
 

@@ -14,9 +14,9 @@ A problem that stops the file (a truncated EVTX chunk) raises :class:`LogFormatE
 
 from __future__ import annotations
 
-import gzip
 import importlib
 import pkgutil
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mamori.sensors.gzipstream import GzipStream
 from mamori.sensors.seed import content_digest
 
 if TYPE_CHECKING:  # Polars loads with the log sensors: a capture-only ingest never needs it
@@ -128,9 +129,9 @@ def read_head(path: Path, size: int = HEAD_BYTES) -> bytes:
         head = f.read(size)
     if head[:2] == b"\x1f\x8b":
         try:
-            with gzip.open(path, "rb") as g:
-                return g.read(size)
-        except (OSError, EOFError):
+            with GzipStream(path.open("rb")) as g:
+                return g.read(size)  # what inflates before any damage (the damage is told later)
+        except (OSError, EOFError, zlib.error):
             return b""
     return head
 

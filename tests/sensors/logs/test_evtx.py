@@ -163,3 +163,41 @@ def test_records_without_a_readable_time_are_warned_and_skipped(tmp_path: Path) 
     ]
     assert ctx.warned == 1 and ctx.warnings == [(2, "no time it could read")]
     assert "auth" not in tables
+
+
+def test_odd_values_in_an_event_are_text_or_unset_not_a_failed_file(tmp_path: Path) -> None:
+    """A damaged record's System fields: text the parser rendered as a number stays text, and a
+    number too large for its column is warned about and unset; the events are all kept."""
+    from mamori.sensors.registry import ReadContext
+
+    def event(computer: object, record_id: object, event_id: object) -> dict[str, object]:
+        return {
+            "System": {
+                "TimeCreated": {"#attributes": {"SystemTime": "2019-03-19T23:35:07.524202Z"}},
+                "Computer": computer,
+                "Channel": "Security",
+                "Provider": {"#attributes": {"Name": 4}},
+                "EventID": event_id,
+                "EventRecordID": record_id,
+            }
+        }
+
+    rows = [
+        evtx._row(1, "", event("dc01", 7, 4688)),
+        evtx._row(2, "", event(12345, 2**64 - 77, 4688)),
+        evtx._row(3, "", event(["a", "b"], 9, 2**40)),
+        evtx._row(4, "", {"System": "not an element"}),
+    ]
+    ctx = ReadContext(tmp_path / "x.evtx", "abc")
+    tables = dict(evtx._flush(tmp_path / "x.evtx", ctx, rows))
+    got = pl.from_arrow(tables["winevt"])
+    assert got["record"].to_list() == [1, 2, 3]  # type: ignore[index]
+    assert got["host"].to_list() == ["dc01", "12345", "a\nb"]  # type: ignore[index]
+    assert got["provider"].to_list() == ["4", "4", "4"]  # type: ignore[index]
+    assert got["record_id"].to_list() == [7, None, 9]  # type: ignore[index]
+    assert got["event_id"].to_list() == [4688, 4688, None]  # type: ignore[index]
+    assert ctx.warnings == [  # column by column
+        (3, f"field event_id: {2**40} is out of range"),
+        (2, f"field record_id: {2**64 - 77} is out of range"),
+        (4, "no time it could read"),
+    ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import zlib
 from pathlib import Path
 
 import polars as pl
@@ -219,6 +220,68 @@ def test_bad_lines_are_named_and_the_rest_kept(tmp_path: Path) -> None:
         f"{path}: record 11: field trans_id: seven is not a valid uint16",
         f"{path}: record 12: field id.orig_p is unset",
     ]
+
+
+def test_a_time_out_of_range_is_a_bad_field_not_a_failed_file(tmp_path: Path) -> None:
+    """A ts of 1.7e13 seconds (microseconds past 64 bits) is one bad record among good ones."""
+    good = "1700000000.5\tCa\t10.0.0.1\t5353\t10.0.0.2\t53\tudp\t7\tq.test\t(empty)\t(empty)\tT"
+    far = good.replace("1700000000.5", "17098000000000.5").replace("\tCa\t", "\tCb\t")
+    path = tmp_path / "dns.log"
+    path.write_text(HEAD + "\n".join([good, far, good.replace("\tCa\t", "\tCc\t")]) + "\n")
+    tables, stats = _read(path)
+    assert stats.problem is None and stats.error is None
+    assert tables["dns"]["uid"].to_list() == ["Ca", "Cc"]
+    assert stats.warnings == [f"{path}: record 9: field ts: 17098000000000.5 is not a valid time"]
+
+
+def test_a_log_without_a_field_the_lake_requires_is_skipped_record_by_record(
+    tmp_path: Path,
+) -> None:
+    """dns rows need proto; a header that does not name it leaves every record without it."""
+    head = HEAD.replace("\tproto\t", "\tprotocol\t")
+    good = "1700000000.5\tCa\t10.0.0.1\t5353\t10.0.0.2\t53\tudp\t7\tq.test\t(empty)\t(empty)\tT"
+    path = tmp_path / "dns.log"
+    path.write_text(head + good + "\n" + good.replace("\tCa\t", "\tCb\t") + "\n")
+    tables, stats = _read(path)
+    assert stats.problem is None and stats.error is None and tables == {}
+    assert stats.skipped == 2
+    assert stats.warnings[0] == f"{path}: record 8: no field proto"
+
+
+def test_a_damaged_gzip_log_keeps_the_lines_before_the_damage(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """Damage inside the compressed stream (not a cut) ends the file with one problem naming the
+    first line not read; every line inflated before it is kept."""
+    text = (data_dir / "zeek-reference/zeek-btest/Traces/wikipedia.pcap.zeek/conn.log").read_bytes()
+    text = text * 40  # long enough that the damage comes after whole blocks of lines
+    packed = bytearray(gzip.compress(text, compresslevel=9))
+    # The first byte from three quarters in whose inversion zlib rejects (a flip may also just
+    # inflate other bytes, or end the stream early: not the case under test).
+    for at in range(len(packed) * 3 // 4, len(packed) - 8):
+        packed[at] ^= 0xFF
+        try:
+            zlib.decompress(bytes(packed), 31)
+        except zlib.error as exc:
+            if "incomplete" not in str(exc):
+                break
+        packed[at] ^= 0xFF
+    else:
+        pytest.fail("no single inverted byte damages this stream")
+    path = tmp_path / "conn.log.gz"
+    path.write_bytes(bytes(packed))
+    assert kind_of(path) == "zeek"
+    tables, stats = _read(path)
+    assert stats.error is None and stats.problem is not None
+    assert "sensor failed" not in stats.problem
+    assert (
+        stats.problem.startswith(f"{path}: record ") and "gzip stream is damaged" in stats.problem
+    )
+    kept = tables["conn"].height
+    per_copy = read_zeek_log(
+        data_dir / "zeek-reference/zeek-btest/Traces/wikipedia.pcap.zeek/conn.log"
+    ).height
+    assert per_copy * 10 < kept < per_copy * 40
 
 
 def test_other_logs_counted_and_skipped_with_one_note(data_dir: Path) -> None:

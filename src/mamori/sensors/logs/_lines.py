@@ -6,7 +6,7 @@ line), and numbered as a text editor numbers them, so a record number leads back
 
 from __future__ import annotations
 
-import gzip
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +15,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mamori.sensors.gzipstream import GzipStream
 from mamori.sensors.registry import LogFormatError
 
 CHUNK_BYTES = 8 * 1024 * 1024
@@ -27,15 +28,15 @@ MAX_LINE = 64 * 1024 * 1024
 def line_batches(path: Path, chunk_bytes: int | None = None) -> Iterator[tuple[pa.Array, pa.Array]]:
     """``(record numbers, lines)`` per chunk: 1-based line numbers, lines without their ``\\n``.
 
-    A gzip file is read through gzip (rotated logs); a truncated one raises ``EOFError`` after
-    every whole line before the cut has been yielded. A line longer than ``MAX_LINE`` stops the
-    file with :class:`LogFormatError` naming it.
+    A gzip file is inflated as it is read (rotated logs); a truncated one raises ``EOFError``
+    after every line before the cut has been yielded, and a damaged one stops the same way with
+    :class:`LogFormatError` naming the first line not read. A line longer than ``MAX_LINE``
+    stops the file with :class:`LogFormatError` naming it.
     """
     chunk_bytes = chunk_bytes or CHUNK_BYTES
     with path.open("rb") as probe:
         gz = probe.read(2) == b"\x1f\x8b"
-    stream = gzip.open(path, "rb") if gz else path.open("rb")  # noqa: SIM115 (closed below)
-    # gzip loses what it decompressed in a read that hits a truncated end: small steps bound it.
+    stream = GzipStream(path.open("rb")) if gz else path.open("rb")
     step = GZIP_STEP if gz else chunk_bytes
     first = 1
     rest = b""
@@ -53,10 +54,14 @@ def line_batches(path: Path, chunk_bytes: int | None = None) -> Iterator[tuple[p
                         break
                     pieces.append(piece)
                     size += len(piece)
-            except EOFError:
+            except (EOFError, zlib.error) as exc:
                 data = b"".join(pieces)
                 if data:
-                    yield _split(data, first)  # the partial last line too: it is all there is
+                    numbers, lines = _split(data, first)
+                    yield numbers, lines  # the partial last line too: it is all there is
+                    first += len(lines)
+                if isinstance(exc, zlib.error):
+                    raise LogFormatError(first, f"the gzip stream is damaged ({exc})") from exc
                 raise
             data = b"".join(pieces)
             if eof:
@@ -111,5 +116,6 @@ def parse_times(text: pl.Expr) -> pl.Expr:
         .then(num * 1e3)
         .otherwise(num * 1e6)
     )
-    epoch = micros.round(0).cast(pl.Int64).cast(pl.Datetime("us", "UTC"))
+    # A number past the range of microseconds since 1970 (or not finite) is no time: null.
+    epoch = micros.round(0).cast(pl.Int64, strict=False).cast(pl.Datetime("us", "UTC"))
     return pl.coalesce(iso, epoch)

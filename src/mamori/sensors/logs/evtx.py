@@ -24,6 +24,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import polars as pl
 import pyarrow as pa
@@ -100,9 +101,17 @@ def _int(value: Any) -> int | None:
         return None
 
 
+def _str(value: Any) -> str | None:
+    """A text field as text: the parser renders element text that reads as a number (a
+    ``<Computer>`` named 12345) as a JSON number."""
+    return value if type(value) is str else _text(value)
+
+
 def _row(number: int, fallback_time: str, event: dict[str, Any]) -> tuple[Any, ...]:
     """One event's columns, in the order of ``_COLUMNS``."""
     system = event.get("System") or {}
+    if type(system) is not dict:
+        system = {}
     execution = system.get("Execution")
     event_id = system.get("EventID")
     if type(event_id) is dict:  # <EventID Qualifiers="...">7045</EventID>
@@ -110,10 +119,10 @@ def _row(number: int, fallback_time: str, event: dict[str, Any]) -> tuple[Any, .
     keywords = system.get("Keywords")
     return (
         number,
-        _attr(system.get("TimeCreated"), "SystemTime") or fallback_time,
-        system.get("Computer"),
-        system.get("Channel"),
-        _attr(system.get("Provider"), "Name"),
+        _str(_attr(system.get("TimeCreated"), "SystemTime")) or fallback_time,
+        _str(system.get("Computer")),
+        _str(system.get("Channel")),
+        _str(_attr(system.get("Provider"), "Name")),
         _int(event_id),
         _int(system.get("Version")),
         _int(system.get("Level")),
@@ -123,7 +132,7 @@ def _row(number: int, fallback_time: str, event: dict[str, Any]) -> tuple[Any, .
         _int(system.get("EventRecordID")),
         _int(_attr(execution, "ProcessID")),
         _int(_attr(execution, "ThreadID")),
-        _attr(system.get("Security"), "UserID"),
+        _str(_attr(system.get("Security"), "UserID")),
         _fields(event),
     )
 
@@ -192,6 +201,30 @@ def _missing_chunks(path: Path) -> str | None:
     return None
 
 
+def _array(
+    name: str,
+    column: tuple[Any, ...],
+    kind: pa.DataType,
+    records: tuple[int, ...],
+    ctx: ReadContext,
+) -> pa.Array:
+    """One batch's column; a number too large for its field (a damaged record's EventID of 2^40)
+    is warned about and left unset, the rest of its record kept."""
+    try:
+        return pa.array(column, type=kind)
+    except (OverflowError, pa.ArrowInvalid):
+        if not pa.types.is_integer(kind):
+            raise
+    info = np.iinfo(kind.to_pandas_dtype())
+    fitted = []
+    for record, value in zip(records, column, strict=True):
+        if value is not None and not info.min <= value <= info.max:
+            ctx.warn(record, f"field {name}: {value} is out of range")
+            value = None
+        fitted.append(value)
+    return pa.array(fitted, type=kind)
+
+
 def _times(when: pa.Array) -> pa.Array:
     """``ts`` from the ``when`` text: System/TimeCreated's one format, the general parser after."""
     try:
@@ -217,7 +250,7 @@ def _flush(
     # Logon events are rare in most files: a set test on the event ids, no Arrow call, says so.
     logon = not _LOGON_IDS.isdisjoint(values[5]) and "Security" in values[3]
     columns = {
-        name: pa.array(column, type=kind)
+        name: _array(name, column, kind, values[0], ctx)
         for (name, kind), column in zip(_COLUMNS, values, strict=True)
     }
     ts = _times(columns["when"])

@@ -35,12 +35,13 @@ from mamori.schema import NETWORK_TABLES, schema_of
 from mamori.sensors.logs._lines import line_batches, parse_times
 from mamori.sensors.registry import ReadContext, log_sensor, read_head
 
-REQUIRED = ("ts", "uid", "orig_h", "orig_p", "resp_h", "resp_p")
 # Columns the lake never leaves null whose Zeek value may be unset or absent: the value Zeek means.
 DEFAULTS: dict[str, object] = {
     "AA": False, "TC": False, "RD": False, "RA": False, "Z": 0, "rejected": False,
     "trans_depth": 0, "request_body_len": 0, "response_body_len": 0,
 }  # fmt: skip
+# Columns this sensor fills itself (conn's provenance).
+_FILLED = frozenset({"source", "first_record", "last_record"})
 # Fields that tell a log apart when it names no path (checked in this order).
 SIGNATURES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("conn", ("conn_state", "history", "orig_ip_bytes")),
@@ -52,6 +53,17 @@ SIGNATURES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("smtp", ("helo", "mailfrom", "rcptto")),
 )
 _POLARS = {t: pl.from_arrow(schema_of(t).empty_table()).schema for t in NETWORK_TABLES}  # type: ignore[union-attr]
+# Per table, the fields a record cannot go without: every column the lake never leaves null that
+# has no default (ts, uid and the 5-tuple; conn's and dns's proto). A log lacking one, or a
+# record with it unset, is warned about and skipped, not handed to the lake to fail the file.
+REQUIRED = {
+    t: tuple(
+        f.name
+        for f in schema_of(t)
+        if not f.nullable and f.name not in DEFAULTS and f.name not in _FILLED
+    )
+    for t in NETWORK_TABLES
+}
 
 
 def zeek_name(column: str) -> str:
@@ -238,7 +250,7 @@ def _convert(
         pl.when(pl.col(f"val_{c}").is_null()).then(pl.lit(f"field {zeek_name(c)} is unset"))
         if c in raw
         else pl.lit(f"no field {zeek_name(c)}")
-        for c in REQUIRED
+        for c in REQUIRED[table]
     ]  # fmt: skip
     frame = frame.with_columns(reason=pl.coalesce(reasons))
     ctx.warn_rows(frame.filter(pl.col("reason").is_not_null()))
@@ -307,7 +319,9 @@ def _scalar(cell: pl.Expr, dtype: pl.DataType, empty: str | None, *, tsv: bool) 
     if dtype == pl.Datetime("us", "UTC"):
         if tsv:
             secs = cell.cast(pl.Float64, strict=False)
-            return (secs * 1e6).round(0).cast(pl.Int64).cast(pl.Datetime("us", "UTC"))
+            # Out of the range of microseconds since 1970 (or not finite): not a time, warned.
+            micros = (secs * 1e6).round(0).cast(pl.Int64, strict=False)
+            return micros.cast(pl.Datetime("us", "UTC"))
         return parse_times(cell)
     if dtype == pl.Boolean:
         yes, no = ("T", "F") if tsv else ("true", "false")

@@ -18,8 +18,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from mamori.sensors.gzipstream import GzipStream
 from mamori.sensors.pcap import walk
-from mamori.sensors.pcap.gzipstream import GzipStream
 from mamori.sensors.pcap.window import READ_ERRORS, MappedWindow, ReadWindow, open_window
 
 CLASSIC_MAGICS = {

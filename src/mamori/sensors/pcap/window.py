@@ -37,7 +37,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from mamori.sensors.pcap.gzipstream import GzipStream
+from mamori.sensors.gzipstream import GzipStream
 
 # Decompression of a damaged gzip file fails with any of these.
 READ_ERRORS = (OSError, EOFError, zlib.error)

@@ -1,4 +1,5 @@
-"""A gzip-compressed capture, decompressed as it is read, keeping every byte before any damage.
+"""A gzip-compressed capture or log, decompressed as it is read, keeping every byte before any
+damage.
 
 ``gzip.GzipFile`` raises from inside a read when the stream is cut short or corrupt, and what that
 read had already decompressed is lost with it: the reader asked for 64 KiB at a time, so a cut
@@ -52,7 +53,13 @@ class GzipStream:
         chunk = bytearray(OUT_STEP)
         while size < 0 or len(out) < size:
             want = OUT_STEP if size < 0 else min(OUT_STEP, size - len(out))
-            n = self.readinto(memoryview(chunk)[:want])
+            try:
+                n = self.readinto(memoryview(chunk)[:want])
+            except (EOFError, zlib.error) as exc:
+                if not out:
+                    raise
+                self._error = exc  # what came before it first; the next read raises it
+                break
             if not n:
                 break
             out += chunk[:n]
