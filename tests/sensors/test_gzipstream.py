@@ -122,3 +122,16 @@ def test_an_error_is_raised_once_after_the_good_bytes() -> None:
             good += buf[:n]
     assert bytes(good) == inflatable(zipped[: len(zipped) // 2])
     assert stream.readinto(buf) == 0  # then the stream is over
+
+
+@pytest.mark.parametrize("size", [-1, 1 << 16, 1 << 30])
+def test_a_large_read_returns_the_good_bytes_before_raising(size: int) -> None:
+    """``read`` gathers several steps: the bytes inflated before a cut come back from it, and
+    the error from the next read, as line readers (the log sensors) need."""
+    zipped = gzip.compress(RAW)
+    cut = zipped[: len(zipped) // 2]
+    stream = GzipStream(io.BytesIO(cut))
+    assert stream.read(size) == inflatable(cut)
+    with pytest.raises(EOFError, match="end-of-stream"):
+        stream.read(size)
+    assert stream.read(size) == b""
