@@ -6,8 +6,10 @@ file's problem, "<sensor> sensor failed: ...", and the records after it are lost
 instead be a record warned about and skipped, or a problem naming the record where reading
 stopped (a cut or damaged gzip stream, a line past any log's length): so here a "sensor failed"
 outcome is a bug, as is a problem or warning that spans lines or names no record. Seeds are the
-shared logs the sensors recognise (their first 100 KB); mutations are ``fuzz_pcap``'s (bit flips,
-interesting values, cuts, splices, gzip) plus whole-line ones (duplicate, drop, swap).
+shared logs the sensors recognise (their first 100 KB) and a built-in EVE file (the shared data
+has Suricata's rules and captures, not its output); mutations are ``fuzz_pcap``'s (bit flips,
+interesting values, cuts, splices, gzip), whole-line ones (duplicate, drop, swap) and, for JSON
+lines, a value anywhere in an object replaced by another type or an extreme number.
 
     python fuzz/fuzz_logs.py --seconds 30 [--seed N] [--data DIR] [--crash-dir DIR]
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import random
 import re
 import sys
@@ -37,6 +40,49 @@ SUFFIX = {"evtx": ".evtx", "eve": ".json", "cowrie": ".json", "jsonl": ".jsonl"}
 _NAMED = re.compile(r": record \d+: ")
 
 
+# Suricata's EVE shapes: alert, flow, netflow, dns (v1 and v3), http, tls, anomaly.
+_EVE = [
+    {"timestamp": "2024-01-01T00:00:00.000000+0000", "flow_id": 1, "event_type": "alert",
+     "src_ip": "10.0.0.1", "src_port": 4444, "dest_ip": "10.0.0.2", "dest_port": 80,
+     "proto": "TCP", "alert": {"action": "allowed", "gid": 1, "signature_id": 2019401, "rev": 3,
+     "signature": "ET POLICY test", "category": "Misc activity", "severity": 3},
+     "app_proto": "http"},
+    {"timestamp": "2024-01-01T00:00:01.000000+0000", "flow_id": 1, "event_type": "flow",
+     "src_ip": "10.0.0.1", "src_port": 4444, "dest_ip": "10.0.0.2", "dest_port": 80,
+     "proto": "TCP", "flow": {"pkts_toserver": 4, "pkts_toclient": 3, "bytes_toserver": 300,
+     "bytes_toclient": 900, "start": "2024-01-01T00:00:00.000000+0000",
+     "end": "2024-01-01T00:00:01.000000+0000", "age": 1, "state": "closed", "reason": "timeout"}},
+    {"timestamp": "2024-01-01T00:00:02.000000+0000", "flow_id": 2, "event_type": "netflow",
+     "src_ip": "10.0.0.3", "src_port": 53, "dest_ip": "10.0.0.1", "dest_port": 5353,
+     "proto": "UDP", "netflow": {"pkts": 1, "bytes": 90, "start": "2024-01-01T00:00:02+0000",
+     "end": "2024-01-01T00:00:02+0000", "age": 0}},
+    {"timestamp": "2024-01-01T00:00:03.000000+0000", "flow_id": 3, "event_type": "dns",
+     "src_ip": "10.0.0.1", "src_port": 5353, "dest_ip": "10.0.0.3", "dest_port": 53,
+     "proto": "UDP", "dns": {"type": "answer", "id": 7, "rcode": "NOERROR", "rrname": "a.test",
+     "rrtype": "A", "ttl": 60, "rdata": "192.0.2.1"}},
+    {"timestamp": "2024-01-01T00:00:04.000000+0000", "flow_id": 4, "event_type": "dns",
+     "src_ip": "10.0.0.1", "src_port": 5000, "dest_ip": "10.0.0.3", "dest_port": 53,
+     "proto": "UDP", "dns": {"version": 3, "type": "response", "id": 8, "flags": "8580",
+     "rcode": "NOERROR", "queries": [{"rrname": "b.test", "rrtype": "AAAA"}],
+     "answers": [{"rrname": "b.test", "rrtype": "AAAA", "ttl": 300, "rdata": "2001:db8::1"}]}},
+    {"timestamp": "2024-01-01T00:00:05.000000+0000", "flow_id": 5, "event_type": "http",
+     "src_ip": "10.0.0.1", "src_port": 4445, "dest_ip": "10.0.0.2", "dest_port": 80,
+     "proto": "TCP", "tx_id": 0, "http": {"hostname": "c.test", "url": "/x?y=1",
+     "http_user_agent": "curl/8", "http_method": "GET", "protocol": "HTTP/1.1", "status": 200,
+     "length": 12}},
+    {"timestamp": "2024-01-01T00:00:06.000000+0000", "flow_id": 6, "event_type": "tls",
+     "src_ip": "10.0.0.1", "src_port": 4446, "dest_ip": "10.0.0.2", "dest_port": 443,
+     "proto": "TCP", "tls": {"sni": "d.test", "version": "TLS 1.3",
+     "ja3": {"hash": "e7d705a3286e19ea42f587b344ee6865"}}},
+    {"timestamp": "2024-01-01T00:00:07.000000+0000", "event_type": "anomaly",
+     "src_ip": "10.0.0.1", "dest_ip": "10.0.0.2", "proto": "TCP",
+     "anomaly": {"type": "decode", "event": "ipv4.trunc_pkt"}},
+]  # fmt: skip
+EVE_SEED = "\n".join(json.dumps(e) for e in _EVE * 3).encode() + b"\n"
+_ODD = [None, True, -1, 0, 2**31, 2**63, 2**64 + 5, -(2**63) - 1, 1e308, -1e-300, "", "-",
+        "x" * 300, "1e999", [], {}, [1, "a"], {"k": None}, "2024-13-45T99:99:99Z", "\u0000"]  # fmt: skip
+
+
 class InvariantError(AssertionError):
     """A sensor failed on bad input, or told it in a way a user cannot act on."""
 
@@ -51,6 +97,8 @@ def load_seeds(data_dir: Path) -> dict[str, list[bytes]]:
         if kind in sensors:
             with path.open("rb") as f:
                 seeds.setdefault(kind, []).append(f.read(SEED_BYTES))
+    if "eve" in sensors:
+        seeds.setdefault("eve", []).append(EVE_SEED)
     return seeds
 
 
@@ -67,6 +115,27 @@ def mutate_lines(rng: random.Random, data: bytes) -> bytes:
             del lines[i]
         else:
             lines[i], lines[j] = lines[j], lines[i]
+    return b"\n".join(lines)
+
+
+def mutate_json(rng: random.Random, data: bytes) -> bytes:
+    """One JSON line's value somewhere (at any depth) replaced by an odd one."""
+    lines = data.split(b"\n")
+    i = rng.randrange(len(lines))
+    try:
+        obj = json.loads(lines[i])
+    except ValueError:
+        return data
+    node, path = obj, []
+    while isinstance(node, dict | list) and node and (not path or rng.random() < 0.6):
+        key = rng.choice(list(node)) if isinstance(node, dict) else rng.randrange(len(node))
+        path.append((node, key))
+        node = node[key]
+    if not path:
+        return data
+    parent, key = path[-1]
+    parent[key] = rng.choice(_ODD)
+    lines[i] = json.dumps(obj).encode()
     return b"\n".join(lines)
 
 
@@ -98,7 +167,13 @@ def run(seconds: float, seed: int, data_dir: Path, crash_dir: Path) -> int:
         while time.monotonic() < deadline:
             kind = rng.choice(sorted(seeds))
             data = seeds[kind][rng.randrange(len(seeds[kind]))]
-            data = mutate_lines(rng, data) if rng.random() < 0.3 else mutate(rng, [data])
+            pick = rng.random()
+            if pick < 0.3 and data[:1] == b"{":
+                data = mutate_json(rng, data)
+            elif pick < 0.5:
+                data = mutate_lines(rng, data)
+            else:
+                data = mutate(rng, [data])
             path = Path(tmp) / f"input{SUFFIX.get(kind, '.log')}"
             path.write_bytes(data)
             try:

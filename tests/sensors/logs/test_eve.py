@@ -416,6 +416,24 @@ def test_dns_v1_and_v3_shapes_and_other_events_noted(tmp_path: Path) -> None:
     assert stats.skipped == 5
 
 
+def test_an_event_without_proto_or_dns_type_is_no_failed_file(tmp_path: Path) -> None:
+    """Events damaged in transit (found by fuzz/fuzz_logs.py): one with no proto is warned about
+    and skipped; a dns event with no type is neither query nor answer but keeps its own time."""
+    no_proto = dict(EVE_V1_V3[0], flow_id=20)
+    del no_proto["proto"]
+    no_type = json.loads(json.dumps(EVE_V1_V3[0]))
+    no_type["flow_id"] = 21
+    del no_type["dns"]["type"]
+    path = tmp_path / "eve.json"
+    path.write_text("\n".join(json.dumps(e) for e in [no_proto, no_type, EVE_V1_V3[0]]) + "\n")
+    tables, stats = _read(path)
+    assert stats.problem is None and stats.error is None
+    assert stats.warnings == [f"{path}: record 1: no proto"]
+    dns = tables["dns"].sort("uid")
+    assert sorted(dns["uid"].to_list()) == sorted([_uid(21), _uid(EVE_V1_V3[0]["flow_id"])])
+    assert dns["ts"].null_count() == 0
+
+
 def test_dns_transactions_cut_by_batch_boundaries_stay_whole(tmp_path: Path, monkeypatch) -> None:
     """A batch of one line each: query and answer RRs arrive in three batches, one row results."""
     import mamori.sensors.logs.eve as eve

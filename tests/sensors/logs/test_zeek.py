@@ -284,6 +284,16 @@ def test_a_damaged_gzip_log_keeps_the_lines_before_the_damage(
     assert per_copy * 10 < kept < per_copy * 40
 
 
+def test_an_empty_separator_line_leaves_the_tab(tmp_path: Path) -> None:
+    """A damaged ``#separator`` line with nothing after it cannot cut lines: the tab stands."""
+    good = "1700000000.5\tCa\t10.0.0.1\t5353\t10.0.0.2\t53\tudp\t7\tq.test\t(empty)\t(empty)\tT"
+    path = tmp_path / "dns.log"
+    path.write_text(HEAD.replace("#separator \\x09\n", "#separator \n") + good + "\n")
+    tables, stats = _read(path)
+    assert stats.problem is None and stats.error is None and stats.warnings == []
+    assert tables["dns"]["uid"].to_list() == ["Ca"]
+
+
 def test_other_logs_counted_and_skipped_with_one_note(data_dir: Path) -> None:
     path = data_dir / "zeek-reference/suricata-verify/tests/sip-method/sip.pcap.zeek/weird.log"
     tables, stats = _read(path)

@@ -308,6 +308,8 @@ def _common(frame: pl.DataFrame, ctx: ReadContext) -> pl.DataFrame:
         .then(pl.lit("no flow_id"))
         .when(pl.col("src_ip").is_null() | pl.col("dest_ip").is_null())
         .then(pl.lit("no src_ip or dest_ip"))
+        .when(pl.col("proto_name").is_null())
+        .then(pl.lit("no proto"))
     )
     frame = frame.with_columns(reason=reason)
     ctx.warn_rows(frame.filter(pl.col("reason").is_not_null()))
@@ -598,6 +600,7 @@ def _dns_rows(events: pl.DataFrame, *, final: bool) -> tuple[pl.DataFrame, pl.Da
             pl.col("ts").filter("is_query").min().alias("q_ts"),
             pl.col("ts").filter(resp).min().alias("r_ts"),
             pl.col("ts").max().alias("last_ts"),
+            pl.col("ts").min().alias("first_ts"),
             pl.col("orig_h", "orig_p", "resp_h", "resp_p", "proto").first(),
             pl.col("rrname").filter("is_query").first().alias("q_name"),
             pl.col("rrname").first().alias("any_name"),
@@ -625,7 +628,8 @@ def _dns_rows(events: pl.DataFrame, *, final: bool) -> tuple[pl.DataFrame, pl.Da
     waiting = events.join(wait_keys, on=key, how="semi", nulls_equal=True)
     has_answer = pl.col("answers").list.len() > 0  # Zeek leaves both unset when none came
     rows = done.with_columns(
-        ts=pl.coalesce("q_ts", "r_ts"),
+        # An event that is neither query nor answer (no dns.type) still has its own time.
+        ts=pl.coalesce("q_ts", "r_ts", "first_ts"),
         rtt=(pl.col("r_ts") - pl.col("q_ts")).dt.total_microseconds() / 1e6,
         query=pl.coalesce("q_name", "any_name"),
         qtype_name=pl.coalesce("q_type", "any_type"),

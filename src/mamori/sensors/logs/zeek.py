@@ -121,7 +121,9 @@ class _Header:
 
     def apply(self, line: str) -> None:
         if line.startswith("#separator "):
-            self.separator = _unescape(line.removeprefix("#separator ").strip())
+            # An empty one (a damaged header) cannot cut anything: the last one stands, and a
+            # line it does not cut is warned about as any line of the wrong width.
+            self.separator = _unescape(line.removeprefix("#separator ").strip()) or self.separator
             return
         key, _, value = line[1:].partition(self.separator)
         if key == "set_separator":
