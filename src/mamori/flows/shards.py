@@ -67,7 +67,8 @@ def _keep(
     foreign: np.ndarray,
 ) -> int:
     """Marks other workers' rows; returns how many foreign ones there are, listed in
-    ``foreign`` if it has room (a batch rarely has any: no array is made for none)."""
+    ``foreign`` if it has room (a batch rarely has any: no array is made for none). Run again
+    over the same rows it lists the same ones and marks nothing more."""
     m = 0
     for i in range(status.shape[0]):
         if status[i] != OK:
@@ -82,33 +83,6 @@ def _keep(
         else:
             status[i] = OTHER_SHARD
     return m
-
-
-@njit(cache=True)
-def _foreign(
-    status: np.ndarray,
-    proto: np.ndarray,
-    sport: np.ndarray,
-    dport: np.ndarray,
-    src_hi: np.ndarray,
-    src_lo: np.ndarray,
-    dst_hi: np.ndarray,
-    dst_lo: np.ndarray,
-    k: int,
-    n: int,
-    foreign: np.ndarray,
-) -> None:
-    """Lists the foreign rows, once ``_keep`` has marked the others."""
-    m = 0
-    for i in range(status.shape[0]):
-        pr, sp, dp = proto[i], sport[i], dport[i]
-        if (
-            status[i] == OK
-            and tracked_everywhere(pr, sp, dp)
-            and endpoint_shard(pr, sp, dp, src_hi[i], src_lo[i], dst_hi[i], dst_lo[i], n) != k
-        ):
-            foreign[m] = i
-            m += 1
 
 
 @njit(cache=True, inline="always")
@@ -176,7 +150,7 @@ def keep_shard(pk: PacketColumns, k: int, n: int) -> np.ndarray:
     if m == 0:
         return _NONE
     foreign = np.empty(m, np.int64)
-    _foreign(*cols, foreign)
+    _keep(*cols, foreign)  # again, to list them: the other workers' rows are marked already
     return foreign
 
 
