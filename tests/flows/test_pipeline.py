@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mamori.flows.pipeline import _service_column, _to_table
+from mamori.flows.pipeline import _fitting_table, _service_column, _to_table
 from mamori.schema import schema_of
 
 TABLES = ["http", "ssl", "ssh", "ftp", "smtp", "dns"]
@@ -99,3 +99,22 @@ def test_service_column_equals_one_row_at_a_time(case) -> None:
     assert _service_column(n, nos, rows, services).equals(
         _service_reference(n, nos, rows, services)
     )
+
+
+def test_a_record_its_table_cannot_hold_is_dropped_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An analyser bug (a value past its lake column) costs that record, not the ingest."""
+
+    def row(uid: str, port: object) -> dict[str, object]:
+        return {
+            "ts": 1.5, "uid": uid, "orig_h": "10.0.0.1", "orig_p": 40001, "resp_h": "10.0.0.2",
+            "resp_p": 21, "command": "PASV", "data_channel_resp_p": port,
+        }  # fmt: skip
+
+    rows = [row("Ca", 1025), row("Cb", 69190), row("Cc", None)]
+    with caplog.at_level("ERROR", logger="mamori"):
+        table = _fitting_table("ftp", rows)
+    assert table["uid"].to_pylist() == ["Ca", "Cc"]
+    assert table["data_channel_resp_p"].to_pylist() == [1025, None]
+    assert len(caplog.records) == 1 and "'Cb'" in caplog.records[0].getMessage()

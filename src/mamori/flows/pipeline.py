@@ -69,6 +69,25 @@ def _to_table(table: str, rows: list[dict[str, object]]) -> pa.Table:
     return data.set_column(at, ts, micros)
 
 
+def _fitting_table(table: str, rows: list[dict[str, object]]) -> pa.Table:
+    """:func:`_to_table`, dropping (and logging as the analyser bug it is) a record with a value
+    its lake column cannot hold, instead of stopping the ingest: an FTP reply's port of 69190
+    once did. Record by record only when the batch's conversion fails."""
+    try:
+        return _to_table(table, rows)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        pass
+    good = []
+    for row in rows:
+        try:
+            _to_table(table, [row])
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+            log.error("a %s record its table cannot hold was dropped (%s): %r", table, exc, row)
+            continue
+        good.append(row)
+    return _to_table(table, good)
+
+
 # Per table: the struct type records are read into (``ts`` as float seconds), and its ts field.
 _LOOSE: dict[str, tuple[pa.StructType, int, pa.Field]] = {}
 
@@ -178,7 +197,7 @@ class Ingest:
         conn = pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)
         self._send("conn", conn, stats)
         for table, recs in records.items():
-            self._send(table, _to_table(table, recs), stats)
+            self._send(table, _fitting_table(table, recs), stats)
 
     def _send(self, table: str, data: pa.Table, stats: CaptureStats) -> None:
         if data.num_rows:

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from mamori.flows.analyzers.base import Analysis
 from mamori.flows.analyzers.ftp import FTPAnalyzer
 from mamori.flows.conversation import Conversation, Segment
+from mamori.flows.pipeline import _to_table
 from support.dpkt_conversations import conversations
 
 FTP = FTPAnalyzer()
@@ -71,6 +72,31 @@ def test_logged_commands_with_replies() -> None:
     assert all(r["user"] == "anonymous" and r["password"] == "guest@example.com" for r in rows)
 
 
+def test_a_channel_out_of_range_is_not_logged() -> None:
+    """A PORT or 227 number over 255, or an EPRT/EPSV port over 65535: Zeek's parsers mark the
+    channel invalid and log none. (A 227 of 270,70 once made port 69190, which no lake column
+    holds: the whole ingest stopped.) The rows must also fit the lake's ftp table."""
+    lines = [
+        (False, "220 Welcome"),
+        (True, "USER anonymous"),
+        (False, "331 Password?"),
+        (True, "PASS x@y"),
+        (False, "230 Ok."),
+        (True, "PASV"),
+        (False, "227 Entering Passive Mode (10,2,2,2,270,70)."),
+        (True, "PORT 10,1,1,300,4,1"),
+        (False, "200 PORT command successful."),
+        (True, "EPSV"),
+        (False, "229 Entering Extended Passive Mode (|||70000|)"),
+        (True, "EPRT |1|10.1.1.1|99999|"),
+        (False, "200 EPRT command successful."),
+    ]
+    rows = FTP.analyze(_conv(lines)).records
+    assert [r["command"] for r in rows] == ["PASV", "PORT", "EPSV", "EPRT"]
+    assert all(r["data_channel_resp_p"] is None for r in rows)
+    assert _to_table("ftp", rows).num_rows == 4
+
+
 def test_password_hidden_for_named_users() -> None:
     lines = [(o, t.replace("USER anonymous", "USER alice")) for o, t in SESSION]
     rows = FTP.analyze(_conv(lines)).records
@@ -94,7 +120,9 @@ def test_mutated_sessions_never_raise(data: st.DataObject) -> None:
         for _ in range(data.draw(st.integers(0, 3))):
             raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
         seg.data = bytes(raw[: data.draw(st.integers(0, len(raw)))])
-    assert isinstance(FTP.analyze(conv), Analysis)
+    result = FTP.analyze(conv)
+    assert isinstance(result, Analysis)
+    _to_table("ftp", result.records)  # every value fits the lake's column
 
 
 def _zeek_rows(path: Path) -> list[dict[str, str]]:

@@ -82,6 +82,21 @@ _UP_AT_END = re.compile(r"[^/]+/\.\.$")
 _NUMBER = re.compile(r"\d+")
 
 
+def _host_port(m: re.Match[bytes]) -> tuple[str, int] | None:
+    """h1,h2,h3,h4,p1,p2 of PORT and 227 as (address, port), or None when a number is over 255:
+    Zeek's parse_ftp_port marks such a channel invalid and logs none."""
+    n = [int(x) for x in m.groups()]
+    if max(n) > 255:
+        return None
+    return ".".join(map(str, n[:4])), n[4] * 256 + n[5]
+
+
+def _valid_port(text: str | bytes) -> int | None:
+    """An EPRT or EPSV port, or None outside 0-65535 (Zeek's parse_eftp_port: invalid)."""
+    port = int(text)
+    return port if port <= 65535 else None
+
+
 def _compress(path: str) -> str:
     """Zeek's compress_path: drop ``dir/..`` pairs and duplicate slashes (``./`` is kept)."""
     if "/.." not in path and "//" not in path:
@@ -204,13 +219,12 @@ def _request(st: _State, line: bytes) -> None:
         st.password = arg[:128]
     elif cmd == "PORT":
         m = _PASV.search(arg.encode("latin-1"))
-        if m:
-            n = [int(x) for x in m.groups()]
-            st.channel = (False, st.conv.resp_h, ".".join(map(str, n[:4])), n[4] * 256 + n[5])
+        if m and (hp := _host_port(m)):
+            st.channel = (False, st.conv.resp_h, *hp)
     elif cmd == "EPRT" and len(arg) > 1:
         parts = arg.split(arg[0])
-        if len(parts) >= 4 and parts[3].isdigit():
-            st.channel = (False, st.conv.resp_h, parts[2], int(parts[3]))
+        if len(parts) >= 4 and parts[3].isdigit() and (port := _valid_port(parts[3])) is not None:
+            st.channel = (False, st.conv.resp_h, parts[2], port)
 
 
 def _reply(st: _State, line: bytes) -> None:
@@ -251,10 +265,10 @@ def _reply(st: _State, line: bytes) -> None:
             else _EPSV.search(msg.encode("latin-1"))
         )
         if m and code == 227:
-            n = [int(x) for x in m.groups()]
-            st.channel = (True, st.conv.orig_h, ".".join(map(str, n[:4])), n[4] * 256 + n[5])
-        elif m:
-            st.channel = (True, st.conv.orig_h, st.conv.resp_h, int(m.group(2)))
+            if hp := _host_port(m):
+                st.channel = (True, st.conv.orig_h, *hp)
+        elif m and (port := _valid_port(m.group(2))) is not None:
+            st.channel = (True, st.conv.orig_h, st.conv.resp_h, port)
     if (cmd, code) in _DIR_CMDS and not st.cmdarg.cwd_consumed:
         st.cmdarg.cwd_consumed = True
         if cmd == "CWD":
