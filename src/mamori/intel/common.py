@@ -20,6 +20,10 @@ def read_json(path: Path) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise IntelFormatError(f"{path}: not valid JSON: {exc}") from exc
+    except ValueError as exc:  # a number past Python's digit limit for int()
+        raise IntelFormatError(f"{path}: not usable JSON: {exc}") from exc
+    except RecursionError:
+        raise IntelFormatError(f"{path}: JSON nested too deeply to read") from None
 
 
 def parse_time(value: object) -> datetime | None:

@@ -31,20 +31,49 @@ _GALAXY_KINDS = (
 )  # fmt: skip
 
 
-def _events(data: Any, path: Path) -> list[dict[str, Any]]:
-    if isinstance(data, dict) and isinstance(data.get("Event"), dict):
-        return [data["Event"]]
-    if isinstance(data, dict) and isinstance(data.get("response"), list):
-        return [e for d in data["response"] for e in _events(d, path)]
-    if isinstance(data, list):
-        return [e for d in data for e in _events(d, path)]
-    if isinstance(data, dict) and ("Attribute" in data or "Object" in data) and "info" in data:
-        return [data]
-    raise IntelFormatError(f"{path}: not a MISP event (expected {{'Event': {{...}}}})")
+def _events(data: Any, path: Path) -> tuple[list[dict[str, Any]], int]:
+    """The events of a file (an event, a list of them, a REST response, nested at any depth),
+    in file order, and how many elements of its lists were none of those."""
+    found: list[dict[str, Any]] = []
+    others = 0
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict) and isinstance(item.get("Event"), dict):
+            found.append(item["Event"])
+        elif isinstance(item, dict) and isinstance(item.get("response"), list):
+            stack.extend(reversed(item["response"]))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+        elif (
+            isinstance(item, dict) and ("Attribute" in item or "Object" in item) and "info" in item
+        ):
+            found.append(item)
+        else:
+            others += 1
+    if not found:
+        raise IntelFormatError(f"{path}: not a MISP event (expected {{'Event': {{...}}}})")
+    return found, others
+
+
+def _list(value: object) -> list[Any]:
+    """A MISP list field (``Attribute``, ``Object``, ``Tag``, ``Galaxy``...): absent or of
+    another type is empty, as MISP itself treats it."""
+    return value if isinstance(value, list) else []
+
+
+def _text(value: object) -> str | None:
+    """A MISP text field; numbers (a numeric ``info``) as their text, anything else as unset."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return None
 
 
 def _tags(obj: dict[str, Any]) -> list[str]:
-    return [str(t.get("name", "")) for t in obj.get("Tag") or [] if isinstance(t, dict)]
+    names = (_text(t.get("name")) for t in _list(obj.get("Tag")) if isinstance(t, dict))
+    return [n for n in names if n]
 
 
 def _tlp(tags: list[str]) -> str | None:
@@ -62,10 +91,13 @@ def _related(event: dict[str, Any], tags: list[str]) -> list[str]:
             kind, _, value = tag.removeprefix("misp-galaxy:").partition("=")
             if kind in _GALAXY_KINDS:
                 out.add(f"{kind}|{value.strip(chr(34))}")
-    for galaxy in event.get("Galaxy") or []:
-        for cluster in galaxy.get("GalaxyCluster") or []:
-            if galaxy.get("type") in _GALAXY_KINDS:
-                out.add(f"{galaxy['type']}|{cluster.get('value', '')}")
+    for galaxy in _list(event.get("Galaxy")):
+        if not isinstance(galaxy, dict) or galaxy.get("type") not in _GALAXY_KINDS:
+            continue
+        for cluster in _list(galaxy.get("GalaxyCluster")):
+            value = _text(cluster.get("value")) if isinstance(cluster, dict) else None
+            if value is not None:
+                out.add(f"{galaxy['type']}|{value}")
     return sorted(out)
 
 
@@ -74,37 +106,51 @@ def _to_ids(value: object) -> bool:
 
 
 def load(path: Path, default_tlp: str) -> ImportResult:
-    """Matchable attributes of every event in the file; the others are listed as skipped."""
+    """Matchable attributes of every event in the file; the others are listed as skipped.
+
+    An attribute (or object, or event) that is not what MISP writes is skipped with its reason,
+    not the whole file: one bad attribute from a partner's instance must not cost the rest."""
     data = read_json(path)
     result = ImportResult(Path(path), "misp", [])
-    for event in _events(data, Path(path)):
-        if not isinstance(event, dict):
-            raise IntelFormatError(f"{path}: an Event is not an object")
+    events, others = _events(data, Path(path))
+    if others:
+        result.skipped.append((str(path), f"{others} list element(s) that are not MISP events"))
+    for n, event in enumerate(events, 1):
         ev_tags = _tags(event)
         ev_tlp = _tlp(ev_tags) or default_tlp
         confidence = THREAT_LEVEL_CONFIDENCE.get(str(event.get("threat_level_id", "4")), 50)
         related = _related(event, ev_tags)
-        attributes = list(event.get("Attribute") or [])
-        for obj in event.get("Object") or []:
-            attributes.extend(obj.get("Attribute") or [])
-        for attr in attributes:
-            if not isinstance(attr, dict) or "type" not in attr or "value" not in attr:
-                raise IntelFormatError(f"{path}: an Attribute without 'type' and 'value'")
-            oid = str(attr.get("uuid") or f"{event.get('uuid', '')}/{attr.get('id', '')}")
-            kind_part = ATTRIBUTE_KINDS.get(attr["type"])
+        ev_uuid = _text(event.get("uuid")) or f"event {n}"
+        attributes = list(_list(event.get("Attribute")))
+        for obj in _list(event.get("Object")):
+            if isinstance(obj, dict):
+                attributes.extend(_list(obj.get("Attribute")))
+            else:
+                result.skipped.append((ev_uuid, "an Object that is not an object"))
+        for i, attr in enumerate(attributes):
+            if not isinstance(attr, dict):
+                result.skipped.append((f"{ev_uuid}/{i}", "an Attribute that is not an object"))
+                continue
+            oid = _text(attr.get("uuid")) or f"{ev_uuid}/{_text(attr.get('id')) or i}"
+            kind_name, value = _text(attr.get("type")), _text(attr.get("value"))
+            if kind_name is None or value is None:
+                result.skipped.append((oid, "an Attribute without a 'type' and a 'value'"))
+                continue
+            kind_part = ATTRIBUTE_KINDS.get(kind_name)
             if kind_part is None:
-                result.skipped.append((oid, f"attribute type {attr['type']} is not matched"))
+                result.skipped.append((oid, f"attribute type {kind_name} is not matched"))
                 continue
             kind, part = kind_part
-            pieces = str(attr["value"]).split("|")
+            pieces = value.split("|")
             raw = pieces[part] if part < len(pieces) else ""
             norm = normalise(kind, raw)
             if norm is None:
                 result.skipped.append((oid, f"{raw!r} is not a valid {kind}"))
                 continue
             port = None
-            if attr["type"] == "ip-dst|port" and len(pieces) > 1 and pieces[1].isdigit():
-                port = int(pieces[1]) if 0 < int(pieces[1]) < 65536 else None
+            digits = pieces[1] if kind_name == "ip-dst|port" and len(pieces) > 1 else ""
+            if digits.isascii() and digits.isdigit() and 0 < int(digits) < 65536:
+                port = int(digits)
             attr_tags = _tags(attr)
             result.indicators.append(
                 Indicator(
@@ -112,19 +158,15 @@ def load(path: Path, default_tlp: str) -> ImportResult:
                     value=norm[1],
                     object_id=oid,
                     port=port,
-                    name=event.get("info"),
+                    name=_text(event.get("info")),
                     tlp=_tlp(attr_tags) or ev_tlp,
                     confidence=confidence,
                     to_ids=_to_ids(attr.get("to_ids")),
-                    labels=[x for x in [attr.get("category"), *attr_tags] if x],
+                    labels=[x for x in [_text(attr.get("category")), *attr_tags] if x],
                     related=related,
                 )
             )
-            if (
-                attr["type"] == "domain|ip"
-                and len(pieces) > 1
-                and (ip := normalise("ip", pieces[1]))
-            ):
+            if kind_name == "domain|ip" and len(pieces) > 1 and (ip := normalise("ip", pieces[1])):
                 result.indicators.append(
                     Indicator(**{**result.indicators[-1].__dict__, "type": ip[0], "value": ip[1]})
                 )

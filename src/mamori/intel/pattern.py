@@ -28,6 +28,12 @@ _TOKEN = re.compile(
 )
 
 _COMPARE_WORDS = {"IN", "LIKE", "MATCHES", "ISSUBSET", "ISSUPERSET"}
+# Parentheses nested deeper than this are refused as syntax: no producer writes them, and the
+# parser's recursion (Python's stack) must not be what stops a hostile pattern.
+MAX_DEPTH = 64
+# Alternatives a pattern may expand to (``AND`` over ``OR`` multiplies them out): more cannot be
+# matched as joins of indicators, and are refused before they are built.
+MAX_ALTERNATIVES = 10_000
 
 
 class PatternError(ValueError):
@@ -67,6 +73,18 @@ class _Parser:
     def __init__(self, text: str) -> None:
         self.toks = _tokens(text)
         self.i = 0
+        self.depth = 0
+
+    def open(self) -> None:
+        """One more level of parentheses or brackets, refused past :data:`MAX_DEPTH`."""
+        self.take()
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise PatternError(f"nested deeper than {MAX_DEPTH} levels at token {self.i - 1}")
+
+    def close(self, value: str) -> None:
+        self.take(value)
+        self.depth -= 1
 
     def peek(self) -> tuple[str, str] | None:
         return self.toks[self.i] if self.i < len(self.toks) else None
@@ -93,7 +111,7 @@ class _Parser:
         alts = self.obs_and()
         while self.at("OR"):
             self.take()
-            alts = alts + self.obs_and()
+            alts = _either(alts, self.obs_and())
         return alts
 
     def obs_and(self) -> list[Conjunction]:
@@ -121,13 +139,15 @@ class _Parser:
 
     def obs_atom(self) -> list[Conjunction]:
         if self.at("("):
-            self.take()
+            self.open()
             out = self.obs_or()
-            self.take(")")
+            self.close(")")
             return out
-        self.take("[")
+        if not self.at("["):
+            self.take("[")  # raises: what came instead
+        self.open()
         out = self.comp_or()
-        self.take("]")
+        self.close("]")
         return out
 
     # comparison expressions, in disjunctive normal form
@@ -135,7 +155,7 @@ class _Parser:
         alts = self.comp_and()
         while self.at("OR"):
             self.take()
-            alts = alts + self.comp_and()
+            alts = _either(alts, self.comp_and())
         return alts
 
     def comp_and(self) -> list[Conjunction]:
@@ -143,16 +163,16 @@ class _Parser:
         while self.at("AND"):
             self.take()
             right = self.comp_atom()
-            alts = [a + b for a in alts for b in right]
-            if len(alts) > 10_000:
+            if len(alts) * len(right) > MAX_ALTERNATIVES:  # counted before they are built
                 raise Unmatchable("too many alternatives once expanded")
+            alts = [a + b for a in alts for b in right]
         return alts
 
     def comp_atom(self) -> list[Conjunction]:
         if self.at("("):
-            self.take()
+            self.open()
             out = self.comp_or()
-            self.take(")")
+            self.close(")")
             return out
         kind, path = self.take()
         if kind != "path":
@@ -185,6 +205,12 @@ class _Parser:
         if kind == "word" and text.lower() in ("true", "false"):
             return text.lower() == "true"
         raise PatternError(f"expected a value, got {text!r}")
+
+
+def _either(left: list[Conjunction], right: list[Conjunction]) -> list[Conjunction]:
+    if len(left) + len(right) > MAX_ALTERNATIVES:
+        raise Unmatchable("too many alternatives once expanded")
+    return left + right
 
 
 def parse(pattern: str) -> list[Conjunction]:

@@ -43,7 +43,7 @@ def load(path: Path, default_tlp: str) -> ImportResult:
             )
             continue
         confidence = None
-        if len(fields) > 1 and fields[1].isdigit():
+        if len(fields) > 1 and fields[1].isascii() and fields[1].isdigit():
             confidence = min(100, 20 + 10 * int(fields[1]))
         result.indicators.append(
             Indicator(

@@ -40,25 +40,37 @@ def _marking_tlp(obj: dict[str, Any]) -> str | None:
 
 
 def _related_label(obj: dict[str, Any]) -> str:
-    label = f"{obj['id']}|{obj.get('name', '')}"
-    for ref in obj.get("external_references") or []:
-        if ref.get("source_name") == "mitre-attack" and ref.get("external_id"):
+    name = obj.get("name")
+    label = f"{obj['id']}|{name if isinstance(name, str) else ''}"
+    refs = obj.get("external_references")
+    for ref in refs if isinstance(refs, list) else []:
+        if not isinstance(ref, dict):
+            continue
+        if ref.get("source_name") == "mitre-attack" and isinstance(ref.get("external_id"), str):
             label += f"|{ref['external_id']}"
     return label
 
 
 def load(path: Path, default_tlp: str) -> ImportResult:
-    """Indicators of a bundle (or a single STIX object file); skipped patterns with reasons."""
+    """Indicators of a bundle (or a single STIX object file); skipped patterns with reasons.
+
+    A malformed object (no id, a field of the wrong type) is skipped with its reason and the
+    validator's message, not the whole file: a partner's exporter with one bad object still
+    delivered the rest. Only a file that is not STIX at all is refused."""
     data = read_json(path)
-    if not isinstance(data, dict) or "type" not in data:
+    if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         raise IntelFormatError(f"{path}: not a STIX 2.1 object (no 'type')")
     objects = data.get("objects") if data["type"] == "bundle" else [data]
     if not isinstance(objects, list):
         raise IntelFormatError(f"{path}: STIX bundle without an 'objects' list")
-    try:
-        by_id = {o["id"]: o for o in objects if isinstance(o, dict)}
-    except KeyError as exc:
-        raise IntelFormatError(f"{path}: a STIX object has no 'id'") from exc
+    result = ImportResult(Path(path), "stix", [])
+    by_id: dict[str, dict[str, Any]] = {}
+    for i, o in enumerate(objects):
+        if not isinstance(o, dict) or not isinstance(o.get("id"), str):
+            where = f"objects[{i}]" if data["type"] == "bundle" else "the object"
+            result.skipped.append((where, "not a STIX object (no 'id' string)"))
+            continue
+        by_id[o["id"]] = o
     tlp_by_marking = dict(TLP_MARKINGS)
     for o in by_id.values():
         if o.get("type") == "marking-definition" and (tlp := _marking_tlp(o)):
@@ -66,19 +78,21 @@ def load(path: Path, default_tlp: str) -> ImportResult:
     out_rel: dict[str, list[str]] = {}
     in_rel: dict[str, list[tuple[str, str]]] = {}
     for o in by_id.values():
-        if o.get("type") == "relationship" and "source_ref" in o and "target_ref" in o:
-            out_rel.setdefault(o["source_ref"], []).append(o["target_ref"])
-            in_rel.setdefault(o["target_ref"], []).append(
-                (o.get("relationship_type", ""), o["source_ref"])
-            )
+        source, target, kind = o.get("source_ref"), o.get("target_ref"), o.get("relationship_type")
+        if o.get("type") == "relationship" and isinstance(source, str) and isinstance(target, str):
+            out_rel.setdefault(source, []).append(target)
+            in_rel.setdefault(target, []).append((kind if isinstance(kind, str) else "", source))
 
-    result = ImportResult(Path(path), "stix", [])
     for obj in by_id.values():
         if obj.get("type") != "indicator":
             continue
         oid = obj["id"]
         if obj.get("pattern_type", "stix") != "stix" or not isinstance(obj.get("pattern"), str):
             result.skipped.append((oid, f"pattern_type {obj.get('pattern_type')!r} is not stix"))
+            continue
+        problem = _malformed(obj)
+        if problem is not None:
+            result.skipped.append((oid, problem))
             continue
         try:
             alternatives = parse(obj["pattern"])
@@ -125,6 +139,65 @@ def load(path: Path, default_tlp: str) -> ImportResult:
         if len(result.indicators) == before and not any(s[0] == oid for s in result.skipped):
             result.skipped.append((oid, "pattern names nothing to match"))
     return result
+
+
+def _strings(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _malformed(obj: dict[str, Any]) -> str | None:
+    """Why an indicator's fields cannot be imported as STIX 2.1 defines them (types the import
+    relies on), with the validator's message; None when they can. Only these fields are held
+    to the schema: feeds in the wild omit ``created`` or ``spec_version`` and use ids that are
+    not UUIDs, and their indicators are still worth matching."""
+    confidence, name = obj.get("confidence"), obj.get("name")
+    problems = [
+        *(["name is not a string"] if name is not None and not isinstance(name, str) else []),
+        *(
+            ["confidence is not an integer from 0 to 100"]
+            if confidence is not None
+            and (type(confidence) is not int or not 0 <= confidence <= 100)
+            else []
+        ),
+        *(
+            f"{key} is not a list of strings"
+            for key in ("object_marking_refs", "indicator_types", "labels")
+            if obj.get(key) is not None and not _strings(obj[key])
+        ),
+        *(
+            ["kill_chain_phases is not a list of phases"]
+            if obj.get("kill_chain_phases") is not None
+            and not (
+                isinstance(obj["kill_chain_phases"], list)
+                and all(
+                    isinstance(p, dict)
+                    and isinstance(p.get("kill_chain_name"), str)
+                    and isinstance(p.get("phase_name"), str)
+                    for p in obj["kill_chain_phases"]
+                )
+            )
+            else []
+        ),
+    ]
+    if not problems:
+        return None
+    said = validator_message(obj)
+    return f"malformed indicator: {'; '.join(problems)}" + (
+        f" (stix2-validator: {said})" if said else ""
+    )
+
+
+def validator_message(obj: dict[str, Any]) -> str | None:
+    """What stix2-validator says is wrong with ``obj`` (one line), None when it finds nothing."""
+    from stix2validator import ValidationOptions, validate_instance
+
+    try:
+        result = validate_instance(obj, ValidationOptions(version="2.1"))
+    except Exception as exc:  # the validator raises on shapes its schemas do not expect
+        return " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+    if result.is_valid:
+        return None
+    return " ".join("; ".join(str(e) for e in result.errors).split())[:500] or None
 
 
 def _observable(conj: tuple) -> tuple[str, str, int | None] | str:

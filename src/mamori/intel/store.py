@@ -57,7 +57,10 @@ def load_file(path: Path, default_tlp: str) -> ImportResult:
         "list": plain.load,
         "honeypot": honeypot.load,
     }[fmt]
-    return loader(Path(path), default_tlp)
+    try:
+        return loader(Path(path), default_tlp)
+    except RecursionError:  # a structure nested past what the importer walks
+        raise IntelFormatError(f"{path}: {fmt} nested too deeply to import") from None
 
 
 def expand(paths: Iterable[Path]) -> list[Path]:
