@@ -14,6 +14,7 @@ documented defaults; a YAML file can override them (validated, with errors namin
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -32,7 +33,28 @@ class DetectorConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Params:
-    """Base of every detector's parameters (frozen: a run's configuration cannot drift)."""
+    """Base of every detector's parameters (frozen: a run's configuration cannot drift).
+
+    The rules every detector's numbers share are checked here, by what a field's name says it
+    is, so a YAML override cannot make a detector run on nonsense (a window of -5 s counted
+    every connection in a window of its own; a share of 2 can never be reached) and no
+    detector has to restate them: every number finite and not negative (thresholds, counts,
+    spans, rates), a ``window*`` longer than zero, a ``*_share``, ``*_probability`` or
+    confidence within 0-1. A detector's own ``__post_init__`` adds what only it knows, after
+    calling this one."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{f.name} must be a finite number >= 0, not {value!r}")
+            if f.name.startswith("window") and value <= 0:
+                raise ValueError(f"{f.name} must be > 0, not {value!r}")
+            unit = f.name.endswith(("_share", "_probability")) or "confidence" in f.name
+            if unit and value > 1:
+                raise ValueError(f"{f.name} must be within 0 and 1, not {value!r}")
 
 
 DetectorFn = Callable[..., pl.LazyFrame]
@@ -113,8 +135,8 @@ def load_params(path: Path | None) -> dict[str, Params]:
         return out
     try:
         data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise DetectorConfigError(f"{path}: cannot read: {exc}") from exc
+    except (OSError, yaml.YAMLError) as exc:  # one line: YAML's own message spans several
+        raise DetectorConfigError(f"{path}: cannot read: {' '.join(str(exc).split())}") from exc
     if not isinstance(data, dict):
         raise DetectorConfigError(f"{path}: expected a mapping of detector ids to parameters")
     for det_id, overrides in data.items():

@@ -33,6 +33,7 @@ class AuthBruteforceParams(Params):
     window_minutes: float = 30.0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.password_guesses_limit < 1 or self.window_minutes <= 0:
             raise ValueError("password_guesses_limit must be >= 1 and window_minutes positive")
 

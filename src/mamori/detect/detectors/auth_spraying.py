@@ -33,6 +33,7 @@ class AuthSprayingParams(Params):
     window_minutes: float = 60.0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.spray_users < 2 or self.max_guesses_per_user < 1 or self.window_minutes <= 0:
             raise ValueError(
                 "spray_users must be >= 2, max_guesses_per_user >= 1, window_minutes positive"

@@ -33,6 +33,7 @@ class AuthSuccessAfterFailuresParams(Params):
     lookback_minutes: float = 60.0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.min_failures < 1 or self.lookback_minutes <= 0:
             raise ValueError("min_failures must be >= 1 and lookback_minutes positive")
 

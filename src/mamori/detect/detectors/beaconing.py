@@ -59,6 +59,7 @@ class BeaconingParams(Params):
     ignore_destinations: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.min_connections < 4 or self.min_span_minutes < 0 or self.burst_seconds < 0:
             raise ValueError("need min_connections >= 4 and non-negative span and burst")
         if not 0 < self.score_threshold <= 1 or self.full_connections < 1 or self.window_hours <= 0:

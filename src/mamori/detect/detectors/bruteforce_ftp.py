@@ -38,6 +38,7 @@ class FtpBruteforceParams(Params):
     spray_users: int = 5
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.password_guesses_limit < 1 or self.guessing_timeout_minutes <= 0:
             raise ValueError("password_guesses_limit must be >= 1 and the timeout positive")
 

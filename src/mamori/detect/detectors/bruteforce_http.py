@@ -40,6 +40,7 @@ class HttpBruteforceParams(Params):
     spray_users: int = 5
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.failures_limit < 1 or self.window_minutes <= 0:
             raise ValueError("failures_limit must be >= 1 and window_minutes positive")
 

@@ -52,6 +52,7 @@ class ServiceBruteforceParams(Params):
     similar_share: float = 0.7
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.attempts_limit < 1 or self.window_minutes <= 0 or self.max_duration_seconds <= 0:
             raise ValueError("attempts_limit must be >= 1 and the durations positive")
         if not 0 <= self.similar_share <= 1 or self.size_tolerance < 0:

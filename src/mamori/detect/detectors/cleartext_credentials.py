@@ -39,6 +39,7 @@ class CleartextCredentialsParams(Params):
     telnet_ports: tuple[int, ...] = (23,)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.window_hours <= 0:
             raise ValueError("window_hours must be positive")
 

@@ -53,6 +53,7 @@ class DgaParams(Params):
     window_minutes: float = 60.0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.min_domains < 1 or self.min_nxdomain_domains < 1:
             raise ValueError("min_domains and min_nxdomain_domains must be >= 1")
         if self.min_session_domains < 0:

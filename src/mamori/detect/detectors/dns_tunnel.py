@@ -52,6 +52,7 @@ class DnsTunnelParams(Params):
     window_minutes: float = 60.0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if (
             min(
                 self.min_unique_subdomains,

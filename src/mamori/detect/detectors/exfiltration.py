@@ -74,6 +74,7 @@ class ExfiltrationParams(Params):
     )  # fmt: skip
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.window_minutes <= 0 or self.min_bytes < 1 or self.min_ratio < 1:
             raise ValueError("window_minutes must be positive, min_bytes >= 1, min_ratio >= 1")
         if self.rare_max_hosts < 1 or self.channel_sessions < 1:

@@ -86,6 +86,7 @@ class FingerprintParams(Params):
     csv_confidence: float = 0.3
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.csv_severity not in SEVERITIES or not 0 < self.csv_confidence <= 1:
             raise ValueError(f"csv_severity must be one of {SEVERITIES}, csv_confidence in (0, 1]")
 

@@ -56,6 +56,7 @@ class LateralMovementParams(Params):
     high_new_targets: int = 20
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.window_minutes <= 0 or self.min_new_targets < 1 or self.baseline_factor < 0:
             raise ValueError("window_minutes must be positive, min_new_targets >= 1")
 

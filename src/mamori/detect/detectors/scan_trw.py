@@ -60,6 +60,7 @@ class ScanTrwParams(Params):
     reply_ports: tuple[int, ...] = tuple(sorted(AMPLIFIERS))
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not 0 < self.theta_scanner < self.theta_benign < 1:
             raise ValueError("need 0 < theta_scanner < theta_benign < 1")
         if not 0 < self.false_positive_probability < self.detection_probability < 1:

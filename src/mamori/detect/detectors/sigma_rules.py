@@ -60,6 +60,7 @@ class SigmaParams(Params):
     pipelines: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.min_level not in LEVELS:
             raise ValueError(f"min_level {self.min_level!r} not one of {', '.join(LEVELS)}")
 

@@ -75,6 +75,7 @@ class SuricataAlertParams(Params):
     confidence_low: float = 0.4
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.window_minutes <= 0:
             raise ValueError("window_minutes must be positive")
         for name in ("confidence_high", "confidence_medium", "confidence_low"):

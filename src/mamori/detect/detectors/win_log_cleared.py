@@ -27,6 +27,7 @@ class WinLogClearedParams(Params):
     window_minutes: float = 60.0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.window_minutes <= 0:
             raise ValueError("window_minutes must be positive")
 

@@ -39,6 +39,7 @@ class WinScheduledTaskParams(Params):
     window_minutes: float = 1440.0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.window_minutes <= 0:
             raise ValueError("window_minutes must be positive")
 
