@@ -123,3 +123,37 @@ def test_matches_zeek(log: str, data_dir: Path, ours: dict[Path, dict[str, pl.Da
     assert share >= goal, f"{log}: {share:.4f} < {goal}; first differences:\n" + "\n".join(
         diffs[:25]
     )
+
+
+def test_binary_body_types_match_zeek(
+    data_dir: Path, ours: dict[Path, dict[str, pl.DataFrame]]
+) -> None:
+    """``resp_mime_types`` for the binary types a body's first bytes tell (flows.analyzers.mime):
+    every Zeek record with one of them has it in ours, and ours names none Zeek does not."""
+    from mamori.flows.analyzers.mime import _ELF, _PREFIXES
+
+    known = {m for _, m in _PREFIXES} | set(_ELF.values())
+    keys = SPECS["http"][0]
+    told = agreed = 0
+    wrong: list[str] = []
+    for capture, logs in ours.items():
+        ref = reference_log(data_dir, capture, "http")
+        m = logs.get("http", pl.DataFrame())
+        if not ref.exists() or m.is_empty():
+            continue
+        z = read_zeek_log(ref)
+        if z.is_empty():
+            continue
+        pairs = z.select([*keys, "resp_mime_types"]).join(
+            m.select([*keys, "resp_mime_types"]), on=keys, suffix="_ours", nulls_equal=True
+        )
+        for zeek, mine in pairs.select("resp_mime_types", "resp_mime_types_ours").iter_rows():
+            first = zeek.split(",")[0]
+            if first in known or mine not in ("-", "(empty)"):
+                told += 1
+                if first == mine.split(",")[0]:
+                    agreed += 1
+                else:
+                    wrong.append(f"{capture.relative_to(data_dir)}: zeek {zeek} ours {mine}")
+    print(f"\nbinary resp_mime_types: {agreed}/{told} as Zeek")
+    assert told >= 5 and agreed == told, wrong[:10]

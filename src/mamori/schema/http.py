@@ -6,8 +6,10 @@ must not become a copy of users' uploads). ``password`` stays null, as in Zeek's
 (``HTTP::default_capture_password = F``).
 
 The file-analysis columns (``orig_fuids``, ``orig_filenames``, ``orig_mime_types``, ``resp_fuids``,
-``resp_filenames``, ``resp_mime_types``) come from Zeek's files framework, which mamori does not run
-on HTTP bodies yet: they are part of the schema so the table lines up with Zeek's, and stay null.
+``resp_filenames``, ``resp_mime_types``) come from Zeek's files framework, which mamori does not
+run: they are part of the schema so the table lines up with Zeek's. ``orig_mime_types`` and
+``resp_mime_types`` are filled for the binary types a body's first bytes tell
+(``flows.analyzers.mime``: executables, archives, PDF, images) and stay null otherwise.
 """
 
 from __future__ import annotations

@@ -37,8 +37,17 @@ PAIRS: dict[str, tuple[Analyzer, Analyzer]] = {
 FIN, RST = 0x01, 0x04
 
 
+# Added after the references were frozen (``mime.sniff`` of a body's first bytes): compared with
+# the body itself in test_mime.py instead.
+NEWER = ("orig_mime_types", "resp_mime_types")
+
+
 def _out(a: Analyzer, res: Analysis) -> tuple[list[str], dict[str, list[dict[str, object]]]]:
-    return res.services(a), res.tables(a)
+    tables = {
+        name: [{k: v for k, v in row.items() if k not in NEWER} for row in rows]
+        for name, rows in res.tables(a).items()
+    }
+    return res.services(a), tables
 
 
 def assert_same(service: str, conv: Conversation) -> None:

@@ -33,9 +33,11 @@ from mamori.flows.analyzers.http_wire import (
     BODY_MAYBE,
     BODY_NOT_EXPECTED,
     ENTITY_HEADERS,
+    HEAD_BYTES,
     Message,
     token,
 )
+from mamori.flows.analyzers.mime import sniff
 from mamori.flows.analyzers.websocket import FrameReader
 from mamori.flows.conversation import Conversation, segment_rows
 from mamori.schema.http import SCHEMA
@@ -192,9 +194,12 @@ class _Script:
             else:
                 info["username"] = escape(b"<problem-decoding> (" + value + b")")
 
-    def message_done(self, ts: float, is_orig: bool, body_length: int) -> None:
+    def message_done(self, ts: float, is_orig: bool, body_length: int, head: bytes = b"") -> None:
         info = self._state(ts, is_orig)
         info["request_body_len" if is_orig else "response_body_len"] = body_length
+        mime = sniff(head) if head else None
+        if mime is not None:  # Zeek's file analysis names a body's type by its content
+            info["orig_mime_types" if is_orig else "resp_mime_types"] = [mime]
         code = info.get("status_code")
         if not is_orig and not (code is not None and 100 <= int(code) <= 199):  # type: ignore[call-overload]
             self.logged.append(info)
@@ -294,7 +299,8 @@ class _Protocol:
         self._message_done(False, body_length)
 
     def _message_done(self, is_orig: bool, body_length: int) -> None:
-        self.s.message_done(self.ts, is_orig, body_length)
+        msg = self.req if is_orig else self.rep
+        self.s.message_done(self.ts, is_orig, body_length, msg.head if msg is not None else b"")
         if is_orig:
             self.request_made(False)
         else:
@@ -497,6 +503,9 @@ class _Side:
             and not self.skip
             and (self.is_orig or p.rep_state != "http09")
         ):  # a delivery wholly inside a counted body: ``_run``'s body run, without the loop
+            head = msg.head
+            if len(head) < HEAD_BYTES:
+                msg.head = head + bytes(data[: HEAD_BYTES - len(head)])
             msg.body_length += n
             msg.expect -= n
             msg.plain -= n
@@ -574,6 +583,11 @@ class _Side:
                         # The common body run (a length or until close, not compressed): what
                         # ``Message.deliver`` does with it, without copying the bytes it only counts.
                         size = end - pos
+                        head = msg.head
+                        if len(head) < HEAD_BYTES:
+                            msg.head = head + bytes(
+                                data[pos : min(end, pos + HEAD_BYTES - len(head))]
+                            )
                         pos, scan = end, 0
                         msg.body_length += size
                         msg.expect -= size

@@ -59,6 +59,10 @@ def atoi(data: bytes, base: int) -> int | None:
     return -n if neg else n
 
 
+# Bytes of a body kept for telling its file type by its magic number (``mime.sniff``).
+HEAD_BYTES = 32
+
+
 class _Inflater:
     """Counts decompressed bytes, falling back to raw deflate like Zeek's ZIP analyser."""
 
@@ -105,6 +109,7 @@ class Message:
         "expect_body",
         "finished",
         "gzip",
+        "head",
         "header_line",
         "in_header",
         "inflater",
@@ -139,6 +144,7 @@ class Message:
         self.inflater: _Inflater | None = None
         self.gzip = False
         self.body_length = 0
+        self.head = b""  # the body's first ``HEAD_BYTES`` bytes: its file type (``mime.sniff``)
         self.finished = False
         self.plain = 0  # bytes the side should hand over unsplit (UNTIL_CLOSE: all of them)
         self.connection_close = False  # set by the analyser before headers end
@@ -254,6 +260,8 @@ class Message:
 
     # -- body ----------------------------------------------------------------------------------
     def _body(self, data: bytes, crlf: bool) -> None:
+        if len(self.head) < HEAD_BYTES and self.boundary is None and not self.gzip:
+            self.head += bytes(data[: HEAD_BYTES - len(self.head)])
         if self.gzip:
             if self.inflater is None:
                 self.inflater = _Inflater()
@@ -337,6 +345,8 @@ class Message:
             and (self.chunk_state == "data" or self.content_length >= 0)
             and self.expect >= n
         ):
+            if len(self.head) < HEAD_BYTES:  # missing bytes stay in place, unreadable
+                self.head += bytes(min(n, HEAD_BYTES - len(self.head)))
             self.body_length += n
             self.expect -= n
             self.plain = max(0, self.expect)
