@@ -45,6 +45,29 @@ COVERED = {
         "T1573.002",
         "186.169.47.11",
     ),
+    # Session 18's detectors. DVWA's SQL injection, by its requests (web.attack).
+    "zeek-btest/Traces/http/cooper-grill-dvwa.pcapng": ("T1190", "192.168.111.148"),
+    # nmap -p80 -A: its scripting engine names itself in every HTTP probe (scan.tools).
+    "pcaps-esnet-scanners/attacks/scanners/nmap/nmap_80_all.pcap": ("T1046", "10.87.1.10"),
+    # AgentTesla mailing its password report: the PW_<user>/<computer> subject (stealer_mail).
+    "zeek-detector-pcaps/zeek-agenttesla-detector/testing/Traces/db9f075c-7879-4957-923a-f79fac957a2d.pcap": (
+        "T1048.003",
+        "192.168.100.122",
+    ),
+    # AgentTesla posting its loot over HTTP with Firefox's name and .NET's handshake (fake_browser),
+    # the same connection as Corelight's AgentTesla::C2_Traffic_Observed notice.
+    "zeek-detector-pcaps/zeek-agenttesla-detector/testing/Traces/0e328ab7-12b2-4843-8717-a5b3ebef33a8.pcap": (
+        "T1041",
+        "78.41.139.12",
+    ),
+    # Caldera's Manx agent fetched with curl before its TCP C2 starts (transfer.executable), as
+    # the Caldera package's SuspiciousFileDownload notice; the C2 session itself is not told.
+    "zeek-detector-pcaps/zeek-caldera-detector/testing/Traces/manx-tcp.pcap": (
+        "T1105",
+        "172.18.0.3",
+    ),
+    # The PE download, by wget over anonymous FTP (transfer.executable).
+    "zeek-btest/Traces/pe/pe.pcap": ("T1105", "192.168.1.31"),
 }
 
 

@@ -27,6 +27,8 @@ CASES = {
     "auth_bruteforce": "auth", "auth_spraying": "auth", "auth_success_after_failures": "auth",
     "win_log_cleared": "winevt", "win_new_service": "winevt", "win_scheduled_task": "winevt",
     "honeypot": "honeypot", "suricata_alert": "eve_alert",
+    "web_attack": "http", "scan_tools": "http", "stealer_mail": "smtp", "tool_transfer": "http",
+    "fake_browser": "http",
 }  # fmt: skip
 
 # Real logs beside the captures: host logs' detectors (and Sigma) split by their keys too.
