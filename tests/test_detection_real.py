@@ -47,6 +47,8 @@ COVERED = {
     ),
     # Session 18's detectors. DVWA's SQL injection, by its requests (web.attack).
     "zeek-btest/Traces/http/cooper-grill-dvwa.pcapng": ("T1190", "192.168.111.148"),
+    # nmap -p80 (a SYN scan): answered probes reset before a byte, on 80 and 443 (scan.half_open).
+    "pcaps-esnet-scanners/attacks/scanners/nmap/nmap_80_vanilla.pcap": ("T1046", "10.87.1.10"),
     # nmap -p80 -A: its scripting engine names itself in every HTTP probe (scan.tools).
     "pcaps-esnet-scanners/attacks/scanners/nmap/nmap_80_all.pcap": ("T1046", "10.87.1.10"),
     # AgentTesla mailing its password report: the PW_<user>/<computer> subject (stealer_mail).
