@@ -311,6 +311,20 @@ def manifest(work: Path) -> dict[str, tuple[int, int]]:
     return out
 
 
+def warm(path: Path) -> None:
+    """Read ``path`` once, untimed, so the run that follows finds it in the page cache.
+
+    PERFORMANCE.md measured every peer with a warm page cache, and this machine gives cached
+    pages back between runs (idle, its page cache shrank by ~30 MB/s): without this the first
+    tool of a round paid the capture's read from disk (in four of five runs of ``--repeat 5``,
+    round 1 gave mamori's lowest ratio, 4.38-4.49x nfpcapd, the other rounds 4.81-5.52x). Every
+    tool is warmed alike, before each of its runs."""
+    buf = bytearray(16 << 20)
+    with path.open("rb") as fh:
+        while fh.readinto(buf):
+            pass
+
+
 def measure(tool: Tool, work: Path, sizes: dict[str, tuple[int, int]], scratch: Path) -> Result:
     fname = INPUTS[tool.input]
     cap = work / fname
@@ -327,6 +341,7 @@ def measure(tool: Tool, work: Path, sizes: dict[str, tuple[int, int]], scratch: 
         with tempfile.TemporaryDirectory(dir=scratch) as t:
             for cmd in tool.stages(Path(t), work / INPUTS["1 % slice"]):
                 subprocess.run(cmd, capture_output=True)
+    warm(cap)
     tmp = Path(tempfile.mkdtemp(prefix=re.sub(r"\W+", "-", tool.name) + "-", dir=scratch))
     print(f"--> {tool.name} on {tool.input} ({packets:,} packets)", flush=True)
     try:
