@@ -68,6 +68,9 @@ COVERED = {
         "T1105",
         "172.18.0.3",
     ),
+    # Merlin over HTTP/3: a nameless QUIC session held for minutes (c2.quic_no_name), its
+    # handshake read from the QUIC Initial packets.
+    "zeek-btest/Traces/quic/merlinc2_Zeek_example.pcapng": ("T1071.001", "24.199.110.233"),
     # The PE download, by wget over anonymous FTP (transfer.executable).
     "zeek-btest/Traces/pe/pe.pcap": ("T1105", "192.168.1.31"),
 }

@@ -28,7 +28,7 @@ CASES = {
     "win_log_cleared": "winevt", "win_new_service": "winevt", "win_scheduled_task": "winevt",
     "honeypot": "honeypot", "suricata_alert": "eve_alert",
     "web_attack": "http", "scan_tools": "http", "stealer_mail": "smtp", "tool_transfer": "http",
-    "fake_browser": "http", "half_open": "conn",
+    "fake_browser": "http", "half_open": "conn", "quic_c2": "conn",
 }  # fmt: skip
 
 # Real logs beside the captures: host logs' detectors (and Sigma) split by their keys too.

@@ -3,6 +3,7 @@ server; ordinary URIs that use the same words stay quiet (golden case, DVWA, pro
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import quote
 
@@ -89,10 +90,10 @@ _WORDS = ["select", "union", "order", "by", "from", "script", "alert", "cat", "i
 def test_uris_made_of_ordinary_tokens_stay_quiet(tokens: list[str]) -> None:
     """The words and single characters the patterns use, in any order, are not an attack unless
     they line up as one: a single ``..`` segment, ``;`` before a parameter name, a quote inside a
-    name. Sequences that do line up (``' or 1=1``, ``;cat ``) are excluded here by construction:
-    no token starts with a space after a quote or a separator."""
+    name. Sequences that do line up (``' or 1=1``, ``; cat``, spaces or none) are what the
+    detector is for, and are told apart here by the text without its spaces."""
     uri = "/" + "".join(tokens)
     got = _one(uri)
-    assert got.height == 0 or any(
-        s in uri.lower() for s in ("'or", "'and", "../..", "'--", ";cat", ";id", ";ls", "|id")
-    ), uri
+    bare = uri.lower().replace("+", "").replace("%20", "")  # spaces do not separate these
+    lined_up = re.search(r"(;|&&|\|)(cat|id|ls|sh|echo)|'(or|and|--)|\.\./\.\.|etc/passwd", bare)
+    assert got.height == 0 or lined_up, uri
