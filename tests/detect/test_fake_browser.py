@@ -5,23 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from mamori.detect.engine import run_detectors
-from support.golden import (
-    COLUMNS,
-    assert_key_sufficient,
-    capture_frames,
-    case_frames,
-    detect,
-    expected,
-)
+from support.golden import assert_case_partitions, capture_frames, expected, golden_alerts
 
 ID = "c2.fake_browser"
 CAPTURE = "zeek-detector-pcaps/zeek-agenttesla-detector/testing/Traces/0e328ab7-12b2-4843-8717-a5b3ebef33a8.pcap"
 
 
 def test_golden_case() -> None:
-    got = run_detectors(case_frames("fake_browser", "http"), only=[ID]).alerts
-    got = got.sort("src", "dst", nulls_last=True).select(COLUMNS)
-    assert got.to_dicts() == expected("fake_browser")
+    assert golden_alerts("fake_browser", "http", ID) == expected("fake_browser")
 
 
 def test_the_shared_capture_is_found(data_dir: Path) -> None:
@@ -31,5 +22,4 @@ def test_the_shared_capture_is_found(data_dir: Path) -> None:
 
 
 def test_each_source_alone_gives_its_own_alerts() -> None:
-    rows = case_frames("fake_browser", "http")["http"].collect()
-    assert_key_sufficient(lambda r: detect(ID, {"http": r.lazy()}), rows, "orig_h")
+    assert_case_partitions(ID, "fake_browser", "http")

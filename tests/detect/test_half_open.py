@@ -6,14 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mamori.detect.engine import run_detectors
-from support.golden import (
-    COLUMNS,
-    assert_key_sufficient,
-    capture_frames,
-    case_frames,
-    detect,
-    expected,
-)
+from support.golden import assert_case_partitions, capture_frames, expected, golden_alerts
 
 ID = "scan.half_open"
 
@@ -21,10 +14,9 @@ ID = "scan.half_open"
 def test_golden_case() -> None:
     """Three open ports probed and reset: found; one port checked again and again, one reset
     beside a real session, refusals, and two probes in two windows: not."""
-    got = run_detectors(case_frames("half_open", "conn"), only=[ID]).alerts
-    got = got.sort("src", "dst", nulls_last=True).select(COLUMNS)
-    assert got.to_dicts() == expected("half_open")
-    assert got["src"].to_list() == ["10.10.0.5"]
+    got = golden_alerts("half_open", "conn", ID)
+    assert got == expected("half_open")
+    assert [a["src"] for a in got] == ["10.10.0.5"]
 
 
 def test_nmap_syn_scan_of_one_web_port_is_found(data_dir: Path) -> None:
@@ -42,5 +34,4 @@ def test_one_reset_after_a_syn_ack_is_left_alone(data_dir: Path) -> None:
 
 
 def test_each_source_alone_gives_its_own_alerts() -> None:
-    rows = case_frames("half_open", "conn")["conn"].collect()
-    assert_key_sufficient(lambda r: detect(ID, {"conn": r.lazy()}), rows, "orig_h")
+    assert_case_partitions(ID, "half_open", "conn")

@@ -5,23 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from mamori.detect.engine import run_detectors
-from support.golden import (
-    COLUMNS,
-    assert_key_sufficient,
-    capture_frames,
-    case_frames,
-    detect,
-    expected,
-)
+from support.golden import assert_case_partitions, capture_frames, expected, golden_alerts
 
 ID = "scan.tools"
 CAPTURE = "pcaps-esnet-scanners/attacks/scanners/nmap/nmap_80_all.pcap"
 
 
 def test_golden_case() -> None:
-    got = run_detectors(case_frames("scan_tools", "http"), only=[ID]).alerts
-    got = got.sort("src", "dst", nulls_last=True).select(COLUMNS)
-    assert got.to_dicts() == expected("scan_tools")
+    assert golden_alerts("scan_tools", "http", ID) == expected("scan_tools")
 
 
 def test_the_shared_capture_is_found(data_dir: Path) -> None:
@@ -31,5 +22,4 @@ def test_the_shared_capture_is_found(data_dir: Path) -> None:
 
 
 def test_each_source_alone_gives_its_own_alerts() -> None:
-    rows = case_frames("scan_tools", "http")["http"].collect()
-    assert_key_sufficient(lambda r: detect(ID, {"http": r.lazy()}), rows, "orig_h")
+    assert_case_partitions(ID, "scan_tools", "http")

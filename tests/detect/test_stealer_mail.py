@@ -5,23 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from mamori.detect.engine import run_detectors
-from support.golden import (
-    COLUMNS,
-    assert_key_sufficient,
-    capture_frames,
-    case_frames,
-    detect,
-    expected,
-)
+from support.golden import assert_case_partitions, capture_frames, expected, golden_alerts
 
 ID = "exfiltration.stealer_mail"
 CAPTURE = "zeek-detector-pcaps/zeek-agenttesla-detector/testing/Traces/db9f075c-7879-4957-923a-f79fac957a2d.pcap"
 
 
 def test_golden_case() -> None:
-    got = run_detectors(case_frames("stealer_mail", "smtp"), only=[ID]).alerts
-    got = got.sort("src", "dst", nulls_last=True).select(COLUMNS)
-    assert got.to_dicts() == expected("stealer_mail")
+    assert golden_alerts("stealer_mail", "smtp", ID) == expected("stealer_mail")
 
 
 def test_the_shared_capture_is_found(data_dir: Path) -> None:
@@ -31,5 +22,4 @@ def test_the_shared_capture_is_found(data_dir: Path) -> None:
 
 
 def test_each_source_alone_gives_its_own_alerts() -> None:
-    rows = case_frames("stealer_mail", "smtp")["smtp"].collect()
-    assert_key_sufficient(lambda r: detect(ID, {"smtp": r.lazy()}), rows, "orig_h")
+    assert_case_partitions(ID, "stealer_mail", "smtp")

@@ -13,12 +13,11 @@ from hypothesis import strategies as st
 
 from mamori.detect.engine import run_detectors
 from support.golden import (
-    COLUMNS,
-    assert_key_sufficient,
+    assert_case_partitions,
     capture_frames,
-    case_frames,
     detect,
     expected,
+    golden_alerts,
     typed,
 )
 
@@ -26,9 +25,7 @@ ID = "web.attack"
 
 
 def test_golden_case() -> None:
-    got = run_detectors(case_frames("web_attack", "http"), only=[ID]).alerts
-    got = got.sort("src", "dst", nulls_last=True).select(COLUMNS)
-    assert got.to_dicts() == expected("web_attack")
+    assert golden_alerts("web_attack", "http", ID) == expected("web_attack")
 
 
 def test_dvwa_sql_injection_is_found(data_dir: Path) -> None:
@@ -42,8 +39,7 @@ def test_dvwa_sql_injection_is_found(data_dir: Path) -> None:
 
 
 def test_each_attacker_alone_gives_its_own_alerts() -> None:
-    rows = case_frames("web_attack", "http")["http"].collect()
-    assert_key_sufficient(lambda r: detect(ID, {"http": r.lazy()}), rows, "orig_h")
+    assert_case_partitions(ID, "web_attack", "http")
 
 
 PAYLOADS = {

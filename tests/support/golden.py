@@ -68,3 +68,18 @@ def assert_key_sufficient(
     exactly the alerts of the whole (what lets a Spark engine run it per key)."""
     parts = [run(g) for g in rows.partition_by(key)]
     assert pl.concat(parts).sort("key", "first_seen").equals(run(rows).sort("key", "first_seen"))
+
+
+def golden_alerts(name: str, table: str, det: str) -> list[dict]:  # type: ignore[type-arg]
+    """A golden case's alerts from one detector through the engine, in the expected file's order
+    and columns (compare with :func:`expected`)."""
+    from mamori.detect.engine import run_detectors
+
+    got = run_detectors(case_frames(name, table), only=[det]).alerts
+    return got.sort("src", "dst", nulls_last=True).select(COLUMNS).to_dicts()
+
+
+def assert_case_partitions(det: str, name: str, table: str, key: str = "orig_h") -> None:
+    """:func:`assert_key_sufficient` on a golden case's rows of one table."""
+    rows = case_frames(name, table)[table].collect()
+    assert_key_sufficient(lambda r: detect(det, {table: r.lazy()}), rows, key)
