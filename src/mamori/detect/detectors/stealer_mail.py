@@ -27,18 +27,14 @@ from mamori.detect.windows import threshold
 ID = "exfiltration.stealer_mail"
 TECHNIQUES = ("T1048.003", "T1071.003")
 
-# family -> (regular expression on the subject, what the report holds); sources: the AgentTesla
-# reports in the shared capture (``PW_admin/DESKTOP-JGLLJLD``) and the formats the families'
-# public analyses document.
-FAMILIES: dict[str, tuple[str, str]] = {
-    "AgentTesla": (r"^(PW|KL|SC|CO|CL|HD)_[^/\s]{1,64}/[^/\s]{1,64}$", "report"),
-    "Snake Keylogger": (
-        r"(?i)snake keylogger|^(Passwords|Keystrokes|Screenshot|Clipboard) ::",
-        "report",
-    ),
-    "HawkEye": (r"(?i)hawkeye (keylogger|reborn)", "report"),
-    "404 Keylogger": (r"(?i)404 keylogger", "report"),
-    "Phoenix Keylogger": (r"(?i)phoenix keylogger", "report"),
+# family -> regular expression on the subject; sources: the AgentTesla reports in the shared
+# capture (``PW_admin/DESKTOP-JGLLJLD``) and the formats the families' public analyses document.
+FAMILIES: dict[str, str] = {
+    "AgentTesla": r"^(PW|KL|SC|CO|CL|HD)_[^/\s]{1,64}/[^/\s]{1,64}$",
+    "Snake Keylogger": r"(?i)snake keylogger|^(Passwords|Keystrokes|Screenshot|Clipboard) ::",
+    "HawkEye": r"(?i)hawkeye (keylogger|reborn)",
+    "404 Keylogger": r"(?i)404 keylogger",
+    "Phoenix Keylogger": r"(?i)phoenix keylogger",
 }
 PASSWORD_REPORT = r"^PW_|(?i:^passwords ::|passwords? logs?)"
 
@@ -52,7 +48,7 @@ class StealerMailParams(Params):
 def _family(subject: pl.Expr) -> pl.Expr:
     out: pl.Expr = pl.lit(None, pl.String)
     for name in reversed(FAMILIES):
-        out = pl.when(subject.str.contains(FAMILIES[name][0])).then(pl.lit(name)).otherwise(out)
+        out = pl.when(subject.str.contains(FAMILIES[name])).then(pl.lit(name)).otherwise(out)
     return out
 
 

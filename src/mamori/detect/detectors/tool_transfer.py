@@ -38,7 +38,7 @@ PROGRAM_NAME = (
 )
 # Default User-Agents of command-line downloaders and scripting HTTP libraries (lower case).
 DOWNLOADERS = (
-    r"^$|^-$|^curl/|^wget/|powershell|^microsoft-cryptoapi/.*certutil|certutil|^python-requests/"
+    r"^$|^-$|^curl/|^wget/|powershell|certutil|^python-requests/"
     r"|^python-urllib/|^python/|^go-http-client/|^libwww-perl/|^lwp::|^java/|^okhttp/|^winhttp"
     r"|^aria2/|^httpie/"
 )
